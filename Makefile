@@ -1,0 +1,42 @@
+# Two commands do all the set-up: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Debian packages the test suite talks to (real clients and real peers).
+TEST_DEBS  := dnsutils knot-dnsutils nsd unbound iproute2
+# Peer servers and the load generator for `make bench`.
+BENCH_DEBS := dnsutils nsd knot gdnsd pdns-server pdns-backend-bind dnsperf util-linux
+
+.PHONY: run test lint unit bench debs-test debs-bench clean
+
+$(BIN)/dynserver: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "dynserver needs Python 3.11+"'
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+run: $(BIN)/dynserver
+	$(BIN)/dynserver serve --config zones/dynserver.toml
+
+debs-test:
+	@./.ci/debs $(TEST_DEBS)
+
+debs-bench:
+	@./.ci/debs $(BENCH_DEBS)
+
+lint: $(BIN)/dynserver
+	$(BIN)/ruff check dynserver tests bench
+	$(BIN)/mypy
+
+unit: $(BIN)/dynserver
+	$(BIN)/pytest
+
+test: debs-test $(BIN)/dynserver lint unit
+
+bench: debs-bench $(BIN)/dynserver
+	$(BIN)/python bench/dnsperf_compare.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,684 @@
+"""DNS query throughput and CPU cost: dynserver side by side with peer servers.
+
+One command, run from the repository root:
+
+    .venv/bin/python bench/dnsperf_compare.py [--duration 10] [--servers dynserver,gdnsd,...]
+
+For each server it renders the config templates in ``bench/peers/`` into a fresh temp
+dir (127.0.0.x address, random free port, never 53), starts the server in the foreground
+pinned to CPU 1 (``taskset -c 1``), waits until it answers, then runs dnsperf pinned to
+CPU 0 twice with the query mix of ``bench/peers/queries.txt``:
+
+* full load: queries per second, and server CPU (utime + stime of the server's whole
+  process tree, from /proc) per answered query;
+* a fixed rate of 100k queries per second (``-Q 100000``): server CPU per answered query.
+
+gdnsd (metafo + http_status) and PowerDNS (LUA ``ifurlup``) health-check the two backends
+of ``app``, so the harness serves HTTP 200 on both backend addresses while it runs.
+
+Every process the harness starts is stopped by PID when it is done with it; all traffic
+stays on 127.0.0.0/8. Only the standard library and dnspython are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.server
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+PEERS_DIR = BENCH_DIR / "peers"
+QUERIES_FILE = PEERS_DIR / "queries.txt"
+
+ZONE = "dyn.example.test"
+WWW_ADDRESS = "192.0.2.10"  # `www` in every zone template
+APP1 = "127.0.0.101"  # preferred backend of `app`
+APP2 = "127.0.0.102"  # second backend of `app`
+FIRST_SERVER_HOST = 11  # servers listen on 127.0.0.11, .12, ...
+
+SERVER_CPU = 1
+CLIENT_CPU = 0
+CLIENTS = 10
+OUTSTANDING = 200
+QUERY_TIMEOUT_S = 1
+FIXED_RATE = 100_000
+ALL_SERVERS = ("dynserver", "gdnsd", "nsd", "knot", "pdns")
+
+# What dynserver must reach, relative to gdnsd (the fastest health-checking peer).
+TARGET_QPS_RATIO = 0.8  # dynserver QPS >= 0.8 x gdnsd
+TARGET_CPU_RATIO = 1.5  # dynserver CPU/query at 100k QPS <= 1.5 x gdnsd
+
+START_TIMEOUT_S = 20.0
+APP_TIMEOUT_S = 10.0  # health checks: gdnsd's shortest interval is 2 s
+STOP_TIMEOUT_S = 5.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class ServerFailed(Exception):
+    """A server could not be started, did not answer, or died during a run."""
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True)
+class Env:
+    """Where one server under test lives: its address, port and scratch directory."""
+
+    name: str
+    addr: str
+    port: int
+    rundir: Path
+    hport: int
+    pdns_lua_mode: str
+
+    def substitutions(self) -> dict[str, str]:
+        return {
+            "@ADDR@": self.addr,
+            "@PORT@": str(self.port),
+            "@RUNDIR@": str(self.rundir),
+            "@NAME@": self.name,
+            "@LUAMODE@": self.pdns_lua_mode,
+            "@APP1@": APP1,
+            "@APP2@": APP2,
+            "@HPORT@": str(self.hport),
+        }
+
+
+def render(template: Path, dest: Path, env: Env) -> Path:
+    """Copy a template to dest with every @PLACEHOLDER@ replaced; fail on a leftover one."""
+    text = template.read_text()
+    for key, value in env.substitutions().items():
+        text = text.replace(key, value)
+    leftover = re.findall(r"@[A-Z0-9]+@", text)
+    if leftover:
+        raise ServerFailed(f"{template}: unknown placeholders {sorted(set(leftover))}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(text)
+    return dest
+
+
+def render_static_zone(env: Env, dest: Path) -> Path:
+    return render(PEERS_DIR / "zones" / f"{ZONE}.zone.in", dest, env)
+
+
+def mkdirs(*paths: Path) -> None:
+    for path in paths:
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def dynserver_binary() -> str:
+    """The dynserver entry point next to the running interpreter (.venv/bin), else PATH."""
+    beside = Path(sys.executable).parent / "dynserver"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("dynserver") or str(REPO_DIR / ".venv" / "bin" / "dynserver")
+
+
+def prepare_dynserver(env: Env) -> list[str]:
+    render_static_zone(env, env.rundir / f"{ZONE}.zone")
+    config = env.rundir / "dynserver.toml"
+    config.write_text(
+        f'[server]\ndns = ["{env.addr}:{env.port}"]\n\n'
+        f'[zones."{ZONE}"]\nfile = "{ZONE}.zone"\n'
+    )
+    return [dynserver_binary(), "serve", "--config", str(config)]
+
+
+def prepare_gdnsd(env: Env) -> list[str]:
+    confdir = env.rundir / "gdnsd"
+    render(PEERS_DIR / "gdnsd" / "config.in", confdir / "config", env)
+    render(PEERS_DIR / "gdnsd" / f"{ZONE}.in", confdir / "zones" / ZONE, env)
+    mkdirs(confdir / "run", confdir / "state")
+    return ["gdnsd", "-c", str(confdir), "start"]
+
+
+def prepare_nsd(env: Env) -> list[str]:
+    config = render(PEERS_DIR / "nsd.conf.in", env.rundir / "nsd.conf", env)
+    render_static_zone(env, env.rundir / "zones" / f"{ZONE}.zone")
+    mkdirs(env.rundir / "nsd", env.rundir / "logs")
+    return ["nsd", "-d", "-c", str(config)]
+
+
+def prepare_knot(env: Env) -> list[str]:
+    config = render(PEERS_DIR / "knot.conf.in", env.rundir / "knot.conf", env)
+    render_static_zone(env, env.rundir / "zones" / f"{ZONE}.zone")
+    mkdirs(env.rundir / "knot" / "db")
+    return ["knotd", "-c", str(config)]
+
+
+def prepare_pdns(env: Env) -> list[str]:
+    confdir = env.rundir / env.name
+    render(PEERS_DIR / "pdns.conf.in", confdir / "pdns.conf", env)
+    render(PEERS_DIR / "named.conf.in", confdir / "named.conf", env)
+    zone_in = PEERS_DIR / "zones" / f"{ZONE}.lua.zone.in"
+    render(zone_in, env.rundir / "zones" / f"{ZONE}.lua.zone", env)
+    return ["pdns_server", f"--config-dir={confdir}"]
+
+
+PREPARE: dict[str, Callable[[Env], list[str]]] = {
+    "dynserver": prepare_dynserver,
+    "gdnsd": prepare_gdnsd,
+    "nsd": prepare_nsd,
+    "knot": prepare_knot,
+    "pdns": prepare_pdns,
+}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    ppid: int
+    ticks: int  # utime + stime + cutime + cstime
+    starttime: int  # distinguishes a process from a later one that reuses its PID
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after it.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return ProcStat(pid, int(fields[1]), utime + stime + cutime + cstime, int(fields[19]))
+
+
+def process_tree(root: int) -> list[ProcStat]:
+    """The root process and all its live descendants."""
+    stats = [s for s in (read_stat(int(p)) for p in os.listdir("/proc") if p.isdigit()) if s]
+    children: dict[int, list[ProcStat]] = {}
+    for stat in stats:
+        children.setdefault(stat.ppid, []).append(stat)
+    root_stat = next((s for s in stats if s.pid == root), None)
+    if root_stat is None:
+        return []
+    tree, todo = [], [root_stat]
+    while todo:
+        stat = todo.pop()
+        tree.append(stat)
+        todo.extend(children.get(stat.pid, []))
+    return tree
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """utime + stime of a process tree (reaped children included via cutime/cstime)."""
+    return sum(s.ticks for s in process_tree(root)) / CLK_TCK
+
+
+def kill_if_same(stat: ProcStat, sig: signal.Signals) -> None:
+    """Signal a process we started, unless its PID now belongs to another process."""
+    now = read_stat(stat.pid)
+    if now is not None and now.starttime == stat.starttime:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stat.pid, sig)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server, SIGKILL it after a grace period, then any leftover children."""
+    descendants = [s for s in process_tree(proc.pid) if s.pid != proc.pid]
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT_S)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for stat in descendants:
+        kill_if_same(stat, signal.SIGTERM)
+    while any(read_stat(s.pid) for s in descendants) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for stat in descendants:
+        kill_if_same(stat, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running(argv: Sequence[str], cwd: Path, log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server pinned to SERVER_CPU in the foreground; stop it on exit."""
+    proc = subprocess.Popen(
+        ["taskset", "-c", str(SERVER_CPU), *argv],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a Ctrl-C reaches the harness, which stops it in order
+    )
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+def free_port(addr: str) -> int:
+    """A port that is free for both UDP and TCP on addr (never 53)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((addr, 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((addr, port))
+                except OSError:
+                    continue
+        if port != 53:
+            return port
+    raise RuntimeError(f"no free port on {addr}")
+
+
+# --------------------------------------------------------------------------- HTTP backend
+
+
+class _OkHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET/HEAD with 200: the health-checked backends of `app`."""
+
+    body = b"ok\n"
+
+    def _ok(self, with_body: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        if with_body:
+            self.wfile.write(self.body)
+
+    def do_GET(self) -> None:
+        self._ok(with_body=True)
+
+    def do_HEAD(self) -> None:
+        self._ok(with_body=False)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+        pass
+
+
+@contextlib.contextmanager
+def http_backends(addrs: Sequence[str]) -> Iterator[int]:
+    """Serve HTTP 200 on the same free port of every address; yield that port."""
+    servers: list[http.server.ThreadingHTTPServer] = []
+    try:
+        for _ in range(20):
+            port = free_port(addrs[0])
+            try:
+                for addr in addrs:
+                    servers.append(http.server.ThreadingHTTPServer((addr, port), _OkHandler))
+                break
+            except OSError:
+                for server in servers:
+                    server.server_close()
+                servers.clear()
+        else:
+            raise RuntimeError("no common free port for the HTTP backends")
+        for server in servers:
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield port
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+# --------------------------------------------------------------------------- DNS checks
+
+
+def ask(addr: str, port: int, name: str, rdtype: str) -> dns.message.Message | None:
+    query = dns.message.make_query(name, rdtype)
+    try:
+        return dns.query.udp(query, addr, port=port, timeout=0.3)
+    except (dns.exception.DNSException, OSError):
+        return None
+
+
+def addresses(reply: dns.message.Message | None) -> set[str]:
+    if reply is None:
+        return set()
+    return {rd.to_text() for rrset in reply.answer for rd in rrset}
+
+
+def wait_ready(proc: subprocess.Popen[bytes], addr: str, port: int) -> None:
+    """Wait until the server answers the SOA of the zone."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerFailed(f"exited with code {proc.returncode} before answering")
+        reply = ask(addr, port, ZONE, "SOA")
+        if reply is not None and reply.rcode() == dns.rcode.NOERROR and reply.answer:
+            return
+        time.sleep(0.1)
+    raise ServerFailed(f"no SOA answer on {addr}:{port} within {START_TIMEOUT_S:.0f} s")
+
+
+def wait_app_healthy(addr: str, port: int) -> bool:
+    """Wait until `app` answers the preferred backend only (health checks have run)."""
+    deadline = time.monotonic() + APP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if addresses(ask(addr, port, f"app.{ZONE}", "A")) == {APP1}:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def check_answers(addr: str, port: int) -> list[str]:
+    """Compare the answers to the query mix with what every zone template says."""
+    problems = []
+    www = ask(addr, port, f"www.{ZONE}", "A")
+    if addresses(www) != {WWW_ADDRESS}:
+        problems.append(f"www A: expected {WWW_ADDRESS}, got {sorted(addresses(www))}")
+    nope = ask(addr, port, f"nope.{ZONE}", "A")
+    if nope is None or nope.rcode() != dns.rcode.NXDOMAIN:
+        got = "no reply" if nope is None else dns.rcode.to_text(nope.rcode())
+        problems.append(f"nope A: expected NXDOMAIN, got {got}")
+    return problems
+
+
+# --------------------------------------------------------------------------- dnsperf
+
+
+@dataclass(frozen=True)
+class Run:
+    """One dnsperf run against one server, with the server's CPU time over it."""
+
+    qps: float
+    sent: int
+    completed: int
+    lost: int
+    rcodes: dict[str, int]
+    cpu_s: float
+    cpu_us_per_query: float
+    command: str
+
+
+def dnsperf_argv(addr: str, port: str, duration: int, rate: int | None) -> list[str]:
+    argv = ["taskset", "-c", str(CLIENT_CPU), "dnsperf", "-s", addr, "-p", port]
+    argv += ["-d", display_path(QUERIES_FILE), "-c", str(CLIENTS), "-q", str(OUTSTANDING)]
+    argv += ["-t", str(QUERY_TIMEOUT_S), "-l", str(duration)]
+    return argv + (["-Q", str(rate)] if rate else [])
+
+
+def parse_dnsperf(output: str) -> tuple[float, int, int, int, dict[str, int]]:
+    """(qps, sent, completed, lost, response codes) from dnsperf's summary."""
+
+    def number(label: str) -> str:
+        match = re.search(rf"{label}:\s+([\d.]+)", output)
+        if match is None:
+            raise ServerFailed(f"dnsperf output has no '{label}':\n{output[-2000:]}")
+        return match.group(1)
+
+    codes_line = re.search(r"Response codes:\s+(.*)", output)
+    codes = dict(re.findall(r"([A-Z]+) (\d+)", codes_line.group(1))) if codes_line else {}
+    return (
+        float(number("Queries per second")),
+        int(number("Queries sent")),
+        int(number("Queries completed")),
+        int(number("Queries lost")),
+        {code: int(count) for code, count in codes.items()},
+    )
+
+
+def measure(proc: subprocess.Popen[bytes], addr: str, port: int, duration: int,
+            rate: int | None) -> Run:
+    """Run dnsperf once; charge the server's CPU time over the run to the answered queries."""
+    argv = dnsperf_argv(addr, str(port), duration, rate)
+    before = tree_cpu_seconds(proc.pid)
+    done = subprocess.run(argv, cwd=REPO_DIR, capture_output=True, text=True,
+                          timeout=duration + 30, check=False)
+    after = tree_cpu_seconds(proc.pid)
+    if proc.poll() is not None:
+        raise ServerFailed(f"server exited (code {proc.returncode}) during dnsperf")
+    if done.returncode != 0:
+        raise ServerFailed(f"dnsperf failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    qps, sent, completed, lost, rcodes = parse_dnsperf(done.stdout)
+    if completed == 0:
+        raise ServerFailed("dnsperf got no answers")
+    cpu_s = after - before
+    return Run(qps, sent, completed, lost, rcodes, cpu_s, cpu_s * 1e6 / completed,
+               shlex.join(argv))
+
+
+# --------------------------------------------------------------------------- one server
+
+
+@dataclass
+class ServerResult:
+    name: str
+    full: Run | None = None
+    fixed: Run | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    address: str = ""
+    command: str = ""
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def bench_server(name: str, addr: str, hport: int, args: argparse.Namespace) -> ServerResult:
+    """Start one server in a fresh temp dir, measure it twice, stop it."""
+    result = ServerResult(name)
+    rundir = Path(tempfile.mkdtemp(prefix=f"dynbench-{name}-"))
+    try:
+        env = Env(name, addr, free_port(addr), rundir, hport, args.pdns_lua_mode)
+        result.address = f"{addr}:{env.port}"
+        log_path = rundir / "server.log"
+        try:
+            argv = PREPARE[name](env)
+            result.command = shlex.join(["taskset", "-c", str(SERVER_CPU), *argv])
+            if shutil.which(argv[0]) is None:
+                raise ServerFailed(f"{argv[0]} not found")
+            progress(f"[{name}] {result.command}  (on {result.address})")
+            with log_path.open("wb") as log, running(argv, rundir, log) as proc:
+                run_server(proc, env, args, result)
+        except (ServerFailed, OSError, subprocess.SubprocessError) as exc:
+            result.error = str(exc)
+            tail = log_tail(log_path)
+            progress(f"[{name}] FAILED: {exc}" + (f"\n--- server log tail:\n{tail}" if tail else ""))
+    finally:
+        if args.keep_tmp:
+            progress(f"[{name}] kept {rundir}")
+        else:
+            shutil.rmtree(rundir, ignore_errors=True)
+    return result
+
+
+def run_server(proc: subprocess.Popen[bytes], env: Env, args: argparse.Namespace,
+               result: ServerResult) -> None:
+    wait_ready(proc, env.addr, env.port)
+    if not wait_app_healthy(env.addr, env.port):
+        result.notes.append(f"app A did not settle on {APP1} within {APP_TIMEOUT_S:.0f} s")
+    result.notes += check_answers(env.addr, env.port)
+    if args.warmup:
+        measure(proc, env.addr, env.port, args.warmup, None)
+    result.full = measure(proc, env.addr, env.port, args.duration, None)
+    progress(f"[{env.name}] full load: {result.full.qps:,.0f} QPS, "
+             f"{result.full.cpu_us_per_query:.2f} µs CPU/query")
+    result.fixed = measure(proc, env.addr, env.port, args.duration, FIXED_RATE)
+    progress(f"[{env.name}] at {FIXED_RATE:,} QPS: {result.fixed.qps:,.0f} QPS, "
+             f"{result.fixed.cpu_us_per_query:.2f} µs CPU/query")
+    for run in (result.full, result.fixed):
+        bad = {k: v for k, v in run.rcodes.items() if k not in ("NOERROR", "NXDOMAIN")}
+        if bad:
+            result.notes.append(f"unexpected response codes {bad} in `{run.command}`")
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def table(results: Sequence[ServerResult]) -> str:
+    """A Markdown table: readable in a terminal, pasteable into docs/benchmarks.md."""
+    dyn = next((r for r in results if r.name == "dynserver" and r.error is None), None)
+    header = ("| server | QPS | lost | CPU µs/query, full load | QPS at -Q 100000 "
+              "| CPU µs/query at 100k | QPS dyn/peer | CPU dyn/peer (full) "
+              "| CPU dyn/peer (100k) |")
+    lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if r.error is not None or r.full is None or r.fixed is None:
+            lines.append(f"| {r.name} | FAILED: {r.error} | | | | | | | |")
+            continue
+        lost = 100.0 * r.full.lost / max(r.full.sent, 1)
+        cells = [r.name, f"{r.full.qps:,.0f}", f"{lost:.2f}%", f"{r.full.cpu_us_per_query:.2f}",
+                 f"{r.fixed.qps:,.0f}", f"{r.fixed.cpu_us_per_query:.2f}"]
+        if dyn is None or dyn is r or dyn.full is None or dyn.fixed is None:
+            cells += ["–", "–", "–"]
+        else:
+            cells += [fmt(ratio(dyn.full.qps, r.full.qps), ".2f"),
+                      fmt(ratio(dyn.full.cpu_us_per_query, r.full.cpu_us_per_query), ".2f"),
+                      fmt(ratio(dyn.fixed.cpu_us_per_query, r.fixed.cpu_us_per_query), ".2f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def targets(results: Sequence[ServerResult]) -> list[str]:
+    """The two goals of dynserver against gdnsd, with PASS/MISS or why it is n/a."""
+    by_name = {r.name: r for r in results if r.error is None and r.full and r.fixed}
+    dyn, ref = by_name.get("dynserver"), by_name.get("gdnsd")
+    goals = [f"dynserver QPS >= {TARGET_QPS_RATIO} x gdnsd",
+             f"dynserver CPU/query at {FIXED_RATE // 1000}k QPS <= {TARGET_CPU_RATIO} x gdnsd"]
+    if dyn is None or ref is None or not (dyn.full and dyn.fixed and ref.full and ref.fixed):
+        missing = " and ".join(n for n in ("dynserver", "gdnsd") if n not in by_name)
+        return [f"{goal}: n/a ({missing} not measured)" for goal in goals]
+    qps = dyn.full.qps / ref.full.qps
+    cpu = dyn.fixed.cpu_us_per_query / ref.fixed.cpu_us_per_query
+    return [f"{goals[0]}: {qps:.2f} x -> {'PASS' if qps >= TARGET_QPS_RATIO else 'MISS'}",
+            f"{goals[1]}: {cpu:.2f} x -> {'PASS' if cpu <= TARGET_CPU_RATIO else 'MISS'}"]
+
+
+def display_path(path: Path) -> str:
+    """path relative to the current directory when it is below it, for copy-pasteable commands."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def invocation() -> str:
+    return shlex.join([display_path(Path(sys.executable).absolute()), *sys.argv])
+
+
+def report(results: Sequence[ServerResult], args: argparse.Namespace) -> str:
+    dnsperf = shlex.join(dnsperf_argv("ADDR", "PORT", args.duration, None))
+    lines = [
+        f"command: {invocation()}",
+        f"dnsperf: {dnsperf}   (and again with -Q {FIXED_RATE})",
+        f"servers pinned to CPU {SERVER_CPU}, dnsperf to CPU {CLIENT_CPU}; CPU = utime+stime "
+        "of the server's process tree / answered queries",
+        "",
+        table(results),
+        "",
+        *targets(results),
+    ]
+    for r in results:
+        lines += [f"note [{r.name}]: {note}" for note in r.notes]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, results: Sequence[ServerResult], args: argparse.Namespace) -> None:
+    data = {
+        "command": invocation(),
+        "duration_s": args.duration,
+        "fixed_rate_qps": FIXED_RATE,
+        "server_cpu": SERVER_CPU,
+        "client_cpu": CLIENT_CPU,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "targets": targets(results),
+        "results": [asdict(r) for r in results],
+    }
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--duration", type=int, default=10,
+                        help="seconds per dnsperf run (two runs per server; default 10)")
+    parser.add_argument("--servers", default=",".join(ALL_SERVERS),
+                        help=f"comma-separated subset of {','.join(ALL_SERVERS)}")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="seconds of unmeasured load before the runs (0 = none; default 1)")
+    parser.add_argument("--pdns-lua-mode", choices=("shared", "yes"), default="shared",
+                        help="PowerDNS enable-lua-records (default shared)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
+    parser.add_argument("--keep-tmp", action="store_true",
+                        help="keep each server's rendered config dir and log")
+    args = parser.parse_args(argv)
+    args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = sorted(set(args.servers) - set(ALL_SERVERS))
+    if unknown:
+        parser.error(f"unknown servers {unknown}; choose from {', '.join(ALL_SERVERS)}")
+    if args.duration < 1:
+        parser.error("--duration must be >= 1")
+    return args
+
+
+def preflight() -> str | None:
+    """Why the bench cannot run at all on this machine, or None."""
+    if not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
+        return f"needs CPUs {CLIENT_CPU} and {SERVER_CPU} (dnsperf and server on separate cores)"
+    for tool in ("taskset", "dnsperf"):
+        if shutil.which(tool) is None:
+            return f"{tool} not found (make debs-bench installs it)"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    problem = preflight()
+    if problem:
+        print(f"dnsperf_compare: {problem}", file=sys.stderr)
+        return 2
+    results: list[ServerResult] = []
+    with http_backends([APP1, APP2]) as hport:
+        for index, name in enumerate(args.servers):
+            addr = f"127.0.0.{FIRST_SERVER_HOST + index}"
+            results.append(bench_server(name, addr, hport, args))
+    print(report(results, args))
+    if args.json:
+        write_json(args.json, results, args)
+    return 1 if any(r.error for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

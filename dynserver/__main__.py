@@ -1,0 +1,3 @@
+from dynserver.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Command line: `dynserver serve`, `dynserver check-config`, `dynserver --version`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from dynserver import __version__, config
+from dynserver.errors import ConfigError
+from dynserver.model import Listener
+
+
+def _listener(value: str) -> Listener:
+    try:
+        return config.parse_listener(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynserver",
+        description="Authoritative DNS for a dynamic zone, with built-in health checks.",
+    )
+    parser.add_argument("--version", action="version", version=f"dynserver {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve DNS (and the web UI) from a config")
+    serve.add_argument("--config", required=True, metavar="PATH", help="the TOML config file")
+    serve.add_argument(
+        "--dns", action="append", type=_listener, metavar="HOST:PORT",
+        help="DNS listener (UDP+TCP); repeat for several; overrides [server] dns",
+    )
+    serve.add_argument(
+        "--http", type=_listener, metavar="HOST:PORT", help="web listener; overrides [server] http"
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    check = commands.add_parser("check-config", help="validate a config and its master files")
+    check.add_argument("--config", required=True, metavar="PATH")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        loaded = config.load(args.config)
+    except ConfigError as error:
+        print(f"dynserver: config error: {error}", file=sys.stderr)
+        return 1
+    if args.command == "check-config":
+        names = ", ".join(_zone_names(loaded))
+        print(f"{args.config}: OK ({len(loaded.zones)} zones: {names})")
+        return 0
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    from dynserver.app import App, with_listeners
+
+    loaded = with_listeners(loaded, args.dns, args.http)
+    try:
+        asyncio.run(_serve(App, loaded))
+    except OSError as error:
+        print(f"dynserver: cannot listen: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(app_class: type, loaded: config.Config) -> None:
+    app = app_class(loaded)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, app.stopping.set)
+    await app.serve_forever()
+
+
+def _zone_names(loaded: config.Config) -> list[str]:
+    from dynserver.dns.wire import name_to_text
+
+    return [name_to_text(zone.name) for zone in loaded.zones]

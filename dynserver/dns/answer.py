@@ -1,0 +1,221 @@
+"""The answering core: which records answer a question, and how they go on the wire.
+
+Pure functions over immutable zones (RFC 1034 4.3.2 for an authoritative-only server):
+no sockets, no clock, no randomness. ``resolve`` decides the content of a reply,
+``render`` lays it out within a size limit, truncating per RFC 2181 9 when it must.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dnslib import RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
+from dynserver.dns import wire
+from dynserver.dns.zone import RRset, Zone
+from dynserver.types import Name
+
+# A CNAME chain longer than this inside our own data is a loop or a misconfiguration;
+# resolvers give up long before (unbound: 11 steps).
+MAX_CHAIN = 12
+_ADDRESS_TYPES = (wire.TYPE_A, wire.TYPE_AAAA)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What a reply says, before it is laid out on the wire.
+
+    ``additional`` holds optional RRsets (dropped first when space runs out);
+    ``glue`` holds the in-domain glue a referral cannot do without (RFC 9471).
+    """
+
+    rcode: int
+    aa: bool
+    answer: tuple[RR, ...] = ()
+    authority: tuple[RR, ...] = ()
+    glue: tuple[tuple[RR, ...], ...] = ()
+    additional: tuple[tuple[RR, ...], ...] = ()
+
+
+REFUSED = Resolution(rcode=wire.REFUSED, aa=False)
+
+
+def find_zone(zones: Mapping[Name, Zone], qname: Name) -> Zone | None:
+    """The most specific zone we serve that contains ``qname``."""
+    for i in range(len(qname) + 1):
+        zone = zones.get(qname[i:])
+        if zone is not None:
+            return zone
+    return None
+
+
+def resolve(zones: Mapping[Name, Zone], qname: Name, qtype: int) -> Resolution:
+    """Answer a class IN question from our zones, following CNAMEs within them."""
+    zone = find_zone(zones, qname)
+    if zone is None:
+        return REFUSED  # never a resolver: names outside our zones are not ours to answer
+    answer: list[RR] = []
+    extra_names: list[Name] = []
+    seen = {qname}
+    while True:
+        cut, node, owner = _find(zone, qname, qtype)
+        if cut is not None:
+            ns = zone.nodes[cut][wire.TYPE_NS]
+            glue, additional = _glue(zones, zone, cut, ns)
+            # A referral is not authoritative; a CNAME chain that runs into one is,
+            # for the part we own (the first owner name decides AA, RFC 1034 4.3.2).
+            return Resolution(
+                rcode=wire.NOERROR,
+                aa=bool(answer),
+                answer=tuple(answer),
+                authority=tuple(ns.records()),
+                glue=glue,
+                additional=additional,
+            )
+        if node is None:
+            return _negative(zone, wire.NXDOMAIN, answer)
+        rrsets = _select(node, qtype)
+        if rrsets:
+            for rrset in rrsets:
+                answer.extend(rrset.records(owner))
+                extra_names.extend(rrset.targets)
+            return Resolution(
+                rcode=wire.NOERROR,
+                aa=True,
+                answer=tuple(answer),
+                additional=_addresses(zones, extra_names),
+            )
+        cname = node.get(wire.TYPE_CNAME)
+        if cname is None:
+            return _negative(zone, wire.NOERROR, answer)
+        answer.extend(cname.records(owner))
+        target = tuple(label.lower() for label in cname.rdatas[0].label.label)
+        next_zone = find_zone(zones, target)
+        if next_zone is None or target in seen or len(seen) > MAX_CHAIN:
+            # The chain leaves our data (the resolver continues it) or loops.
+            return Resolution(rcode=wire.NOERROR, aa=True, answer=tuple(answer))
+        seen.add(target)
+        zone, qname = next_zone, target
+
+
+def _find(
+    zone: Zone, qname: Name, qtype: int
+) -> tuple[Name | None, Mapping[int, RRset] | None, Name | None]:
+    """Walk down from the apex: (delegation cut, node, owner to write for wildcards)."""
+    nodes = zone.nodes
+    closest = zone.origin
+    for depth in range(len(zone.origin) + 1, len(qname) + 1):
+        name = qname[len(qname) - depth :]
+        if name not in nodes:
+            break
+        closest = name
+        # DS lives on the parent side of a cut (RFC 4035 3.1.4.1).
+        if name in zone.cuts and not (name == qname and qtype == wire.TYPE_DS):
+            return name, None, None
+    node = nodes.get(qname)
+    if node is not None:
+        return None, node, None
+    wildcard = nodes.get((b"*", *closest))  # RFC 4592: the source of synthesis
+    if wildcard is not None:
+        return None, wildcard, qname
+    return None, None, None
+
+
+def _select(node: Mapping[int, RRset], qtype: int) -> list[RRset]:
+    if qtype == wire.TYPE_ANY:
+        # RFC 8482 4.1: answer with one RRset rather than everything at the name.
+        if not node:
+            return []
+        if wire.TYPE_CNAME in node:
+            return [node[wire.TYPE_CNAME]]
+        return [node[min(node)]]
+    rrset = node.get(qtype)
+    return [rrset] if rrset is not None else []
+
+
+def _negative(zone: Zone, rcode: int, answer: list[RR]) -> Resolution:
+    """NXDOMAIN or NODATA: the SOA in authority, with the RFC 2308 negative TTL."""
+    return Resolution(
+        rcode=rcode,
+        aa=True,
+        answer=tuple(answer),
+        authority=tuple(zone.negative_soa.records()),
+    )
+
+
+def _address_rrsets(zone: Zone, name: Name) -> list[tuple[RR, ...]]:
+    node = zone.nodes.get(name, {})
+    return [tuple(node[t].records()) for t in _ADDRESS_TYPES if t in node]
+
+
+def _glue(
+    zones: Mapping[Name, Zone], zone: Zone, cut: Name, ns: RRset
+) -> tuple[tuple[tuple[RR, ...], ...], tuple[tuple[RR, ...], ...]]:
+    required: list[tuple[RR, ...]] = []
+    optional: list[Name] = []
+    for target in ns.targets:
+        if target[len(target) - len(cut) :] == cut:
+            required.extend(_address_rrsets(zone, target))  # in-domain glue
+        else:
+            optional.append(target)  # sibling glue or out-of-bailiwick
+    return tuple(required), _addresses(zones, optional)
+
+
+def _addresses(zones: Mapping[Name, Zone], names: list[Name]) -> tuple[tuple[RR, ...], ...]:
+    """A/AAAA of names we are authoritative for (not below a cut)."""
+    found: list[tuple[RR, ...]] = []
+    for name in names:
+        zone = find_zone(zones, name)
+        if zone is None:
+            continue
+        cut, node, _ = _find(zone, name, wire.TYPE_A)
+        if cut is None and node is not None:
+            found.extend(tuple(node[t].records()) for t in _ADDRESS_TYPES if t in node)
+    return tuple(found)
+
+
+def opt_record(do: bool, ext_rcode: int = 0) -> RR:
+    """Our OPT: UDP size 1232, version 0, DO echoed, no options (RFC 6891, RFC 3225)."""
+    ttl = (ext_rcode << 24) | (wire.EDNS_DO if do else 0)
+    return RR(rname=DNSLabel([]), rtype=wire.TYPE_OPT, rclass=wire.OUR_UDP_SIZE, ttl=ttl, rdata=[])
+
+
+def render(
+    qname: Name,
+    qtype: int,
+    qclass: int,
+    res: Resolution,
+    edns: wire.Edns | None,
+    limit: int,
+) -> bytes:
+    """Lay a resolution out on the wire (ID 0, RD/CD clear, lower-case question).
+
+    Names compress against the lower-case question, so the caller can splice the
+    client's question bytes (same length, 0x20 case kept) and header bits in.
+    """
+    rcode = res.rcode
+    opt = [opt_record(edns.do, rcode >> 4)] if edns is not None else []
+    header_rcode = rcode & 0xF
+    glue = [rr for rrset in res.glue for rr in rrset]
+    optional = list(res.additional)
+    while True:
+        record = _record(qname, qtype, qclass, res.aa, header_rcode, False)
+        record.rr = list(res.answer)
+        record.auth = list(res.authority)
+        record.ar = glue + [rr for rrset in optional for rr in rrset] + opt
+        data = bytes(record.pack())
+        if len(data) <= limit:
+            return data
+        if not optional:
+            break
+        optional.pop()  # the additional section is a courtesy: shed it RRset by RRset
+    # The required part does not fit: say so and let the client retry over TCP.
+    record = _record(qname, qtype, qclass, res.aa, header_rcode, True)
+    record.ar = list(opt)
+    return bytes(record.pack())
+
+
+def _record(qname: Name, qtype: int, qclass: int, aa: bool, rcode: int, tc: bool) -> DNSRecord:
+    header = DNSHeader(id=0, qr=1, aa=int(aa), tc=int(tc), rd=0, ra=0, rcode=rcode)
+    return DNSRecord(header, q=DNSQuestion(DNSLabel(list(qname)), qtype, qclass))

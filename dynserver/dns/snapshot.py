@@ -1,0 +1,223 @@
+"""One immutable answer table, and the hot path that serves from it.
+
+A Snapshot holds every zone as it is at one instant. Replies are kept as wire-format
+templates keyed by the lower-cased question, so the common query costs one dictionary
+read and a few byte concatenations: the client's ID, RD/CD bits and question bytes
+(0x20 case randomisation survives) are spliced into the precomputed reply. Anything
+unusual (truncation, errors, CHAOS, odd EDNS) takes the full path in ``_answer_slow``.
+
+A state change never edits a snapshot: it builds a new one and swaps one reference.
+The template memo filled while answering is a cache of pure results of this snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dnslib import RR, TXT, DNSLabel
+
+from dynserver.dns import wire
+from dynserver.dns.answer import REFUSED, Resolution, render, resolve
+from dynserver.dns.zone import Zone
+from dynserver.types import Name
+
+log = logging.getLogger(__name__)
+
+# Templates built on demand per snapshot at most (a flood of random names must not
+# grow memory without bound; past this, misses are answered by the full path).
+MEMO_LIMIT = 50_000
+# Zones up to this many names get their common replies built with the snapshot.
+WARM_LIMIT = 5_000
+_WARM_TYPES = (wire.TYPE_A, wire.TYPE_AAAA)
+_EDNS_MODES = (None, wire.Edns(wire.OUR_UDP_SIZE, 0, False), wire.Edns(wire.OUR_UDP_SIZE, 0, True))
+_CHAOS_NAMES: dict[Name, str] = {
+    (b"version", b"bind"): "version",
+    (b"version", b"server"): "version",
+    (b"hostname", b"bind"): "hostname",
+    (b"id", b"server"): "hostname",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A reply minus ID and question: ``heads[rd | cd << 1]`` is flags + counts."""
+
+    heads: tuple[bytes, bytes, bytes, bytes]
+    body: bytes
+
+    @classmethod
+    def from_reply(cls, reply: bytes, question_length: int) -> Template:
+        flags = reply[2:4]
+        counts = reply[4:12]
+        heads = tuple(
+            bytes((flags[0] | (variant & 1), flags[1] | ((variant & 2) << 3))) + counts
+            for variant in range(4)
+        )
+        return cls(heads=heads, body=reply[12 + question_length :])  # type: ignore[arg-type]
+
+
+class Snapshot:
+    """All zones at one instant, with their reply templates. Never mutated after build."""
+
+    def __init__(
+        self,
+        zones: Mapping[Name, Zone],
+        *,
+        chaos: Mapping[str, str] | None = None,
+        warm: bool = True,
+    ) -> None:
+        self.zones = zones
+        self.chaos = dict(chaos or {})
+        # One table per EDNS mode: no OPT, OPT, OPT with DO.
+        self._tables: tuple[dict[bytes, Template], ...] = ({}, {}, {})
+        self._memo_room = MEMO_LIMIT
+        if warm:
+            self._warm()
+
+    # -- the hot path ---------------------------------------------------------------
+
+    def answer(self, data: bytes, tcp: bool) -> bytes | None:
+        """Reply to one wire message, or None to drop it. Never raises on bad input."""
+        # Plain query: QR=0, opcode QUERY, one question, no answer/authority records.
+        if len(data) >= 17 and not data[2] & 0xF8 and data[4:10] == b"\x00\x01\x00\x00\x00\x00":
+            end = data.find(0, 12)  # the root label (see docs/architecture.md: why safe)
+            qend = end + 5
+            arcount = data[10:12]
+            if end < 0:
+                pass
+            elif arcount == b"\x00\x00":
+                if len(data) == qend:
+                    return self._splice(data, end, qend, self._tables[0], 512, tcp)
+            elif arcount == b"\x00\x01" and data[qend : qend + 3] == b"\x00\x00\x29":
+                # An OPT owned by the root, version 0, and nothing after it.
+                rdlen = (data[qend + 9] << 8) | data[qend + 10] if len(data) >= qend + 11 else -1
+                if rdlen == 0 and len(data) == qend + 11 and not data[qend + 6]:
+                    size = (data[qend + 3] << 8) | data[qend + 4]
+                    limit = 512 if size < 512 else (size if size < 1232 else 1232)
+                    table = self._tables[2 if data[qend + 7] & 0x80 else 1]
+                    return self._splice(data, end, qend, table, limit, tcp)
+        return self._answer_slow(data, tcp)
+
+    def _splice(
+        self,
+        data: bytes,
+        end: int,
+        qend: int,
+        table: dict[bytes, Template],
+        limit: int,
+        tcp: bool,
+    ) -> bytes | None:
+        template = table.get(data[12 : end + 1].lower() + data[end + 1 : qend])
+        if template is None or (not tcp and qend + len(template.body) > limit):
+            return self._answer_slow(data, tcp)
+        head = template.heads[(data[2] & 1) | ((data[3] & 0x10) >> 3)]
+        return data[:2] + head + data[12:qend] + template.body
+
+    # -- the full path --------------------------------------------------------------
+
+    def _answer_slow(self, data: bytes, tcp: bool) -> bytes | None:
+        try:
+            query = wire.parse_query(data)
+        except wire.WireError as error:
+            return wire.error_reply(data, wire.FORMERR) if error.header_readable else None
+        if query.edns_error == wire.FORMERR:
+            return wire.error_reply(data, wire.FORMERR)  # RFC 6891 7: no OPT in reply
+        try:
+            return self._answer_query(query, tcp)
+        except Exception:  # pragma: no cover - a bug: answer SERVFAIL, keep serving
+            log.exception("internal error answering query %r", data[:512])
+            return wire.error_reply(data, wire.SERVFAIL)
+
+    def _answer_query(self, query: wire.Query, tcp: bool) -> bytes:
+        if query.edns_error == wire.BADVERS:
+            return self._reply(query, Resolution(rcode=wire.BADVERS, aa=False), tcp)
+        if query.opcode != wire.OPCODE_QUERY:
+            return self._reply(query, Resolution(rcode=wire.NOTIMP, aa=False), tcp)
+        if query.has_tsig:
+            # No TSIG keys are configured for queries: RFC 8945 5.2 says NOTAUTH.
+            return self._reply(query, Resolution(rcode=wire.NOTAUTH, aa=False), tcp)
+        if query.qclass == wire.CLASS_CH:
+            return self._reply(query, self._chaos(query), tcp)
+        if query.qclass != wire.CLASS_IN:
+            return self._reply(query, REFUSED, tcp)
+        qtype = query.qtype
+        if qtype in (wire.TYPE_AXFR, wire.TYPE_IXFR):
+            return self._reply(query, REFUSED, tcp)
+        if qtype in (wire.TYPE_OPT, wire.TYPE_TKEY, wire.TYPE_TSIG):
+            return self._reply(query, Resolution(rcode=wire.FORMERR, aa=False), tcp)
+        if qtype in (wire.TYPE_MAILA, wire.TYPE_MAILB):
+            return self._reply(query, Resolution(rcode=wire.NOTIMP, aa=False), tcp)
+        mode = 0 if query.edns is None else (2 if query.edns.do else 1)
+        key = wire.name_to_wire(query.qname) + query.question[-4:]
+        template = self._tables[mode].get(key)
+        if template is None:
+            resolution = resolve(self.zones, query.qname, qtype)
+            reply = render(query.qname, qtype, query.qclass, resolution, query.edns, wire.MAX_MESSAGE)
+            template = Template.from_reply(reply, len(query.question))
+            if self._memo_room > 0:
+                self._memo_room -= 1
+                self._tables[mode][key] = template
+        limit = wire.MAX_MESSAGE if tcp else wire.udp_limit(query.edns)
+        if 12 + len(query.question) + len(template.body) <= limit:
+            return _assemble(query, template)
+        resolution = resolve(self.zones, query.qname, qtype)
+        return self._reply(query, resolution, tcp)
+
+    def _reply(self, query: wire.Query, resolution: Resolution, tcp: bool) -> bytes:
+        limit = wire.MAX_MESSAGE if tcp else wire.udp_limit(query.edns)
+        reply = render(query.qname, query.qtype, query.qclass, resolution, query.edns, limit)
+        return _splice_reply(query, reply)
+
+    def _chaos(self, query: wire.Query) -> Resolution:
+        """version.bind and friends: REFUSED unless the operator chose to publish them."""
+        what = _CHAOS_NAMES.get(query.qname)
+        text = self.chaos.get(what or "")
+        if not text or query.qtype not in (wire.TYPE_TXT, wire.TYPE_ANY):
+            return REFUSED
+        record = RR(
+            rname=DNSLabel(list(query.qname)),
+            rtype=wire.TYPE_TXT,
+            rclass=wire.CLASS_CH,
+            ttl=0,
+            rdata=TXT(text),
+        )
+        return Resolution(rcode=wire.NOERROR, aa=True, answer=(record,))
+
+    # -- building -------------------------------------------------------------------
+
+    def _warm(self) -> None:
+        """Build templates for the names and types most queries ask for."""
+        for zone in self.zones.values():
+            if len(zone.nodes) > WARM_LIMIT:
+                continue  # large zones fill their templates on demand
+            for name, node in zone.nodes.items():
+                qtypes = set(node) | set(_WARM_TYPES)
+                for qtype in sorted(qtypes):
+                    resolution = resolve(self.zones, name, qtype)
+                    key = wire.name_to_wire(name) + qtype.to_bytes(2, "big") + b"\x00\x01"
+                    for mode, edns in enumerate(_EDNS_MODES):
+                        reply = render(name, qtype, wire.CLASS_IN, resolution, edns, wire.MAX_MESSAGE)
+                        self._tables[mode][key] = Template.from_reply(reply, len(key))
+
+
+def _assemble(query: wire.Query, template: Template) -> bytes:
+    flags = query.flags
+    head = template.heads[((flags >> 8) & 1) | ((flags & wire.CD) >> 3)]
+    return query.id.to_bytes(2, "big") + head + query.question + template.body
+
+
+def _splice_reply(query: wire.Query, reply: bytes) -> bytes:
+    """Put the client's ID, RD/CD bits and question bytes into a rendered reply."""
+    if len(reply) == 12:
+        return reply  # header-only error replies already carry ID and RD
+    flags = int.from_bytes(reply[2:4], "big") | (query.flags & (wire.RD | wire.CD))
+    qlen = len(query.question)
+    return (
+        query.id.to_bytes(2, "big")
+        + flags.to_bytes(2, "big")
+        + reply[4:12]
+        + query.question
+        + reply[12 + qlen :]
+    )

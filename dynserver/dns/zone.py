@@ -1,0 +1,223 @@
+"""Zone data as the answering core reads it: RRsets per name, cuts, the SOA.
+
+A Zone is immutable. Building one computes what lookups need (empty non-terminals,
+delegation points) once, so that answering is dictionary reads only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+from dnslib import CNAME, MX, NS, PTR, RD, RR, SOA, DNSLabel
+
+from dynserver.dns import wire
+from dynserver.types import Name
+
+# RFC 3597 4: only the RFC 1035 types may have names compressed in their RDATA; every
+# other type is carried as opaque bytes, which also keeps them exact on the wire.
+_COMPRESSIBLE = {wire.TYPE_NS, wire.TYPE_CNAME, wire.TYPE_SOA, wire.TYPE_PTR, wire.TYPE_MX}
+
+
+@dataclass(frozen=True, slots=True)
+class RRset:
+    """All records of one name and type. ``rdatas`` are dnslib RDATA objects."""
+
+    name: Name
+    rtype: int
+    ttl: int
+    rdatas: tuple[RD, ...]
+    # Names whose addresses belong in the additional section (NS, MX, SRV targets).
+    targets: tuple[Name, ...] = ()
+
+    def records(self, owner: Name | None = None) -> list[RR]:
+        """dnslib records for rendering; ``owner`` replaces the name (wildcards)."""
+        label = DNSLabel(list(self.name if owner is None else owner))
+        return [
+            RR(rname=label, rtype=self.rtype, rclass=wire.CLASS_IN, ttl=self.ttl, rdata=rd)
+            for rd in self.rdatas
+        ]
+
+    def with_ttl(self, ttl: int) -> RRset:
+        return replace(self, ttl=ttl)
+
+    def texts(self) -> list[str]:
+        """Presentation form of each RDATA (for the web UI, logs and tests)."""
+        return [_rdata_text(self.rtype, rd) for rd in self.rdatas]
+
+
+def _rdata_text(rtype: int, rd: RD) -> str:
+    data = _rd_wire(rd)
+    rdata = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RdataType(rtype), data, 0, len(data))
+    return str(rdata.to_text())
+
+
+def _rd_wire(rd: RD) -> bytes:
+    from dnslib import DNSBuffer
+
+    buffer = DNSBuffer()
+    rd.pack(buffer)  # a fresh buffer: no compression pointers can appear
+    return bytes(buffer.data)
+
+
+def rd_from_rdata(rdata: Any) -> RD:
+    """Convert a dnspython RDATA (our text parser) to a dnslib one (our wire writer)."""
+    data = rdata.to_wire()
+    rtype = int(rdata.rdtype)
+    if rtype not in _COMPRESSIBLE:
+        return RD(data)
+    if rtype == wire.TYPE_SOA:
+        return SOA(
+            _label(rdata.mname),
+            _label(rdata.rname),
+            (rdata.serial, rdata.refresh, rdata.retry, rdata.expire, rdata.minimum),
+        )
+    if rtype == wire.TYPE_MX:
+        return MX(_label(rdata.exchange), rdata.preference)
+    cls = {wire.TYPE_NS: NS, wire.TYPE_CNAME: CNAME, wire.TYPE_PTR: PTR}[rtype]
+    return cls(_label(rdata.target))
+
+
+def _label(name: dns.name.Name) -> DNSLabel:
+    return DNSLabel(list(name.labels[:-1]))
+
+
+def name_from_dnspython(name: dns.name.Name) -> Name:
+    return tuple(label.lower() for label in name.labels[:-1])
+
+
+def additional_targets(rdata: Any) -> Name | None:
+    rtype = int(rdata.rdtype)
+    if rtype == wire.TYPE_NS:
+        return name_from_dnspython(rdata.target)
+    if rtype == wire.TYPE_MX:
+        return name_from_dnspython(rdata.exchange)
+    if rtype == wire.TYPE_SRV:
+        return name_from_dnspython(rdata.target)
+    return None
+
+
+def make_rrset(name: Name, rtype: int, ttl: int, rdatas: Iterable[dns.rdata.Rdata]) -> RRset:
+    """Build an RRset from parsed RDATA, dropping duplicates (RFC 2181 5: a set)."""
+    seen: set[bytes] = set()
+    rds: list[RD] = []
+    targets: list[Name] = []
+    for rdata in rdatas:
+        key = rdata.to_digestable()
+        if key in seen:
+            continue
+        seen.add(key)
+        rds.append(rd_from_rdata(rdata))
+        target = additional_targets(rdata)
+        if target is not None and target not in targets:
+            targets.append(target)
+    return RRset(name=name, rtype=rtype, ttl=ttl, rdatas=tuple(rds), targets=tuple(targets))
+
+
+def rrset_from_texts(name: Name, rtype: int, ttl: int, texts: Iterable[str]) -> RRset:
+    """Build an RRset from presentation-form RDATA (absolute names)."""
+    origin = dns.name.root
+    kind = dns.rdatatype.RdataType(rtype)
+    rdatas = [dns.rdata.from_text(dns.rdataclass.IN, kind, text, origin=origin) for text in texts]
+    return make_rrset(name, rtype, ttl, rdatas)
+
+
+@dataclass(frozen=True, slots=True)
+class SoaFields:
+    mname: Name
+    rname: Name
+    serial: int
+    refresh: int
+    retry: int
+    expire: int
+    minimum: int
+
+
+def soa_fields(rrset: RRset) -> SoaFields:
+    rd = rrset.rdatas[0]
+    assert isinstance(rd, SOA)
+    serial, refresh, retry, expire, minimum = rd.times
+    return SoaFields(
+        mname=tuple(label.lower() for label in rd.mname.label),
+        rname=tuple(label.lower() for label in rd.rname.label),
+        serial=serial,
+        refresh=refresh,
+        retry=retry,
+        expire=expire,
+        minimum=minimum,
+    )
+
+
+def soa_rrset(origin: Name, ttl: int, fields: SoaFields) -> RRset:
+    rd = SOA(
+        DNSLabel(list(fields.mname)),
+        DNSLabel(list(fields.rname)),
+        (fields.serial, fields.refresh, fields.retry, fields.expire, fields.minimum),
+    )
+    return RRset(name=origin, rtype=wire.TYPE_SOA, ttl=ttl, rdatas=(rd,))
+
+
+@dataclass(frozen=True)
+class Zone:
+    """One authoritative zone, ready for lookups.
+
+    ``nodes`` holds every name that exists, including empty non-terminals (an empty
+    mapping), so "does this name exist" is one dictionary read.
+    """
+
+    origin: Name
+    nodes: Mapping[Name, Mapping[int, RRset]]
+    cuts: frozenset[Name]
+    soa: RRset
+    negative_ttl: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        # RFC 2308 5: the TTL of a negative answer is min(SOA TTL, SOA MINIMUM).
+        object.__setattr__(self, "negative_ttl", min(self.soa.ttl, soa_fields(self.soa).minimum))
+
+    @property
+    def serial(self) -> int:
+        return soa_fields(self.soa).serial
+
+    @property
+    def negative_soa(self) -> RRset:
+        return self.soa.with_ttl(self.negative_ttl)
+
+    def rrsets(self) -> Iterable[RRset]:
+        for node in self.nodes.values():
+            yield from node.values()
+
+    @classmethod
+    def build(cls, origin: Name, rrsets: Iterable[RRset]) -> Zone:
+        """Index RRsets (all at or below ``origin``; one SOA at the apex)."""
+        nodes: dict[Name, dict[int, RRset]] = {origin: {}}
+        depth = len(origin)
+        for rrset in rrsets:
+            assert rrset.name[len(rrset.name) - depth :] == origin, "out-of-zone data"
+            nodes.setdefault(rrset.name, {})[rrset.rtype] = rrset
+            # Every ancestor up to the apex exists (RFC 4592 2.2.2 empty non-terminals).
+            for i in range(1, len(rrset.name) - depth):
+                nodes.setdefault(rrset.name[i:], {})
+        soa = nodes[origin].get(wire.TYPE_SOA)
+        if soa is None:
+            raise ValueError("zone has no SOA at its apex")
+        cuts = frozenset(
+            name for name, node in nodes.items() if name != origin and wire.TYPE_NS in node
+        )
+        frozen = {name: MappingProxyType(node) for name, node in nodes.items()}
+        return cls(origin=origin, nodes=MappingProxyType(frozen), cuts=cuts, soa=soa)
+
+    def with_serial(self, serial: int) -> Zone:
+        fields = replace(soa_fields(self.soa), serial=serial)
+        soa = soa_rrset(self.origin, self.soa.ttl, fields)
+        apex = dict(self.nodes[self.origin])
+        apex[wire.TYPE_SOA] = soa
+        nodes = dict(self.nodes)
+        nodes[self.origin] = MappingProxyType(apex)
+        return Zone(origin=self.origin, nodes=MappingProxyType(nodes), cuts=self.cuts, soa=soa)

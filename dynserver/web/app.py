@@ -1,0 +1,109 @@
+"""Starlette application: status pages and health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from dynserver import __version__
+from dynserver.dns import wire
+from dynserver.model import Listener
+
+if TYPE_CHECKING:
+    from dynserver.app import App
+
+
+def web_dir() -> Path:
+    """Where templates/ and static/ are: the wheel's copy, or the source tree's web/."""
+    override = os.environ.get("DYNSERVER_WEB_DIR")
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (override, package / "_web", package.parent / "web"):
+        if candidate and (Path(candidate) / "templates").is_dir():
+            return Path(candidate)
+    raise FileNotFoundError("web assets not found: set DYNSERVER_WEB_DIR to the web/ folder")
+
+
+def create_app(app: App) -> Starlette:
+    assets = web_dir()
+    templates = Jinja2Templates(directory=str(assets / "templates"))
+
+    async def index(request: Request) -> Response:
+        zones = [
+            {
+                "name": wire.name_to_text(zone.origin),
+                "serial": zone.serial,
+                "names": len(zone.nodes),
+                "rrsets": sum(1 for _ in zone.rrsets()),
+            }
+            for zone in app.snapshot.zones.values()
+        ]
+        context: dict[str, Any] = {"zones": zones, "version": __version__}
+        return templates.TemplateResponse(request, "index.html", context)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        ready = bool(app.udp) and bool(app.tcp)
+        body = {"ready": ready, "dns_listening": ready}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Mount("/static", StaticFiles(directory=str(assets / "static")), name="static"),
+        ]
+    )
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # pragma: no cover - older uvicorn
+        pass
+
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        # dynserver owns the process's signals (see cli.py); uvicorn must not take them.
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+class WebServer:
+    """uvicorn in our event loop, bound before start() returns."""
+
+    def __init__(self, asgi: Starlette, listener: Listener) -> None:
+        config = uvicorn.Config(
+            asgi, host=listener.host, port=listener.port, log_level="warning",
+            lifespan="off", access_log=False, server_header=False,
+        )
+        self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        sock = self._server.servers[0].sockets[0]
+        host, port = sock.getsockname()[:2]
+        return host, port
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises the bind error
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task

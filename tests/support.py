@@ -1,0 +1,139 @@
+"""Helpers for tests that start real servers on 127.0.0.x and talk to them.
+
+Every process a test starts is stopped by PID when the test ends. Tests that need a
+Debian package skip with the reason when it is missing, except under CI=true, where a
+missing package is a failure (CI must install it: see Makefile, TEST_DEBS).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ZONES = ROOT / "zones"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Each test process walks its own slice of 127.0.0.0/8 so parallel runs do not collide.
+_addresses = itertools.count(random.randrange(1, 200) * 256 + 10)
+
+
+def loopback() -> str:
+    """A fresh 127.x.y.z address (Linux routes all of 127/8 to lo)."""
+    n = next(_addresses)
+    return f"127.{(n >> 16) & 0xFF or 1}.{(n >> 8) & 0xFF}.{n & 0xFF or 1}"
+
+
+def free_port(host: str) -> int:
+    """A port free for both UDP and TCP on ``host`` (never 53)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError(f"no free port on {host}")
+
+
+def require_program(name: str, package: str) -> str:
+    """Path of a program from a Debian package; skip (or fail under CI) if missing."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
+    if path:
+        return path
+    message = f"{name} not found: install the Debian package {package}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def wait_for_dns(host: str, port: int, qname: str, *, timeout: float = 15.0,
+                 process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until a server at host:port answers an SOA query for ``qname`` over UDP."""
+    deadline = time.monotonic() + timeout
+    query = dns.message.make_query(qname, dns.rdatatype.SOA)
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering")
+        try:
+            dns.query.udp(query, host, port=port, timeout=0.2)
+            return
+        except (dns.exception.Timeout, OSError):
+            time.sleep(0.05)
+    raise TimeoutError(f"no DNS answer from {host}:{port} within {timeout}s")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a process we started, by PID: SIGTERM, then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def dynserver(config: Path, *, host: str | None = None, port: int | None = None,
+              http: str | None = None, zone: str = "dyn.example.test",
+              extra: list[str] | None = None) -> Iterator[Server]:
+    """Run `python -m dynserver serve` on a fresh loopback address until the block ends."""
+    host = host or loopback()
+    port = port or free_port(host)
+    log = config.parent / f"dynserver-{host}-{port}.log"
+    command = [sys.executable, "-m", "dynserver", "serve", "--config", str(config),
+               "--dns", f"{host}:{port}", *(["--http", http] if http else []), *(extra or [])]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        try:
+            wait_for_dns(host, port, zone, process=process)
+        except Exception as error:
+            raise RuntimeError(f"{error}; log:\n{log.read_text(errors='replace')}") from None
+        yield Server(host, port, process, log)
+    finally:
+        stop(process)
+
+
+def write_config(folder: Path, zone_files: dict[str, str], extra: str = "") -> Path:
+    """Write master files and a config serving them; return the config path."""
+    lines = ["[server]", 'dns = ["127.0.0.1:0"]', ""]
+    for zone, text in zone_files.items():
+        (folder / f"{zone}.zone").write_text(text)
+        lines += [f'[zones."{zone}"]', f'file = "{zone}.zone"', ""]
+    config = folder / "dynserver.toml"
+    config.write_text("\n".join(lines) + "\n" + extra)
+    return config
