@@ -31,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve DNS (and the web UI) from a config")
     serve.add_argument("--config", required=True, metavar="PATH", help="the TOML config file")
     serve.add_argument(
-        "--dns", action="append", type=_listener, metavar="HOST:PORT",
+        "--dns",
+        action="append",
+        type=_listener,
+        metavar="HOST:PORT",
         help="DNS listener (UDP+TCP); repeat for several; overrides [server] dns",
     )
     serve.add_argument(

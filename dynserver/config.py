@@ -29,12 +29,25 @@ T = TypeVar("T")
 KeyPath = tuple[str, ...]
 
 _SERVER_KEYS = {
-    "dns", "http", "chaos_version", "chaos_hostname", "tcp_idle_timeout",
-    "tcp_message_timeout", "tcp_max_connections", "tcp_max_connections_per_client",
+    "dns",
+    "http",
+    "chaos_version",
+    "chaos_hostname",
+    "tcp_idle_timeout",
+    "tcp_message_timeout",
+    "tcp_max_connections",
+    "tcp_max_connections_per_client",
 }
 _ZONE_FILE_KEYS = {"file"}
 _ZONE_GENERATED_KEYS = {
-    "nameservers", "hostmaster", "glue", "ttl", "refresh", "retry", "expire", "negative_ttl",
+    "nameservers",
+    "hostmaster",
+    "glue",
+    "ttl",
+    "refresh",
+    "retry",
+    "expire",
+    "negative_ttl",
 }
 _TOP_KEYS = {"server", "zones"}
 
@@ -109,7 +122,13 @@ class _Reader:
         return value  # type: ignore[return-value]
 
     def number(
-        self, table: dict[str, Any], key_path: KeyPath, key: str, default: float, low: float, high: float,
+        self,
+        table: dict[str, Any],
+        key_path: KeyPath,
+        key: str,
+        default: float,
+        low: float,
+        high: float,
         cast: Callable[[Any], T],
     ) -> T:
         value = self.get(table, key_path, key, (int, float), default, f"a number from {low} to {high}")
@@ -268,8 +287,14 @@ def _generated(reader: _Reader, table: dict[str, Any], key_path: KeyPath, origin
 
 
 def _kind(value: Any) -> str:
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
 def _dotted(key_path: KeyPath) -> str:

@@ -1,7 +1,7 @@
 """Every error dynserver raises on purpose derives from DynserverError.
 
-    DynserverError
-    └── ConfigError          bad configuration or master file: names file, line and key
+DynserverError
+└── ConfigError          bad configuration or master file: names file, line and key
 """
 
 from __future__ import annotations

@@ -68,8 +68,9 @@ def require_program(name: str, package: str) -> str:
     pytest.skip(message)
 
 
-def wait_for_dns(host: str, port: int, qname: str, *, timeout: float = 15.0,
-                 process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_dns(
+    host: str, port: int, qname: str, *, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     """Wait until a server at host:port answers an SOA query for ``qname`` over UDP."""
     deadline = time.monotonic() + timeout
     query = dns.message.make_query(qname, dns.rdatatype.SOA)
@@ -107,15 +108,31 @@ class Server:
 
 
 @contextmanager
-def dynserver(config: Path, *, host: str | None = None, port: int | None = None,
-              http: str | None = None, zone: str = "dyn.example.test",
-              extra: list[str] | None = None) -> Iterator[Server]:
+def dynserver(
+    config: Path,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    http: str | None = None,
+    zone: str = "dyn.example.test",
+    extra: list[str] | None = None,
+) -> Iterator[Server]:
     """Run `python -m dynserver serve` on a fresh loopback address until the block ends."""
     host = host or loopback()
     port = port or free_port(host)
     log = config.parent / f"dynserver-{host}-{port}.log"
-    command = [sys.executable, "-m", "dynserver", "serve", "--config", str(config),
-               "--dns", f"{host}:{port}", *(["--http", http] if http else []), *(extra or [])]
+    command = [
+        sys.executable,
+        "-m",
+        "dynserver",
+        "serve",
+        "--config",
+        str(config),
+        "--dns",
+        f"{host}:{port}",
+        *(["--http", http] if http else []),
+        *(extra or []),
+    ]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:

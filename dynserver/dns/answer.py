@@ -99,9 +99,7 @@ def resolve(zones: Mapping[Name, Zone], qname: Name, qtype: int) -> Resolution:
         zone, qname = next_zone, target
 
 
-def _find(
-    zone: Zone, qname: Name, qtype: int
-) -> tuple[Name | None, Mapping[int, RRset] | None, Name | None]:
+def _find(zone: Zone, qname: Name, qtype: int) -> tuple[Name | None, Mapping[int, RRset] | None, Name | None]:
     """Walk down from the apex: (delegation cut, node, owner to write for wildcards)."""
     nodes = zone.nodes
     closest = zone.origin

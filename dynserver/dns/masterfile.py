@@ -187,7 +187,9 @@ def _read(
                 if default_ttl is None:
                     raise ConfigError(
                         f"bad TTL {args[0]!r}; expected seconds, e.g. 3600 or 1h",
-                        path=path, line=line, key="$TTL",
+                        path=path,
+                        line=line,
+                        key="$TTL",
                     )
             elif directive == "$INCLUDE" and len(args) in (1, 2):
                 if depth >= _MAX_INCLUDE_DEPTH:
@@ -199,14 +201,18 @@ def _read(
                 except OSError as error:
                     raise ConfigError(
                         f"cannot read included file {args[0]!r}: {error.strerror}",
-                        path=path, line=line, key="$INCLUDE",
+                        path=path,
+                        line=line,
+                        key="$INCLUDE",
                     ) from None
                 records += _read(sub_text, str(included), included.parent, zone_origin, sub_origin, depth + 1)
             else:
                 raise ConfigError(
                     f"unknown or malformed directive {first!r}; expected $ORIGIN name, "
                     "$TTL ttl or $INCLUDE file [origin]",
-                    path=path, line=line, key=first,
+                    path=path,
+                    line=line,
+                    key=first,
                 )
             continue
 
@@ -217,7 +223,8 @@ def _read(
         elif owner is None:
             raise ConfigError(
                 "record has no owner name (the line starts with a blank and no record precedes it)",
-                path=path, line=line,
+                path=path,
+                line=line,
             )
         ttl: int | None = None
         # [ttl] [class] type, or [class] [ttl] type.
@@ -233,18 +240,23 @@ def _read(
             elif word.upper() in ("CH", "HS", "CS") or word.upper().startswith("CLASS"):
                 raise ConfigError(
                     f"class {word} is not served; expected IN (or no class)",
-                    path=path, line=line, key=word,
+                    path=path,
+                    line=line,
+                    key=word,
                 )
         if position >= len(tokens):
-            raise ConfigError("record has no type; expected e.g. 'www 300 IN A 192.0.2.1'",
-                              path=path, line=line)
+            raise ConfigError(
+                "record has no type; expected e.g. 'www 300 IN A 192.0.2.1'", path=path, line=line
+            )
         type_text = tokens[position].text
         rtype = _rdtype(type_text)
         if rtype is None:
             raise ConfigError(
                 f"unknown record type {type_text!r}; expected a type such as A, AAAA, CNAME, "
                 "or TYPEnnn with RFC 3597 '\\# length hex' data",
-                path=path, line=line, key=type_text,
+                path=path,
+                line=line,
+                key=type_text,
             )
         type_name = dns.rdatatype.to_text(dns.rdatatype.RdataType(rtype))
         if ttl is None:
@@ -252,14 +264,18 @@ def _read(
         if ttl is None:
             raise ConfigError(
                 "record has no TTL and none applies; add '$TTL 3600' at the top of the file",
-                path=path, line=line, key=type_name,
+                path=path,
+                line=line,
+                key=type_name,
             )
         last_ttl = ttl
         assert owner is not None
         if not owner.is_subdomain(zone_origin):
             raise ConfigError(
                 f"out-of-zone data: {owner} is not in zone {zone_origin}",
-                path=path, line=line, key=type_name,
+                path=path,
+                line=line,
+                key=type_name,
             )
         rdata_text = " ".join(t.text for t in tokens[position + 1 :])
         try:
@@ -271,7 +287,9 @@ def _read(
             detail = str(error).rstrip(".")
             raise ConfigError(
                 f"bad {type_name} record {rdata_text!r} ({detail}); expected {expected}",
-                path=path, line=line, key=type_name,
+                path=path,
+                line=line,
+                key=type_name,
             ) from None
         records.append(RecordLine(line, name_from_dnspython(owner), rtype, ttl, rdata))
     return records
@@ -296,14 +314,18 @@ def build_rrsets(records: list[RecordLine], origin: Name, path: str) -> list[RRs
         raise ConfigError(
             f"no SOA record at the zone apex {wire.name_to_text(origin)}; expected one, e.g. "
             "'@ IN SOA ns1 hostmaster 1 3600 600 86400 60'",
-            path=path, line=records[0].line if records else 1, key="SOA",
+            path=path,
+            line=records[0].line if records else 1,
+            key="SOA",
         )
     if len(soa) > 1:
         raise ConfigError("more than one SOA record at the apex", path=path, line=soa[1].line, key="SOA")
     if (origin, wire.TYPE_NS) not in groups:
         raise ConfigError(
             f"no NS records at the zone apex {wire.name_to_text(origin)}; expected at least one",
-            path=path, line=soa[0].line, key="NS",
+            path=path,
+            line=soa[0].line,
+            key="NS",
         )
     types_at: dict[Name, list[RecordLine]] = {}
     for record in records:
@@ -316,7 +338,9 @@ def build_rrsets(records: list[RecordLine], origin: Name, path: str) -> list[RRs
         if len(cnames) > 1:
             raise ConfigError(
                 f"{wire.name_to_text(name)} has more than one CNAME; expected exactly one",
-                path=path, line=cnames[1].line, key="CNAME",
+                path=path,
+                line=cnames[1].line,
+                key="CNAME",
             )
         if cnames and kinds - {wire.TYPE_CNAME, 46, 47}:  # RRSIG and NSEC may sit beside it
             other = next(r for r in lines if r.rtype != wire.TYPE_CNAME)
@@ -324,7 +348,9 @@ def build_rrsets(records: list[RecordLine], origin: Name, path: str) -> list[RRs
             raise ConfigError(
                 f"{wire.name_to_text(name)} has a CNAME and other data (RFC 1034 3.6.2); "
                 "expected the CNAME alone",
-                path=path, line=later.line, key="CNAME",
+                path=path,
+                line=later.line,
+                key="CNAME",
             )
     rrsets = []
     for (name, rtype), lines in groups.items():

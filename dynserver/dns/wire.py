@@ -247,7 +247,7 @@ def name_to_text(name: Name) -> str:
         chars = []
         for byte in label:
             char = chr(byte)
-            if char in '.\\"();@$ ' :
+            if char in '.\\"();@$ ':
                 chars.append("\\" + char)
             elif 0x21 <= byte <= 0x7E:
                 chars.append(char)

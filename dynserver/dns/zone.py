@@ -207,9 +207,7 @@ class Zone:
         soa = nodes[origin].get(wire.TYPE_SOA)
         if soa is None:
             raise ValueError("zone has no SOA at its apex")
-        cuts = frozenset(
-            name for name, node in nodes.items() if name != origin and wire.TYPE_NS in node
-        )
+        cuts = frozenset(name for name, node in nodes.items() if name != origin and wire.TYPE_NS in node)
         frozen = {name: MappingProxyType(node) for name, node in nodes.items()}
         return cls(origin=origin, nodes=MappingProxyType(frozen), cuts=cuts, soa=soa)
 

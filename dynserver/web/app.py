@@ -84,8 +84,13 @@ class WebServer:
 
     def __init__(self, asgi: Starlette, listener: Listener) -> None:
         config = uvicorn.Config(
-            asgi, host=listener.host, port=listener.port, log_level="warning",
-            lifespan="off", access_log=False, server_header=False,
+            asgi,
+            host=listener.host,
+            port=listener.port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            server_header=False,
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
