@@ -1,0 +1,1 @@
+"""Health checks: probes observe, the state machine decides, the policy answers."""

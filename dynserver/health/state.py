@@ -1,0 +1,156 @@
+"""The health state machine of one target: every rule of it lives in this file.
+
+Probes only report results; this module decides. It is pure: time is an argument,
+nothing is read from a clock, and the transition table below is the whole behaviour.
+
+    unknown ──consecutive_down failures──▶ down ──consecutive_up successes──▶ pending
+       │                                    ▲                                   │
+       └──consecutive_up successes──▶ up ───┘◀── (failback_delay: 0) ───────────┤
+                                      ▲          one failure restarts: down ◀───┤
+                                      └──────── failback_delay elapsed ─────────┘
+    any state ──no result for 3 intervals──▶ unknown (stale)
+    maintenance is a flag over all of this: the target is drained, checks go on.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+# A checker that has not reported for this many intervals has stalled.
+STALE_INTERVALS = 3
+
+
+class Health(enum.StrEnum):
+    UNKNOWN = "unknown"  #: no verdict yet (start-up, or results went stale)
+    UP = "up"  #: passing: may be answered
+    DOWN = "down"  #: failing: never answered (unless a fallback says so)
+    PENDING = "pending"  #: recovered, waiting out the failback delay
+    MAINTENANCE = "maintenance"  #: drained by the operator: never answered, not alerted on
+
+
+class Event(enum.StrEnum):
+    """What can happen to a target, as the transition table sees it."""
+
+    PASSED = "passed"  #: a check passed and the consecutive_up threshold is reached
+    FAILED = "failed"  #: a check failed and the consecutive_down threshold is reached
+    FAILED_ONCE = "failed_once"  #: a single failure (restarts a failback wait)
+    DELAY_OVER = "delay_over"  #: the failback delay has elapsed
+    STALE = "stale"  #: no result for STALE_INTERVALS intervals
+
+
+# (observed health, event) -> next observed health. Pairs not listed change nothing.
+TRANSITIONS: dict[tuple[Health, Event], Health] = {
+    (Health.UNKNOWN, Event.PASSED): Health.UP,  # start-up: no failback wait
+    (Health.UNKNOWN, Event.FAILED): Health.DOWN,
+    (Health.UP, Event.FAILED): Health.DOWN,
+    (Health.DOWN, Event.PASSED): Health.PENDING,  # becomes UP at once without a delay
+    (Health.PENDING, Event.FAILED_ONCE): Health.DOWN,  # seed 000: "all is restarted"
+    (Health.PENDING, Event.FAILED): Health.DOWN,
+    (Health.PENDING, Event.DELAY_OVER): Health.UP,
+    (Health.UP, Event.STALE): Health.UNKNOWN,
+    (Health.DOWN, Event.STALE): Health.UNKNOWN,
+    (Health.PENDING, Event.STALE): Health.UNKNOWN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    consecutive_up: int = 1
+    consecutive_down: int = 1
+    failback_delay: float = 0.0
+    interval: float = 10.0
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One probe's verdict. ``reason`` is short and human: "status 503", "timeout"."""
+
+    ok: bool
+    reason: str
+    at: float
+    latency: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    observed: Health = Health.UNKNOWN
+    since: float = 0.0  # when ``health`` last changed
+    successes: int = 0  # consecutive
+    failures: int = 0  # consecutive
+    pending_until: float | None = None
+    last_result: Result | None = None
+    maintenance: bool = False
+
+    @property
+    def health(self) -> Health:
+        """What the policy and the UI see: maintenance overrides what checks observe."""
+        return Health.MAINTENANCE if self.maintenance else self.observed
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of a target's health, with the cause (for events and notifications)."""
+
+    previous: Health
+    current: Health
+    reason: str
+    at: float
+
+
+def step(state: TargetState, result: Result, limits: Thresholds) -> tuple[TargetState, Transition | None]:
+    """Feed one check result into the machine."""
+    now = result.at
+    if result.ok:
+        state = replace(state, successes=state.successes + 1, failures=0, last_result=result)
+        event = Event.PASSED if state.successes >= limits.consecutive_up else None
+    else:
+        state = replace(state, failures=state.failures + 1, successes=0, last_result=result)
+        event = Event.FAILED if state.failures >= limits.consecutive_down else Event.FAILED_ONCE
+    state, transition = _apply(state, event, now, result.reason, limits)
+    # A pending target whose delay is over by the time a result arrives is up now.
+    if state.observed is Health.PENDING and transition is None:
+        state, transition = tick(state, now, limits)
+    return state, transition
+
+
+def tick(state: TargetState, now: float, limits: Thresholds) -> tuple[TargetState, Transition | None]:
+    """Advance time: end a failback wait, or mark results stale."""
+    if state.observed is Health.PENDING and state.pending_until is not None and now >= state.pending_until:
+        return _apply(state, Event.DELAY_OVER, now, "failback delay over", limits)
+    last = state.last_result
+    stale_after = STALE_INTERVALS * limits.interval + limits.timeout
+    if last is not None and state.observed is not Health.UNKNOWN and now - last.at > stale_after:
+        return _apply(state, Event.STALE, now, "no check result (checker stalled)", limits)
+    return state, None
+
+
+def set_maintenance(state: TargetState, on: bool, now: float) -> tuple[TargetState, Transition | None]:
+    if state.maintenance == on:
+        return state, None
+    previous = state.health
+    state = replace(state, maintenance=on, since=now)
+    reason = "maintenance on" if on else "maintenance off"
+    return state, Transition(previous, state.health, reason, now)
+
+
+def _apply(
+    state: TargetState, event: Event | None, now: float, reason: str, limits: Thresholds
+) -> tuple[TargetState, Transition | None]:
+    if event is None:
+        return state, None
+    target = TRANSITIONS.get((state.observed, event))
+    if target is None:
+        return state, None
+    if target is Health.PENDING and limits.failback_delay <= 0:
+        target = Health.UP
+    previous = state.health
+    pending_until = now + limits.failback_delay if target is Health.PENDING else None
+    state = replace(state, observed=target, since=now, pending_until=pending_until)
+    if target is Health.DOWN:
+        # Coming back needs consecutive_up fresh successes (and a fresh failback wait).
+        state = replace(state, successes=0)
+    if state.maintenance:
+        return state, None  # drained targets change silently: no alert, no answer change
+    return state, Transition(previous, state.health, reason, now)
