@@ -1,0 +1,330 @@
+"""Probes: run one check against one address and report what happened. Nothing more.
+
+A probe never decides health (the state machine does): it returns ok or not, a short
+reason a person understands ("status 503", "timeout", "body lacks 'status=OK'"), and
+the latency. Every probe is bounded by the check's timeout as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import re
+import socket
+import ssl
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import dns.asyncquery
+import dns.exception
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import httpx
+
+from dynserver import __version__
+from dynserver.health.state import Result
+
+USER_AGENT = f"dynserver-healthcheck/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """Everything one probe needs: the monitor's options with target overrides applied."""
+
+    type: str  # http | https | tcp | dns | icmp
+    address: str  # the target's IP (or host name for CNAME targets)
+    port: int | None = None
+    path: str = "/"
+    timeout: float = 2.0
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    expected_codes: tuple[tuple[int, int], ...] = ((200, 399),)
+    expected_body: str | None = None
+    unexpected_body: str | None = None
+    follow_redirects: bool = False
+    allow_insecure: bool = False
+    max_response_bytes: int = 1 << 20
+    user_agent: str = USER_AGENT
+    send: str | None = None  # tcp: bytes to send after connecting
+    expect: str | None = None  # tcp: text the reply must contain
+    query_name: str | None = None  # dns: the name to ask the target
+    query_type: str = "A"
+    expected_rcode: str = "NOERROR"
+    expected_data: str | None = None  # dns: text one answer record must contain
+    retries: int = 0  # immediate retries within one run, with backoff
+
+    @property
+    def host_header(self) -> str | None:
+        for name, value in self.headers:
+            if name.lower() == "host":
+                return value
+        return None
+
+
+Clock = Callable[[], float]
+
+
+async def run_check(check: Check, clock: Clock = time.monotonic) -> Result:
+    """Run a check with its retries (backoff 0.1 s, doubling, within the timeout)."""
+    attempt = 0
+    while True:
+        result = await _once(check, clock)
+        if result.ok or attempt >= check.retries:
+            return result
+        attempt += 1
+        await asyncio.sleep(min(0.1 * 2 ** (attempt - 1), check.timeout))
+
+
+async def _once(check: Check, clock: Clock) -> Result:
+    probe = PROBES.get(check.type)
+    if probe is None:  # pragma: no cover - config validation rejects unknown types
+        return Result(ok=False, reason=f"unknown check type {check.type!r}", at=clock())
+    started = clock()
+    try:
+        async with asyncio.timeout(check.timeout):
+            ok, reason = await probe(check)
+    except TimeoutError:
+        ok, reason = False, "timeout"
+    except ConnectionRefusedError:
+        ok, reason = False, "connection refused"
+    except ssl.SSLError as error:
+        ok, reason = False, f"TLS error: {error.reason or error}"
+    except httpx.ConnectError as error:
+        ok, reason = False, _connect_reason(error)
+    except (httpx.TimeoutException, dns.exception.Timeout):
+        ok, reason = False, "timeout"
+    except httpx.HTTPError as error:
+        ok, reason = False, f"HTTP error: {type(error).__name__}: {error}"
+    except OSError as error:
+        ok, reason = False, error.strerror or str(error)
+    finished = clock()
+    return Result(ok=ok, reason=reason, at=finished, latency=finished - started)
+
+
+def _connect_reason(error: httpx.ConnectError) -> str:
+    cause: BaseException | None = error
+    while cause is not None:  # httpx reports "All connection attempts failed": say why
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
+    text = str(error)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text or "certificate" in text.lower():
+        return f"TLS error: {text}"
+    if "refused" in text.lower():
+        return "connection refused"
+    return f"connect error: {text}"
+
+
+# -- http / https ---------------------------------------------------------------------
+
+_clients: dict[tuple[bool, bool], httpx.AsyncClient] = {}
+
+
+def _client(verify: bool, follow: bool) -> httpx.AsyncClient:
+    """One client per TLS/redirect setting; no keep-alive: each check opens a fresh
+    connection, as a visitor would, so a server that accepts no new connections fails."""
+    key = (verify, follow)
+    client = _clients.get(key)
+    if client is None:
+        client = httpx.AsyncClient(
+            verify=verify,
+            follow_redirects=follow,
+            limits=httpx.Limits(max_keepalive_connections=0, max_connections=None),
+            timeout=None,
+            trust_env=False,
+        )
+        _clients[key] = client
+    return client
+
+
+async def close_clients() -> None:
+    for client in _clients.values():
+        await client.aclose()
+    _clients.clear()
+
+
+def http_url(check: Check) -> str:
+    scheme = "https" if check.type == "https" else "http"
+    port = check.port or (443 if scheme == "https" else 80)
+    host = check.address
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    except ValueError:
+        pass
+    path = check.path if check.path.startswith("/") else "/" + check.path
+    return f"{scheme}://{host}:{port}{path}"
+
+
+async def _http(check: Check) -> tuple[bool, str]:
+    """Connect to the target's address; send the configured Host and TLS SNI."""
+    headers = {"User-Agent": check.user_agent}
+    headers.update(check.headers)
+    extensions = {}
+    host = check.host_header
+    if host and check.type == "https":
+        extensions["sni_hostname"] = host.split(":")[0]
+    client = _client(not check.allow_insecure, check.follow_redirects)
+    request = client.build_request(check.method, http_url(check), headers=headers, extensions=extensions)
+    response = await client.send(request, stream=True)
+    try:
+        body = bytearray()
+        async for chunk in response.aiter_raw():
+            body += chunk
+            if len(body) > check.max_response_bytes:
+                return False, f"too large (over {check.max_response_bytes} bytes)"
+    finally:
+        await response.aclose()
+    status = response.status_code
+    if not any(low <= status <= high for low, high in check.expected_codes):
+        return False, f"status {status}"
+    text = body.decode(response.encoding or "utf-8", errors="replace")
+    if check.expected_body is not None and check.expected_body not in text:
+        return False, f"body lacks {check.expected_body!r}"
+    if check.unexpected_body is not None and check.unexpected_body in text:
+        return False, f"body contains {check.unexpected_body!r}"
+    return True, f"status {status}"
+
+
+# -- tcp ------------------------------------------------------------------------------
+
+
+async def _tcp(check: Check) -> tuple[bool, str]:
+    reader, writer = await asyncio.open_connection(check.address, check.port)
+    try:
+        if check.send is not None:
+            writer.write(_unescape(check.send))
+            await writer.drain()
+        if check.expect is None:
+            return True, "connected"
+        expected = _unescape(check.expect)
+        received = b""
+        while expected not in received and len(received) < check.max_response_bytes:
+            chunk = await reader.read(4096)
+            if not chunk:
+                break
+            received += chunk
+        if expected in received:
+            return True, "reply matched"
+        return False, f"reply lacks {check.expect!r}"
+    finally:
+        writer.close()
+
+
+def _unescape(text: str) -> bytes:
+    r"""'QUIT\r\n' as written in TOML (\r\n escapes) -> bytes."""
+    return text.encode("utf-8").decode("unicode_escape").encode("latin-1")
+
+
+# -- dns ------------------------------------------------------------------------------
+
+
+async def _dns(check: Check) -> tuple[bool, str]:
+    name = check.query_name or "."
+    query = dns.message.make_query(name, dns.rdatatype.from_text(check.query_type))
+    response = await dns.asyncquery.udp(query, check.address, port=check.port or 53, timeout=check.timeout)
+    rcode = dns.rcode.to_text(response.rcode())
+    if rcode != check.expected_rcode.upper():
+        return False, f"rcode {rcode}"
+    if check.expected_data is not None:
+        texts = [rdata.to_text() for rrset in response.answer for rdata in rrset]
+        if not any(check.expected_data in text for text in texts):
+            return False, f"no answer contains {check.expected_data!r}"
+    return True, f"rcode {rcode}"
+
+
+# -- icmp -----------------------------------------------------------------------------
+
+
+async def _icmp(check: Check) -> tuple[bool, str]:
+    """One echo request. Unprivileged ICMP sockets where net.ipv4.ping_group_range allows
+    (the kernel then sets the identifier and checksum), raw sockets where we may."""
+    version = ipaddress.ip_address(check.address).version
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+    proto = socket.IPPROTO_ICMP if version == 4 else socket.IPPROTO_ICMPV6
+    raw = False
+    try:
+        sock = socket.socket(family, socket.SOCK_DGRAM, proto)
+    except PermissionError:
+        try:
+            sock = socket.socket(family, socket.SOCK_RAW, proto)
+            raw = True
+        except PermissionError:
+            low, high = _ping_group_range()
+            return False, (
+                f"icmp not permitted: group {os.getgid()} is outside net.ipv4.ping_group_range "
+                f"({low} {high}) and raw sockets need CAP_NET_RAW; widen the range with sysctl, "
+                "or use a tcp check"
+            )
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    echo_type, reply_type = (8, 0) if version == 4 else (128, 129)
+    ident, sequence = struct.unpack("!HH", os.urandom(4))
+    payload = b"dynserver-" + os.urandom(8)
+    packet = struct.pack("!BBHHH", echo_type, 0, 0, ident, sequence) + payload
+    if raw and version == 4:  # the kernel computes ICMPv6 checksums itself
+        packet = packet[:2] + struct.pack("!H", _checksum(packet)) + packet[4:]
+    try:
+        await loop.sock_sendto(sock, packet, (check.address, 0))
+        while True:
+            data = await loop.sock_recv(sock, 2048)
+            if raw and version == 4:
+                data = data[(data[0] & 0x0F) * 4 :]  # raw IPv4 sockets include the IP header
+            if len(data) >= 8 and data[0] == reply_type and data[8:] == payload:
+                return True, "echo reply"
+    finally:
+        sock.close()
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _ping_group_range() -> tuple[str, str]:
+    try:
+        with open("/proc/sys/net/ipv4/ping_group_range") as handle:
+            low, high = handle.read().split()
+            return low, high
+    except OSError:  # pragma: no cover - not Linux
+        return "?", "?"
+
+
+PROBES: dict[str, Callable[[Check], Awaitable[tuple[bool, str]]]] = {
+    "http": _http,
+    "https": _http,
+    "tcp": _tcp,
+    "dns": _dns,
+    "icmp": _icmp,
+}
+
+
+def parse_expected_codes(text: str) -> tuple[tuple[int, int], ...]:
+    """Cloudflare's expected_codes ("2xx", "200", "200-299", "2xx,301") -> ranges."""
+    ranges = []
+    for part in re.split(r"[,\s]+", text.strip()):
+        if not part:
+            continue
+        if re.fullmatch(r"[1-5]xx", part, re.IGNORECASE):
+            base = int(part[0]) * 100
+            ranges.append((base, base + 99))
+        elif re.fullmatch(r"\d{3}-\d{3}", part):
+            low, high = (int(x) for x in part.split("-"))
+            if low > high:
+                raise ValueError(f"{part!r}: the range is reversed")
+            ranges.append((low, high))
+        elif re.fullmatch(r"\d{3}", part):
+            ranges.append((int(part), int(part)))
+        else:
+            raise ValueError(f"{part!r} is not a status code, range (200-299) or class (2xx)")
+    if not ranges:
+        raise ValueError("no status codes given")
+    return tuple(ranges)
