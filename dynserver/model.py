@@ -37,6 +37,7 @@ class ZoneConfig:
     name: Name
     file: Path | None
     rrsets: tuple[RRset, ...]  # static data: from the master file or generated SOA/NS
+    records: tuple[DynamicRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +45,65 @@ class Config:
     path: Path
     server: ServerConfig
     zones: tuple[ZoneConfig, ...]
+    monitors: tuple[Monitor, ...] = ()
+    database: Path | None = None  # SQLite file: target states, events, history
+
+
+@dataclass(frozen=True, slots=True)
+class Monitor:
+    """A reusable health-check definition (option names follow Cloudflare's monitors)."""
+
+    name: str
+    type: str  # http | https | tcp | dns | icmp
+    port: int | None = None
+    path: str = "/"
+    interval: float = 10.0
+    timeout: float = 2.0
+    retries: int = 0
+    consecutive_up: int = 1
+    consecutive_down: int = 1
+    failback_delay: float = 0.0
+    method: str = "GET"
+    header: tuple[tuple[str, str], ...] = ()
+    expected_codes: tuple[tuple[int, int], ...] = ((200, 399),)
+    expected_body: str | None = None
+    unexpected_body: str | None = None
+    follow_redirects: bool = False
+    allow_insecure: bool = False
+    max_response_bytes: int = 1 << 20
+    user_agent: str | None = None
+    send: str | None = None
+    expect: str | None = None
+    query_name: str | None = None
+    query_type: str = "A"
+    expected_rcode: str = "NOERROR"
+    expected_data: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One server behind a dynamic record."""
+
+    name: str
+    value: str | None  # an IP (A/AAAA) or a host name (CNAME); None until first update
+    priority: int = 1
+    maintenance: bool = False
+    host: str | None = None  # overrides the monitor's Host header (and TLS SNI)
+    port: int | None = None  # overrides the monitor's port
+    path: str | None = None  # overrides the monitor's path
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicRecord:
+    """A name + type whose answer is computed from its targets' health."""
+
+    zone: Name
+    name: Name  # absolute
+    type: str  # A | AAAA | CNAME
+    ttl: int
+    targets: tuple[Target, ...]
+    monitor: str | None = None  # None: never checked, targets count as up
+    policy: str = "failover"  # failover | check-only
+    fallback: str = "preferred"  # preferred | all | none
+    min_up: int = 1
+    pending_ttl: int | None = None  # TTL while a target is pending or the answer is in flux

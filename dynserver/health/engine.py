@@ -1,0 +1,238 @@
+"""The health engine: target states, shared checks, and each record's current answer.
+
+No I/O and no clock: results, ticks and operator actions come in with their time, and
+what comes out is which targets changed and which records now answer differently. The
+application turns that into a new snapshot, events and notifications.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from dynserver.dns import wire
+from dynserver.dns.zone import RRset, rrset_from_texts
+from dynserver.health import state as machine
+from dynserver.health.policy import Candidate, Decision, Fallback, Policy, decide
+from dynserver.health.probes import USER_AGENT, Check
+from dynserver.health.state import Health, Result, TargetState, Thresholds, Transition
+from dynserver.model import DynamicRecord, Monitor, Target
+from dynserver.types import Name
+
+RecordKey = tuple[Name, str]  # (absolute name, type)
+TargetKey = tuple[Name, str, str]  # (record name, type, target name)
+_RTYPES = {"A": wire.TYPE_A, "AAAA": wire.TYPE_AAAA, "CNAME": wire.TYPE_CNAME}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckKey:
+    """One check is run per distinct (monitor, address, overrides), however many
+    records share it."""
+
+    monitor: str
+    address: str
+    port: int | None
+    host: str | None
+    path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A target whose health changed, with the transition that did it."""
+
+    record: DynamicRecord
+    target: Target
+    transition: Transition
+
+
+def record_key(record: DynamicRecord) -> RecordKey:
+    return record.name, record.type
+
+
+def target_key(record: DynamicRecord, target: Target) -> TargetKey:
+    return record.name, record.type, target.name
+
+
+def thresholds(monitor: Monitor) -> Thresholds:
+    return Thresholds(
+        consecutive_up=monitor.consecutive_up,
+        consecutive_down=monitor.consecutive_down,
+        failback_delay=monitor.failback_delay,
+        interval=monitor.interval,
+        timeout=monitor.timeout,
+    )
+
+
+def build_check(monitor: Monitor, target: Target, address: str) -> Check:
+    """The monitor's options with the target's overrides (the target's value wins)."""
+    headers = [(k, v) for k, v in monitor.header if k.lower() != "host" or target.host is None]
+    if target.host is not None:
+        headers.append(("Host", target.host))
+    return Check(
+        type=monitor.type,
+        address=address,
+        port=target.port or monitor.port,
+        path=target.path or monitor.path,
+        timeout=monitor.timeout,
+        method=monitor.method,
+        headers=tuple(headers),
+        expected_codes=monitor.expected_codes,
+        expected_body=monitor.expected_body,
+        unexpected_body=monitor.unexpected_body,
+        follow_redirects=monitor.follow_redirects,
+        allow_insecure=monitor.allow_insecure,
+        max_response_bytes=monitor.max_response_bytes,
+        user_agent=monitor.user_agent or USER_AGENT,
+        send=monitor.send,
+        expect=monitor.expect,
+        query_name=monitor.query_name,
+        query_type=monitor.query_type,
+        expected_rcode=monitor.expected_rcode,
+        expected_data=monitor.expected_data,
+        retries=monitor.retries,
+    )
+
+
+class Engine:
+    def __init__(
+        self,
+        records: Sequence[DynamicRecord],
+        monitors: Mapping[str, Monitor],
+        *,
+        restored: Mapping[TargetKey, TargetState] | None = None,
+        values: Mapping[TargetKey, str | None] | None = None,
+    ) -> None:
+        self.records: dict[RecordKey, DynamicRecord] = {record_key(r): r for r in records}
+        self.monitors = dict(monitors)
+        self.states: dict[TargetKey, TargetState] = {}
+        self.values: dict[TargetKey, str | None] = {}
+        restored = restored or {}
+        values = values or {}
+        for record in records:
+            for target in record.targets:
+                key = target_key(record, target)
+                self.values[key] = values.get(key, target.value)
+                state = restored.get(key, TargetState())
+                if record.monitor is None:
+                    state = replace(state, observed=Health.UP)  # unchecked: always up
+                self.states[key] = replace(state, maintenance=target.maintenance)
+        self.decisions: dict[RecordKey, Decision] = {
+            key: self._decide(record) for key, record in self.records.items()
+        }
+        # What each record answers now (values and TTL): a change means a new serial.
+        self._served = {key: (self.decisions[key].values, self.ttl(key)) for key in self.records}
+
+    # -- checks ---------------------------------------------------------------------
+
+    def checks(self) -> dict[CheckKey, tuple[Check, Monitor, list[TargetKey]]]:
+        """Every distinct check, its monitor, and the targets it reports on."""
+        found: dict[CheckKey, tuple[Check, Monitor, list[TargetKey]]] = {}
+        for record in self.records.values():
+            if record.monitor is None:
+                continue
+            monitor = self.monitors[record.monitor]
+            for target in record.targets:
+                address = self.values[target_key(record, target)]
+                if address is None:
+                    continue  # no address yet: nothing to check until an update gives one
+                key = CheckKey(record.monitor, address, target.port, target.host, target.path)
+                if key not in found:
+                    found[key] = (build_check(monitor, target, address), monitor, [])
+                found[key][2].append(target_key(record, target))
+        return found
+
+    def apply(self, targets: Iterable[TargetKey], result: Result) -> list[Change]:
+        """Feed one check result to every target it covers."""
+        changes = []
+        for key in targets:
+            if key not in self.states:
+                continue  # the target's address changed since this check started
+            record, target = self._find(key)
+            limits = thresholds(self.monitors[record.monitor]) if record.monitor else Thresholds()
+            new, transition = machine.step(self.states[key], result, limits)
+            self.states[key] = new
+            if transition is not None:
+                changes.append(Change(record, target, transition))
+        return changes
+
+    def tick(self, now: float) -> list[Change]:
+        """Let time pass: failback delays end, silent checkers go stale."""
+        changes = []
+        for key, current in self.states.items():
+            if current.observed is Health.UNKNOWN or current.last_result is None:
+                continue
+            record, target = self._find(key)
+            if record.monitor is None:
+                continue
+            new, transition = machine.tick(current, now, thresholds(self.monitors[record.monitor]))
+            if transition is not None:
+                self.states[key] = new
+                changes.append(Change(record, target, transition))
+        return changes
+
+    def next_deadline(self) -> float | None:
+        """The earliest failback delay to end, so the caller can wake exactly then."""
+        times = [s.pending_until for s in self.states.values() if s.pending_until is not None]
+        return min(times) if times else None
+
+    def set_maintenance(self, key: TargetKey, on: bool, now: float) -> Change | None:
+        record, target = self._find(key)
+        new, transition = machine.set_maintenance(self.states[key], on, now)
+        self.states[key] = new
+        return Change(record, target, transition) if transition is not None else None
+
+    # -- answers --------------------------------------------------------------------
+
+    def recompute(self, keys: Iterable[RecordKey]) -> list[RecordKey]:
+        """Decide the given records again; return those whose answer changed."""
+        changed = []
+        for key in keys:
+            self.decisions[key] = self._decide(self.records[key])
+            served = (self.decisions[key].values, self.ttl(key))
+            if served != self._served[key]:
+                self._served[key] = served
+                changed.append(key)
+        return changed
+
+    def rrset(self, key: RecordKey) -> RRset | None:
+        """The record's current RRset (None: no data, the name answers NODATA)."""
+        record = self.records[key]
+        decision = self.decisions[key]
+        if not decision.values:
+            return None
+        values = decision.values
+        if record.type == "CNAME":
+            values = tuple(v if v.endswith(".") else v + "." for v in values)
+        return rrset_from_texts(record.name, _RTYPES[record.type], self.ttl(key), values)
+
+    def ttl(self, key: RecordKey) -> int:
+        """The low pending TTL while any target is pending, so failback is seen fast."""
+        record = self.records[key]
+        if record.pending_ttl is not None and any(
+            self.states[target_key(record, t)].health is Health.PENDING for t in record.targets
+        ):
+            return record.pending_ttl
+        return record.ttl
+
+    def _decide(self, record: DynamicRecord) -> Decision:
+        candidates = [
+            Candidate(
+                name=target.name,
+                value=self.values[target_key(record, target)],
+                priority=target.priority,
+                health=self.states[target_key(record, target)].health,
+            )
+            for target in record.targets
+        ]
+        return decide(
+            candidates,
+            policy=Policy(record.policy),
+            fallback=Fallback(record.fallback),
+            min_up=record.min_up,
+            single=record.type == "CNAME",
+        )
+
+    def _find(self, key: TargetKey) -> tuple[DynamicRecord, Target]:
+        record = self.records[(key[0], key[1])]
+        target = next(t for t in record.targets if t.name == key[2])
+        return record, target

@@ -1,0 +1,101 @@
+"""The scheduler: every check runs on its own cadence, from start-up, whether or not
+queries arrive (PowerDNS and Technitium check lazily; their users complain).
+
+One task per distinct check. A check is due every ``interval`` (with a little jitter so
+thousands of checks do not move in lockstep); a slow check delays only itself. Results
+go to a callback in the event loop, which never waits on a check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from dynserver.health.probes import Check, run_check
+from dynserver.health.state import Result
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K")
+JITTER = 0.05  # each interval is stretched or shrunk by up to 5 %
+FIRST_RUN_SPREAD = 1.0  # start-up: first checks within this many seconds ("at once")
+
+
+class Scheduler(Generic[K]):
+    def __init__(
+        self,
+        on_result: Callable[[K, Result], None],
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._on_result = on_result
+        self._rng = rng or random.Random()
+        self._tasks: dict[K, asyncio.Task[None]] = {}
+        self._specs: dict[K, tuple[Check, float]] = {}
+        self._wake: dict[K, asyncio.Event] = {}
+        # How late each check started against its due time (seconds), for metrics.
+        self.lateness: deque[float] = deque(maxlen=20_000)
+        self.runs = 0
+
+    def set_checks(self, checks: dict[K, tuple[Check, float]]) -> None:
+        """Run exactly these checks (check, interval): start new ones, stop gone ones."""
+        for key in list(self._tasks):
+            if key not in checks or checks[key] != self._specs[key]:
+                self._tasks.pop(key).cancel()
+                self._specs.pop(key)
+                self._wake.pop(key, None)
+        for key, spec in checks.items():
+            if key not in self._tasks:
+                self._specs[key] = spec
+                self._wake[key] = asyncio.Event()
+                self._tasks[key] = asyncio.create_task(self._run(key, *spec), name=f"check {key}")
+
+    def check_now(self, keys: list[K] | None = None) -> None:
+        """Run these checks (default: all) now instead of at their next due time."""
+        for key in keys if keys is not None else list(self._wake):
+            event = self._wake.get(key)
+            if event is not None:
+                event.set()
+
+    @property
+    def running(self) -> int:
+        return sum(1 for task in self._tasks.values() if not task.done())
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._specs.clear()
+        self._wake.clear()
+
+    async def _run(self, key: K, check: Check, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        wake = self._wake[key]
+        due = loop.time() + self._rng.uniform(0, min(interval, FIRST_RUN_SPREAD))
+        while True:
+            if loop.time() < due and not wake.is_set():
+                try:
+                    async with asyncio.timeout_at(due):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
+            started = loop.time()
+            if wake.is_set():
+                wake.clear()
+                due = started  # "check now": not late
+            self.lateness.append(max(0.0, started - due))
+            try:
+                result = await run_check(check, clock=loop.time)
+            except Exception as error:  # pragma: no cover - a probe bug must not stop checking
+                log.exception("check %s crashed", key)
+                result = Result(ok=False, reason=f"internal error: {error}", at=loop.time())
+            self.runs += 1
+            self._on_result(key, result)
+            stretch = 1 + self._rng.uniform(-JITTER, JITTER)
+            due = max(due + interval * stretch, loop.time())
