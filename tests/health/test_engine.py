@@ -8,7 +8,7 @@ from dynserver.health.state import Health, Result
 from dynserver.model import DynamicRecord, Monitor, Target
 
 ZONE = parse_name("dyn.example.test")
-WEB = Monitor(name="web", type="http", port=8080, interval=1.0, failback_delay=5.0)
+WEB = Monitor(name="web", type="http", port=8080, interval=10.0, failback_delay=5.0)
 
 
 def record(name: str, *targets: Target, **kwargs: object) -> DynamicRecord:
