@@ -2,9 +2,10 @@
 
 A Snapshot holds every zone as it is at one instant. Replies are kept as wire-format
 templates keyed by the lower-cased question, so the common query costs one dictionary
-read and a few byte concatenations: the client's ID, RD/CD bits and question bytes
-(0x20 case randomisation survives) are spliced into the precomputed reply. Anything
-unusual (truncation, errors, CHAOS, odd EDNS) takes the full path in ``_answer_slow``.
+read and a few byte concatenations: the client's ID, RD bit and question bytes
+(0x20 case randomisation survives) are spliced into the precomputed reply. CD is not
+copied: RFC 4035 3.1.6 says an authoritative server SHOULD clear it (NSD and Knot do).
+Anything unusual (truncation, errors, CHAOS, odd EDNS) takes the full path in ``_answer_slow``.
 
 A state change never edits a snapshot: it builds a new one and swaps one reference.
 The template memo filled while answering is a cache of pure results of this snapshot.
@@ -42,20 +43,16 @@ _CHAOS_NAMES: dict[Name, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """A reply minus ID and question: ``heads[rd | cd << 1]`` is flags + counts."""
+    """A reply minus ID and question: ``heads[rd]`` is flags + counts, RD copied or not."""
 
-    heads: tuple[bytes, bytes, bytes, bytes]
+    heads: tuple[bytes, bytes]
     body: bytes
 
     @classmethod
     def from_reply(cls, reply: bytes, question_length: int) -> Template:
-        flags = reply[2:4]
-        counts = reply[4:12]
-        heads = tuple(
-            bytes((flags[0] | (variant & 1), flags[1] | ((variant & 2) << 3))) + counts
-            for variant in range(4)
-        )
-        return cls(heads=heads, body=reply[12 + question_length :])  # type: ignore[arg-type]
+        head = reply[2:12]
+        with_rd = bytes((head[0] | (wire.RD >> 8),)) + head[1:]
+        return cls(heads=(head, with_rd), body=reply[12 + question_length :])
 
 
 class Snapshot:
@@ -112,7 +109,7 @@ class Snapshot:
         template = table.get(data[12 : end + 1].lower() + data[end + 1 : qend])
         if template is None or (not tcp and qend + len(template.body) > limit):
             return self._answer_slow(data, tcp)
-        head = template.heads[(data[2] & 1) | ((data[3] & 0x10) >> 3)]
+        head = template.heads[data[2] & 1]
         return data[:2] + head + data[12:qend] + template.body
 
     # -- the full path --------------------------------------------------------------
@@ -204,15 +201,15 @@ class Snapshot:
 
 def _assemble(query: wire.Query, template: Template) -> bytes:
     flags = query.flags
-    head = template.heads[((flags >> 8) & 1) | ((flags & wire.CD) >> 3)]
+    head = template.heads[(flags >> 8) & 1]
     return query.id.to_bytes(2, "big") + head + query.question + template.body
 
 
 def _splice_reply(query: wire.Query, reply: bytes) -> bytes:
-    """Put the client's ID, RD/CD bits and question bytes into a rendered reply."""
+    """Put the client's ID, RD bit and question bytes into a rendered reply."""
     if len(reply) == 12:
         return reply  # header-only error replies already carry ID and RD
-    flags = int.from_bytes(reply[2:4], "big") | (query.flags & (wire.RD | wire.CD))
+    flags = int.from_bytes(reply[2:4], "big") | (query.flags & wire.RD)
     qlen = len(query.question)
     return (
         query.id.to_bytes(2, "big")
