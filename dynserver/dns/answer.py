@@ -41,18 +41,24 @@ class Resolution:
 REFUSED = Resolution(rcode=wire.REFUSED, aa=False)
 
 
-def find_zone(zones: Mapping[Name, Zone], qname: Name) -> Zone | None:
-    """The most specific zone we serve that contains ``qname``."""
-    for i in range(len(qname) + 1):
+def find_zone(zones: Mapping[Name, Zone], qname: Name, qtype: int = wire.TYPE_A) -> Zone | None:
+    """The most specific zone we serve that holds the answer to (``qname``, ``qtype``).
+
+    That is the zone closest to ``qname``, except for DS: a DS RRset lives on the parent
+    side of a cut (RFC 4035 3.1.4.1), so at the apex of a zone we serve, DS is answered
+    from the parent zone when we serve it too, and from the child (NODATA) otherwise.
+    """
+    first = 1 if qtype == wire.TYPE_DS and qname in zones else 0
+    for i in range(first, len(qname) + 1):
         zone = zones.get(qname[i:])
         if zone is not None:
             return zone
-    return None
+    return zones.get(qname)
 
 
 def resolve(zones: Mapping[Name, Zone], qname: Name, qtype: int) -> Resolution:
     """Answer a class IN question from our zones, following CNAMEs within them."""
-    zone = find_zone(zones, qname)
+    zone = find_zone(zones, qname, qtype)
     if zone is None:
         return REFUSED  # never a resolver: names outside our zones are not ours to answer
     answer: list[RR] = []
@@ -91,7 +97,7 @@ def resolve(zones: Mapping[Name, Zone], qname: Name, qtype: int) -> Resolution:
             return _negative(zone, wire.NOERROR, answer)
         answer.extend(cname.records(owner))
         target = tuple(label.lower() for label in cname.rdatas[0].label.label)
-        next_zone = find_zone(zones, target)
+        next_zone = find_zone(zones, target, qtype)
         if next_zone is None or target in seen or len(seen) > MAX_CHAIN:
             # The chain leaves our data (the resolver continues it) or loops.
             return Resolution(rcode=wire.NOERROR, aa=True, answer=tuple(answer))
@@ -187,7 +193,7 @@ def render(
     edns: wire.Edns | None,
     limit: int,
 ) -> bytes:
-    """Lay a resolution out on the wire (ID 0, RD/CD clear, lower-case question).
+    """Lay a resolution out on the wire (ID 0, RD clear, lower-case question).
 
     Names compress against the lower-case question, so the caller can splice the
     client's question bytes (same length, 0x20 case kept) and header bits in.
