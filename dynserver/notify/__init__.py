@@ -1,0 +1,1 @@
+"""Notifications: apprise URLs and plain webhooks, queued and retried off the hot path."""

@@ -1,0 +1,162 @@
+"""Deliver alerts about state changes: apprise URLs (email, Slack, Telegram, ntfy, ...)
+and plain JSON webhooks (``on_failure`` / ``on_recovery``, the Runlater pattern).
+
+Alerts are queued; workers deliver them with retries and backoff. A slow or dead
+receiver delays only its own deliveries, never checks or DNS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from dynserver import __version__
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 5
+FIRST_BACKOFF = 1.0
+DELIVERY_TIMEOUT = 10.0
+QUEUE_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """The JSON body a webhook receives."""
+
+    event: str  # failure | recovery | pending
+    record: str
+    type: str
+    target: str
+    value: str | None
+    previous: str
+    current: str
+    reason: str
+    time: str  # ISO 8601, UTC
+
+    @classmethod
+    def now(cls, **fields: str | None) -> Alert:
+        stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return cls(time=stamp, **fields)  # type: ignore[arg-type]
+
+    def title(self) -> str:
+        word = {"failure": "DOWN", "recovery": "UP", "pending": "recovering"}.get(self.event, self.event)
+        return f"[dynserver] {self.target} of {self.record} is {word}"
+
+    def body(self) -> str:
+        return (
+            f"{self.record} {self.type}: target {self.target} ({self.value}) went "
+            f"{self.previous} -> {self.current}: {self.reason} at {self.time}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    apprise: tuple[str, ...] = ()
+    on_failure: tuple[str, ...] = ()
+    on_recovery: tuple[str, ...] = ()
+
+
+Delivery = tuple[str, str, Alert]  # (kind: apprise|webhook, url, alert)
+Report = Callable[[str, Alert, bool, str], None]  # (url, alert, delivered, detail)
+
+
+class Notifier:
+    def __init__(self, config: NotifyConfig, report: Report | None = None, workers: int = 4) -> None:
+        self.config = config
+        self._report = report or (lambda url, alert, ok, detail: None)
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue(QUEUE_LIMIT)
+        self._workers = workers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: httpx.AsyncClient | None = None
+        self.delivered = 0
+        self.failed = 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.config.apprise or self.config.on_failure or self.config.on_recovery)
+
+    def notify(self, alert: Alert) -> None:
+        hooks = {"failure": self.config.on_failure, "recovery": self.config.on_recovery}.get(alert.event, ())
+        deliveries = [("apprise", url, alert) for url in self.config.apprise]
+        deliveries += [("webhook", url, alert) for url in hooks]
+        for delivery in deliveries:
+            try:
+                self._queue.put_nowait(delivery)
+            except asyncio.QueueFull:
+                log.warning("event=notify_dropped reason=queue_full target=%s", alert.target)
+
+    def start(self) -> None:
+        self._client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT, trust_env=False,
+                                         headers={"User-Agent": f"dynserver/{__version__}"})
+        self._tasks = [asyncio.create_task(self._work(), name=f"notify {i}") for i in range(self._workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def drain(self) -> None:
+        """Wait until every queued alert is delivered or given up (tests, shutdown)."""
+        await self._queue.join()
+
+    async def _work(self) -> None:
+        while True:
+            kind, url, alert = await self._queue.get()
+            try:
+                await self._deliver(kind, url, alert)
+            finally:
+                self._queue.task_done()
+
+    async def _deliver(self, kind: str, url: str, alert: Alert) -> None:
+        backoff = FIRST_BACKOFF
+        detail = ""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with asyncio.timeout(DELIVERY_TIMEOUT):
+                    if kind == "webhook":
+                        await self._webhook(url, alert)
+                    else:
+                        await self._apprise(url, alert)
+                self.delivered += 1
+                self._report(_redact(url), alert, True, f"attempt {attempt}")
+                return
+            except Exception as error:  # every failure is retried, then reported
+                detail = f"{type(error).__name__}: {error}"
+            if attempt < ATTEMPTS:
+                await asyncio.sleep(backoff)
+                backoff *= 2
+        self.failed += 1
+        self._report(_redact(url), alert, False, detail)
+
+    async def _webhook(self, url: str, alert: Alert) -> None:
+        assert self._client is not None
+        response = await self._client.post(url, json=asdict(alert))
+        if response.status_code >= 300:
+            raise RuntimeError(f"status {response.status_code}")
+
+    async def _apprise(self, url: str, alert: Alert) -> None:
+        import apprise  # imported on first use: it is large and only needed when configured
+
+        sender = apprise.Apprise()
+        if not sender.add(url):
+            raise ValueError("apprise does not understand this URL")
+        if not await sender.async_notify(body=alert.body(), title=alert.title()):
+            raise RuntimeError("apprise reported a failed delivery")
+
+
+def _redact(url: str) -> str:
+    """URLs can carry tokens (Slack, Telegram): keep scheme and host only for logs."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/..." if rest else url

@@ -1,0 +1,1 @@
+"""Persistence: SQLite schema, queries, and the batched background writer."""

@@ -1,0 +1,254 @@
+"""SQLite (aiosqlite): the memory of dynserver, never its hot path.
+
+Target states (so a restart resumes where it stopped), the event log (seed 000's status
+table), check latencies for history, and zone serials. WAL with synchronous=FULL: a
+committed write survives a crash or power loss. Times are wall-clock Unix seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+SCHEMA_VERSION = 1
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE target_state (
+        record TEXT NOT NULL, type TEXT NOT NULL, target TEXT NOT NULL,
+        observed TEXT NOT NULL, since REAL NOT NULL,
+        successes INTEGER NOT NULL, failures INTEGER NOT NULL,
+        pending_until REAL, maintenance INTEGER NOT NULL, config_maintenance INTEGER NOT NULL,
+        last_ok INTEGER, last_reason TEXT, last_at REAL, last_latency REAL,
+        value TEXT, value_set_at REAL,
+        PRIMARY KEY (record, type, target)
+    );
+    CREATE TABLE event (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL, kind TEXT NOT NULL,
+        record TEXT, target TEXT, result TEXT, reason TEXT,
+        previous TEXT, current TEXT, actor TEXT, detail TEXT
+    );
+    CREATE INDEX event_at ON event (at);
+    CREATE INDEX event_record ON event (record, at);
+    CREATE TABLE sample (
+        at REAL NOT NULL, record TEXT NOT NULL, target TEXT NOT NULL,
+        ok INTEGER NOT NULL, latency REAL, state TEXT NOT NULL
+    );
+    CREATE INDEX sample_record ON sample (record, at);
+    CREATE TABLE zone_serial (
+        zone TEXT PRIMARY KEY, serial INTEGER NOT NULL, digest TEXT NOT NULL
+    );
+    """,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    record: str
+    type: str
+    target: str
+    observed: str
+    since: float
+    successes: int
+    failures: int
+    pending_until: float | None
+    maintenance: bool
+    config_maintenance: bool
+    last_ok: bool | None
+    last_reason: str | None
+    last_at: float | None
+    last_latency: float | None
+    value: str | None
+    value_set_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    kind: str  # health | answer | maintenance | update | mirror | notify | system
+    record: str | None = None
+    target: str | None = None
+    result: str | None = None
+    reason: str | None = None
+    previous: str | None = None
+    current: str | None = None
+    actor: str | None = None
+    detail: dict[str, Any] | None = None
+    at: float = 0.0  # 0: now
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    at: float
+    record: str
+    target: str
+    ok: bool
+    latency: float | None
+    state: str
+
+
+class Store:
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Store:
+        connection = await aiosqlite.connect(str(path))
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA synchronous=FULL")
+        await connection.execute("PRAGMA busy_timeout=5000")
+        store = cls(connection)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            await self._db.executescript(_MIGRATIONS[target])
+            await self._db.execute(f"PRAGMA user_version={target}")
+        await self._db.commit()
+
+    # -- target states --------------------------------------------------------------
+
+    async def load_states(self) -> list[StoredState]:
+        async with self._db.execute("SELECT * FROM target_state") as cursor:
+            rows = await cursor.fetchall()
+        return [
+            StoredState(
+                record=r[0], type=r[1], target=r[2], observed=r[3], since=r[4], successes=r[5],
+                failures=r[6], pending_until=r[7], maintenance=bool(r[8]), config_maintenance=bool(r[9]),
+                last_ok=None if r[10] is None else bool(r[10]), last_reason=r[11], last_at=r[12],
+                last_latency=r[13], value=r[14], value_set_at=r[15],
+            )
+            for r in rows
+        ]
+
+    async def save_states(self, states: Iterable[StoredState], *, commit: bool = True) -> None:
+        await self._db.executemany(
+            "INSERT OR REPLACE INTO target_state VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    s.record, s.type, s.target, s.observed, s.since, s.successes, s.failures,
+                    s.pending_until, int(s.maintenance), int(s.config_maintenance),
+                    None if s.last_ok is None else int(s.last_ok), s.last_reason, s.last_at,
+                    s.last_latency, s.value, s.value_set_at,
+                )
+                for s in states
+            ],
+        )
+        if commit:
+            await self._db.commit()
+
+    # -- events and samples ---------------------------------------------------------
+
+    async def add_events(self, events: Sequence[EventRow], *, commit: bool = True) -> None:
+        now = time.time()
+        await self._db.executemany(
+            "INSERT INTO event (at, kind, record, target, result, reason, previous, current, actor, detail)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    e.at or now, e.kind, e.record, e.target, e.result, e.reason, e.previous, e.current,
+                    e.actor, json.dumps(e.detail) if e.detail is not None else None,
+                )
+                for e in events
+            ],
+        )
+        if commit:
+            await self._db.commit()
+
+    async def add_samples(self, samples: Sequence[Sample], *, commit: bool = True) -> None:
+        await self._db.executemany(
+            "INSERT INTO sample VALUES (?,?,?,?,?,?)",
+            [(s.at, s.record, s.target, int(s.ok), s.latency, s.state) for s in samples],
+        )
+        if commit:
+            await self._db.commit()
+
+    async def commit(self) -> None:
+        await self._db.commit()
+
+    async def events(
+        self,
+        *,
+        record: str | None = None,
+        target: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 200,
+        before_id: int | None = None,
+    ) -> list[EventRow]:
+        """Newest first, filtered."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("record", record), ("target", target), ("kind", kind)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("at < ?")
+            args.append(until)
+        if before_id is not None:
+            where.append("id < ?")
+            args.append(before_id)
+        sql = "SELECT id, at, kind, record, target, result, reason, previous, current, actor, detail FROM event"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        async with self._db.execute(sql, args) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            EventRow(
+                id=r[0], at=r[1], kind=r[2], record=r[3], target=r[4], result=r[5], reason=r[6],
+                previous=r[7], current=r[8], actor=r[9], detail=json.loads(r[10]) if r[10] else None,
+            )
+            for r in rows
+        ]
+
+    async def samples(self, record: str, since: float) -> list[Sample]:
+        async with self._db.execute(
+            "SELECT at, record, target, ok, latency, state FROM sample WHERE record = ? AND at >= ? ORDER BY at",
+            (record, since),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [Sample(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in rows]
+
+    async def prune(self, before: float) -> int:
+        """Retention: drop events and samples older than ``before``."""
+        removed = 0
+        for table in ("event", "sample"):
+            cursor = await self._db.execute(f"DELETE FROM {table} WHERE at < ?", (before,))
+            removed += cursor.rowcount
+        await self._db.commit()
+        return removed
+
+    # -- zone serials ---------------------------------------------------------------
+
+    async def serials(self) -> dict[str, tuple[int, str]]:
+        async with self._db.execute("SELECT zone, serial, digest FROM zone_serial") as cursor:
+            rows = await cursor.fetchall()
+        return {r[0]: (int(r[1]), r[2]) for r in rows}
+
+    async def save_serials(self, serials: dict[str, tuple[int, str]], *, commit: bool = True) -> None:
+        await self._db.executemany(
+            "INSERT OR REPLACE INTO zone_serial VALUES (?,?,?)",
+            [(zone, serial, digest) for zone, (serial, digest) in serials.items()],
+        )
+        if commit:
+            await self._db.commit()

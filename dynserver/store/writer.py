@@ -1,0 +1,88 @@
+"""A background writer: health results arrive hundreds of times a second, so state
+upserts are coalesced per target and everything pending goes to disk in one
+transaction every ``interval`` seconds. Nothing on the DNS or check path awaits it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from dynserver.store.db import EventRow, Sample, Store, StoredState
+
+log = logging.getLogger(__name__)
+
+
+class Writer:
+    def __init__(self, store: Store, interval: float = 0.25) -> None:
+        self.store = store
+        self._interval = interval
+        self._states: dict[tuple[str, str, str], StoredState] = {}
+        self._events: list[EventRow] = []
+        self._samples: list[Sample] = []
+        self._serials: dict[str, tuple[int, str]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.failures = 0
+
+    def state(self, state: StoredState) -> None:
+        self._states[(state.record, state.type, state.target)] = state
+
+    def event(self, event: EventRow) -> None:
+        self._events.append(event)
+        self._wake.set()  # events are worth writing soon
+
+    def sample(self, sample: Sample) -> None:
+        self._samples.append(sample)
+
+    def serial(self, zone: str, serial: int, digest: str) -> None:
+        self._serials[zone] = (serial, digest)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="store writer")
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:  # pragma: no cover - disk full etc.: keep serving, retry later
+                self.failures += 1
+                log.exception("event=store_write_failed")
+
+    async def flush(self) -> None:
+        states, self._states = list(self._states.values()), {}
+        events, self._events = self._events, []
+        samples, self._samples = self._samples, []
+        serials, self._serials = self._serials, {}
+        if not (states or events or samples or serials):
+            return
+        try:
+            if states:
+                await self.store.save_states(states, commit=False)
+            if events:
+                await self.store.add_events(events, commit=False)
+            if samples:
+                await self.store.add_samples(samples, commit=False)
+            if serials:
+                await self.store.save_serials(serials, commit=False)
+            await self.store.commit()
+        except Exception:
+            # Put it all back (newer states win) so the next flush retries.
+            for state in states:
+                self._states.setdefault((state.record, state.type, state.target), state)
+            self._events[:0] = events
+            self._samples[:0] = samples
+            for zone, value in serials.items():
+                self._serials.setdefault(zone, value)
+            raise
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
