@@ -1,44 +1,77 @@
-"""The composition root: wires config, the answer snapshot, transports and the web UI.
+"""The composition root: wires config, storage, the health engine, the answer snapshot,
+transports, notifications and the web UI. Only this module knows the whole.
 
-Everything else receives what it needs as arguments; only this module knows the whole.
+The data flow of a failover: probe result -> engine (state machine transition) ->
+policy recomputes the record -> new zone with serial + 1 -> new snapshot swapped in ->
+the next query gets the new answer -> events stored, notifications queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import hashlib
 import logging
 import socket
+import time
+from collections.abc import Iterable
 
+from dynserver.dns import wire
 from dynserver.dns.snapshot import Snapshot
-from dynserver.dns.zone import Zone
-from dynserver.model import Config, Listener
+from dynserver.dns.zone import RRset, Zone, soa_fields
+from dynserver.health.engine import Change, CheckKey, Engine, RecordKey, TargetKey, target_key
+from dynserver.health.scheduler import Scheduler
+from dynserver.health.state import Health, Result, TargetState
+from dynserver.model import Config, Listener, ZoneConfig
+from dynserver.notify.sender import Alert, Notifier
 from dynserver.server.tcp import TcpServer
 from dynserver.server.udp import UdpServer
+from dynserver.store.db import EventRow, Sample, Store, StoredState
+from dynserver.store.writer import Writer
+from dynserver.types import Name
 
 log = logging.getLogger("dynserver")
 
+# How often stale results and old history are looked for.
+SWEEP_INTERVAL = 1.0
+PRUNE_INTERVAL = 3600.0
 
-def build_snapshot(config: Config) -> Snapshot:
-    zones = {zone.name: Zone.build(zone.name, zone.rrsets) for zone in config.zones}
-    chaos = {}
-    if config.server.chaos_version:
-        chaos["version"] = config.server.chaos_version
-    if config.server.chaos_hostname:
-        chaos["hostname"] = config.server.chaos_hostname
-    return Snapshot(zones, chaos=chaos)
+
+def _text(name: Name) -> str:
+    return wire.name_to_text(name)
 
 
 class App:
-    """A running dynserver: owns the current snapshot and every listener."""
+    """A running dynserver: owns the current snapshot, the engine and every listener."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.snapshot = build_snapshot(config)
+        self.zone_configs: dict[Name, ZoneConfig] = {zone.name: zone for zone in config.zones}
+        records = [record for zone in config.zones for record in zone.records]
+        self.engine = Engine(records, {m.name: m for m in config.monitors})
+        self.serials: dict[Name, int] = {}
+        self._digests: dict[Name, str] = {}
+        for origin, zone_config in self.zone_configs.items():
+            soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
+            self.serials[origin] = soa_fields(soa).serial
+        self.zones: dict[Name, Zone] = {origin: self._build_zone(origin) for origin in self.zone_configs}
+        self.snapshot = self._snapshot()
         self.udp: list[UdpServer] = []
         self.tcp: list[TcpServer] = []
         self._web_server: object | None = None
         self.stopping = asyncio.Event()
+        self.store: Store | None = None
+        self.writer: Writer | None = None
+        self.scheduler: Scheduler[CheckKey] = Scheduler(self._on_result)
+        self._check_targets: dict[CheckKey, list[TargetKey]] = {}
+        self.notifier = Notifier(config.notify, report=self._on_delivery)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake_sweeper = asyncio.Event()
+        self.answer_changes = 0
+        self.started_at = time.time()
+
+    # -- DNS ------------------------------------------------------------------------
 
     def answer(self, data: bytes, tcp: bool) -> bytes | None:
         # Reads the reference once per query: a swap between queries is atomic.
@@ -47,7 +80,306 @@ class App:
     def swap(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
+    def _snapshot(self) -> Snapshot:
+        chaos = {}
+        if self.config.server.chaos_version:
+            chaos["version"] = self.config.server.chaos_version
+        if self.config.server.chaos_hostname:
+            chaos["hostname"] = self.config.server.chaos_hostname
+        return Snapshot(dict(self.zones), chaos=chaos)
+
+    def _build_zone(self, origin: Name) -> Zone:
+        """Static data + the current answers of the zone's dynamic records."""
+        zone_config = self.zone_configs[origin]
+        rrsets: list[RRset] = [r for r in zone_config.rrsets if r.rtype != wire.TYPE_SOA]
+        empty: list[Name] = []
+        for record in zone_config.records:
+            rrset = self.engine.rrset((record.name, record.type))
+            if rrset is None:
+                empty.append(record.name)  # fallback none: the name exists, with no data
+            else:
+                rrsets.append(rrset)
+        soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
+        zone = Zone.build(origin, [soa, *rrsets], empty_names=empty)
+        self._digests[origin] = _digest(zone)
+        return zone.with_serial(self.serials[origin])
+
+    def publish(self, records: Iterable[RecordKey]) -> None:
+        """New answers for these records: serial + 1 in their zones, swap the snapshot."""
+        origins = {self.engine.records[key].zone for key in records}
+        if not origins:
+            return
+        for origin in origins:
+            self.serials[origin] = _next_serial(self.serials[origin])
+            self.zones[origin] = self._build_zone(origin)
+            if self.writer is not None:
+                self.writer.serial(_text(origin), self.serials[origin], self._digests[origin])
+        self.swap(self._snapshot())
+        self.answer_changes += 1
+
+    # -- health ---------------------------------------------------------------------
+
+    def _on_result(self, key: CheckKey, result: Result) -> None:
+        targets = self._check_targets.get(key, [])
+        changes = self.engine.apply(targets, result)
+        now = time.time()
+        for target in targets:
+            if target not in self.engine.states:
+                continue
+            self._save_state(target)
+            if self.writer is not None:
+                self.writer.sample(
+                    Sample(
+                        now,
+                        _text(target[0]),
+                        target[2],
+                        result.ok,
+                        result.latency,
+                        self.engine.states[target].health.value,
+                    )
+                )
+        self.handle_changes(changes)
+        if any(c.transition.current is Health.PENDING for c in changes):
+            self._wake_sweeper.set()  # a failback wait started: wake exactly when it ends
+
+    def handle_changes(self, changes: list[Change], actor: str | None = None) -> list[RecordKey]:
+        """Record events and alerts for transitions, then republish changed answers."""
+        if not changes:
+            return []
+        before = {key: self.engine.decisions[key].values for key in self._keys(changes)}
+        for change in changes:
+            self._event_for(change, actor)
+            self._alert_for(change)
+        changed = self.engine.recompute(before)
+        for key in changed:
+            decision = self.engine.decisions[key]
+            self._event(
+                EventRow(
+                    kind="answer",
+                    record=_text(key[0]),
+                    previous=",".join(before[key]),
+                    current=",".join(decision.values),
+                    reason=decision.reason,
+                    actor=actor,
+                    detail={"type": key[1], "ttl": self.engine.ttl(key)},
+                )
+            )
+            log.info(
+                "event=answer_changed record=%s type=%s previous=%s current=%s reason=%r",
+                _text(key[0]),
+                key[1],
+                ",".join(before[key]) or "-",
+                ",".join(decision.values) or "-",
+                decision.reason,
+            )
+        self.publish(changed)
+        return changed
+
+    def set_maintenance(self, key: TargetKey, on: bool, actor: str | None = None) -> bool:
+        change = self.engine.set_maintenance(key, on, asyncio.get_running_loop().time())
+        if change is None:
+            return False
+        self._save_state(key)
+        self.handle_changes([change], actor=actor)
+        return True
+
+    def check_now(self, targets: Iterable[TargetKey] | None = None) -> None:
+        if targets is None:
+            self.scheduler.check_now()
+            return
+        wanted = set(targets)
+        self.scheduler.check_now([k for k, ts in self._check_targets.items() if wanted & set(ts)])
+
+    def _refresh_checks(self) -> None:
+        checks = self.engine.checks()
+        self._check_targets = {key: targets for key, (_, _, targets) in checks.items()}
+        self.scheduler.set_checks(
+            {key: (check, monitor.interval) for key, (check, monitor, _) in checks.items()}
+        )
+
+    async def _sweep(self) -> None:
+        """End failback waits on time and notice stalled checkers (staleness)."""
+        loop = asyncio.get_running_loop()
+        last_prune = 0.0
+        while True:
+            deadline = self.engine.next_deadline()
+            wait = (
+                SWEEP_INTERVAL if deadline is None else max(0.0, min(SWEEP_INTERVAL, deadline - loop.time()))
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake_sweeper.wait()
+            self._wake_sweeper.clear()
+            changes = self.engine.tick(loop.time())
+            for change in changes:
+                self._save_state(target_key(change.record, change.target))
+            self.handle_changes(changes)
+            if self.store is not None and time.time() - last_prune > PRUNE_INTERVAL:
+                last_prune = time.time()
+                cutoff = time.time() - self.config.history_hours * 3600
+                with contextlib.suppress(Exception):
+                    await self.store.prune(cutoff)
+
+    # -- events, alerts, persistence -----------------------------------------------
+
+    def _keys(self, changes: list[Change]) -> list[RecordKey]:
+        return list(dict.fromkeys((c.record.name, c.record.type) for c in changes))
+
+    def _event(self, event: EventRow) -> None:
+        if self.writer is not None:
+            self.writer.event(event)
+
+    def _event_for(self, change: Change, actor: str | None) -> None:
+        transition = change.transition
+        last = self.engine.states[target_key(change.record, change.target)].last_result
+        kind = "maintenance" if Health.MAINTENANCE in (transition.previous, transition.current) else "health"
+        self._event(
+            EventRow(
+                kind=kind,
+                record=_text(change.record.name),
+                target=change.target.name,
+                result=None if last is None else ("ok" if last.ok else "fail"),
+                reason=transition.reason,
+                previous=transition.previous.value,
+                current=transition.current.value,
+                actor=actor,
+                detail={"type": change.record.type, "latency": None if last is None else last.latency},
+            )
+        )
+        log.info(
+            "event=target_%s record=%s target=%s previous=%s current=%s reason=%r",
+            kind,
+            _text(change.record.name),
+            change.target.name,
+            transition.previous.value,
+            transition.current.value,
+            transition.reason,
+        )
+
+    def _alert_for(self, change: Change) -> None:
+        transition = change.transition
+        if Health.MAINTENANCE in (transition.previous, transition.current):
+            return  # maintenance changes do not alert
+        event = None
+        if transition.current is Health.DOWN:
+            event = "failure"
+        elif transition.current is Health.UP and transition.previous in (Health.DOWN, Health.PENDING):
+            event = "recovery"  # not UNKNOWN -> UP: a start-up is not a recovery
+        elif transition.current is Health.PENDING:
+            event = "pending"
+        if event is None or not self.notifier.enabled:
+            return
+        key = target_key(change.record, change.target)
+        self.notifier.notify(
+            Alert.now(
+                event=event,
+                record=_text(change.record.name),
+                type=change.record.type,
+                target=change.target.name,
+                value=self.engine.values.get(key),
+                previous=transition.previous.value,
+                current=transition.current.value,
+                reason=transition.reason,
+            )
+        )
+
+    def _on_delivery(self, url: str, alert: Alert, ok: bool, detail: str) -> None:
+        self._event(
+            EventRow(
+                kind="notify",
+                record=alert.record,
+                target=alert.target,
+                result="ok" if ok else "fail",
+                reason=f"{alert.event} to {url}: {detail}",
+            )
+        )
+
+    def _save_state(self, key: TargetKey) -> None:
+        if self.writer is None:
+            return
+        state = self.engine.states[key]
+        record, target = self.engine.records[(key[0], key[1])], key[2]
+        config_maintenance = next(t.maintenance for t in record.targets if t.name == target)
+        last = state.last_result
+        offset = time.time() - asyncio.get_running_loop().time()  # monotonic -> wall clock
+        self.writer.state(
+            StoredState(
+                record=_text(key[0]),
+                type=key[1],
+                target=target,
+                observed=state.observed.value,
+                since=state.since + offset,
+                successes=state.successes,
+                failures=state.failures,
+                pending_until=None if state.pending_until is None else state.pending_until + offset,
+                maintenance=state.maintenance,
+                config_maintenance=config_maintenance,
+                last_ok=None if last is None else last.ok,
+                last_reason=None if last is None else last.reason,
+                last_at=None if last is None else last.at + offset,
+                last_latency=None if last is None else last.latency,
+                value=self.engine.values.get(key),
+                value_set_at=None,
+            )
+        )
+
+    async def _restore(self, store: Store) -> None:
+        """Resume target states and zone serials from the database."""
+        loop_now = asyncio.get_running_loop().time()
+        offset = time.time() - loop_now
+        records = {(_text(r.name), r.type): r for r in self.engine.records.values()}
+        restored: dict[TargetKey, TargetState] = {}
+        for row in await store.load_states():
+            record = records.get((row.record, row.type))
+            if record is None or not any(t.name == row.target for t in record.targets):
+                continue  # the config no longer has it
+            target = next(t for t in record.targets if t.name == row.target)
+            maintenance = (
+                row.maintenance if row.config_maintenance == target.maintenance else target.maintenance
+            )
+            last = None
+            if row.last_at is not None and row.last_ok is not None:
+                last = Result(
+                    ok=row.last_ok,
+                    reason=row.last_reason or "",
+                    at=row.last_at - offset,
+                    latency=row.last_latency,
+                )
+            restored[target_key(record, target)] = TargetState(
+                observed=Health(row.observed),
+                since=row.since - offset,
+                successes=row.successes,
+                failures=row.failures,
+                pending_until=None if row.pending_until is None else row.pending_until - offset,
+                last_result=last,
+                maintenance=maintenance,
+            )
+        records_list = list(self.engine.records.values())
+        self.engine = Engine(records_list, self.engine.monitors, restored=restored)
+        stored_serials = await store.serials()
+        for origin in self.zone_configs:
+            self.zones[origin] = self._build_zone(origin)
+            stored = stored_serials.get(_text(origin))
+            if stored is not None:
+                serial, digest = stored
+                if _serial_gt(serial, self.serials[origin]) or serial == self.serials[origin]:
+                    # Continue from the stored serial; a different content needs a new one.
+                    self.serials[origin] = serial if digest == self._digests[origin] else _next_serial(serial)
+                    self.zones[origin] = self._build_zone(origin)
+        self.swap(self._snapshot())
+        for origin in self.zone_configs:
+            await store.save_serials({_text(origin): (self.serials[origin], self._digests[origin])})
+
+    # -- lifecycle ------------------------------------------------------------------
+
     async def start(self) -> None:
+        database = self.config.database
+        if database is not None:
+            self.store = await Store.open(database)
+            await self._restore(self.store)
+            self.writer = Writer(self.store)
+            self.writer.start()
+            self._event(EventRow(kind="system", reason="started", detail={"zones": len(self.zones)}))
         for listener in self.config.server.dns:
             udp_sock, tcp_sock = _bind_pair(listener)
             udp = UdpServer(listener, self.answer)
@@ -58,6 +390,10 @@ class App:
             self.tcp.append(tcp)
             host, port = udp.address
             log.info("event=listening proto=dns address=%s", Listener(host, port))
+        if self.notifier.enabled:
+            self.notifier.start()
+        self._refresh_checks()  # every target is checked from start-up, queries or not
+        self._tasks.append(asyncio.create_task(self._sweep(), name="sweeper"))
         if self.config.server.http is not None:
             await self._start_web(self.config.server.http)
 
@@ -74,8 +410,22 @@ class App:
             udp.close()
         for tcp in self.tcp:
             await tcp.close()
+        await self.scheduler.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._web_server is not None:
             await self._web_server.stop()  # type: ignore[attr-defined]
+        await self.notifier.stop()
+        from dynserver.health.probes import close_clients
+
+        await close_clients()
+        if self.writer is not None:
+            await self.writer.stop()
+        if self.store is not None:
+            await self.store.close()
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -83,6 +433,31 @@ class App:
             await self.stopping.wait()
         finally:
             await self.stop()
+
+
+def build_snapshot(config: Config) -> Snapshot:
+    """The snapshot a fresh start would serve (no stored state): for tests and tools."""
+    return App(config).snapshot
+
+
+def _next_serial(serial: int) -> int:
+    """RFC 1982 serial arithmetic: + 1 modulo 2^32 (0 is skipped: some tools treat it as unset)."""
+    return (serial + 1) % 2**32 or 1
+
+
+def _serial_gt(a: int, b: int) -> bool:
+    return a != b and ((a > b and a - b < 2**31) or (a < b and b - a > 2**31))
+
+
+def _digest(zone: Zone) -> str:
+    """A content hash of a zone without its serial: has the data changed since last run?"""
+    digest = hashlib.sha256()
+    for name in sorted(zone.nodes):
+        for rtype, rrset in sorted(zone.nodes[name].items()):
+            if rtype == wire.TYPE_SOA:
+                continue
+            digest.update(repr((name, rtype, rrset.ttl, sorted(rrset.texts()))).encode())
+    return digest.hexdigest()
 
 
 def _bind_pair(listener: Listener) -> tuple[socket.socket, socket.socket]:

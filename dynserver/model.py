@@ -41,12 +41,21 @@ class ZoneConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    apprise: tuple[str, ...] = ()  # apprise URLs: mailto://, slack://, tgram://, ntfy://, json://...
+    on_failure: tuple[str, ...] = ()  # webhooks POSTed a JSON body when a target goes down
+    on_recovery: tuple[str, ...] = ()  # ... and when it comes back
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     server: ServerConfig
     zones: tuple[ZoneConfig, ...]
     monitors: tuple[Monitor, ...] = ()
     database: Path | None = None  # SQLite file: target states, events, history
+    history_hours: float = 48.0  # retention of events and latency samples
+    notify: NotifyConfig = NotifyConfig()
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,10 +194,16 @@ class Zone:
             yield from node.values()
 
     @classmethod
-    def build(cls, origin: Name, rrsets: Iterable[RRset]) -> Zone:
-        """Index RRsets (all at or below ``origin``; one SOA at the apex)."""
+    def build(cls, origin: Name, rrsets: Iterable[RRset], empty_names: Iterable[Name] = ()) -> Zone:
+        """Index RRsets (all at or below ``origin``; one SOA at the apex).
+
+        ``empty_names`` exist without data (a dynamic record whose fallback is "none"
+        answers NODATA, not NXDOMAIN)."""
         nodes: dict[Name, dict[int, RRset]] = {origin: {}}
         depth = len(origin)
+        for name in empty_names:
+            for i in range(len(name) - depth):
+                nodes.setdefault(name[i:], {})
         for rrset in rrsets:
             assert rrset.name[len(rrset.name) - depth :] == origin, "out-of-zone data"
             nodes.setdefault(rrset.name, {})[rrset.rtype] = rrset

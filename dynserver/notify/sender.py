@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import httpx
 
 from dynserver import __version__
+from dynserver.model import NotifyConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,6 @@ class Alert:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class NotifyConfig:
-    apprise: tuple[str, ...] = ()
-    on_failure: tuple[str, ...] = ()
-    on_recovery: tuple[str, ...] = ()
-
-
 Delivery = tuple[str, str, Alert]  # (kind: apprise|webhook, url, alert)
 Report = Callable[[str, Alert, bool, str], None]  # (url, alert, delivered, detail)
 
@@ -93,8 +87,9 @@ class Notifier:
                 log.warning("event=notify_dropped reason=queue_full target=%s", alert.target)
 
     def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT, trust_env=False,
-                                         headers={"User-Agent": f"dynserver/{__version__}"})
+        self._client = httpx.AsyncClient(
+            timeout=DELIVERY_TIMEOUT, trust_env=False, headers={"User-Agent": f"dynserver/{__version__}"}
+        )
         self._tasks = [asyncio.create_task(self._work(), name=f"notify {i}") for i in range(self._workers)]
 
     async def stop(self) -> None:

@@ -126,10 +126,22 @@ class Store:
             rows = await cursor.fetchall()
         return [
             StoredState(
-                record=r[0], type=r[1], target=r[2], observed=r[3], since=r[4], successes=r[5],
-                failures=r[6], pending_until=r[7], maintenance=bool(r[8]), config_maintenance=bool(r[9]),
-                last_ok=None if r[10] is None else bool(r[10]), last_reason=r[11], last_at=r[12],
-                last_latency=r[13], value=r[14], value_set_at=r[15],
+                record=r[0],
+                type=r[1],
+                target=r[2],
+                observed=r[3],
+                since=r[4],
+                successes=r[5],
+                failures=r[6],
+                pending_until=r[7],
+                maintenance=bool(r[8]),
+                config_maintenance=bool(r[9]),
+                last_ok=None if r[10] is None else bool(r[10]),
+                last_reason=r[11],
+                last_at=r[12],
+                last_latency=r[13],
+                value=r[14],
+                value_set_at=r[15],
             )
             for r in rows
         ]
@@ -139,10 +151,22 @@ class Store:
             "INSERT OR REPLACE INTO target_state VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
-                    s.record, s.type, s.target, s.observed, s.since, s.successes, s.failures,
-                    s.pending_until, int(s.maintenance), int(s.config_maintenance),
-                    None if s.last_ok is None else int(s.last_ok), s.last_reason, s.last_at,
-                    s.last_latency, s.value, s.value_set_at,
+                    s.record,
+                    s.type,
+                    s.target,
+                    s.observed,
+                    s.since,
+                    s.successes,
+                    s.failures,
+                    s.pending_until,
+                    int(s.maintenance),
+                    int(s.config_maintenance),
+                    None if s.last_ok is None else int(s.last_ok),
+                    s.last_reason,
+                    s.last_at,
+                    s.last_latency,
+                    s.value,
+                    s.value_set_at,
                 )
                 for s in states
             ],
@@ -159,8 +183,16 @@ class Store:
             " VALUES (?,?,?,?,?,?,?,?,?,?)",
             [
                 (
-                    e.at or now, e.kind, e.record, e.target, e.result, e.reason, e.previous, e.current,
-                    e.actor, json.dumps(e.detail) if e.detail is not None else None,
+                    e.at or now,
+                    e.kind,
+                    e.record,
+                    e.target,
+                    e.result,
+                    e.reason,
+                    e.previous,
+                    e.current,
+                    e.actor,
+                    json.dumps(e.detail) if e.detail is not None else None,
                 )
                 for e in events
             ],
@@ -206,7 +238,9 @@ class Store:
         if before_id is not None:
             where.append("id < ?")
             args.append(before_id)
-        sql = "SELECT id, at, kind, record, target, result, reason, previous, current, actor, detail FROM event"
+        sql = (
+            "SELECT id, at, kind, record, target, result, reason, previous, current, actor, detail FROM event"
+        )
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
@@ -215,15 +249,25 @@ class Store:
             rows = await cursor.fetchall()
         return [
             EventRow(
-                id=r[0], at=r[1], kind=r[2], record=r[3], target=r[4], result=r[5], reason=r[6],
-                previous=r[7], current=r[8], actor=r[9], detail=json.loads(r[10]) if r[10] else None,
+                id=r[0],
+                at=r[1],
+                kind=r[2],
+                record=r[3],
+                target=r[4],
+                result=r[5],
+                reason=r[6],
+                previous=r[7],
+                current=r[8],
+                actor=r[9],
+                detail=json.loads(r[10]) if r[10] else None,
             )
             for r in rows
         ]
 
     async def samples(self, record: str, since: float) -> list[Sample]:
         async with self._db.execute(
-            "SELECT at, record, target, ok, latency, state FROM sample WHERE record = ? AND at >= ? ORDER BY at",
+            "SELECT at, record, target, ok, latency, state FROM sample"
+            " WHERE record = ? AND at >= ? ORDER BY at",
             (record, since),
         ) as cursor:
             rows = await cursor.fetchall()
