@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Iterable
 
+from dynserver.demo import DemoServers
 from dynserver.dns import wire
 from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import RRset, Zone, soa_fields
@@ -70,6 +71,7 @@ class App:
         self._wake_sweeper = asyncio.Event()
         self.answer_changes = 0
         self.started_at = time.time()
+        self._demo: DemoServers | None = None
 
     # -- DNS ------------------------------------------------------------------------
 
@@ -390,6 +392,10 @@ class App:
             self.tcp.append(tcp)
             host, port = udp.address
             log.info("event=listening proto=dns address=%s", Listener(host, port))
+        if self.config.demo:
+            self._demo = DemoServers(list(self.config.demo))
+            await self._demo.start()
+            log.info("event=demo_backends count=%d", len(self.config.demo))
         if self.notifier.enabled:
             self.notifier.start()
         self._refresh_checks()  # every target is checked from start-up, queries or not
@@ -411,6 +417,8 @@ class App:
         for tcp in self.tcp:
             await tcp.close()
         await self.scheduler.stop()
+        if self._demo is not None:
+            await self._demo.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

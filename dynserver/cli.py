@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(_zone_names(loaded))
         print(f"{args.config}: OK ({len(loaded.zones)} zones: {names})")
         return 0
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per check is noise
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",

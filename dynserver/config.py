@@ -16,11 +16,22 @@ from typing import Any, TypeVar
 
 import dns.name
 
+from dynserver.demo import DemoBackend
 from dynserver.dns import wire
 from dynserver.dns.masterfile import build_rrsets, read_master_file
 from dynserver.dns.zone import RRset, SoaFields, rrset_from_texts, soa_rrset
 from dynserver.errors import ConfigError
-from dynserver.model import Config, Listener, ServerConfig, ZoneConfig
+from dynserver.health.probes import parse_expected_codes
+from dynserver.model import (
+    Config,
+    DynamicRecord,
+    Listener,
+    Monitor,
+    NotifyConfig,
+    ServerConfig,
+    Target,
+    ZoneConfig,
+)
 
 __all__ = ["Config", "load", "parse_listener", "parse_name"]
 from dynserver.types import Name
@@ -37,8 +48,10 @@ _SERVER_KEYS = {
     "tcp_message_timeout",
     "tcp_max_connections",
     "tcp_max_connections_per_client",
+    "database",
+    "history_hours",
 }
-_ZONE_FILE_KEYS = {"file"}
+_ZONE_FILE_KEYS = {"file", "records"}
 _ZONE_GENERATED_KEYS = {
     "nameservers",
     "hostmaster",
@@ -48,8 +61,9 @@ _ZONE_GENERATED_KEYS = {
     "retry",
     "expire",
     "negative_ttl",
+    "records",
 }
-_TOP_KEYS = {"server", "zones"}
+_TOP_KEYS = {"server", "zones", "monitors", "notifications", "demo"}
 
 
 def load(path: str | Path) -> Config:
@@ -70,8 +84,20 @@ def load(path: str | Path) -> Config:
     reader = _Reader(shown, text)
     reader.unknown(data, (), _TOP_KEYS)
     server = _server(reader, data.get("server", {}))
-    zones = _zones(reader, data.get("zones", {}), path.parent)
-    return Config(path=path, server=server, zones=zones)
+    monitors = _monitors(reader, data.get("monitors", {}))
+    zones = _zones(reader, data.get("zones", {}), path.parent, {m.name: m for m in monitors})
+    server_table = data.get("server", {})
+    database_text = reader.get(server_table, ("server",), "database", str, "dynserver.db", "a file name")
+    return Config(
+        path=path,
+        server=server,
+        zones=zones,
+        monitors=monitors,
+        database=(path.parent / database_text) if database_text else None,
+        history_hours=reader.number(server_table, ("server",), "history_hours", 48, 1, 24 * 366, float),
+        notify=_notifications(reader, data.get("notifications", {})),
+        demo=_demo(reader, data.get("demo", {})),
+    )
 
 
 class _Reader:
@@ -196,7 +222,7 @@ def parse_name(text: str) -> Name:
     return tuple(label.lower() for label in name.labels[:-1])
 
 
-def _zones(reader: _Reader, raw: Any, folder: Path) -> tuple[ZoneConfig, ...]:
+def _zones(reader: _Reader, raw: Any, folder: Path, monitors: dict[str, Monitor]) -> tuple[ZoneConfig, ...]:
     zones_table = reader.table(raw, ("zones",))
     if not zones_table:
         raise reader.error(("zones",), 'no zones; expected at least one [zones."example.com"] table')
@@ -219,11 +245,12 @@ def _zones(reader: _Reader, raw: Any, folder: Path) -> tuple[ZoneConfig, ...]:
             shown = str(Path(reader.path).parent / file_name)
             records = read_master_file(file_path, origin, display_path=shown)
             rrsets = build_rrsets(records, origin, shown)
-            result.append(ZoneConfig(name=origin, file=file_path, rrsets=tuple(rrsets)))
         else:
             reader.unknown(table, key_path, _ZONE_GENERATED_KEYS)
+            file_path = None
             rrsets = _generated(reader, table, key_path, origin)
-            result.append(ZoneConfig(name=origin, file=None, rrsets=tuple(rrsets)))
+        dynamic = _records(reader, table.get("records", {}), key_path, origin, monitors, rrsets)
+        result.append(ZoneConfig(name=origin, file=file_path, rrsets=tuple(rrsets), records=dynamic))
     return tuple(result)
 
 
@@ -328,3 +355,292 @@ def _locate_keys(text: str) -> dict[KeyPath, int]:
         if assign:
             lines.setdefault((*table, *_split_keys(assign.group(1))), number)
     return lines
+
+
+# -- monitors, dynamic records, notifications, demo (health checks and failover) -----
+
+_MONITOR_TYPES = {"http", "https", "tcp", "dns", "icmp"}
+_MONITOR_KEYS = {
+    "type",
+    "port",
+    "path",
+    "interval",
+    "timeout",
+    "retries",
+    "consecutive_up",
+    "consecutive_down",
+    "failback_delay",
+    "method",
+    "header",
+    "expected_codes",
+    "expected_body",
+    "unexpected_body",
+    "follow_redirects",
+    "allow_insecure",
+    "max_response_bytes",
+    "user_agent",
+    "send",
+    "expect",
+    "query_name",
+    "query_type",
+    "expected_rcode",
+    "expected_data",
+}
+_RECORD_KEYS = {"type", "monitor", "ttl", "targets", "policy", "fallback", "min_up", "pending_ttl"}
+_TARGET_KEYS = {"name", "value", "priority", "maintenance", "host", "port", "path"}
+_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$", re.IGNORECASE)
+
+
+def _monitors(reader: _Reader, raw: Any) -> tuple[Monitor, ...]:
+    table = reader.table(raw, ("monitors",))
+    result = []
+    for name, monitor_raw in table.items():
+        path: KeyPath = ("monitors", name)
+        m = reader.table(monitor_raw, path)
+        reader.unknown(m, path, _MONITOR_KEYS)
+        kind = reader.get(m, path, "type", str, "", "one of: " + ", ".join(sorted(_MONITOR_TYPES)))
+        if kind not in _MONITOR_TYPES:
+            raise reader.error((*path, "type"), f"expected one of: {', '.join(sorted(_MONITOR_TYPES))}")
+        interval = reader.number(m, path, "interval", 10.0, 0.1, 86400, float)
+        timeout = reader.number(m, path, "timeout", min(2.0, interval), 0.05, 600, float)
+        if timeout > interval:
+            raise reader.error(
+                (*path, "timeout"), f"expected at most the interval ({interval} s), got {timeout}"
+            )
+        port = m.get("port")
+        if port is not None:
+            port = reader.number(m, path, "port", 0, 1, 65535, int)
+        elif kind == "tcp":
+            raise reader.error((*path, "port"), "a tcp monitor needs a port")
+        codes_raw = m.get("expected_codes", "2xx,3xx")
+        if isinstance(codes_raw, int) and not isinstance(codes_raw, bool):
+            codes_raw = str(codes_raw)
+        elif isinstance(codes_raw, list):
+            codes_raw = ",".join(str(c) for c in codes_raw)
+        if not isinstance(codes_raw, str):
+            raise reader.error((*path, "expected_codes"), 'expected e.g. "2xx", "200" or "200-299"')
+        try:
+            codes = parse_expected_codes(codes_raw)
+        except ValueError as error:
+            raise reader.error((*path, "expected_codes"), str(error)) from None
+        query_name = reader.get(m, path, "query_name", str, None, "a domain name")
+        if kind == "dns" and not query_name:
+            raise reader.error((*path, "query_name"), "a dns monitor needs query_name (the name to ask)")
+        text = "a string"
+        result.append(
+            Monitor(
+                name=name,
+                type=kind,
+                port=port,
+                path=reader.get(m, path, "path", str, "/", "a URL path"),
+                interval=interval,
+                timeout=timeout,
+                retries=reader.number(m, path, "retries", 0, 0, 10, int),
+                consecutive_up=reader.number(m, path, "consecutive_up", 1, 1, 1000, int),
+                consecutive_down=reader.number(m, path, "consecutive_down", 1, 1, 1000, int),
+                failback_delay=reader.number(m, path, "failback_delay", 0, 0, 86400 * 7, float),
+                method=reader.get(m, path, "method", str, "GET", "an HTTP method").upper(),
+                header=_headers(reader, m.get("header", {}), (*path, "header")),
+                expected_codes=codes,
+                expected_body=reader.get(m, path, "expected_body", str, None, text),
+                unexpected_body=reader.get(m, path, "unexpected_body", str, None, text),
+                follow_redirects=reader.get(m, path, "follow_redirects", bool, False, "true or false"),
+                allow_insecure=reader.get(m, path, "allow_insecure", bool, False, "true or false"),
+                max_response_bytes=reader.number(m, path, "max_response_bytes", 1 << 20, 1, 1 << 30, int),
+                user_agent=reader.get(m, path, "user_agent", str, None, text),
+                send=reader.get(m, path, "send", str, None, text),
+                expect=reader.get(m, path, "expect", str, None, text),
+                query_name=query_name,
+                query_type=reader.get(m, path, "query_type", str, "A", "a record type").upper(),
+                expected_rcode=reader.get(m, path, "expected_rcode", str, "NOERROR", "an rcode").upper(),
+                expected_data=reader.get(m, path, "expected_data", str, None, text),
+            )
+        )
+    return tuple(result)
+
+
+def _headers(reader: _Reader, raw: Any, path: KeyPath) -> tuple[tuple[str, str], ...]:
+    """Cloudflare's shape: header = { Host = ["example.com"] } (a plain string works too)."""
+    table = reader.table(raw, path)
+    headers = []
+    for name, value in table.items():
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) for v in values):
+            raise reader.error((*path, name), 'expected a string or a list of strings, e.g. ["example.com"]')
+        headers += [(name, v) for v in values]
+    return tuple(headers)
+
+
+def _records(
+    reader: _Reader,
+    raw: Any,
+    zone_path: KeyPath,
+    origin: Name,
+    monitors: dict[str, Monitor],
+    static: list[RRset],
+) -> tuple[DynamicRecord, ...]:
+    table = reader.table(raw, (*zone_path, "records"))
+    static_names = {rrset.name: rrset for rrset in static}
+    cuts = {rrset.name for rrset in static if rrset.rtype == wire.TYPE_NS and rrset.name != origin}
+    result = []
+    for relative, record_raw in table.items():
+        path: KeyPath = (*zone_path, "records", relative)
+        r = reader.table(record_raw, path)
+        reader.unknown(r, path, _RECORD_KEYS)
+        try:
+            name = origin if relative == "@" else (*parse_name(relative), *origin)
+        except Exception as error:
+            raise reader.error(path, f"not a valid name: {error}") from None
+        if name in static_names:
+            raise reader.error(
+                path, "this name also has records in the master file; expected it in one place"
+            )
+        if any(name[len(name) - len(cut) :] == cut for cut in cuts):
+            raise reader.error(path, "this name is at or below a delegation in the master file")
+        kind = reader.get(r, path, "type", str, "A", "A, AAAA or CNAME").upper()
+        if kind not in ("A", "AAAA", "CNAME"):
+            raise reader.error((*path, "type"), "expected A, AAAA or CNAME")
+        if kind == "CNAME" and name == origin:
+            raise reader.error((*path, "type"), "a CNAME cannot be at the zone apex (it has SOA and NS)")
+        monitor = reader.get(r, path, "monitor", str, None, "a monitor name")
+        if monitor is not None and monitor not in monitors:
+            known = ", ".join(sorted(monitors)) or "none defined"
+            raise reader.error((*path, "monitor"), f"no monitor named {monitor!r}; expected one of: {known}")
+        policy = reader.get(r, path, "policy", str, "failover", "failover or check-only")
+        if policy not in ("failover", "check-only"):
+            raise reader.error((*path, "policy"), "expected failover or check-only")
+        fallback = reader.get(r, path, "fallback", str, "preferred", "preferred, all or none")
+        if fallback not in ("preferred", "all", "none"):
+            raise reader.error((*path, "fallback"), "expected preferred, all or none")
+        ttl = reader.number(r, path, "ttl", 60, 0, 2**31 - 1, int)
+        pending_ttl = r.get("pending_ttl")
+        if pending_ttl is not None:
+            pending_ttl = reader.number(r, path, "pending_ttl", 0, 0, 2**31 - 1, int)
+        targets = _targets(reader, r.get("targets"), (*path, "targets"), kind)
+        result.append(
+            DynamicRecord(
+                zone=origin,
+                name=name,
+                type=kind,
+                ttl=ttl,
+                targets=targets,
+                monitor=monitor,
+                policy=policy,
+                fallback=fallback,
+                min_up=reader.number(r, path, "min_up", 1, 1, 1000, int),
+                pending_ttl=pending_ttl,
+            )
+        )
+    return tuple(result)
+
+
+def _targets(reader: _Reader, raw: Any, path: KeyPath, kind: str) -> tuple[Target, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise reader.error(
+            path, 'expected a list of targets, e.g. [{ name = "charlie", value = "192.0.2.1" }]'
+        )
+    targets = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise reader.error(path, f"target {index + 1}: expected a table {{ name = ..., value = ... }}")
+        for key in item:
+            if key not in _TARGET_KEYS:
+                raise reader.error(
+                    path,
+                    f"target {index + 1}: unknown key {key!r}; "
+                    f"expected one of: {', '.join(sorted(_TARGET_KEYS))}",
+                )
+        name = item.get("name")
+        if not isinstance(name, str) or not _LABEL_RE.match(name):
+            raise reader.error(
+                path, f"target {index + 1}: name {name!r} must be a DNS label such as 'charlie'"
+            )
+        if name.lower() in seen:
+            raise reader.error(path, f"target {name!r} appears twice; names must be unique in a record")
+        seen.add(name.lower())
+        value = item.get("value")
+        if value is not None:
+            value = _target_value(reader, path, name, value, kind)
+        priority = item.get("priority", 1)
+        if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 65535:
+            raise reader.error(path, f"target {name!r}: priority must be a whole number 0-65535")
+        port = item.get("port")
+        if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
+            raise reader.error(path, f"target {name!r}: port must be 1-65535")
+        for key in ("host", "path"):
+            if key in item and not isinstance(item[key], str):
+                raise reader.error(path, f"target {name!r}: {key} must be a string")
+        maintenance = item.get("maintenance", False)
+        if not isinstance(maintenance, bool):
+            raise reader.error(path, f"target {name!r}: maintenance must be true or false")
+        targets.append(
+            Target(
+                name=name.lower(),
+                value=value,
+                priority=priority,
+                maintenance=maintenance,
+                host=item.get("host"),
+                port=port,
+                path=item.get("path"),
+            )
+        )
+    return tuple(targets)
+
+
+def _target_value(reader: _Reader, path: KeyPath, name: str, value: Any, kind: str) -> str:
+    if not isinstance(value, str):
+        raise reader.error(path, f"target {name!r}: value must be a string")
+    if kind == "CNAME":
+        try:
+            return wire.name_to_text(parse_name(value))
+        except Exception:
+            raise reader.error(path, f"target {name!r}: {value!r} is not a host name") from None
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise reader.error(path, f"target {name!r}: {value!r} is not an IP address") from None
+    if (kind == "A") != (address.version == 4):
+        expected = "an IPv4 address" if kind == "A" else "an IPv6 address"
+        raise reader.error(path, f"target {name!r}: {value!r} is not {expected} (record type {kind})")
+    return str(address)
+
+
+def _notifications(reader: _Reader, raw: Any) -> NotifyConfig:
+    path: KeyPath = ("notifications",)
+    table = reader.table(raw, path)
+    reader.unknown(table, path, {"apprise", "on_failure", "on_recovery"})
+    lists = {}
+    for key in ("apprise", "on_failure", "on_recovery"):
+        value = table.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and "://" in v for v in value):
+            raise reader.error((*path, key), 'expected a list of URLs, e.g. ["https://hooks.example.com/x"]')
+        lists[key] = tuple(value)
+    return NotifyConfig(**lists)
+
+
+def _demo(reader: _Reader, raw: Any) -> tuple[DemoBackend, ...]:
+    path: KeyPath = ("demo",)
+    table = reader.table(raw, path)
+    reader.unknown(table, path, {"backends", "cycle"})
+    cycle = reader.number(table, path, "cycle", 60, 1, 86400, float)
+    backends = []
+    for index, item in enumerate(table.get("backends", [])):
+        if not isinstance(item, dict) or "address" not in item:
+            raise reader.error(
+                (*path, "backends"), f'backend {index + 1}: expected {{ address = "host:port" }}'
+            )
+        try:
+            listener = parse_listener(str(item["address"]))
+        except ValueError as error:
+            raise reader.error((*path, "backends"), f"backend {index + 1}: {error}") from None
+        outage = item.get("outage")
+        if outage is not None and not (
+            isinstance(outage, list) and len(outage) == 2 and all(isinstance(x, int | float) for x in outage)
+        ):
+            raise reader.error((*path, "backends"), f"backend {index + 1}: outage is [start, end] seconds")
+        window = (float(outage[0]), float(outage[1])) if outage else None
+        backends.append(DemoBackend(listener.host, listener.port, window, cycle))
+    return tuple(backends)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from dynserver.demo import DemoBackend
 from dynserver.dns.zone import RRset
 from dynserver.types import Name
 
@@ -56,6 +57,7 @@ class Config:
     database: Path | None = None  # SQLite file: target states, events, history
     history_hours: float = 48.0  # retention of events and latency samples
     notify: NotifyConfig = NotifyConfig()
+    demo: tuple[DemoBackend, ...] = ()  # local backends with scheduled outages (make run)
 
 
 @dataclass(frozen=True, slots=True)
