@@ -206,10 +206,10 @@ def _assemble(query: wire.Query, template: Template) -> bytes:
 
 
 def _splice_reply(query: wire.Query, reply: bytes) -> bytes:
-    """Put the client's ID, RD bit and question bytes into a rendered reply."""
+    """Put the client's ID, opcode, RD bit and question bytes into a rendered reply."""
     if len(reply) == 12:
-        return reply  # header-only error replies already carry ID and RD
-    flags = int.from_bytes(reply[2:4], "big") | (query.flags & wire.RD)
+        return reply  # header-only error replies already carry ID, opcode and RD
+    flags = int.from_bytes(reply[2:4], "big") | (query.flags & wire.COPIED_FLAGS)
     qlen = len(query.question)
     return (
         query.id.to_bytes(2, "big")

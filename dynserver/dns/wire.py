@@ -20,6 +20,10 @@ RD = 0x0100
 RA = 0x0080
 AD = 0x0020
 CD = 0x0010
+OPCODE_MASK = 0x7800
+# What a reply copies from its query's header (RFC 1035 4.1.1): the opcode and RD. CD
+# is cleared by authoritative servers (RFC 4035 3.1.6).
+COPIED_FLAGS = OPCODE_MASK | RD
 
 OPCODE_QUERY = 0
 OPCODE_NOTIFY = 4
@@ -227,7 +231,7 @@ def _options_well_formed(data: bytes, start: int, end: int) -> bool:
 def error_reply(data: bytes, rcode: int) -> bytes:
     """A header-only reply (no question) for a packet whose header we could read."""
     ident, flags = struct.unpack_from("!HH", data)
-    reply_flags = QR | (flags & (0x7800 | RD)) | (rcode & 0xF)
+    reply_flags = QR | (flags & COPIED_FLAGS) | (rcode & 0xF)
     return _HEADER.pack(ident, reply_flags, 0, 0, 0, 0)
 
 
