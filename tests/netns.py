@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -98,19 +98,30 @@ class NetNamespace:
         return [self._setpriv, "--pdeathsig", "KILL", *enter, "--", *map(str, argv)]
 
     def popen(
-        self, argv: Sequence[str | Path], log: Path, cwd: Path | None = None
+        self,
+        argv: Sequence[str | Path],
+        log: Path,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start a long-running program in the namespace (output to ``log``); stopped by close()."""
         with open(log, "ab") as out:
-            process = subprocess.Popen(self.command(argv), stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
+            process = subprocess.Popen(
+                self.command(argv), stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env
+            )
         self.processes.append(process)
         return process
 
     def run(
-        self, argv: Sequence[str | Path], *, timeout: float = 30.0, check: bool = True
+        self,
+        argv: Sequence[str | Path],
+        *,
+        timeout: float = 30.0,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a short command in the namespace and return its output."""
-        done = subprocess.run(self.command(argv), capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(self.command(argv), capture_output=True, text=True, timeout=timeout, env=env)
         if check and done.returncode != 0:
             raise AssertionError(
                 f"{' '.join(map(str, argv))} exited {done.returncode}:\n{done.stdout}{done.stderr}"
