@@ -5,11 +5,16 @@
 #   docker build -t dynserver .
 #   docker run -d --name dynserver \
 #     -p 53:53/udp -p 53:53/tcp -p 8080:8080 \
-#     -v "$PWD/zones:/config:ro" dynserver
+#     -v "$PWD/zones:/config:ro" -v dynserver-data:/data dynserver
 #
 # The config is mounted at /config (dynserver.toml plus the master files it names; paths in
 # it are relative to it). Without a mount, the example config from zones/ is served. The
 # listeners come from the command line below and override the config's [server] dns/http.
+#
+# State (the SQLite `database` of [server]: target states, events, history) is written by
+# the container user (uid 10001). Its default, dynserver.db next to the config, works for
+# the built-in example and for a mounted folder uid 10001 may write to; to keep the config
+# read-only as above, set `database = "/data/dynserver.db"` and give /data a volume.
 #
 # The process runs as an unprivileged user and still binds port 53: Docker (20.10+) sets
 # net.ipv4.ip_unprivileged_port_start=0 inside a container's own network namespace. Where
@@ -52,11 +57,13 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels /wheels/dynserver-*.whl \
     && groupadd --system --gid 10001 dynserver \
     && useradd --system --uid 10001 --gid dynserver --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin dynserver
+        --home-dir /nonexistent --shell /usr/sbin/nologin dynserver \
+    && install -d -o dynserver -g dynserver -m 0750 /data
 
-# The example config and zone, as the default content of the config volume.
-COPY zones/ /config/
-VOLUME ["/config"]
+# The example config and zone, as the default content of the config volume; owned by the
+# user so that the example's database (next to its config) can be created there.
+COPY --chown=10001:10001 zones/ /config/
+VOLUME ["/config", "/data"]
 
 USER 10001:10001
 WORKDIR /config

@@ -229,6 +229,9 @@ def test_takes_a_mounted_config_with_the_example_as_default(instructions: list[I
     source, target = _options(copy.args)[1]
     assert target.rstrip("/") == volume.rstrip("/")
     assert copy.line < _final(instructions, "VOLUME")[0].line
+    # The container user owns it: the example's SQLite database is created next to it.
+    user = _one(instructions, "USER").args
+    assert _options(copy.args)[0].get("chown") in {user, user.split(":")[0]}, copy.args
     assert (ROOT / source / Path(config).name).is_file()
     done = subprocess.run(
         [
@@ -266,6 +269,9 @@ def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
             out, i = out + "[^/]*", i + 1
         elif pattern[i] == "?":
             out, i = out + "[^/]", i + 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            out, i = out + "[" + pattern[i + 1 : end].replace("\\", "\\\\") + "]", end + 1
         else:
             out, i = out + re.escape(pattern[i]), i + 1
     return re.compile(out)
@@ -298,11 +304,23 @@ def test_dockerignore_sends_what_is_copied_and_nothing_else(instructions: list[I
         assert files, f"COPY {source}: nothing there"
         for file in files:
             relative = file.relative_to(ROOT).as_posix()
-            if "__pycache__" in relative:
-                continue
-            assert not _ignored(relative, rules), f"{relative} is copied but .dockerignore excludes it"
-    for unwanted in [".venv/bin/python", ".git/HEAD", "tests/support.py", "dynserver/__pycache__/app.pyc"]:
-        assert _ignored(unwanted, rules), f"{unwanted} would be sent to the builder"
+            if _LEFTOVER.search(relative):
+                assert _ignored(relative, rules), f"{relative} (a leftover) would go into the image"
+            else:
+                assert not _ignored(relative, rules), f"{relative} is copied but .dockerignore excludes it"
+    unwanted = [
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/support.py",
+        "dynserver/dns/x.pyc",
+        "zones/dynserver.db",
+    ]
+    for path in [*unwanted, "dynserver/__pycache__/app.cpython-311.pyc", "zones/dynserver.db-wal"]:
+        assert _ignored(path, rules), f"{path} would be sent to the builder"
+
+
+# Files a run or an import leaves in the source tree: never part of the image.
+_LEFTOVER = re.compile(r"(^|/)__pycache__/|\.py[cod]$|\.db(-wal|-shm|-journal)?$")
 
 
 # -- the wheel, built as the builder stage builds it ----------------------------------------
@@ -403,7 +421,7 @@ def test_the_image_command_serves_and_passes_its_healthcheck(
     own 0.0.0.0:53 and 0.0.0.0:8080, inside a private network namespace.
     """
     config = tmp_path / "config"
-    shutil.copytree(ZONES, config)
+    shutil.copytree(ZONES, config, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
     command = [a.replace("/config/", f"{config}/") for a in _cmd(instructions)]
     assert command[0] == "dynserver"
     argv = [sys.executable, "-c", "from dynserver.cli import main; raise SystemExit(main())", *command[1:]]
@@ -427,3 +445,5 @@ def test_the_image_command_serves_and_passes_its_healthcheck(
         assert over_tcp.answer == reply.answer
         assert process.poll() is None, log.read_text()
     assert "Traceback" not in log.read_text()
+    # The image's default keeps its state next to the config (hence the --chown on /config).
+    assert (config / "dynserver.db").is_file()
