@@ -10,7 +10,7 @@ import sys
 
 from dynserver import __version__, config
 from dynserver.errors import ConfigError
-from dynserver.model import Listener
+from dynserver.model import DynamicRecord, Listener
 
 
 def _listener(value: str) -> Listener:
@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a config and its master files")
     check.add_argument("--config", required=True, metavar="PATH")
+
+    probe = commands.add_parser("probe", help="run a record's checks once and print each result")
+    probe.add_argument("--config", required=True, metavar="PATH")
+    probe.add_argument("record", help="the record: app, app.dyn.example.test or app.dyn.example.test.")
+    probe.add_argument("target", nargs="?", help="only this target")
     return parser
 
 
@@ -54,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"dynserver: config error: {error}", file=sys.stderr)
         return 1
+    if args.command == "probe":
+        return asyncio.run(_probe(loaded, args.record, args.target))
     if args.command == "check-config":
         names = ", ".join(_zone_names(loaded))
         print(f"{args.config}: OK ({len(loaded.zones)} zones: {names})")
@@ -81,6 +88,45 @@ async def _serve(app_class: type, loaded: config.Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.stopping.set)
     await app.serve_forever()
+
+
+async def _probe(loaded: config.Config, record_text: str, target_name: str | None) -> int:
+    """Cloudflare's "preview monitor": check every target now, print result and reason."""
+    from dynserver.dns.wire import name_to_text
+    from dynserver.health.engine import build_check
+    from dynserver.health.probes import close_clients, run_check
+
+    records = [record for zone in loaded.zones for record in zone.records]
+    wanted = record_text.rstrip(".").lower()
+
+    def names(record: DynamicRecord) -> tuple[str, str]:
+        full, zone = name_to_text(record.name).rstrip("."), name_to_text(record.zone).rstrip(".")
+        return full, full[: -len(zone) - 1] if full != zone else "@"
+
+    matches = [r for r in records if wanted in names(r)]
+    if not matches:
+        known = ", ".join(name_to_text(r.name) for r in records) or "none"
+        print(f"dynserver: no dynamic record {record_text!r}; known: {known}", file=sys.stderr)
+        return 1
+    monitors = {m.name: m for m in loaded.monitors}
+    failed = 0
+    for record in matches:
+        targets = [t for t in record.targets if target_name in (None, t.name)]
+        if not targets:
+            print(f"dynserver: {name_to_text(record.name)} has no target {target_name!r}", file=sys.stderr)
+            return 1
+        for target in targets:
+            label = f"{name_to_text(record.name)} {record.type} {target.name} ({target.value or 'no value'})"
+            if record.monitor is None or target.value is None:
+                print(f"{label}: not checked ({'no monitor' if record.monitor is None else 'no value yet'})")
+                continue
+            check = build_check(monitors[record.monitor], target, target.value)
+            result = await run_check(check)
+            latency = f"{result.latency * 1000:.1f} ms" if result.latency is not None else "-"
+            print(f"{label}: {'UP' if result.ok else 'DOWN'} {result.reason} [{check.type}, {latency}]")
+            failed += not result.ok
+    await close_clients()
+    return 0 if not failed else 2
 
 
 def _zone_names(loaded: config.Config) -> list[str]:
