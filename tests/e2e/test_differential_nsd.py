@@ -81,6 +81,13 @@ ALLOWED: dict[str, str] = {
         "RFC 8914 3: an Extended DNS Error option is optional extra information; NSD adds "
         "one (code 20, Not Authoritative) to REFUSED, we add none."
     ),
+    "meta-qtype": (
+        "No RFC defines an answer to a question for a meta-TYPE or obsolete QTYPE (RFC 6895 "
+        "3.1: meta-TYPEs are transient per-message data, never zone data). NSD and Knot say "
+        "NODATA; we answer as BIND does: FORMERR for OPT, TSIG and TKEY (they only exist in "
+        "the additional section), NOTIMP for MAILA/MAILB (RFC 1035 4.1.1: a kind of query "
+        "the server does not support)."
+    ),
     "opt-udp-size": (
         "RFC 6891 6.2.3: the OPT UDP size in a reply is the responder's own receive limit, a local choice."
     ),
@@ -176,6 +183,9 @@ EDNS_MODES: list[tuple[int, bool] | None] = [
     (1232, True),
     (100, False),
 ]
+# Pseudo-types that are never zone data, and the rcode we answer them with (see ALLOWED).
+META_QTYPES = {"OPT": dns.rcode.FORMERR, "TSIG": dns.rcode.FORMERR, "TKEY": dns.rcode.FORMERR}
+META_QTYPES |= {"MAILA": dns.rcode.NOTIMP, "MAILB": dns.rcode.NOTIMP}
 # Names whose answers are large: every EDNS mode on both transports.
 LARGE = ["big", "huge", "bigtxt", "hugetxt", "longtxt", "", "sub", "x.ext", "many", "tobig"]
 
@@ -228,6 +238,10 @@ def corpus() -> list[Probe]:
     ):
         qname = f"{name}.{ZONE}." if name else f"{ZONE}."
         probes.append(Probe(qname, qtype, True, False, edns, tcp))
+    for label, qtype, tcp in itertools.product(("", "www", "nxname", "host.sub"), META_QTYPES, (False, True)):
+        probes.append(
+            Probe(f"{label}.{ZONE}." if label else f"{ZONE}.", qtype, False, False, (1232, False), tcp)
+        )
     return probes
 
 
@@ -361,9 +375,20 @@ def differences(
         if without_ede == ours.edns:
             allowed.append("ede-option")
             theirs = dataclasses.replace(theirs, edns=ours.edns)
-    for field in ("rcode", "edns", "question"):
+    meta = (
+        probe.qtype in META_QTYPES
+        and ours.rcode == META_QTYPES[probe.qtype]
+        and not ours.answer
+        and "AA" not in ours.flags
+        and theirs.rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+        and not theirs.answer
+    )
+    for field in ("edns", "question") if meta else ("rcode", "edns", "question"):
         if getattr(ours, field) != getattr(theirs, field):
             wrong.append(f"{field}: ours {getattr(ours, field)!r}, NSD {getattr(theirs, field)!r}")
+    if meta:
+        allowed.append("meta-qtype")
+        return allowed, wrong
     if "TC" in ours.flags and "TC" in theirs.flags:
         if ours.flags != theirs.flags:
             wrong.append(f"flags: ours {sorted(ours.flags)}, NSD {sorted(theirs.flags)}")
