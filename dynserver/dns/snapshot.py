@@ -178,7 +178,7 @@ class Snapshot:
             rtype=wire.TYPE_TXT,
             rclass=wire.CLASS_CH,
             ttl=0,
-            rdata=TXT(text),
+            rdata=TXT(_character_strings(text)),
         )
         return Resolution(rcode=wire.NOERROR, aa=True, answer=(record,))
 
@@ -197,6 +197,15 @@ class Snapshot:
                     for mode, edns in enumerate(_EDNS_MODES):
                         reply = render(name, qtype, wire.CLASS_IN, resolution, edns, wire.MAX_MESSAGE)
                         self._tables[mode][key] = Template.from_reply(reply, len(key))
+
+
+def _character_strings(text: str) -> list[bytes]:
+    """TXT RDATA for any text: one or more strings of at most 255 octets (RFC 1035 3.3.14).
+
+    A configured text longer than one string is split rather than failing every query.
+    """
+    data = text.encode()
+    return [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
 
 
 def _assemble(query: wire.Query, template: Template) -> bytes:
