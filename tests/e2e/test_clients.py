@@ -36,6 +36,7 @@ from tests.support import Server, dynserver, loopback, require_program
 DATA = Path(__file__).parent / "data"
 ZONE = "diff.example.test"
 CHAOS_VERSION = "dynserver e2e"
+CHAOS_HOSTNAME = "host-" + "x" * 300  # longer than one TXT string: sent as two
 # Short TCP timeouts so the tests that wait for them stay quick.
 IDLE_TIMEOUT = 1.0
 MESSAGE_TIMEOUT = 1.0
@@ -57,6 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config = _config(
         tmp_path_factory.mktemp("clients"),
         f'chaos_version = "{CHAOS_VERSION}"\n'
+        f'chaos_hostname = "{CHAOS_HOSTNAME}"\n'
         f"tcp_idle_timeout = {IDLE_TIMEOUT}\n"
         f"tcp_message_timeout = {MESSAGE_TIMEOUT}\n"
         f"tcp_max_connections_per_client = {PER_CLIENT}\n",
@@ -527,10 +529,19 @@ def test_chaos_version_when_configured(server: Server) -> None:
     assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
     [rrset] = reply.answer
     assert rrset.rdclass == dns.rdataclass.CH and answers(reply) == {f'"{CHAOS_VERSION}"'}
-    assert chaos(server, "hostname.bind.").rcode() == dns.rcode.REFUSED  # not configured
+    assert chaos(server, "version.bind.").rcode() == dns.rcode.NOERROR
     dig = require_program("dig", "dnsutils")
     reply_text = run_tool(dig, server, "version.bind", "CH", "TXT")
     assert reply_text.status == "NOERROR" and reply_text.answer[0][2] == f'"{CHAOS_VERSION}"'
+
+
+def test_chaos_text_longer_than_one_string(server: Server) -> None:
+    """RFC 1035 3.3.14: a TXT holds strings of up to 255 octets; a long text is split."""
+    for qname in ("hostname.bind.", "id.server."):
+        [rrset] = chaos(server, qname).answer
+        [rdata] = rrset
+        assert [len(part) for part in rdata.strings] == [255, len(CHAOS_HOSTNAME) - 255]
+        assert b"".join(rdata.strings).decode() == CHAOS_HOSTNAME
 
 
 @pytest.mark.parametrize("qtype", ["AXFR", "IXFR"])
