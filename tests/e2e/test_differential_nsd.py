@@ -153,6 +153,19 @@ NAMES = [
     "tochild",
     "cross",
     "tobig",
+    # Below names that exist, odd wildcard positions, and labels with escaped octets
+    "x.alias",
+    "x.www",
+    "a.b.c.d.wild",
+    "x.*.wild",
+    "*.wc",
+    "x.unknown",
+    "x.10.2.0.192.rev",
+    "\\000.wild",
+    "a\\.b.wild",
+    "\\065BC.wild",
+    "\\195\\129.wild",
+    "\\000\\255.nxname",
 ]
 # Names of the other zones we serve.
 OTHER = ["second.test.", "host.second.test.", "back.second.test.", "nx.second.test."]
