@@ -11,10 +11,9 @@
 # it are relative to it). Without a mount, the example config from zones/ is served. The
 # listeners come from the command line below and override the config's [server] dns/http.
 #
-# State (the SQLite `database` of [server]: target states, events, history) is written by
-# the container user (uid 10001). Its default, dynserver.db next to the config, works for
-# the built-in example and for a mounted folder uid 10001 may write to; to keep the config
-# read-only as above, set `database = "/data/dynserver.db"` and give /data a volume.
+# State (the SQLite database: target states, events, history, zone serials) is written to
+# the /data volume by the container user (uid 10001), via --database below, so the config
+# mount can stay read-only.
 #
 # The process runs as an unprivileged user and still binds port 53: Docker (20.10+) sets
 # net.ipv4.ip_unprivileged_port_start=0 inside a container's own network namespace. Where
@@ -78,4 +77,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
 
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["dynserver"]
-CMD ["serve", "--config", "/config/dynserver.toml", "--dns", "0.0.0.0:53", "--http", "0.0.0.0:8080"]
+CMD ["serve", "--config", "/config/dynserver.toml", "--dns", "0.0.0.0:53", "--http", "0.0.0.0:8080", \
+     "--database", "/data/dynserver.db"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from dynserver import __version__, config
 from dynserver.errors import ConfigError
@@ -39,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--http", type=_listener, metavar="HOST:PORT", help="web listener; overrides [server] http"
+    )
+    serve.add_argument(
+        "--database", metavar="PATH", help='SQLite file; overrides [server] database ("" keeps nothing)'
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -74,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     from dynserver.app import App, with_listeners
 
     loaded = with_listeners(loaded, args.dns, args.http)
+    if args.database is not None:
+        loaded = dataclasses.replace(loaded, database=Path(args.database) if args.database else None)
     try:
         asyncio.run(_serve(App, loaded))
     except OSError as error:

@@ -229,7 +229,7 @@ def test_takes_a_mounted_config_with_the_example_as_default(instructions: list[I
     source, target = _options(copy.args)[1]
     assert target.rstrip("/") == volume.rstrip("/")
     assert copy.line < _final(instructions, "VOLUME")[0].line
-    # The container user owns it: the example's SQLite database is created next to it.
+    # The container user owns it (a run without --database keeps its state next to it).
     user = _one(instructions, "USER").args
     assert _options(copy.args)[0].get("chown") in {user, user.split(":")[0]}, copy.args
     assert (ROOT / source / Path(config).name).is_file()
@@ -417,12 +417,14 @@ def test_the_image_command_serves_and_passes_its_healthcheck(
 ) -> None:
     """ENTRYPOINT + CMD and HEALTHCHECK exactly as written, from the installed wheel.
 
-    /config is the only substitution (a copy of zones/); the listeners are the image's
-    own 0.0.0.0:53 and 0.0.0.0:8080, inside a private network namespace.
+    /config and /data are the only substitutions (a copy of zones/, an empty folder); the
+    listeners are the image's own 0.0.0.0:53 and 0.0.0.0:8080, in a private network namespace.
     """
     config = tmp_path / "config"
+    data = tmp_path / "data"
+    data.mkdir()
     shutil.copytree(ZONES, config, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
-    command = [a.replace("/config/", f"{config}/") for a in _cmd(instructions)]
+    command = [a.replace("/config/", f"{config}/").replace("/data/", f"{data}/") for a in _cmd(instructions)]
     assert command[0] == "dynserver"
     argv = [sys.executable, "-c", "from dynserver.cli import main; raise SystemExit(main())", *command[1:]]
     check = [sys.executable if a == "python" else a for a in _healthcheck(instructions)]
@@ -445,5 +447,6 @@ def test_the_image_command_serves_and_passes_its_healthcheck(
         assert over_tcp.answer == reply.answer
         assert process.poll() is None, log.read_text()
     assert "Traceback" not in log.read_text()
-    # The image's default keeps its state next to the config (hence the --chown on /config).
-    assert (config / "dynserver.db").is_file()
+    # The image keeps its state in the /data volume, so /config may be mounted read-only.
+    assert (data / "dynserver.db").is_file()
+    assert not (config / "dynserver.db").exists()
