@@ -487,6 +487,15 @@ def test_unknown_edns_options_are_not_echoed(server: Server) -> None:
         assert parsed.edns == 0 and not parsed.options
 
 
+def test_unknown_edns_flags_are_not_echoed(server: Server) -> None:
+    """RFC 6891 6.1.4: the Z bits are ignored by responders and cleared in replies."""
+    for label in ("www", "big"):  # a templated reply, and one truncated on the full path
+        wire = query(name(label), edns=512, ednsflags=dns.flags.DO | 0x4000 | 0x0001)
+        reply = udp_exchange(server, wire)
+        assert reply is not None
+        assert parse(reply).ednsflags == dns.flags.DO
+
+
 @pytest.mark.parametrize("do", [False, True])
 def test_do_bit_echoed(server: Server, do: bool) -> None:
     for label in ("www", "nothing", "big"):
