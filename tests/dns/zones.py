@@ -40,6 +40,7 @@ deleg         IN NS   ns1.deleg
               IN DS   12345 13 2 0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20
 ns1.deleg     IN A    192.0.2.54
 nods          IN NS   ns.other.test.
+todeleg       IN CNAME x.deleg
 _https._tcp   IN SRV  10 5 443 www
 """
 
@@ -54,9 +55,11 @@ host IN A 192.0.2.61
 back IN CNAME www.dyn.example.test.
 """
 
-# RRsets too large for 512 bytes, for 1232 bytes, and one that needs TCP.
+# RRsets too large for 512 bytes and for 1232 bytes, and an MX whose additional addresses
+# do not fit in 512.
 BIG = (
     DYN
+    + "bigmx         IN MX   10 big\n"
     + "".join(f"big           IN A    192.0.2.{i}\n" for i in range(1, 41))
     + "".join(f'huge          IN TXT  "{i:03d}{"x" * 250}"\n' for i in range(8))
 )
