@@ -154,3 +154,43 @@ def write_config(folder: Path, zone_files: dict[str, str], extra: str = "") -> P
     config = folder / "dynserver.toml"
     config.write_text("\n".join(lines) + "\n" + extra)
     return config
+
+
+@contextmanager
+def server_process(command: list[str], host: str, port: int, zone: str, log: Path) -> Iterator[Server]:
+    """Run any DNS server (a peer such as NSD) in the foreground until the block ends.
+
+    Waits until it answers an SOA query for ``zone`` at host:port; its output goes to
+    ``log``, which is shown if it fails to start. Stopped by PID.
+    """
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        try:
+            wait_for_dns(host, port, zone, process=process)
+        except Exception as error:
+            raise RuntimeError(f"{command[0]}: {error}; log:\n{log.read_text(errors='replace')}") from None
+        yield Server(host, port, process, log)
+    finally:
+        stop(process)
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes from a stream socket; EOFError if the peer closes first."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise EOFError(f"connection closed after {len(data)} of {n} bytes")
+        data += chunk
+    return data
+
+
+def tcp_send(sock: socket.socket, wire: bytes) -> None:
+    """Send one DNS message over TCP, with its two-byte length (RFC 1035 4.2.2)."""
+    sock.sendall(len(wire).to_bytes(2, "big") + wire)
+
+
+def tcp_read(sock: socket.socket) -> bytes:
+    """Read one length-prefixed DNS message from a TCP connection."""
+    return recv_exactly(sock, int.from_bytes(recv_exactly(sock, 2), "big"))

@@ -31,7 +31,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from tests.support import Server, dynserver, loopback, require_program
+from tests.support import Server, dynserver, loopback, require_program, tcp_read, tcp_send
 
 DATA = Path(__file__).parent / "data"
 ZONE = "diff.example.test"
@@ -94,27 +94,7 @@ def udp_exchange(server: Server, wire: bytes, timeout: float = 2.0) -> bytes | N
 
 def tcp_connect(server: Server) -> socket.socket:
     """A TCP connection from a fresh source address (a client of its own)."""
-    sock = socket.create_connection((server.host, server.port), timeout=5.0, source_address=(loopback(), 0))
-    return sock
-
-
-def tcp_send(sock: socket.socket, wire: bytes) -> None:
-    sock.sendall(struct.pack("!H", len(wire)) + wire)
-
-
-def tcp_read(sock: socket.socket) -> bytes:
-    (length,) = struct.unpack("!H", recv_exactly(sock, 2))
-    return recv_exactly(sock, length)
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError(f"connection closed after {len(data)} of {n} bytes")
-        data += chunk
-    return data
+    return socket.create_connection((server.host, server.port), timeout=5.0, source_address=(loopback(), 0))
 
 
 def closed_by_peer(sock: socket.socket, within: float) -> float | None:

@@ -19,7 +19,6 @@ import itertools
 import random
 import socket
 import struct
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,8 +41,9 @@ from tests.support import (
     free_port,
     loopback,
     require_program,
-    stop,
-    wait_for_dns,
+    server_process,
+    tcp_read,
+    tcp_send,
     write_config,
 )
 
@@ -282,9 +282,8 @@ class Client:
             try:
                 if self.tcp is None:
                     self.tcp = socket.create_connection(self.address, timeout=2.0)
-                self.tcp.sendall(struct.pack("!H", len(wire)) + wire)
-                (length,) = struct.unpack("!H", _recv_exactly(self.tcp, 2))
-                return _recv_exactly(self.tcp, length)
+                tcp_send(self.tcp, wire)
+                return tcp_read(self.tcp)
             except (ConnectionError, EOFError):
                 self.close_tcp()
                 if attempt:
@@ -299,16 +298,6 @@ class Client:
     def close(self) -> None:
         self.udp.close()
         self.close_tcp()
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError("connection closed")
-        data += chunk
-    return data
 
 
 # -- comparing replies --------------------------------------------------------------------
@@ -519,17 +508,8 @@ def nsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         NSD_CONF.format(host=host, port=port, run=run, edns_size=NSD_EDNS_SIZE)
         + "".join(NSD_ZONE.format(zone=zone) for zone in ZONES)
     )
-    log = run / "nsd.out"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([program, "-d", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        try:
-            wait_for_dns(host, port, ZONE, process=process)
-        except Exception as error:
-            raise RuntimeError(f"NSD did not start: {error}\n{log.read_text(errors='replace')}") from None
-        yield Server(host, port, process, log)
-    finally:
-        stop(process)
+    with server_process([program, "-d", "-c", str(conf)], host, port, ZONE, run / "nsd.out") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
