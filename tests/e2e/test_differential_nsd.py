@@ -542,6 +542,9 @@ def test_same_answers_as_nsd(ours: Server, nsd: Server) -> None:
                 if our_wire is not their_wire:
                     failures.append(f"{probe}: reply from only one (ours {our_wire is not None})")
                 continue
+            if our_wire[:2] != query[:2] or their_wire[:2] != query[:2]:
+                failures.append(f"{probe}: a reply does not carry the query's ID")
+                continue
             problem = check_size(probe, our_wire)
             if problem:
                 failures.append(f"{probe}: {problem}")
