@@ -187,15 +187,19 @@ TYPES = [
     "TYPE65280",
     "DNSKEY",
 ]
-# (UDP size, DO) or None for no EDNS. 100 is below the RFC 6891 minimum (treated as 512).
-EDNS_MODES: list[tuple[int, bool] | None] = [
+# (UDP size, DO, an unknown option) or None for no EDNS. 100 is below the RFC 6891
+# minimum (treated as 512). An option sends our server down its full path.
+EDNS_MODES: list[tuple[int, bool, bool] | None] = [
     None,
-    (512, False),
-    (1232, False),
-    (4096, True),
-    (1232, True),
-    (100, False),
+    (512, False, False),
+    (1232, False, False),
+    (4096, True, False),
+    (1232, True, False),
+    (100, False, False),
+    (1232, False, True),
+    (4096, True, True),
 ]
+UNKNOWN_OPTION = dns.edns.GenericOption(65001, b"dynserver")  # RFC 6891 6.1.2: ignored
 # Pseudo-types that are never zone data, and the rcode we answer them with (see ALLOWED).
 META_QTYPES = {"OPT": dns.rcode.FORMERR, "TSIG": dns.rcode.FORMERR, "TKEY": dns.rcode.FORMERR}
 META_QTYPES |= {"MAILA": dns.rcode.NOTIMP, "MAILB": dns.rcode.NOTIMP}
@@ -211,20 +215,24 @@ class Probe:
     qtype: str
     rd: bool
     cd: bool
-    edns: tuple[int, bool] | None
+    edns: tuple[int, bool, bool] | None
     tcp: bool
 
     def message(self) -> dns.message.Message:
         query = dns.message.make_query(self.qname, self.qtype, use_edns=False)
         if self.edns is not None:
-            size, do = self.edns
-            query.use_edns(0, dns.flags.DO if do else 0, payload=size)
+            size, do, option = self.edns
+            options = [UNKNOWN_OPTION] if option else []
+            query.use_edns(0, dns.flags.DO if do else 0, payload=size, options=options)
         query.flags = (dns.flags.RD if self.rd else 0) | (dns.flags.CD if self.cd else 0)
         return query
 
     def __str__(self) -> str:
         flags = "".join(f for f, on in (("+rd", self.rd), ("+cd", self.cd)) if on)
-        edns = "noedns" if self.edns is None else f"edns{self.edns[0]}{'+do' if self.edns[1] else ''}"
+        edns = "noedns"
+        if self.edns is not None:
+            size, do, option = self.edns
+            edns = f"edns{size}{'+do' if do else ''}{'+option' if option else ''}"
         return f"{self.qname} {self.qtype} {flags or '-'} {edns} {'tcp' if self.tcp else 'udp'}"
 
 
@@ -253,7 +261,7 @@ def corpus() -> list[Probe]:
         probes.append(Probe(qname, qtype, True, False, edns, tcp))
     for label, qtype, tcp in itertools.product(("", "www", "nxname", "host.sub"), META_QTYPES, (False, True)):
         probes.append(
-            Probe(f"{label}.{ZONE}." if label else f"{ZONE}.", qtype, False, False, (1232, False), tcp)
+            Probe(f"{label}.{ZONE}." if label else f"{ZONE}.", qtype, False, False, (1232, False, False), tcp)
         )
     return probes
 
