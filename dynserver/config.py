@@ -198,12 +198,12 @@ def parse_listener(value: str) -> Listener:
     host = match.group(1) or match.group(3)
     port = int(match.group(2) or match.group(4))
     if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range 0-65535")
+        raise ValueError(f"port {port} is out of range; expected a port from 0 to 65535")
     try:
         ipaddress.ip_address(host)
     except ValueError:
         if host != "localhost":
-            raise ValueError(f"{host!r} is not an IP address") from None
+            raise ValueError(f"{host!r} is not an IP address; expected e.g. 127.0.0.1 or [::1]") from None
     return Listener(host=host, port=port)
 
 
@@ -233,15 +233,35 @@ def _zones(reader: _Reader, raw: Any, folder: Path, monitors: dict[str, Monitor]
         try:
             origin = parse_name(zone_key)
         except Exception as error:
-            raise reader.error(key_path, f"not a valid zone name: {error}") from None
+            detail = str(error).rstrip(".")
+            raise reader.error(
+                key_path, f"not a valid zone name ({detail}); expected e.g. dyn.example.com"
+            ) from None
         if origin in seen:
-            raise reader.error(key_path, f"duplicate zone: the same zone as [zones.{seen[origin]!r}]")
+            raise reader.error(
+                key_path,
+                f'duplicate zone: the same zone as [zones."{seen[origin]}"] (names ignore case and '
+                "the final dot); expected each zone once",
+            )
         seen[origin] = zone_key
         table = reader.table(zone_raw, key_path)
         if "file" in table:
+            for key in table:
+                if key in _ZONE_GENERATED_KEYS - _ZONE_FILE_KEYS:
+                    raise reader.error(
+                        (*key_path, key),
+                        'only for a zone without "file" (its SOA and NS come from the master file); '
+                        f"expected one of: {', '.join(sorted(_ZONE_FILE_KEYS))}",
+                    )
             reader.unknown(table, key_path, _ZONE_FILE_KEYS)
             file_name = reader.get(table, key_path, "file", str, "", "a file name")
             file_path = folder / file_name
+            if not file_name or not file_path.is_file():
+                raise reader.error(
+                    (*key_path, "file"),
+                    f"no master file {str(file_path)!r}; expected the path of an RFC 1035 master "
+                    "file, relative to the config file",
+                )
             shown = str(Path(reader.path).parent / file_name)
             records = read_master_file(file_path, origin, display_path=shown)
             rrsets = build_rrsets(records, origin, shown)
@@ -255,23 +275,27 @@ def _zones(reader: _Reader, raw: Any, folder: Path, monitors: dict[str, Monitor]
 
 
 def _generated(reader: _Reader, table: dict[str, Any], key_path: KeyPath, origin: Name) -> list[RRset]:
-    """SOA and NS (plus glue) for a zone that has no master file."""
+    """SOA and NS (plus glue) for a zone that has no master file.
+
+    Keys: nameservers (required; the first is the SOA MNAME), hostmaster (default
+    hostmaster.<zone>; "admin@example.com" works), ttl (of SOA, NS and glue; 3600),
+    refresh (3600), retry (600), expire (1209600), negative_ttl (the SOA MINIMUM; 60) and
+    glue = { "ns1.<zone>" = ["192.0.2.53", "2001:db8::53"] }, required for every
+    nameserver inside the zone and allowed for no other. Everything is checked before
+    anything is built.
+    """
+    ns_path = (*key_path, "nameservers")
     raw_ns = table.get("nameservers")
     if not isinstance(raw_ns, list) or not raw_ns or not all(isinstance(n, str) for n in raw_ns):
         raise reader.error(
-            (*key_path, "nameservers"),
-            'a zone without "file" needs nameservers = ["ns1.example.com", ...] '
-            "(the host names its NS records list)",
+            ns_path,
+            'a zone without "file" needs its name servers; expected nameservers = '
+            '["ns1.example.com", ...] (the host names its NS records list)',
         )
-    nameservers = []
-    for text in raw_ns:
-        try:
-            nameservers.append(parse_name(text))
-        except Exception as error:
-            raise reader.error((*key_path, "nameservers"), f"{text!r} is not a host name: {error}") from None
+    nameservers = [_host_name(reader, ns_path, text) for text in raw_ns]
     zone_text = wire.name_to_text(origin)
     hostmaster_text = reader.get(table, key_path, "hostmaster", str, f"hostmaster.{zone_text}", "a mailbox")
-    hostmaster = parse_name(hostmaster_text.replace("@", ".", 1))
+    hostmaster = _host_name(reader, (*key_path, "hostmaster"), hostmaster_text.replace("@", ".", 1))
     ttl = reader.number(table, key_path, "ttl", 3600, 1, 2**31 - 1, int)
     fields = SoaFields(
         mname=nameservers[0],
@@ -282,35 +306,55 @@ def _generated(reader: _Reader, table: dict[str, Any], key_path: KeyPath, origin
         expire=reader.number(table, key_path, "expire", 1209600, 1, 2**31 - 1, int),
         minimum=reader.number(table, key_path, "negative_ttl", 60, 0, 86400, int),
     )
+    in_zone = [ns for ns in nameservers if ns[len(ns) - len(origin) :] == origin]
+    glue_table = reader.table(table.get("glue", {}), (*key_path, "glue"))
+    glue: dict[Name, dict[int, list[str]]] = {}
+    for host_text, addresses in glue_table.items():
+        glue_path = (*key_path, "glue", host_text)
+        host = _host_name(reader, glue_path, host_text)
+        if host not in in_zone:
+            raise reader.error(
+                glue_path,
+                f"glue for a host that is not a nameserver inside this zone; expected glue only for "
+                f"nameservers ending in {zone_text} (others are found through their own zones)",
+            )
+        if not isinstance(addresses, list) or not addresses:
+            raise reader.error(
+                glue_path, f'expected a list of addresses, e.g. ["192.0.2.53"], got {_kind(addresses)}'
+            )
+        by_type = glue.setdefault(host, {})
+        for address in addresses:
+            try:
+                ip = ipaddress.ip_address(address if isinstance(address, str) else "")
+            except ValueError:
+                raise reader.error(
+                    glue_path, f"{address!r} is not an IP address; expected e.g. 192.0.2.53 or 2001:db8::53"
+                ) from None
+            by_type.setdefault(wire.TYPE_A if ip.version == 4 else wire.TYPE_AAAA, []).append(str(ip))
+    for ns in in_zone:
+        if ns not in glue:
+            raise reader.error(
+                ns_path,
+                f"nameserver {wire.name_to_text(ns)} is inside the zone but has no address; expected "
+                f'glue = {{ "{wire.name_to_text(ns)}" = ["192.0.2.53"] }}',
+            )
     rrsets = [
         soa_rrset(origin, ttl, fields),
         rrset_from_texts(origin, wire.TYPE_NS, ttl, [wire.name_to_text(ns) for ns in nameservers]),
     ]
-    glue = reader.table(table.get("glue", {}), (*key_path, "glue"))
-    in_zone = [ns for ns in nameservers if ns[len(ns) - len(origin) :] == origin]
-    for host_text, addresses in glue.items():
-        glue_path = (*key_path, "glue", host_text)
-        host = parse_name(host_text)
-        if host not in in_zone:
-            raise reader.error(glue_path, "glue is only for nameservers inside this zone")
-        if not isinstance(addresses, list) or not addresses:
-            raise reader.error(glue_path, 'expected a list of addresses, e.g. ["192.0.2.53"]')
-        by_type: dict[int, list[str]] = {}
-        for address in addresses:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError:
-                raise reader.error(glue_path, f"{address!r} is not an IP address") from None
-            by_type.setdefault(wire.TYPE_A if ip.version == 4 else wire.TYPE_AAAA, []).append(str(ip))
+    for host, by_type in glue.items():
         rrsets.extend(rrset_from_texts(host, rtype, ttl, texts) for rtype, texts in by_type.items())
-    for ns in in_zone:
-        if wire.name_to_text(ns) not in {wire.name_to_text(parse_name(h)) for h in glue}:
-            raise reader.error(
-                (*key_path, "nameservers"),
-                f"nameserver {wire.name_to_text(ns)} is inside the zone; expected its addresses "
-                f'in glue = {{ "{wire.name_to_text(ns)}" = ["192.0.2.53"] }}',
-            )
     return rrsets
+
+
+def _host_name(reader: _Reader, key_path: KeyPath, text: str) -> Name:
+    try:
+        return parse_name(text)
+    except Exception as error:
+        detail = str(error).rstrip(".")
+        raise reader.error(
+            key_path, f"{text!r} is not a host name ({detail}); expected e.g. ns1.example.com"
+        ) from None
 
 
 def _kind(value: Any) -> str:
