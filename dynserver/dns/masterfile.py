@@ -24,7 +24,9 @@ from dynserver.errors import ConfigError
 from dynserver.types import Name
 
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_TTL_RE = re.compile(r"^(\d+[smhdw]?)+$", re.IGNORECASE)
+# Each number but the last must carry a unit, so there is one way to match: a nested
+# "(\d+[smhdw]?)+" backtracks exponentially on a long run of digits that does not match.
+_TTL_RE = re.compile(r"^(?:\d+[smhdw])*\d*$", re.IGNORECASE)
 _MAX_INCLUDE_DEPTH = 8
 
 # What a record of each common type looks like, for error messages.
@@ -100,7 +102,12 @@ def _tokenize(text: str, path: str) -> list[_Entry]:
             i += 1
         elif char == ")":
             if depth == 0:
-                raise ConfigError("')' without a matching '('", path=path, line=line)
+                raise ConfigError(
+                    "')' without a matching '('; expected '(' earlier in the record",
+                    path=path,
+                    line=line,
+                    key=_record_key(tokens, indented),
+                )
             depth -= 1
             i += 1
         elif char == '"':
@@ -109,10 +116,10 @@ def _tokenize(text: str, path: str) -> list[_Entry]:
                 if text[j] == "\\":
                     j += 1
                 if j < n and text[j] == "\n":
-                    raise ConfigError("unterminated quoted string", path=path, line=line)
+                    raise _unterminated(path, line, tokens, indented)
                 j += 1
             if j >= n:
-                raise ConfigError("unterminated quoted string", path=path, line=line)
+                raise _unterminated(path, line, tokens, indented)
             tokens.append(_Token(text[i : j + 1], True))
             i = j + 1
         else:
@@ -124,15 +131,41 @@ def _tokenize(text: str, path: str) -> list[_Entry]:
             tokens.append(_Token(text[i:j], False))
             i = j
     if depth:
-        raise ConfigError("'(' is never closed", path=path, line=start_line)
+        raise ConfigError(
+            "'(' is never closed; expected ')' to end the record",
+            path=path,
+            line=start_line,
+            key=_record_key(tokens, indented),
+        )
     if tokens:
         entries.append(_Entry(start_line, indented, tokens))
     return entries
 
 
+def _unterminated(path: str, line: int, tokens: list[_Token], indented: bool) -> ConfigError:
+    return ConfigError(
+        "unterminated quoted string; expected a closing '\"' on the same line",
+        path=path,
+        line=line,
+        key=_record_key(tokens, indented),
+    )
+
+
+def _record_key(tokens: list[_Token], indented: bool) -> str:
+    """What to call a record that cannot be tokenized: its type if seen, else its owner."""
+    words = [t.text for t in tokens if not t.quoted]
+    for word in words[0 if indented else 1 :]:
+        if parse_ttl(word) is not None or word.upper() == "IN":
+            continue
+        if _rdtype(word) is not None:
+            return word.upper()
+        break
+    return words[0] if words else "record"
+
+
 def parse_ttl(text: str) -> int | None:
     """A TTL in seconds ('3600') or with BIND units ('1h30m'); None if it is not one."""
-    if not _TTL_RE.match(text):
+    if not text or not _TTL_RE.match(text):
         return None
     total = 0
     for number, unit in re.findall(r"(\d+)([smhdw]?)", text, re.IGNORECASE):
@@ -154,9 +187,17 @@ def read_master_file(path: Path, origin: Name, *, display_path: str | None = Non
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"cannot read master file: {error.strerror}", path=shown) from None
-    except UnicodeDecodeError:
-        raise ConfigError("master file is not UTF-8 text", path=shown) from None
+        raise ConfigError(
+            f"cannot read master file: {error.strerror}; expected a readable file", path=shown
+        ) from None
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            "not UTF-8 text; expected a UTF-8 (or ASCII) master file, with other bytes as \\DDD escapes",
+            path=shown,
+            line=line,
+            key="encoding",
+        ) from None
     zone_origin = dns.name.from_text(wire.name_to_text(origin))
     return _read(text, shown, path.parent, zone_origin, zone_origin, 0)
 
@@ -168,10 +209,11 @@ def _read(
     zone_origin: dns.name.Name,
     origin: dns.name.Name,
     depth: int,
+    default_ttl: int | None = None,
+    last_ttl: int | None = None,
 ) -> list[RecordLine]:
+    """Records of one file; an $INCLUDEd file starts with the includer's TTLs (as in BIND)."""
     records: list[RecordLine] = []
-    default_ttl: int | None = None
-    last_ttl: int | None = None
     owner: dns.name.Name | None = None
     for entry in _tokenize(text, path):
         tokens = entry.tokens
@@ -193,19 +235,35 @@ def _read(
                     )
             elif directive == "$INCLUDE" and len(args) in (1, 2):
                 if depth >= _MAX_INCLUDE_DEPTH:
-                    raise ConfigError("$INCLUDE nested too deeply", path=path, line=line)
+                    raise ConfigError(
+                        f"$INCLUDE nested too deeply; expected at most {_MAX_INCLUDE_DEPTH} levels "
+                        "(does a file include itself?)",
+                        path=path,
+                        line=line,
+                        key="$INCLUDE",
+                    )
                 included = folder / args[0]
                 sub_origin = _name(args[1], origin, path, line, "$INCLUDE") if len(args) == 2 else origin
                 try:
                     sub_text = included.read_text(encoding="utf-8")
                 except OSError as error:
                     raise ConfigError(
-                        f"cannot read included file {args[0]!r}: {error.strerror}",
+                        f"cannot read included file {args[0]!r}: {error.strerror}; expected a file "
+                        "relative to the including one",
                         path=path,
                         line=line,
                         key="$INCLUDE",
                     ) from None
-                records += _read(sub_text, str(included), included.parent, zone_origin, sub_origin, depth + 1)
+                records += _read(
+                    sub_text,
+                    str(included),
+                    included.parent,
+                    zone_origin,
+                    sub_origin,
+                    depth + 1,
+                    default_ttl,
+                    last_ttl,
+                )
             else:
                 raise ConfigError(
                     f"unknown or malformed directive {first!r}; expected $ORIGIN name, "
@@ -222,9 +280,11 @@ def _read(
             position = 1
         elif owner is None:
             raise ConfigError(
-                "record has no owner name (the line starts with a blank and no record precedes it)",
+                "record has no owner name (the line starts with a blank and no record precedes it); "
+                "expected the owner at the start of the line, e.g. 'www 300 IN A 192.0.2.1'",
                 path=path,
                 line=line,
+                key=_record_key(tokens, True),
             )
         ttl: int | None = None
         # [ttl] [class] type, or [class] [ttl] type.
@@ -235,6 +295,13 @@ def _read(
             if ttl is None and (value := parse_ttl(word)) is not None:
                 ttl = value
                 position += 1
+            elif ttl is None and word and _TTL_RE.match(word):
+                raise ConfigError(
+                    f"TTL {word} is too large; expected at most {2**31 - 1} seconds (RFC 2181 8)",
+                    path=path,
+                    line=line,
+                    key="TTL",
+                )
             elif word.upper() == "IN":
                 position += 1
             elif word.upper() in ("CH", "HS", "CS") or word.upper().startswith("CLASS"):
@@ -246,7 +313,10 @@ def _read(
                 )
         if position >= len(tokens):
             raise ConfigError(
-                "record has no type; expected e.g. 'www 300 IN A 192.0.2.1'", path=path, line=line
+                "record has no type; expected e.g. 'www 300 IN A 192.0.2.1'",
+                path=path,
+                line=line,
+                key=tokens[0].text,
             )
         type_text = tokens[position].text
         rtype = _rdtype(type_text)
@@ -263,7 +333,7 @@ def _read(
             ttl = default_ttl if default_ttl is not None else last_ttl
         if ttl is None:
             raise ConfigError(
-                "record has no TTL and none applies; add '$TTL 3600' at the top of the file",
+                "record has no TTL and none applies; expected a TTL in the record or '$TTL 3600' above it",
                 path=path,
                 line=line,
                 key=type_name,
@@ -272,7 +342,8 @@ def _read(
         assert owner is not None
         if not owner.is_subdomain(zone_origin):
             raise ConfigError(
-                f"out-of-zone data: {owner} is not in zone {zone_origin}",
+                f"out-of-zone data: {owner} is not in zone {zone_origin}; "
+                f"expected names at or below {zone_origin}",
                 path=path,
                 line=line,
                 key=type_name,
@@ -283,7 +354,10 @@ def _read(
                 dns.rdataclass.IN, dns.rdatatype.RdataType(rtype), rdata_text, origin=origin, relativize=False
             )
         except (dns.exception.DNSException, ValueError, UnicodeError) as error:
-            expected = EXPECTED.get(type_name, f"valid {type_name} data")
+            if rdata_text.startswith("\\#"):
+                expected = "'\\# length hex', the length counting the octets of the hex (RFC 3597 5)"
+            else:
+                expected = EXPECTED.get(type_name, f"valid {type_name} data")
             detail = str(error).rstrip(".")
             raise ConfigError(
                 f"bad {type_name} record {rdata_text!r} ({detail}); expected {expected}",
@@ -301,7 +375,13 @@ def _name(text: str, origin: dns.name.Name, path: str, line: int, key: str) -> d
             return origin
         return dns.name.from_text(text, origin)
     except dns.exception.DNSException as error:
-        raise ConfigError(f"bad name {text!r}: {error}", path=path, line=line, key=key) from None
+        detail = str(error).rstrip(".")
+        raise ConfigError(
+            f"bad name {text!r} ({detail}); expected a domain name such as www or www.example.com.",
+            path=path,
+            line=line,
+            key=key,
+        ) from None
 
 
 def build_rrsets(records: list[RecordLine], origin: Name, path: str) -> list[RRset]:
@@ -319,7 +399,12 @@ def build_rrsets(records: list[RecordLine], origin: Name, path: str) -> list[RRs
             key="SOA",
         )
     if len(soa) > 1:
-        raise ConfigError("more than one SOA record at the apex", path=path, line=soa[1].line, key="SOA")
+        raise ConfigError(
+            "more than one SOA record at the apex; expected exactly one",
+            path=path,
+            line=soa[1].line,
+            key="SOA",
+        )
     if (origin, wire.TYPE_NS) not in groups:
         raise ConfigError(
             f"no NS records at the zone apex {wire.name_to_text(origin)}; expected at least one",
@@ -331,7 +416,13 @@ def build_rrsets(records: list[RecordLine], origin: Name, path: str) -> list[RRs
     for record in records:
         types_at.setdefault(record.name, []).append(record)
         if record.rtype == wire.TYPE_SOA and record.name != origin:
-            raise ConfigError("SOA record below the zone apex", path=path, line=record.line, key="SOA")
+            raise ConfigError(
+                f"SOA record below the zone apex; expected it only at {wire.name_to_text(origin)} "
+                "(a child zone is a zone of its own in the config)",
+                path=path,
+                line=record.line,
+                key="SOA",
+            )
     for name, lines in types_at.items():
         kinds = {r.rtype for r in lines}
         cnames = [r for r in lines if r.rtype == wire.TYPE_CNAME]
