@@ -80,7 +80,12 @@ def load(path: str | Path) -> Config:
         match = re.search(r"\(at line (\d+), column \d+\)", str(error))
         line = int(match.group(1)) if match else 0
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
-        raise ConfigError(f"not valid TOML: {message}", path=shown, line=line) from None
+        raise ConfigError(
+            f"not valid TOML: {message}; expected TOML syntax (https://toml.io), "
+            'e.g. dns = ["127.0.0.1:53"] or [zones."example.com"]',
+            path=shown,
+            line=line,
+        ) from None
     reader = _Reader(shown, text)
     reader.unknown(data, (), _TOP_KEYS)
     server = _server(reader, data.get("server", {}))

@@ -338,6 +338,7 @@ def test_bad_toml_gives_the_line(tmp_path: Path, text: str, line: int) -> None:
     path = write(tmp_path, text)
     error = error_of(path)
     assert str(error).startswith(f"{path}:{line}: not valid TOML: "), str(error)
+    assert "expected" in error.message
 
 
 def test_an_unreadable_config(tmp_path: Path) -> None:
