@@ -18,7 +18,7 @@ import dns.name
 
 from dynserver.demo import DemoBackend
 from dynserver.dns import wire
-from dynserver.dns.masterfile import build_rrsets, read_master_file
+from dynserver.dns.masterfile import build_rrsets, read_master_file, read_text
 from dynserver.dns.zone import RRset, SoaFields, rrset_from_texts, soa_rrset
 from dynserver.errors import ConfigError
 from dynserver.health.probes import parse_expected_codes
@@ -71,9 +71,11 @@ def load(path: str | Path) -> Config:
     path = Path(path)
     shown = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, shown, "TOML file")
     except OSError as error:
-        raise ConfigError(f"cannot read config: {error.strerror}", path=shown) from None
+        raise ConfigError(
+            f"cannot read config: {error.strerror}; expected a readable TOML file", path=shown
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

@@ -341,6 +341,20 @@ def test_bad_toml_gives_the_line(tmp_path: Path, text: str, line: int) -> None:
     assert "expected" in error.message
 
 
+def test_a_config_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "dynserver.toml"
+    path.write_bytes(b'[zones."dyn.example.test"]\n# caf\xe9\nfile = "x"\n')
+    error = error_of(path)
+    assert str(error).startswith(f"{path}:2: encoding: not UTF-8 text; expected")
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "dyn.example.test.zone").write_bytes(b"\xef\xbb\xbf" + DYN.encode())
+    path = tmp_path / "dynserver.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + ZONE.encode())
+    assert config.load(path).zones
+
+
 def test_an_unreadable_config(tmp_path: Path) -> None:
     error = error_of(tmp_path / "missing.toml")
     assert str(error).startswith(f"{tmp_path / 'missing.toml'}: cannot read config")

@@ -181,22 +181,31 @@ def _rdtype(text: str) -> int | None:
     return value
 
 
+def read_text(path: Path, shown: str, what: str) -> str:
+    """A config or master file as text (UTF-8, a BOM allowed); OSError is the caller's.
+
+    Bytes that are not UTF-8 are a ConfigError naming the line they are on.
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"not UTF-8 text; expected a UTF-8 (or ASCII) {what}",
+            path=shown,
+            line=data[: error.start].count(b"\n") + 1,
+            key="encoding",
+        ) from None
+
+
 def read_master_file(path: Path, origin: Name, *, display_path: str | None = None) -> list[RecordLine]:
     """Read a master file for the zone ``origin``; every record must be inside it."""
     shown = display_path or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, shown, "master file, with other bytes as \\DDD escapes")
     except OSError as error:
         raise ConfigError(
             f"cannot read master file: {error.strerror}; expected a readable file", path=shown
-        ) from None
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise ConfigError(
-            "not UTF-8 text; expected a UTF-8 (or ASCII) master file, with other bytes as \\DDD escapes",
-            path=shown,
-            line=line,
-            key="encoding",
         ) from None
     zone_origin = dns.name.from_text(wire.name_to_text(origin))
     return _read(text, shown, path.parent, zone_origin, zone_origin, 0)
@@ -245,7 +254,7 @@ def _read(
                 included = folder / args[0]
                 sub_origin = _name(args[1], origin, path, line, "$INCLUDE") if len(args) == 2 else origin
                 try:
-                    sub_text = included.read_text(encoding="utf-8")
+                    sub_text = read_text(included, str(included), "master file")
                 except OSError as error:
                     raise ConfigError(
                         f"cannot read included file {args[0]!r}: {error.strerror}; expected a file "

@@ -319,3 +319,10 @@ def test_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load(path)
     assert str(caught.value).startswith(f"{tmp_path / 'zone.db'}:6: encoding: not UTF-8 text; expected")
+
+
+def test_an_included_file_that_is_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "part.db").write_bytes(b'; part\nwww TXT "\xff"\n')
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, HEAD + "$INCLUDE part.db\n")
+    assert str(caught.value).startswith(f"{tmp_path / 'part.db'}:2: encoding: not UTF-8 text; expected")
