@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
 
 from dynserver.demo import DemoBackend
 from dynserver.dns import wire
 from dynserver.dns.masterfile import build_rrsets, read_master_file, read_text
-from dynserver.dns.zone import RRset, SoaFields, rrset_from_texts, soa_rrset
+from dynserver.dns.zone import RRset, SoaFields, make_rrset, soa_rrset
 from dynserver.errors import ConfigError
 from dynserver.health.probes import parse_expected_codes
 from dynserver.model import (
@@ -37,6 +40,7 @@ __all__ = ["Config", "load", "parse_listener", "parse_name"]
 from dynserver.types import Name
 
 T = TypeVar("T")
+IN = dns.rdataclass.IN
 KeyPath = tuple[str, ...]
 
 _SERVER_KEYS = {
@@ -167,6 +171,8 @@ class _Reader:
         value = self.get(table, key_path, key, (int, float), default, f"a number from {low} to {high}")
         if not low <= value <= high:
             raise self.error((*key_path, key), f"expected a number from {low} to {high}, got {value}")
+        if cast is int and value != int(value):
+            raise self.error((*key_path, key), f"expected a whole number from {low} to {high}, got {value}")
         return cast(value)
 
 
@@ -180,8 +186,8 @@ def _server(reader: _Reader, raw: Any) -> ServerConfig:
     if not isinstance(dns_raw, list) or not dns_raw:
         raise reader.error((*key_path, "dns"), 'expected a list of "host:port" strings')
     listeners = tuple(_listener(reader, (*key_path, "dns"), item) for item in dns_raw)
-    http_raw = table.get("http")
-    http = _listener(reader, (*key_path, "http"), http_raw) if http_raw else None
+    http_raw = table.get("http", "")
+    http = None if http_raw == "" else _listener(reader, (*key_path, "http"), http_raw)
     text = "a string"
     return ServerConfig(
         dns=listeners,
@@ -302,7 +308,11 @@ def _generated(reader: _Reader, table: dict[str, Any], key_path: KeyPath, origin
     nameservers = [_host_name(reader, ns_path, text) for text in raw_ns]
     zone_text = wire.name_to_text(origin)
     hostmaster_text = reader.get(table, key_path, "hostmaster", str, f"hostmaster.{zone_text}", "a mailbox")
-    hostmaster = _host_name(reader, (*key_path, "hostmaster"), hostmaster_text.replace("@", ".", 1))
+    # admin@example.com -> admin.example.com; a dot in the local part is escaped
+    # (first.last@example.com -> first\.last.example.com, RFC 1035 8).
+    local, at, domain = hostmaster_text.rpartition("@")
+    mailbox = local.replace(".", "\\.") + "." + domain if at else hostmaster_text
+    hostmaster = _host_name(reader, (*key_path, "hostmaster"), mailbox)
     ttl = reader.number(table, key_path, "ttl", 3600, 1, 2**31 - 1, int)
     fields = SoaFields(
         mname=nameservers[0],
@@ -315,7 +325,7 @@ def _generated(reader: _Reader, table: dict[str, Any], key_path: KeyPath, origin
     )
     in_zone = [ns for ns in nameservers if ns[len(ns) - len(origin) :] == origin]
     glue_table = reader.table(table.get("glue", {}), (*key_path, "glue"))
-    glue: dict[Name, dict[int, list[str]]] = {}
+    glue: dict[Name, dict[int, list[dns.rdata.Rdata]]] = {}
     for host_text, addresses in glue_table.items():
         glue_path = (*key_path, "glue", host_text)
         host = _host_name(reader, glue_path, host_text)
@@ -337,7 +347,8 @@ def _generated(reader: _Reader, table: dict[str, Any], key_path: KeyPath, origin
                 raise reader.error(
                     glue_path, f"{address!r} is not an IP address; expected e.g. 192.0.2.53 or 2001:db8::53"
                 ) from None
-            by_type.setdefault(wire.TYPE_A if ip.version == 4 else wire.TYPE_AAAA, []).append(str(ip))
+            rtype = dns.rdatatype.A if ip.version == 4 else dns.rdatatype.AAAA
+            by_type.setdefault(int(rtype), []).append(dns.rdata.from_text(IN, rtype, str(ip)))
     for ns in in_zone:
         if ns not in glue:
             raise reader.error(
@@ -345,12 +356,11 @@ def _generated(reader: _Reader, table: dict[str, Any], key_path: KeyPath, origin
                 f"nameserver {wire.name_to_text(ns)} is inside the zone but has no address; expected "
                 f'glue = {{ "{wire.name_to_text(ns)}" = ["192.0.2.53"] }}',
             )
-    rrsets = [
-        soa_rrset(origin, ttl, fields),
-        rrset_from_texts(origin, wire.TYPE_NS, ttl, [wire.name_to_text(ns) for ns in nameservers]),
-    ]
+    # No origin: names stay absolute, as the master file reader keeps them (relativize=False).
+    ns_rdatas = [dns.rdata.from_text(IN, dns.rdatatype.NS, wire.name_to_text(ns)) for ns in nameservers]
+    rrsets = [soa_rrset(origin, ttl, fields), make_rrset(origin, wire.TYPE_NS, ttl, ns_rdatas)]
     for host, by_type in glue.items():
-        rrsets.extend(rrset_from_texts(host, rtype, ttl, texts) for rtype, texts in by_type.items())
+        rrsets.extend(make_rrset(host, rtype, ttl, rdatas) for rtype, rdatas in by_type.items())
     return rrsets
 
 

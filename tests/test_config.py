@@ -368,13 +368,8 @@ def test_a_master_file_error_names_the_master_file(tmp_path: Path) -> None:
 
 
 # -- zones without a master file ---------------------------------------------------------
-
-ZONE_PY_BUG = pytest.mark.xfail(
-    reason="dynserver/dns/zone.py rrset_from_texts parses RDATA with dnspython's default "
-    "relativize=True, so the NS names come out relative and make_rrset raises "
-    "NeedAbsoluteNameOrOrigin (see tests/dns/test_zone.py)",
-    strict=True,
-)
+# Keys: nameservers (required; the first is the SOA MNAME), hostmaster, ttl, refresh,
+# retry, expire, negative_ttl (SOA MINIMUM), glue (see the glue rules above).
 
 GENERATED = """\
 [zones."dyn.example.test"]
@@ -389,7 +384,6 @@ glue = { "ns1.dyn.example.test" = ["192.0.2.53", "2001:db8::53"] }
 """
 
 
-@ZONE_PY_BUG
 def test_a_zone_without_a_file_answers_soa_and_ns(tmp_path: Path) -> None:
     snapshot = snapshot_of(config.load(write(tmp_path, GENERATED, {})))
     soa = ask(snapshot, dns.message.make_query("dyn.example.test", "SOA"))
@@ -410,7 +404,6 @@ def test_a_zone_without_a_file_answers_soa_and_ns(tmp_path: Path) -> None:
     assert missing.authority[0].ttl == 30, "RFC 2308: min(SOA TTL, negative_ttl)"
 
 
-@ZONE_PY_BUG
 def test_a_zone_without_a_file_has_defaults(tmp_path: Path) -> None:
     loaded = config.load(
         write(tmp_path, '[zones."dyn.example.test"]\nnameservers = ["ns1.example.net."]\n', {})
@@ -422,7 +415,6 @@ def test_a_zone_without_a_file_has_defaults(tmp_path: Path) -> None:
     assert (rdata.refresh, rdata.retry, rdata.expire, rdata.minimum) == (3600, 600, 1209600, 60)
 
 
-@ZONE_PY_BUG
 def test_glue_names_match_whatever_their_case_and_final_dot(tmp_path: Path) -> None:
     text = (
         '[zones."dyn.example.test"]\nnameservers = ["NS1.dyn.example.test."]\n'
@@ -431,3 +423,38 @@ def test_glue_names_match_whatever_their_case_and_final_dot(tmp_path: Path) -> N
     loaded = config.load(write(tmp_path, text, {}))
     reply = ask(snapshot_of(loaded), dns.message.make_query("ns1.dyn.example.test", "A"))
     assert [r.to_text() for r in reply.answer[0]] == ["192.0.2.53"]
+
+
+@pytest.mark.parametrize(
+    ("hostmaster", "rname"),
+    [
+        ("admin@example.net", "admin.example.net."),
+        ("first.last@example.net", "first\\.last.example.net."),
+        ("hostmaster.example.net.", "hostmaster.example.net."),
+    ],
+)
+def test_hostmaster_as_a_mailbox(tmp_path: Path, hostmaster: str, rname: str) -> None:
+    """RFC 1035 8: the RNAME's first label is the local part; its own dots are escaped."""
+    text = f'[zones."dyn.example.test"]\nnameservers = ["ns1.example.net"]\nhostmaster = "{hostmaster}"\n'
+    snapshot = snapshot_of(config.load(write(tmp_path, text, {})))
+    soa = ask(snapshot, dns.message.make_query("dyn.example.test", "SOA")).answer[0][0]
+    assert soa.rname.to_text() == rname
+
+
+def test_a_whole_number_is_required_where_one_is_meant(tmp_path: Path) -> None:
+    text = '[zones."dyn.example.test"]\nnameservers = ["ns1.example.net"]\nttl = 300.5\n'
+    error = error_of(write(tmp_path, text, {}))
+    assert str(error).startswith(
+        f'{tmp_path / "dynserver.toml"}:3: zones."dyn.example.test".ttl: expected a whole'
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "[]", "false"])
+def test_http_that_is_not_a_string_is_an_error(tmp_path: Path, value: str) -> None:
+    error = error_of(write(tmp_path, f"[server]\nhttp = {value}\n{ZONE}"))
+    assert (error.line, error.key) == (2, "server.http")
+    assert 'expected a "host:port" string' in error.message
+
+
+def test_http_empty_means_no_web_server(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, f'[server]\nhttp = ""\n{ZONE}')).server.http is None

@@ -16,7 +16,7 @@ def test_rrset_from_texts_with_addresses() -> None:
 @pytest.mark.xfail(
     reason="rrset_from_texts parses with dnspython's default relativize=True: names in RDATA "
     "become relative to the root and to_digestable() raises NeedAbsoluteNameOrOrigin; "
-    "it needs relativize=False (this breaks zones without a master file and CNAME records)",
+    "it needs relativize=False (health/engine.py builds dynamic CNAME answers with it)",
     strict=True,
 )
 @pytest.mark.parametrize(
