@@ -355,6 +355,7 @@ class App:
                 pending_until=None if row.pending_until is None else row.pending_until - offset,
                 last_result=last,
                 maintenance=maintenance,
+                watched_since=loop_now,  # checks resume now: the downtime is not staleness
             )
         records_list = list(self.engine.records.values())
         self.engine = Engine(records_list, self.engine.monitors, restored=restored)

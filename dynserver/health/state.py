@@ -82,6 +82,10 @@ class TargetState:
     pending_until: float | None = None
     last_result: Result | None = None
     maintenance: bool = False
+    # When checking this target (re)started. Staleness counts from here or the last
+    # result, whichever is later: time spent stopped is not a stalled checker, so a state
+    # restored after a long stop is not thrown away before its first fresh check.
+    watched_since: float = 0.0
 
     @property
     def health(self) -> Health:
@@ -121,7 +125,8 @@ def tick(state: TargetState, now: float, limits: Thresholds) -> tuple[TargetStat
         return _apply(state, Event.DELAY_OVER, now, "failback delay over", limits)
     last = state.last_result
     stale_after = STALE_INTERVALS * limits.interval + limits.timeout
-    if last is not None and state.observed is not Health.UNKNOWN and now - last.at > stale_after:
+    silent_since = None if last is None else max(last.at, state.watched_since)
+    if silent_since is not None and state.observed is not Health.UNKNOWN and now - silent_since > stale_after:
         return _apply(state, Event.STALE, now, "no check result (checker stalled)", limits)
     return state, None
 

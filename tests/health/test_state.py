@@ -82,3 +82,14 @@ def test_maintenance_drains_silently_and_keeps_observing() -> None:
     state, transition = set_maintenance(state, False, 4.0)
     assert transition is not None and (transition.previous, transition.current) == (M, D)
     assert set_maintenance(state, False, 5.0) == (state, None)
+
+
+def test_staleness_counts_from_when_checking_resumed() -> None:
+    """A state restored after a long stop is not stale before its first fresh check:
+    the time dynserver was stopped is not a stalled checker."""
+    limits = Thresholds(interval=1, timeout=0.5)  # stale after 3.5 s without a result
+    restored = TargetState(observed=U, last_result=Result(ok=True, reason="r", at=10.0), watched_since=100.0)
+    assert tick(restored, 103.0, limits)[0].health is U
+    state, transition = tick(restored, 104.0, limits)
+    assert state.health is X
+    assert transition is not None and transition.reason == "no check result (checker stalled)"
