@@ -352,7 +352,7 @@ class App:
                 since=row.since - offset,
                 successes=row.successes,
                 failures=row.failures,
-                pending_until=None if row.pending_until is None else row.pending_until - offset,
+                pending_until=_resumed_wait(row, loop_now),
                 last_result=last,
                 maintenance=maintenance,
                 watched_since=loop_now,  # checks resume now: the downtime is not staleness
@@ -452,6 +452,19 @@ def build_snapshot(config: Config) -> Snapshot:
 def _next_serial(serial: int) -> int:
     """RFC 1982 serial arithmetic: + 1 modulo 2^32 (0 is skipped: some tools treat it as unset)."""
     return (serial + 1) % 2**32 or 1
+
+
+def _resumed_wait(row: StoredState, now: float) -> float | None:
+    """When a restored failback wait ends (loop time), or None if there is none.
+
+    The wait is paused while dynserver is stopped: nobody saw the target up meanwhile,
+    so what was left of it at the last check before the stop is served after the
+    restart. Ending it from the wall clock would answer a target that may have died
+    while nobody was watching."""
+    if row.pending_until is None:
+        return None
+    last_seen = row.last_at if row.last_at is not None else row.since
+    return now + max(0.0, row.pending_until - last_seen)
 
 
 def _serial_gt(a: int, b: int) -> bool:
