@@ -46,14 +46,19 @@ def find_zone(zones: Mapping[Name, Zone], qname: Name, qtype: int = wire.TYPE_A)
 
     That is the zone closest to ``qname``, except for DS: a DS RRset lives on the parent
     side of a cut (RFC 4035 3.1.4.1), so at the apex of a zone we serve, DS is answered
-    from the parent zone when we serve it too, and from the child (NODATA) otherwise.
+    from the parent zone when we serve it and it delegates the child, and from the child
+    (NODATA) otherwise: a parent without the cut would wrongly say NXDOMAIN.
     """
-    first = 1 if qtype == wire.TYPE_DS and qname in zones else 0
-    for i in range(first, len(qname) + 1):
+    for i in range(len(qname) + 1):
         zone = zones.get(qname[i:])
-        if zone is not None:
-            return zone
-    return zones.get(qname)
+        if zone is None:
+            continue
+        if i == 0 and qtype == wire.TYPE_DS and qname:
+            parent = find_zone(zones, qname[1:])
+            if parent is not None and qname in parent.cuts:
+                return parent
+        return zone
+    return None
 
 
 def resolve(zones: Mapping[Name, Zone], qname: Name, qtype: int) -> Resolution:

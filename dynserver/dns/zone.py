@@ -124,7 +124,9 @@ def rrset_from_texts(name: Name, rtype: int, ttl: int, texts: Iterable[str]) -> 
     """Build an RRset from presentation-form RDATA (absolute names)."""
     origin = dns.name.root
     kind = dns.rdatatype.RdataType(rtype)
-    rdatas = [dns.rdata.from_text(dns.rdataclass.IN, kind, text, origin=origin) for text in texts]
+    rdatas = [
+        dns.rdata.from_text(dns.rdataclass.IN, kind, text, origin=origin, relativize=False) for text in texts
+    ]
     return make_rrset(name, rtype, ttl, rdatas)
 
 

@@ -668,12 +668,6 @@ def test_ds_at_an_apex_without_the_parent_is_nodata(tmp_path: Path) -> None:
     assert lines(reply.authority) == [record(SOA_DYN)]
 
 
-@pytest.mark.xfail(
-    reason="answer.find_zone sends DS at a served apex to the served parent even when the parent "
-    "does not delegate it, and the parent says NXDOMAIN for a name that exists (RFC 8020 "
-    "resolvers would then deny the whole child zone); NSD answers NODATA",
-    strict=True,
-)
 def test_ds_at_a_child_apex_the_parent_does_not_delegate_is_not_nxdomain(tmp_path: Path) -> None:
     parent = "$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 1209600 120\n@ NS ns1\nns1 A 192.0.2.1\n"
     snapshot = load_snapshot(tmp_path, {"example.test": parent, "dyn.example.test": DYN})

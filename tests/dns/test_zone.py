@@ -13,12 +13,6 @@ def test_rrset_from_texts_with_addresses() -> None:
     assert rrset.texts() == ["192.0.2.1", "192.0.2.2"], "a set: duplicates dropped"
 
 
-@pytest.mark.xfail(
-    reason="rrset_from_texts parses with dnspython's default relativize=True: names in RDATA "
-    "become relative to the root and to_digestable() raises NeedAbsoluteNameOrOrigin; "
-    "it needs relativize=False (health/engine.py builds dynamic CNAME answers with it)",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("rtype", "text"),
     [
