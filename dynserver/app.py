@@ -437,8 +437,11 @@ class App:
             await self.store.close()
 
     async def serve_forever(self) -> None:
-        await self.start()
         try:
+            # Inside the try: a start that fails half-way (a busy port after the database
+            # was opened) must still close what it opened, or aiosqlite's thread outlives
+            # the event loop and the process hangs or prints tracebacks instead of exiting.
+            await self.start()
             await self.stopping.wait()
         finally:
             await self.stop()
