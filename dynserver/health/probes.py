@@ -70,6 +70,8 @@ Clock = Callable[[], float]
 
 async def run_check(check: Check, clock: Clock = time.monotonic) -> Result:
     """Run a check with its retries (backoff 0.1 s, doubling, within the timeout)."""
+    if check.type in _HTTP_TYPES:
+        await _client(check)  # built before the timeout starts: building is not the server's fault
     attempt = 0
     while True:
         result = await _once(check, clock)
@@ -121,27 +123,53 @@ def _connect_reason(error: httpx.ConnectError) -> str:
 
 # -- http / https ---------------------------------------------------------------------
 
-_clients: dict[tuple[bool, bool], httpx.AsyncClient] = {}
+_HTTP_TYPES = frozenset({"http", "https"})
+ClientKey = tuple[bool, bool]  # (verify certificates, follow redirects)
+_clients: dict[ClientKey, httpx.AsyncClient] = {}
+_building: dict[ClientKey, asyncio.Task[httpx.AsyncClient]] = {}
 
 
-def _client(verify: bool, follow: bool) -> httpx.AsyncClient:
-    """One client per TLS/redirect setting; no keep-alive: each check opens a fresh
-    connection, as a visitor would, so a server that accepts no new connections fails."""
-    key = (verify, follow)
+def _new_client(verify: bool, follow: bool) -> httpx.AsyncClient:
+    """No keep-alive: each check opens a fresh connection, as a visitor would, so a
+    server that accepts no new connections fails."""
+    return httpx.AsyncClient(
+        verify=verify,
+        follow_redirects=follow,
+        limits=httpx.Limits(max_keepalive_connections=0, max_connections=None),
+        timeout=None,
+        trust_env=False,
+    )
+
+
+async def _client(check: Check) -> httpx.AsyncClient:
+    """One client per TLS/redirect setting, shared by every check that needs it.
+
+    Building one loads the CA bundle: about a quarter of a second of CPU. It runs in a
+    thread, once, so it neither stalls DNS and the other checks on the event loop nor
+    eats into the check's own timeout (a false "timeout" for every first check at
+    start-up on a busy machine)."""
+    key = (not check.allow_insecure, check.follow_redirects)
     client = _clients.get(key)
-    if client is None:
-        client = httpx.AsyncClient(
-            verify=verify,
-            follow_redirects=follow,
-            limits=httpx.Limits(max_keepalive_connections=0, max_connections=None),
-            timeout=None,
-            trust_env=False,
-        )
-        _clients[key] = client
+    if client is not None:
+        return client
+    task = _building.get(key)
+    if task is None:
+        task = asyncio.create_task(asyncio.to_thread(_new_client, *key), name=f"http client {key}")
+        _building[key] = task
+    try:
+        # shield: a check cancelled while waiting must not cancel the build others wait on.
+        client = await asyncio.shield(task)
+    finally:
+        if task.done():
+            _building.pop(key, None)  # built, or failed: the next check tries again
+    _clients[key] = client
     return client
 
 
 async def close_clients() -> None:
+    for task in _building.values():
+        task.cancel()
+    _building.clear()
     for client in _clients.values():
         await client.aclose()
     _clients.clear()
@@ -168,7 +196,7 @@ async def _http(check: Check) -> tuple[bool, str]:
     host = check.host_header
     if host and check.type == "https":
         extensions["sni_hostname"] = host.split(":")[0]
-    client = _client(not check.allow_insecure, check.follow_redirects)
+    client = await _client(check)
     request = client.build_request(check.method, http_url(check), headers=headers, extensions=extensions)
     response = await client.send(request, stream=True)
     try:
