@@ -398,7 +398,7 @@ class App:
             await self._demo.start()
             log.info("event=demo_backends count=%d", len(self.config.demo))
         if self.notifier.enabled:
-            self.notifier.start()
+            await self.notifier.start()
         self._refresh_checks()  # every target is checked from start-up, queries or not
         self._tasks.append(asyncio.create_task(self._sweep(), name="sweeper"))
         if self.config.server.http is not None:

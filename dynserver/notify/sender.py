@@ -69,6 +69,7 @@ class Notifier:
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
+        self._apprise_ready: asyncio.Task[None] | None = None
         self.delivered = 0
         self.failed = 0
 
@@ -86,16 +87,28 @@ class Notifier:
             except asyncio.QueueFull:
                 log.warning("event=notify_dropped reason=queue_full target=%s", alert.target)
 
-    def start(self) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=DELIVERY_TIMEOUT, trust_env=False, headers={"User-Agent": f"dynserver/{__version__}"}
+    async def start(self) -> None:
+        # Building the client loads the CA bundle (a quarter of a second of CPU) and
+        # apprise loads its plugins on first use (most of a second): both in threads,
+        # so neither stalls DNS and checks on the event loop. A check timed out by such
+        # a stall is a false failure, alerted on in turn.
+        self._client = await asyncio.to_thread(
+            httpx.AsyncClient,
+            timeout=DELIVERY_TIMEOUT,
+            trust_env=False,
+            headers={"User-Agent": f"dynserver/{__version__}"},
         )
+        if self.config.apprise:
+            self._apprise_ready = asyncio.create_task(
+                asyncio.to_thread(_load_apprise, self.config.apprise), name="load apprise"
+            )
         self._tasks = [asyncio.create_task(self._work(), name=f"notify {i}") for i in range(self._workers)]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._apprise_ready] if self._apprise_ready else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._client is not None:
@@ -141,13 +154,30 @@ class Notifier:
             raise RuntimeError(f"status {response.status_code}")
 
     async def _apprise(self, url: str, alert: Alert) -> None:
-        import apprise  # imported on first use: it is large and only needed when configured
+        if self._apprise_ready is not None:
+            await asyncio.shield(self._apprise_ready)  # plugins load once, before any send
+        await asyncio.to_thread(_send_apprise, url, alert.title(), alert.body())
 
-        sender = apprise.Apprise()
-        if not sender.add(url):
-            raise ValueError("apprise does not understand this URL")
-        if not await sender.async_notify(body=alert.body(), title=alert.title()):
-            raise RuntimeError("apprise reported a failed delivery")
+
+def _load_apprise(urls: tuple[str, ...]) -> None:
+    """Import apprise and load its plugins (runs in a thread, at start-up), and say
+    early which URLs it does not understand rather than at the first outage."""
+    import apprise  # imported here: it is large and only needed when configured
+
+    for url in urls:
+        if not apprise.Apprise().add(url):
+            log.warning("event=notify_bad_url url=%s reason='apprise does not understand it'", _redact(url))
+
+
+def _send_apprise(url: str, title: str, body: str) -> None:
+    """One apprise delivery, in a worker thread: its plugins make blocking calls."""
+    import apprise
+
+    sender = apprise.Apprise()
+    if not sender.add(url):
+        raise ValueError("apprise does not understand this URL")
+    if not sender.notify(body=body, title=title):
+        raise RuntimeError("apprise reported a failed delivery")
 
 
 def _redact(url: str) -> str:
