@@ -147,15 +147,7 @@ def test_serve_refuses_a_broken_config_and_serves_nothing(tmp_path: Path) -> Non
     "database",
     [
         'database = ""',
-        pytest.param(
-            "",
-            marks=pytest.mark.xfail(
-                reason="app.py: when binding fails after the SQLite store was opened, the store is "
-                "not closed before the event loop ends: aiosqlite's thread then either keeps the "
-                "process alive or prints 'Event loop is closed' tracebacks after 'cannot listen'",
-                strict=True,
-            ),
-        ),
+        "",
     ],
     ids=["no database", "default database"],
 )
