@@ -37,7 +37,8 @@ class Response:
 _contexts: dict[bool, ssl.SSLContext] = {}
 
 
-def _tls_context(verify: bool) -> ssl.SSLContext:
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """The shared context (building one loads the CA bundle: call it off the event loop)."""
     context = _contexts.get(verify)
     if context is None:
         context = ssl.create_default_context()
@@ -113,7 +114,7 @@ async def _exchange(
     verify: bool,
     max_bytes: int,
 ) -> tuple[int, bytes, str | None]:
-    tls = _tls_context(verify) if scheme == "https" else None
+    tls = tls_context(verify) if scheme == "https" else None
     reader, writer = await asyncio.open_connection(
         connect_to[0], connect_to[1], ssl=tls, server_hostname=sni if tls else None
     )

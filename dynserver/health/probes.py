@@ -23,9 +23,10 @@ import dns.exception
 import dns.message
 import dns.rcode
 import dns.rdatatype
-import httpx
+import h11
 
 from dynserver import __version__
+from dynserver.health import http
 from dynserver.health.state import Result
 
 USER_AGENT = f"dynserver-healthcheck/{__version__}"
@@ -70,8 +71,7 @@ Clock = Callable[[], float]
 
 async def run_check(check: Check, clock: Clock = time.monotonic) -> Result:
     """Run a check with its retries (backoff 0.1 s, doubling, within the timeout)."""
-    if check.type in _HTTP_TYPES:
-        await _client(check)  # built before the timeout starts: building is not the server's fault
+    await _tls_ready(check)
     attempt = 0
     while True:
         result = await _once(check, clock)
@@ -93,124 +93,70 @@ async def _once(check: Check, clock: Clock) -> Result:
         ok, reason = False, "timeout"
     except ConnectionRefusedError:
         ok, reason = False, "connection refused"
+    except ssl.SSLCertVerificationError as error:
+        ok, reason = False, f"TLS error: certificate verify failed: {error.verify_message}"
     except ssl.SSLError as error:
         ok, reason = False, f"TLS error: {error.reason or error}"
-    except httpx.ConnectError as error:
-        ok, reason = False, _connect_reason(error)
-    except (httpx.TimeoutException, dns.exception.Timeout):
+    except dns.exception.Timeout:
         ok, reason = False, "timeout"
-    except httpx.HTTPError as error:
-        ok, reason = False, f"HTTP error: {type(error).__name__}: {error}"
+    except http.ProbeFailure as error:
+        ok, reason = False, str(error)
+    except h11.ProtocolError as error:
+        ok, reason = False, f"bad HTTP response: {error}"
+    except (ConnectionResetError, asyncio.IncompleteReadError):
+        ok, reason = False, "connection closed by the server"
     except OSError as error:
         ok, reason = False, error.strerror or str(error)
     finished = clock()
     return Result(ok=ok, reason=reason, at=finished, latency=finished - started)
 
 
-def _connect_reason(error: httpx.ConnectError) -> str:
-    cause: BaseException | None = error
-    while cause is not None:  # httpx reports "All connection attempts failed": say why
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection refused"
-        cause = cause.__cause__ or cause.__context__
-    text = str(error)
-    if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text or "certificate" in text.lower():
-        return f"TLS error: {text}"
-    if "refused" in text.lower():
-        return "connection refused"
-    return f"connect error: {text}"
-
-
 # -- http / https ---------------------------------------------------------------------
 
-_HTTP_TYPES = frozenset({"http", "https"})
-ClientKey = tuple[bool, bool]  # (verify certificates, follow redirects)
-_clients: dict[ClientKey, httpx.AsyncClient] = {}
-_building: dict[ClientKey, asyncio.Task[httpx.AsyncClient]] = {}
+_tls_building: dict[bool, asyncio.Task[ssl.SSLContext]] = {}
 
 
-def _new_client(verify: bool, follow: bool) -> httpx.AsyncClient:
-    """No keep-alive: each check opens a fresh connection, as a visitor would, so a
-    server that accepts no new connections fails."""
-    return httpx.AsyncClient(
-        verify=verify,
-        follow_redirects=follow,
-        limits=httpx.Limits(max_keepalive_connections=0, max_connections=None),
-        timeout=None,
-        trust_env=False,
-    )
-
-
-async def _client(check: Check) -> httpx.AsyncClient:
-    """One client per TLS/redirect setting, shared by every check that needs it.
-
-    Building one loads the CA bundle: about a quarter of a second of CPU. It runs in a
-    thread, once, so it neither stalls DNS and the other checks on the event loop nor
-    eats into the check's own timeout (a false "timeout" for every first check at
-    start-up on a busy machine)."""
-    key = (not check.allow_insecure, check.follow_redirects)
-    client = _clients.get(key)
-    if client is not None:
-        return client
-    task = _building.get(key)
+async def _tls_ready(check: Check) -> None:
+    """Build the TLS context (it loads the CA bundle: ~0.25 s of CPU) in a thread, once,
+    before the check's timeout starts: neither DNS nor the first checks at start-up may
+    pay for it (a false "timeout" for every first check on a busy machine)."""
+    if check.type != "https":
+        return
+    verify = not check.allow_insecure
+    task = _tls_building.get(verify)
     if task is None:
-        task = asyncio.create_task(asyncio.to_thread(_new_client, *key), name=f"http client {key}")
-        _building[key] = task
-    try:
-        # shield: a check cancelled while waiting must not cancel the build others wait on.
-        client = await asyncio.shield(task)
-    finally:
-        if task.done():
-            _building.pop(key, None)  # built, or failed: the next check tries again
-    _clients[key] = client
-    return client
+        task = asyncio.create_task(asyncio.to_thread(http.tls_context, verify), name="tls context")
+        _tls_building[verify] = task
+    # shield: a check cancelled while waiting must not cancel the build others wait on.
+    await asyncio.shield(task)
 
 
 async def close_clients() -> None:
-    for task in _building.values():
+    """Forget prepared TLS contexts (tests and shutdown)."""
+    for task in _tls_building.values():
         task.cancel()
-    _building.clear()
-    for client in _clients.values():
-        await client.aclose()
-    _clients.clear()
-
-
-def http_url(check: Check) -> str:
-    scheme = "https" if check.type == "https" else "http"
-    port = check.port or (443 if scheme == "https" else 80)
-    host = check.address
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
-    except ValueError:
-        pass
-    path = check.path if check.path.startswith("/") else "/" + check.path
-    return f"{scheme}://{host}:{port}{path}"
+    _tls_building.clear()
 
 
 async def _http(check: Check) -> tuple[bool, str]:
     """Connect to the target's address; send the configured Host and TLS SNI."""
-    headers = {"User-Agent": check.user_agent}
-    headers.update(check.headers)
-    extensions = {}
-    host = check.host_header
-    if host and check.type == "https":
-        extensions["sni_hostname"] = host.split(":")[0]
-    client = await _client(check)
-    request = client.build_request(check.method, http_url(check), headers=headers, extensions=extensions)
-    response = await client.send(request, stream=True)
-    try:
-        body = bytearray()
-        async for chunk in response.aiter_raw():
-            body += chunk
-            if len(body) > check.max_response_bytes:
-                return False, f"too large (over {check.max_response_bytes} bytes)"
-    finally:
-        await response.aclose()
-    status = response.status_code
+    headers = [("User-Agent", check.user_agent), *check.headers]
+    path = check.path if check.path.startswith("/") else "/" + check.path
+    response = await http.fetch(
+        scheme=check.type,
+        address=check.address,
+        port=check.port or (443 if check.type == "https" else 80),
+        path=path,
+        method=check.method,
+        headers=headers,
+        verify=not check.allow_insecure,
+        follow_redirects=check.follow_redirects,
+        max_bytes=check.max_response_bytes,
+    )
+    status = response.status
     if not any(low <= status <= high for low, high in check.expected_codes):
         return False, f"status {status}"
-    text = body.decode(response.encoding or "utf-8", errors="replace")
+    text = response.body.decode("utf-8", errors="replace")
     if check.expected_body is not None and check.expected_body not in text:
         return False, f"body lacks {check.expected_body!r}"
     if check.unexpected_body is not None and check.unexpected_body in text:

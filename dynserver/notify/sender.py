@@ -57,16 +57,17 @@ class Alert:
         )
 
 
-Delivery = tuple[str, str, Alert]  # (kind: apprise|webhook, url, alert)
+Destination = tuple[str, str]  # (kind: apprise|webhook, url)
 Report = Callable[[str, Alert, bool, str], None]  # (url, alert, delivered, detail)
 
 
 class Notifier:
-    def __init__(self, config: NotifyConfig, report: Report | None = None, workers: int = 4) -> None:
+    def __init__(self, config: NotifyConfig, report: Report | None = None) -> None:
         self.config = config
         self._report = report or (lambda url, alert, ok, detail: None)
-        self._queue: asyncio.Queue[Delivery] = asyncio.Queue(QUEUE_LIMIT)
-        self._workers = workers
+        # One queue and one worker per destination: alerts reach each receiver in the
+        # order they happened (DOWN before UP), and a slow one delays only itself.
+        self._queues: dict[Destination, asyncio.Queue[Alert]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
         self._apprise_ready: asyncio.Task[None] | None = None
@@ -79,11 +80,15 @@ class Notifier:
 
     def notify(self, alert: Alert) -> None:
         hooks = {"failure": self.config.on_failure, "recovery": self.config.on_recovery}.get(alert.event, ())
-        deliveries = [("apprise", url, alert) for url in self.config.apprise]
-        deliveries += [("webhook", url, alert) for url in hooks]
-        for delivery in deliveries:
+        destinations = [("apprise", url) for url in self.config.apprise]
+        destinations += [("webhook", url) for url in hooks]
+        for destination in destinations:
+            queue = self._queues.get(destination)
+            if queue is None:
+                queue = self._queues[destination] = asyncio.Queue(QUEUE_LIMIT)
+                self._tasks.append(asyncio.create_task(self._work(destination, queue), name="notify"))
             try:
-                self._queue.put_nowait(delivery)
+                queue.put_nowait(alert)
             except asyncio.QueueFull:
                 log.warning("event=notify_dropped reason=queue_full target=%s", alert.target)
 
@@ -102,7 +107,6 @@ class Notifier:
             self._apprise_ready = asyncio.create_task(
                 asyncio.to_thread(_load_apprise, self.config.apprise), name="load apprise"
             )
-        self._tasks = [asyncio.create_task(self._work(), name=f"notify {i}") for i in range(self._workers)]
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *([self._apprise_ready] if self._apprise_ready else [])]
@@ -116,15 +120,17 @@ class Notifier:
 
     async def drain(self) -> None:
         """Wait until every queued alert is delivered or given up (tests, shutdown)."""
-        await self._queue.join()
+        for queue in list(self._queues.values()):
+            await queue.join()
 
-    async def _work(self) -> None:
+    async def _work(self, destination: Destination, queue: asyncio.Queue[Alert]) -> None:
+        kind, url = destination
         while True:
-            kind, url, alert = await self._queue.get()
+            alert = await queue.get()
             try:
                 await self._deliver(kind, url, alert)
             finally:
-                self._queue.task_done()
+                queue.task_done()
 
     async def _deliver(self, kind: str, url: str, alert: Alert) -> None:
         backoff = FIRST_BACKOFF
