@@ -71,6 +71,7 @@ class App:
         self._wake_sweeper = asyncio.Event()
         self.answer_changes = 0
         self.started_at = time.time()
+        self.value_set_at: dict[TargetKey, float] = {}
         self._demo: DemoServers | None = None
 
     # -- DNS ------------------------------------------------------------------------
@@ -101,6 +102,7 @@ class App:
                 empty.append(record.name)  # fallback none: the name exists, with no data
             else:
                 rrsets.append(rrset)
+            rrsets.extend(self.engine.target_rrsets(record))
         soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
         zone = Zone.build(origin, [soa, *rrsets], empty_names=empty)
         self._digests[origin] = _digest(zone)
@@ -184,6 +186,54 @@ class App:
         self._save_state(key)
         self.handle_changes([change], actor=actor)
         return True
+
+    async def update_target(
+        self, key: TargetKey, value: str, *, actor: str, source: str | None = None, via: str = "api"
+    ) -> tuple[bool, str | None]:
+        """Set a target's address: on disk first, then live in the same step.
+
+        Returns (changed, previous value). The database commit is awaited before the
+        answer changes and before the caller acknowledges, so an acknowledged update
+        survives a crash; the new address is checked at once.
+        """
+        previous = self.engine.values[key]
+        if previous == value:
+            return False, previous
+        now = time.time()
+        if self.store is not None:
+            event = EventRow(
+                kind="update",
+                record=_text(key[0]),
+                target=key[2],
+                previous=previous,
+                current=value,
+                actor=actor,
+                reason=f"{via} from {source or 'unknown'}",
+                detail={"type": key[1], "source": source, "via": via},
+            )
+            await self.store.save_states(
+                [self._stored_state(key, value=value, value_set_at=now)], commit=False
+            )
+            await self.store.add_events([event], commit=False)
+            await self.store.commit()
+        self.value_set_at[key] = now
+        self.engine.set_value(key, value)
+        log.info(
+            "event=target_update record=%s target=%s previous=%s current=%s actor=%s source=%s via=%s",
+            _text(key[0]),
+            key[2],
+            previous or "-",
+            value,
+            actor,
+            source or "-",
+            via,
+        )
+        record_key = (key[0], key[1])
+        self.engine.recompute([record_key])
+        self.publish([record_key])  # the target's own name answers the new address in any case
+        self._refresh_checks()
+        self.check_now([key])
+        return True, previous
 
     def check_now(self, targets: Iterable[TargetKey] | None = None) -> None:
         if targets is None:
@@ -297,32 +347,35 @@ class App:
         )
 
     def _save_state(self, key: TargetKey) -> None:
-        if self.writer is None:
-            return
+        if self.writer is not None:
+            self.writer.state(self._stored_state(key))
+
+    def _stored_state(
+        self, key: TargetKey, *, value: str | None = None, value_set_at: float | None = None
+    ) -> StoredState:
         state = self.engine.states[key]
-        record, target = self.engine.records[(key[0], key[1])], key[2]
-        config_maintenance = next(t.maintenance for t in record.targets if t.name == target)
+        record = self.engine.records[(key[0], key[1])]
+        configured = next(t for t in record.targets if t.name == key[2])
         last = state.last_result
         offset = time.time() - asyncio.get_running_loop().time()  # monotonic -> wall clock
-        self.writer.state(
-            StoredState(
-                record=_text(key[0]),
-                type=key[1],
-                target=target,
-                observed=state.observed.value,
-                since=state.since + offset,
-                successes=state.successes,
-                failures=state.failures,
-                pending_until=None if state.pending_until is None else state.pending_until + offset,
-                maintenance=state.maintenance,
-                config_maintenance=config_maintenance,
-                last_ok=None if last is None else last.ok,
-                last_reason=None if last is None else last.reason,
-                last_at=None if last is None else last.at + offset,
-                last_latency=None if last is None else last.latency,
-                value=self.engine.values.get(key),
-                value_set_at=None,
-            )
+        return StoredState(
+            record=_text(key[0]),
+            type=key[1],
+            target=key[2],
+            observed=state.observed.value,
+            since=state.since + offset,
+            successes=state.successes,
+            failures=state.failures,
+            pending_until=None if state.pending_until is None else state.pending_until + offset,
+            maintenance=state.maintenance,
+            config_maintenance=configured.maintenance,
+            last_ok=None if last is None else last.ok,
+            last_reason=None if last is None else last.reason,
+            last_at=None if last is None else last.at + offset,
+            last_latency=None if last is None else last.latency,
+            value=value if value is not None else self.engine.values.get(key),
+            value_set_at=value_set_at if value_set_at is not None else self.value_set_at.get(key),
+            config_value=configured.value,
         )
 
     async def _restore(self, store: Store) -> None:
@@ -331,6 +384,7 @@ class App:
         offset = time.time() - loop_now
         records = {(_text(r.name), r.type): r for r in self.engine.records.values()}
         restored: dict[TargetKey, TargetState] = {}
+        values: dict[TargetKey, str | None] = {}
         for row in await store.load_states():
             record = records.get((row.record, row.type))
             if record is None or not any(t.name == row.target for t in record.targets):
@@ -357,8 +411,13 @@ class App:
                 maintenance=maintenance,
                 watched_since=loop_now,  # checks resume now: the downtime is not staleness
             )
+            # An address set by an update survives restarts, unless the config's own
+            # value changed since (then the operator's newer word wins).
+            if row.value_set_at is not None and row.config_value == target.value:
+                values[target_key(record, target)] = row.value
+                self.value_set_at[target_key(record, target)] = row.value_set_at
         records_list = list(self.engine.records.values())
-        self.engine = Engine(records_list, self.engine.monitors, restored=restored)
+        self.engine = Engine(records_list, self.engine.monitors, restored=restored, values=values)
         stored_serials = await store.serials()
         for origin in self.zone_configs:
             self.zones[origin] = self._build_zone(origin)

@@ -578,6 +578,13 @@ def _records(
         if pending_ttl is not None:
             pending_ttl = reader.number(r, path, "pending_ttl", 0, 0, 2**31 - 1, int)
         targets = _targets(reader, r.get("targets"), (*path, "targets"), kind)
+        for target in targets if kind != "CNAME" else ():
+            if (target.name.encode(), *name) in static_names:
+                raise reader.error(
+                    (*path, "targets"),
+                    f"target {target.name!r}: {target.name}.{relative} also has records in the master "
+                    "file; that name answers the target's address",
+                )
         result.append(
             DynamicRecord(
                 zone=origin,

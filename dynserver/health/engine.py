@@ -175,6 +175,27 @@ class Engine:
         times = [s.pending_until for s in self.states.values() if s.pending_until is not None]
         return min(times) if times else None
 
+    def set_value(self, key: TargetKey, value: str) -> bool:
+        """A new address for a target (an update). Its health carries over: a target
+        that is answered now is answered with the new address at once, and the check of
+        the new address (run at once by the caller) confirms or corrects it. A target
+        that had no address is unknown until that check passes."""
+        if self.values[key] == value:
+            return False
+        self.values[key] = value
+        return True
+
+    def target_rrsets(self, record: DynamicRecord) -> list[RRset]:
+        """``<target>.<record>`` answers each target's current address, whatever its
+        health: anyone can see a backup's last known address (and updates name it)."""
+        if record.type == "CNAME":
+            return []
+        return [
+            rrset_from_texts((target.name.encode(), *record.name), _RTYPES[record.type], record.ttl, [value])
+            for target in record.targets
+            if (value := self.values[target_key(record, target)]) is not None
+        ]
+
     def set_maintenance(self, key: TargetKey, on: bool, now: float) -> Change | None:
         record, target = self._find(key)
         new, transition = machine.set_maintenance(self.states[key], on, now)

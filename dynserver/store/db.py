@@ -16,7 +16,7 @@ from typing import Any
 
 import aiosqlite
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE target_state (
@@ -45,6 +45,8 @@ _MIGRATIONS: dict[int, str] = {
         zone TEXT PRIMARY KEY, serial INTEGER NOT NULL, digest TEXT NOT NULL
     );
     """,
+    # The config's value when an update last set the target: a changed config wins.
+    2: "ALTER TABLE target_state ADD COLUMN config_value TEXT;",
 }
 
 
@@ -66,6 +68,7 @@ class StoredState:
     last_latency: float | None
     value: str | None
     value_set_at: float | None
+    config_value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +145,14 @@ class Store:
                 last_latency=r[13],
                 value=r[14],
                 value_set_at=r[15],
+                config_value=r[16],
             )
             for r in rows
         ]
 
     async def save_states(self, states: Iterable[StoredState], *, commit: bool = True) -> None:
         await self._db.executemany(
-            "INSERT OR REPLACE INTO target_state VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO target_state VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     s.record,
@@ -167,6 +171,7 @@ class Store:
                     s.last_latency,
                     s.value,
                     s.value_set_at,
+                    s.config_value,
                 )
                 for s in states
             ],
