@@ -15,7 +15,7 @@ import hashlib
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from dynserver.demo import DemoServers
 from dynserver.dns import wire
@@ -31,6 +31,7 @@ from dynserver.server.udp import UdpServer
 from dynserver.store.db import EventRow, Sample, Store, StoredState
 from dynserver.store.writer import Writer
 from dynserver.types import Name
+from dynserver.update import rfc2136
 
 log = logging.getLogger("dynserver")
 
@@ -76,9 +77,35 @@ class App:
 
     # -- DNS ------------------------------------------------------------------------
 
-    def answer(self, data: bytes, tcp: bool) -> bytes | None:
-        # Reads the reference once per query: a swap between queries is atomic.
+    def answer(
+        self, data: bytes, tcp: bool, peer: tuple[str, int] | None = None
+    ) -> bytes | Awaitable[bytes | None] | None:
+        # Opcode UPDATE (5) waits for the disk; everything else is answered from the
+        # snapshot, whose reference is read once per query (a swap is atomic).
+        if len(data) > 2 and data[2] & 0x78 == 0x28:
+            return self._update(data, peer)
         return self.snapshot.answer(data, tcp)
+
+    async def _update(self, data: bytes, peer: tuple[str, int] | None) -> bytes | None:
+        """RFC 2136: verify and plan (pure), commit every new value, then acknowledge."""
+        outcome = rfc2136.handle(
+            data,
+            keys={k.name: k for k in self.config.keys},
+            zones=self.snapshot.zones,
+            records=self.engine.records,
+        )
+        if not isinstance(outcome, rfc2136.Plan):
+            return outcome
+        source = peer[0] if peer else None
+        try:
+            for key, value in outcome.changes:
+                await self.update_target(
+                    key, value, actor=f"tsig:{outcome.key}", source=source, via="rfc2136"
+                )
+        except Exception:
+            log.exception("event=update_failed via=rfc2136 key=%s", outcome.key)
+            return outcome.reply(wire.SERVFAIL)
+        return outcome.reply(wire.NOERROR)
 
     def swap(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot

@@ -49,6 +49,20 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TsigKey:
+    """A shared secret for signed DNS messages (RFC 8945): UPDATE now, transfers later."""
+
+    name: str  # lower-case, no trailing dot: nsupdate's -y hmac-sha256:NAME:SECRET
+    algorithm: str  # hmac-sha256, hmac-sha384, hmac-sha512, hmac-sha224, hmac-sha1
+    secret: bytes
+    update: tuple[str, ...] = ()  # "app.dyn.example.test/bravo", "app.dyn.example.test/*", "*"
+
+    def may_update(self, target: tuple[Name, str, str]) -> bool:
+        record = b".".join(target[0]).decode("ascii", "replace")
+        return any(scope in ("*", f"{record}/*", f"{record}/{target[2]}") for scope in self.update)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     server: ServerConfig
@@ -58,6 +72,7 @@ class Config:
     history_hours: float = 48.0  # retention of events and latency samples
     notify: NotifyConfig = NotifyConfig()
     demo: tuple[DemoBackend, ...] = ()  # local backends with scheduled outages (make run)
+    keys: tuple[TsigKey, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ class TcpServer:
         self._connections += 1
         self._per_client[client] += 1
         try:
-            await self._session(reader, writer)
+            await self._session(reader, writer, (client, peer[1] if peer else 0))
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass
         finally:
@@ -63,14 +63,18 @@ class TcpServer:
                 del self._per_client[client]
             writer.close()
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _session(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: tuple[str, int]
+    ) -> None:
         while True:
             # Waiting for the next query is "idle"; once its length arrives, the rest of
             # the message must follow within the message timeout.
             prefix = await asyncio.wait_for(reader.readexactly(2), self._idle_timeout)
             length = int.from_bytes(prefix, "big")
             data = await asyncio.wait_for(reader.readexactly(length), self._message_timeout)
-            reply = self._answer(data, True)
+            reply = self._answer(data, True, peer)
+            if reply is not None and not isinstance(reply, bytes):
+                reply = await reply  # a message that must wait (UPDATE) holds this connection
             if reply is None:
                 return  # a message we drop over UDP ends the connection over TCP
             writer.write(len(reply).to_bytes(2, "big") + reply)

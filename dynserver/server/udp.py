@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Awaitable
 
 from dynserver.model import Listener
 from dynserver.types import Answerer
@@ -29,6 +30,7 @@ class UdpServer:
         self._answer = answer
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: set[asyncio.Future[None]] = set()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -63,13 +65,32 @@ class UdpServer:
                 log.debug("udp recv error: %s", error)
                 return
             try:
-                reply = answer(data, False)
+                reply = answer(data, False, address)
             except Exception:  # pragma: no cover - the core must not raise; keep serving
                 log.exception("error answering a UDP query")
                 continue
-            if reply is not None:
-                with contextlib.suppress(OSError):  # a full send buffer: UDP may drop
-                    sendto(reply, address)
+            if reply is None:
+                continue
+            if reply.__class__ is not bytes:  # rare: a reply that must wait (UPDATE)
+                self._later(reply, address)  # type: ignore[arg-type]
+                continue
+            with contextlib.suppress(OSError):  # a full send buffer: UDP may drop
+                sendto(reply, address)
+
+    def _later(self, pending: Awaitable[bytes | None], address: tuple[str, int]) -> None:
+        async def send() -> None:
+            try:
+                reply = await pending
+            except Exception:  # pragma: no cover - a bug: log it, keep serving
+                log.exception("error answering a UDP message")
+                return
+            if reply is not None and self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.sendto(reply, address)
+
+        task = asyncio.ensure_future(send())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def close(self) -> None:
         if self._sock is not None:

@@ -1,0 +1,1 @@
+"""Address updates: dyndns2, the REST API, RFC 2136 UPDATE with TSIG."""

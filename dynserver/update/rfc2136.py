@@ -1,0 +1,203 @@
+"""RFC 2136 UPDATE, signed with TSIG (RFC 8945): `nsupdate` sets a target's address.
+
+This module decides; it does no I/O. It verifies the signature (with dnspython, which
+reads the clock itself for the time window), checks the zone, the prerequisites and the
+key's scope, and returns either a finished reply or a plan of target values to apply;
+the application applies the plan durably, then asks for the reply. Only the A/AAAA of
+``<target>.<record>.<zone>`` can be updated: SOA, NS, the apex and every other name are
+refused, whatever the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+
+from dynserver.dns import wire
+from dynserver.dns.zone import Zone
+from dynserver.health.engine import RecordKey, TargetKey
+from dynserver.model import DynamicRecord, TsigKey
+from dynserver.types import Name
+
+_ADDRESS = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA"}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Verified and allowed: set these target values, then send ``reply(rcode)``."""
+
+    changes: tuple[tuple[TargetKey, str], ...]
+    key: str
+    reply: Callable[[int], bytes] = field(compare=False)
+
+
+Outcome = bytes | Plan | None  # a reply at once, a plan to apply, or nothing (drop)
+
+
+def keyring(keys: Mapping[str, TsigKey]) -> dict[dns.name.Name, dns.tsig.Key]:
+    return {
+        dns.name.from_text(key.name): dns.tsig.Key(dns.name.from_text(key.name), key.secret, key.algorithm)
+        for key in keys.values()
+    }
+
+
+def handle(
+    data: bytes,
+    *,
+    keys: Mapping[str, TsigKey],
+    zones: Mapping[Name, Zone],
+    records: Mapping[RecordKey, DynamicRecord],
+) -> Outcome:
+    ring = keyring(keys)
+    try:
+        message = dns.message.from_wire(data, keyring=ring)
+    except dns.message.UnknownTSIGKey:
+        return _tsig_error(data, dns.rcode.BADKEY, None)
+    except dns.tsig.BadSignature:
+        return _tsig_error(data, dns.rcode.BADSIG, None)
+    except dns.tsig.BadTime:
+        return _tsig_error(data, dns.rcode.BADTIME, ring)
+    except (dns.exception.DNSException, ValueError, UnicodeError, IndexError):
+        return _header_error(data, wire.FORMERR)
+    if not isinstance(message, dns.update.UpdateMessage):
+        return _header_error(data, wire.FORMERR)
+
+    def reply(rcode: int) -> bytes:
+        response = dns.message.make_response(message)
+        response.set_rcode(dns.rcode.Rcode(rcode))
+        return bytes(response.to_wire())  # signed with the request's key when it had one
+
+    if not message.had_tsig:
+        return reply(wire.REFUSED)  # updates must be signed
+    key = str(message.keyname).rstrip(".").lower()
+    if len(message.zone) != 1 or message.zone[0].rdtype != dns.rdatatype.SOA:
+        return reply(wire.FORMERR)
+    origin = tuple(label.lower() for label in message.zone[0].name.labels[:-1])
+    zone = zones.get(origin)
+    if zone is None:
+        return reply(wire.NOTAUTH)  # RFC 2136 3.1.1: not a zone we are authoritative for
+    rcode = _prerequisites(message, zone)
+    if rcode != wire.NOERROR:
+        return reply(rcode)
+    changes, rcode = _changes(message, origin, records, keys.get(key))
+    if rcode != wire.NOERROR:
+        return reply(rcode)
+    return Plan(changes=tuple(changes), key=key, reply=reply)
+
+
+def _labels(name: dns.name.Name) -> Name:
+    return tuple(label.lower() for label in name.labels[:-1])
+
+
+def _prerequisites(message: dns.update.UpdateMessage, zone: Zone) -> int:
+    """RFC 2136 3.2: every prerequisite must hold in the zone as it is now."""
+    required: dict[tuple[Name, int], set[str]] = {}
+    for rrset in message.prerequisite:
+        name = _labels(rrset.name)
+        if name[len(name) - len(zone.origin) :] != zone.origin:
+            return 10  # NOTZONE
+        node = zone.nodes.get(name) or {}
+        # dnspython keeps the zone's class on the RRset and puts ANY/NONE in `deleting`.
+        if rrset.deleting == dns.rdataclass.ANY:
+            if rrset.rdtype == dns.rdatatype.ANY:
+                if not node:
+                    return wire.NXDOMAIN  # name is in use
+            elif int(rrset.rdtype) not in node:
+                return 8  # NXRRSET: RRset exists (value independent)
+        elif rrset.deleting == dns.rdataclass.NONE:
+            if rrset.rdtype == dns.rdatatype.ANY:
+                if node:
+                    return 6  # YXDOMAIN: name is not in use
+            elif int(rrset.rdtype) in node:
+                return 7  # YXRRSET: RRset does not exist
+        else:
+            required.setdefault((name, int(rrset.rdtype)), set()).update(r.to_text() for r in rrset)
+    for (name, rtype), texts in required.items():  # RRset exists (value dependent)
+        present = (zone.nodes.get(name) or {}).get(rtype)
+        if present is None or set(present.texts()) != texts:
+            return 8  # NXRRSET
+    return wire.NOERROR
+
+
+def _changes(
+    message: dns.update.UpdateMessage,
+    origin: Name,
+    records: Mapping[RecordKey, DynamicRecord],
+    key: TsigKey | None,
+) -> tuple[list[tuple[TargetKey, str]], int]:
+    """The target values the update section sets, or the rcode that refuses it."""
+    adds: dict[TargetKey, str] = {}
+    deletes: set[tuple[Name, int | None]] = set()
+    for rrset in message.update:
+        name = _labels(rrset.name)
+        if name[len(name) - len(origin) :] != origin:
+            return [], 10  # NOTZONE
+        if rrset.deleting is not None:
+            # A delete is only the first half of nsupdate's replace idiom: allowed when
+            # the same name gets its new address in this message (checked below).
+            kind = None if rrset.rdtype == dns.rdatatype.ANY else int(rrset.rdtype)
+            deletes.add((name, kind))
+            continue
+        target = _target(name, rrset, records)
+        if target is None or len(rrset) != 1 or target in adds:
+            return [], wire.REFUSED  # not an updatable name, or not one address per target
+        if key is None or not key.may_update(target):
+            return [], wire.REFUSED
+        adds[target] = rrset[0].to_text()
+    for name, kind in deletes:
+        if not any((t[2].encode(), *t[0]) == name and kind in (None, _rtype(t[1])) for t in adds):
+            return [], wire.REFUSED  # a target's address can be replaced, never removed
+    return list(adds.items()), wire.NOERROR
+
+
+def _rtype(text: str) -> int:
+    return wire.TYPE_A if text == "A" else wire.TYPE_AAAA
+
+
+def _target(
+    name: Name, rrset: dns.rrset.RRset, records: Mapping[RecordKey, DynamicRecord]
+) -> TargetKey | None:
+    """``<target>.<record>`` with the record's own address type, or None."""
+    kind = _ADDRESS.get(rrset.rdtype)
+    if kind is None or len(name) < 2:
+        return None
+    record = records.get((name[1:], kind))
+    if record is None:
+        return None
+    label = name[0].decode("ascii", "replace")
+    if not any(t.name == label for t in record.targets):
+        return None
+    return record.name, kind, label
+
+
+def _header_error(data: bytes, rcode: int) -> bytes | None:
+    if len(data) < 12:
+        return None
+    return wire.error_reply(data, rcode)
+
+
+def _tsig_error(data: bytes, error: int, ring: dict[dns.name.Name, dns.tsig.Key] | None) -> bytes | None:
+    """NOTAUTH with the TSIG error (RFC 8945 5.2): BADKEY/BADSIG unsigned, BADTIME signed."""
+    try:
+        message = dns.message.from_wire(data, keyring=False)
+    except dns.exception.DNSException:
+        return _header_error(data, wire.FORMERR)
+    response = dns.message.make_response(message)
+    response.set_rcode(dns.rcode.NOTAUTH)
+    name, algorithm = message.keyname, message.keyalgorithm
+    assert name is not None and algorithm is not None
+    tsig_key = ring.get(name) if ring is not None else None
+    response.use_tsig(tsig_key or dns.tsig.Key(name, b"", algorithm), tsig_error=error)
+    return bytes(response.to_wire())
