@@ -82,7 +82,7 @@ class App:
     ) -> bytes | Awaitable[bytes | None] | None:
         # Opcode UPDATE (5) waits for the disk; everything else is answered from the
         # snapshot, whose reference is read once per query (a swap is atomic).
-        if len(data) > 2 and data[2] & 0x78 == 0x28:
+        if len(data) > 2 and data[2] & 0xF8 == 0x28:  # QR=0, opcode UPDATE (a reply is dropped)
             return self._update(data, peer)
         return self.snapshot.answer(data, tcp)
 
