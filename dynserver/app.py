@@ -53,7 +53,6 @@ class App:
         records = [record for zone in config.zones for record in zone.records]
         self.engine = Engine(records, {m.name: m for m in config.monitors})
         self.serials: dict[Name, int] = {}
-        self._digests: dict[Name, str] = {}
         for origin, zone_config in self.zone_configs.items():
             soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
             self.serials[origin] = soa_fields(soa).serial
@@ -132,20 +131,30 @@ class App:
             rrsets.extend(self.engine.target_rrsets(record))
         soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
         zone = Zone.build(origin, [soa, *rrsets], empty_names=empty)
-        self._digests[origin] = _digest(zone)
         return zone.with_serial(self.serials[origin])
 
     def publish(self, records: Iterable[RecordKey]) -> None:
-        """New answers for these records: serial + 1 in their zones, swap the snapshot."""
-        origins = {self.engine.records[key].zone for key in records}
-        if not origins:
+        """New answers for these records: serial + 1 in their zones, swap the snapshot.
+
+        Only the records' own names (and their targets' names) are rebuilt, and the new
+        snapshot keeps every template of the zones that did not change."""
+        changes: dict[Name, dict[Name, dict[int, RRset]]] = {}
+        for key in records:
+            record = self.engine.records[key]
+            nodes = changes.setdefault(record.zone, {})
+            rrset = self.engine.rrset(key)
+            nodes[record.name] = {rrset.rtype: rrset} if rrset is not None else {}
+            for target_rrset in self.engine.target_rrsets(record):
+                nodes[target_rrset.name] = {target_rrset.rtype: target_rrset}
+        if not changes:
             return
-        for origin in origins:
+        for origin, nodes in changes.items():
             self.serials[origin] = _next_serial(self.serials[origin])
-            self.zones[origin] = self._build_zone(origin)
+            self.zones[origin] = self.zones[origin].with_nodes(nodes).with_serial(self.serials[origin])
             if self.writer is not None:
-                self.writer.serial(_text(origin), self.serials[origin], self._digests[origin])
-        self.swap(self._snapshot())
+                # The content digest is written at a clean stop; "" says "unknown" after a crash.
+                self.writer.serial(_text(origin), self.serials[origin], "")
+        self.swap(self.snapshot.derive(dict(self.zones), set(changes)))
         self.answer_changes += 1
 
     # -- health ---------------------------------------------------------------------
@@ -446,18 +455,19 @@ class App:
         records_list = list(self.engine.records.values())
         self.engine = Engine(records_list, self.engine.monitors, restored=restored, values=values)
         stored_serials = await store.serials()
+        digests = {}
         for origin in self.zone_configs:
             self.zones[origin] = self._build_zone(origin)
+            digests[origin] = _digest(self.zones[origin])
             stored = stored_serials.get(_text(origin))
             if stored is not None:
                 serial, digest = stored
                 if _serial_gt(serial, self.serials[origin]) or serial == self.serials[origin]:
                     # Continue from the stored serial; a different content needs a new one.
-                    self.serials[origin] = serial if digest == self._digests[origin] else _next_serial(serial)
+                    self.serials[origin] = serial if digest == digests[origin] else _next_serial(serial)
                     self.zones[origin] = self._build_zone(origin)
         self.swap(self._snapshot())
-        for origin in self.zone_configs:
-            await store.save_serials({_text(origin): (self.serials[origin], self._digests[origin])})
+        await store.save_serials({_text(o): (self.serials[o], digests[o]) for o in self.zone_configs})
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -518,6 +528,8 @@ class App:
 
         await close_clients()
         if self.writer is not None:
+            for origin, zone in self.zones.items():  # what the current serial stands for
+                self.writer.serial(_text(origin), self.serials[origin], _digest(zone))
             await self.writer.stop()
         if self.store is not None:
             await self.store.close()

@@ -14,13 +14,13 @@ The template memo filled while answering is a cache of pure results of this snap
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from dnslib import RR, TXT, DNSLabel
 
 from dynserver.dns import wire
-from dynserver.dns.answer import REFUSED, Resolution, render, resolve
+from dynserver.dns.answer import REFUSED, Resolution, find_zone, render, resolve
 from dynserver.dns.zone import Zone
 from dynserver.types import Name
 
@@ -70,8 +70,34 @@ class Snapshot:
         # One table per EDNS mode: no OPT, OPT, OPT with DO.
         self._tables: tuple[dict[bytes, Template], ...] = ({}, {}, {})
         self._memo_room = MEMO_LIMIT
+        # Which templates a zone change invalidates: keys by the zone of their question
+        # (None: not ours, REFUSED), and keys whose reply also holds another zone's data.
+        self._by_zone: dict[Name | None, set[bytes]] = {}
+        self._cross: set[bytes] = set()
         if warm:
-            self._warm()
+            self._warm(self.zones.values())
+
+    def derive(self, zones: Mapping[Name, Zone], changed: set[Name]) -> Snapshot:
+        """A new snapshot in which the ``changed`` zones are replaced.
+
+        Templates of unchanged zones carry over (a reply depends only on its own zone
+        unless it was marked cross-zone), so a failover costs work in proportion to
+        the zones it touches, not to everything served."""
+        new = Snapshot(zones, chaos=self.chaos, warm=False)
+        drop = set(self._cross)
+        for origin in changed:
+            drop |= self._by_zone.get(origin, set())
+        tables = []
+        for table in self._tables:
+            copy = table.copy()
+            for key in drop:
+                copy.pop(key, None)
+            tables.append(copy)
+        new._tables = tuple(tables)
+        new._by_zone = {o: keys - drop for o, keys in self._by_zone.items() if o not in changed}
+        new._memo_room = max(0, MEMO_LIMIT - len(new._tables[0]))
+        new._warm([zones[origin] for origin in changed])
+        return new
 
     # -- the hot path ---------------------------------------------------------------
 
@@ -156,6 +182,7 @@ class Snapshot:
             if self._memo_room > 0:
                 self._memo_room -= 1
                 self._tables[mode][key] = template
+                self._remember(key, query.qname, resolution)
         limit = wire.MAX_MESSAGE if tcp else wire.udp_limit(query.edns)
         if 12 + len(query.question) + len(template.body) <= limit:
             return _assemble(query, template)
@@ -184,9 +211,9 @@ class Snapshot:
 
     # -- building -------------------------------------------------------------------
 
-    def _warm(self) -> None:
+    def _warm(self, zones: Iterable[Zone]) -> None:
         """Build templates for the names and types most queries ask for."""
-        for zone in self.zones.values():
+        for zone in zones:
             if len(zone.nodes) > WARM_LIMIT:
                 continue  # large zones fill their templates on demand
             for name, node in zone.nodes.items():
@@ -197,6 +224,22 @@ class Snapshot:
                     for mode, edns in enumerate(_EDNS_MODES):
                         reply = render(name, qtype, wire.CLASS_IN, resolution, edns, wire.MAX_MESSAGE)
                         self._tables[mode][key] = Template.from_reply(reply, len(key))
+                    self._remember(key, name, resolution)
+
+    def _remember(self, key: bytes, qname: Name, resolution: Resolution) -> None:
+        zone = find_zone(self.zones, qname)
+        origin = zone.origin if zone is not None else None
+        self._by_zone.setdefault(origin, set()).add(key)
+        if origin is None:
+            return
+        depth = len(origin)
+        sections = (resolution.answer, resolution.authority, *resolution.glue, *resolution.additional)
+        for section in sections:
+            for record in section:
+                owner = tuple(label.lower() for label in record.rname.label)
+                if owner[len(owner) - depth :] != origin:
+                    self._cross.add(key)  # a CNAME chain or an address from another zone
+                    return
 
 
 def _character_strings(text: str) -> list[bytes]:

@@ -219,6 +219,19 @@ class Zone:
         frozen = {name: MappingProxyType(node) for name, node in nodes.items()}
         return cls(origin=origin, nodes=MappingProxyType(frozen), cuts=cuts, soa=soa)
 
+    def with_nodes(self, nodes: Mapping[Name, Mapping[int, RRset]]) -> Zone:
+        """A copy with these names' data replaced (dynamic records: never NS, never SOA).
+
+        Copying the name index is a C-level dict copy; no other name is rebuilt."""
+        index = dict(self.nodes)
+        depth = len(self.origin)
+        for name, node in nodes.items():
+            index[name] = MappingProxyType(dict(node))
+            for i in range(1, len(name) - depth):
+                if name[i:] not in index:
+                    index[name[i:]] = MappingProxyType({})
+        return Zone(origin=self.origin, nodes=MappingProxyType(index), cuts=self.cuts, soa=self.soa)
+
     def with_serial(self, serial: int) -> Zone:
         fields = replace(soa_fields(self.soa), serial=serial)
         soa = soa_rrset(self.origin, self.soa.ttl, fields)
