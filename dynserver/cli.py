@@ -1,4 +1,5 @@
-"""Command line: `dynserver serve`, `dynserver check-config`, `dynserver --version`."""
+"""Command line: `dynserver serve`, `dynserver check-config`, `dynserver probe`,
+`dynserver credential add|list|revoke`, `dynserver --version`."""
 
 from __future__ import annotations
 
@@ -54,6 +55,28 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--config", required=True, metavar="PATH")
     probe.add_argument("record", help="the record: app, app.dyn.example.test or app.dyn.example.test.")
     probe.add_argument("target", nargs="?", help="only this target")
+
+    credential = commands.add_parser("credential", help="update credentials: add, list, revoke")
+    actions = credential.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="create a credential; its secret is printed once, last")
+    add.add_argument("--name", required=True, help="the credential's name (the dyndns2 user name)")
+    scope = add.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--admin", action="store_true", help="may do everything")
+    scope.add_argument(
+        "--target",
+        action="extend",
+        nargs="+",
+        metavar="RECORD/TARGET",
+        help="may update this target, e.g. app.dyn.example.test/bravo (RECORD/* for all of the record's)",
+    )
+    listing = actions.add_parser("list", help="names, scopes, created and last used (never secrets)")
+    revoke = actions.add_parser("revoke", help="delete a credential: it stops working at once")
+    revoke.add_argument("--name", required=True)
+    for action in (add, listing, revoke):
+        action.add_argument("--config", required=True, metavar="PATH")
+        action.add_argument(
+            "--database", metavar="PATH", help="SQLite file; overrides [server] database (the server's)"
+        )
     return parser
 
 
@@ -66,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "probe":
         return asyncio.run(_probe(loaded, args.record, args.target))
+    if args.command == "credential":
+        return _credential(args, loaded)
     if args.command == "check-config":
         names = ", ".join(_zone_names(loaded))
         print(f"{args.config}: OK ({len(loaded.zones)} zones: {names})")
@@ -140,3 +165,85 @@ def _zone_names(loaded: config.Config) -> list[str]:
     from dynserver.dns.wire import name_to_text
 
     return [name_to_text(zone.name) for zone in loaded.zones]
+
+
+def _credential(args: argparse.Namespace, loaded: config.Config) -> int:
+    """`credential add|list|revoke` on the server's database, also while it runs (WAL):
+    the server reads credentials per request, so no restart is needed."""
+    database = loaded.database
+    if args.database is not None:
+        database = Path(args.database) if args.database else None
+    if database is None:
+        print(
+            'dynserver: this config keeps no database ([server] database = ""); '
+            "credentials are stored in it: set one, or pass --database PATH",
+            file=sys.stderr,
+        )
+        return 1
+    return asyncio.run(_credential_command(args, loaded, database))
+
+
+async def _credential_command(args: argparse.Namespace, loaded: config.Config, database: Path) -> int:
+    import time
+
+    from dynserver.store.db import EventRow, Store
+    from dynserver.update import credentials
+    from dynserver.update.targets import Targets
+
+    if args.action == "add":
+        targets = Targets.build(r for zone in loaded.zones for r in zone.records)
+        try:
+            scopes = [targets.check_scope(text) for text in args.target or []]
+            stored, secret = credentials.create(args.name, admin=args.admin, targets=scopes, now=time.time())
+        except ValueError as error:
+            print(f"dynserver: {error}", file=sys.stderr)
+            return 1
+    store = await Store.open(database)
+    try:
+        if args.action == "add":
+            if not await store.add_credential(stored):
+                print(
+                    f"dynserver: credential {args.name!r} exists; revoke it first or choose another name",
+                    file=sys.stderr,
+                )
+                return 1
+            scope = credentials.Principal.of(stored).scope
+            event = EventRow(
+                kind="credential", reason=f"added: {scope}", actor="cli", detail={"name": args.name}
+            )
+            await store.add_events([event])
+            allowed = "admin (may do everything)" if stored.admin else f"may update {scope}"
+            print(f"credential {stored.name} added: {allowed}")
+            print("its secret, shown this once (only a hash is stored):")
+            print(secret)
+        elif args.action == "list":
+            rows = [
+                (c.name, credentials.Principal.of(c).scope, _when(c.created), _when(c.last_used))
+                for c in await store.credentials()
+            ]
+            if not rows:
+                print("no credentials")
+                return 0
+            table = [("NAME", "SCOPE", "CREATED", "LAST USED"), *rows]
+            widths = [max(len(row[i]) for row in table) for i in range(3)]
+            for row in table:
+                print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[3])
+        else:
+            if not await store.delete_credential(args.name):
+                known = ", ".join(c.name for c in await store.credentials()) or "none"
+                print(f"dynserver: no credential {args.name!r}; known: {known}", file=sys.stderr)
+                return 1
+            event = EventRow(kind="credential", reason="revoked", actor="cli", detail={"name": args.name})
+            await store.add_events([event])
+            print(f"credential {args.name} revoked")
+    finally:
+        await store.close()
+    return 0
+
+
+def _when(at: float | None) -> str:
+    import datetime
+
+    if at is None:
+        return "never"
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -1,8 +1,9 @@
 """SQLite (aiosqlite): the memory of dynserver, never its hot path.
 
 Target states (so a restart resumes where it stopped), the event log (seed 000's status
-table), check latencies for history, and zone serials. WAL with synchronous=FULL: a
-committed write survives a crash or power loss. Times are wall-clock Unix seconds.
+table), check latencies for history, zone serials, and update credentials (hashed).
+WAL with synchronous=FULL: a committed write survives a crash or power loss. Times are
+wall-clock Unix seconds.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE target_state (
@@ -47,6 +48,16 @@ _MIGRATIONS: dict[int, str] = {
     """,
     # The config's value when an update last set the target: a changed config wins.
     2: "ALTER TABLE target_state ADD COLUMN config_value TEXT;",
+    # Update credentials: a salted SHA-256 of the secret, never the secret. ``targets``
+    # is a JSON list of scopes ("app.dyn.example.test/bravo"); admin may do anything.
+    3: """
+    CREATE TABLE credential (
+        name TEXT PRIMARY KEY,
+        salt BLOB NOT NULL, digest BLOB NOT NULL,
+        admin INTEGER NOT NULL, targets TEXT NOT NULL,
+        created REAL NOT NULL, last_used REAL
+    );
+    """,
 }
 
 
@@ -84,6 +95,19 @@ class EventRow:
     detail: dict[str, Any] | None = None
     at: float = 0.0  # 0: now
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCredential:
+    """A credential row as stored: the hash of its secret, never the secret."""
+
+    name: str
+    salt: bytes
+    digest: bytes
+    admin: bool
+    targets: tuple[str, ...]
+    created: float
+    last_used: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,3 +325,63 @@ class Store:
         )
         if commit:
             await self._db.commit()
+
+    # -- credentials ----------------------------------------------------------------
+    # Read per request, never cached here: `dynserver credential add/revoke` writes from
+    # another process, and the running server must see the change on the next request.
+
+    async def credentials(self) -> list[StoredCredential]:
+        async with self._db.execute(f"SELECT {_CREDENTIAL_COLUMNS} FROM credential ORDER BY name") as cursor:
+            rows = await cursor.fetchall()
+        return [_credential(r) for r in rows]
+
+    async def credential(self, name: str) -> StoredCredential | None:
+        async with self._db.execute(
+            f"SELECT {_CREDENTIAL_COLUMNS} FROM credential WHERE name = ?", (name,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else _credential(row)
+
+    async def add_credential(self, credential: StoredCredential) -> bool:
+        """Insert a new credential; False if the name is taken (nothing is replaced)."""
+        cursor = await self._db.execute(
+            f"INSERT OR IGNORE INTO credential ({_CREDENTIAL_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+            (
+                credential.name,
+                credential.salt,
+                credential.digest,
+                int(credential.admin),
+                json.dumps(list(credential.targets)),
+                credential.created,
+                credential.last_used,
+            ),
+        )
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def delete_credential(self, name: str) -> bool:
+        cursor = await self._db.execute("DELETE FROM credential WHERE name = ?", (name,))
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def touch_credentials(self, used: dict[str, float]) -> None:
+        await self._db.executemany(
+            "UPDATE credential SET last_used = ? WHERE name = ? AND (last_used IS NULL OR last_used < ?)",
+            [(at, name, at) for name, at in used.items()],
+        )
+        await self._db.commit()
+
+
+_CREDENTIAL_COLUMNS = "name, salt, digest, admin, targets, created, last_used"
+
+
+def _credential(row: Sequence[Any]) -> StoredCredential:
+    return StoredCredential(
+        name=row[0],
+        salt=bytes(row[1]),
+        digest=bytes(row[2]),
+        admin=bool(row[3]),
+        targets=tuple(json.loads(row[4])),
+        created=row[5],
+        last_used=row[6],
+    )

@@ -1,0 +1,121 @@
+"""How updates name a target, and what value each target accepts.
+
+A target is named ``<target>.<record>.<zone>`` by dyndns2 clients (``bravo.app.dyn.example.test``)
+and ``<record>/<target>`` by credentials and the REST API (``app.dyn.example.test/bravo``).
+Both come down to the engine's TargetKey here, in one place. Pure: built from the
+configured records, no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dynserver.config import parse_name
+from dynserver.dns import wire
+from dynserver.health.engine import TargetKey, target_key
+from dynserver.model import DynamicRecord
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def fqdn(text: str) -> str:
+    """The form used in scopes, URLs and events: lower case, no trailing dot."""
+    return text.strip().rstrip(".").lower()
+
+
+def record_text(record: DynamicRecord) -> str:
+    return fqdn(wire.name_to_text(record.name))
+
+
+def ref(key: TargetKey) -> str:
+    """``app.dyn.example.test/bravo``: how a credential's scope names a target."""
+    return f"{fqdn(wire.name_to_text(key[0]))}/{key[2]}"
+
+
+class InvalidValue(ValueError):
+    """The value does not fit the record type; the message says what was expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Every configured target, found by hostname or by record + target name."""
+
+    records: dict[str, DynamicRecord]  # by record FQDN
+    hostnames: dict[str, TargetKey]  # "bravo.app.dyn.example.test" -> key
+
+    @classmethod
+    def build(cls, records: Iterable[DynamicRecord]) -> Targets:
+        by_name: dict[str, DynamicRecord] = {}
+        hostnames: dict[str, TargetKey] = {}
+        for record in records:
+            name = record_text(record)
+            by_name[name] = record
+            for target in record.targets:
+                # The first record wins if a hostname is ambiguous (a record named
+                # "bravo.app" next to target bravo of "app"): config order is stable.
+                hostnames.setdefault(f"{target.name}.{name}", target_key(record, target))
+        return cls(by_name, hostnames)
+
+    def record(self, name: str) -> DynamicRecord | None:
+        return self.records.get(fqdn(name))
+
+    def by_hostname(self, hostname: str) -> TargetKey | None:
+        return self.hostnames.get(fqdn(hostname))
+
+    def by_ref(self, record_name: str, target_name: str) -> TargetKey | None:
+        record = self.record(record_name)
+        if record is None:
+            return None
+        wanted = target_name.strip().lower()
+        target = next((t for t in record.targets if t.name == wanted), None)
+        return None if target is None else target_key(record, target)
+
+    def check_scope(self, scope: str) -> str:
+        """A credential scope, normalised: ``RECORD/TARGET`` or ``RECORD/*``; ValueError
+        names what is known when the record or target does not exist."""
+        record_name, slash, target_name = fqdn(scope).partition("/")
+        record_name = fqdn(record_name)
+        if not slash or not record_name or not target_name:
+            raise ValueError(
+                f"{scope!r}: expected RECORD/TARGET, e.g. app.dyn.example.test/bravo (or RECORD/*)"
+            )
+        record = self.record(record_name)
+        if record is None:
+            known = ", ".join(sorted(self.records)) or "none"
+            raise ValueError(f"{scope!r}: no dynamic record {record_name!r}; known: {known}")
+        if target_name != "*" and self.by_ref(record_name, target_name) is None:
+            known = ", ".join(t.name for t in record.targets)
+            raise ValueError(f"{scope!r}: {record_name} has no target {target_name!r}; known: {known}")
+        return f"{record_name}/{target_name}"
+
+    def hostname(self, key: TargetKey) -> str:
+        return f"{key[2]}.{fqdn(wire.name_to_text(key[0]))}"
+
+
+def in_scope(scopes: Iterable[str], key: TargetKey) -> bool:
+    """Whether a list of ``RECORD/TARGET`` / ``RECORD/*`` scopes covers the target."""
+    exact = ref(key)
+    every = exact.rpartition("/")[0] + "/*"
+    return any(scope in (exact, every) for scope in scopes)
+
+
+def parse_value(record_type: str, text: str) -> str:
+    """A target value in its canonical form for the record type, or InvalidValue."""
+    text = text.strip()
+    if not text:
+        raise InvalidValue("the value is empty; expected an IP address or, for CNAME, a host name")
+    if record_type == "CNAME":
+        try:
+            return wire.name_to_text(parse_name(text))
+        except Exception:
+            raise InvalidValue(f"{text!r} is not a host name") from None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidValue(f"{text!r} is not an IP address") from None
+    expected = 4 if record_type == "A" else 6
+    if address.version != expected:
+        raise InvalidValue(f"{text!r} is not an IPv{expected} address (record type {record_type})")
+    return str(address)
