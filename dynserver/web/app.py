@@ -1,4 +1,5 @@
-"""Starlette application: status pages and health endpoints."""
+"""Starlette application: status pages, health endpoints, and the update paths
+(dyndns2 at /nic/update, the REST API at /api/v1)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from starlette.templating import Jinja2Templates
 from dynserver import __version__
 from dynserver.dns import wire
 from dynserver.model import Listener
+from dynserver.update.limits import LimitPolicy
+from dynserver.update.service import Updates
+from dynserver.web import dyndns2
+from dynserver.web.api import create_api
 
 if TYPE_CHECKING:
     from dynserver.app import App
@@ -33,8 +38,10 @@ def web_dir() -> Path:
     raise FileNotFoundError("web assets not found: set DYNSERVER_WEB_DIR to the web/ folder")
 
 
-def create_app(app: App) -> Starlette:
+def create_app(app: App, *, limits: LimitPolicy | None = None) -> Starlette:
+    """The web app. ``limits`` overrides the update paths' rate limits and lockout."""
     assets = web_dir()
+    updates = Updates(app, limits)
     templates = Jinja2Templates(directory=str(assets / "templates"))
 
     async def index(request: Request) -> Response:
@@ -63,6 +70,8 @@ def create_app(app: App) -> Starlette:
             Route("/", index),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *dyndns2.routes(updates),
+            Mount("/api/v1", create_api(app, updates)),
             Mount("/static", StaticFiles(directory=str(assets / "static")), name="static"),
         ]
     )

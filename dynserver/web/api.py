@@ -1,0 +1,382 @@
+"""The REST API, ``/api/v1``: JSON, Bearer auth with a credential's secret.
+
+Reads (zones, records, targets and their states) are open to every credential; a
+target's value may be set by admin or by a credential scoped to it; maintenance, check
+now and the event log are admin's. Every error is ``{"error": code, "detail": text}``
+with its HTTP status; the OpenAPI document (dynserver.web.openapi) lists them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dynserver.dns import wire
+from dynserver.health.engine import RecordKey, TargetKey, target_key
+from dynserver.model import DynamicRecord
+from dynserver.update.credentials import Principal
+from dynserver.update.limits import Block
+from dynserver.update.service import Updates
+from dynserver.update.targets import InvalidValue, fqdn, parse_value, record_text
+from dynserver.web import openapi
+
+if TYPE_CHECKING:
+    from dynserver.app import App
+
+log = logging.getLogger("dynserver.update")
+
+MAX_EVENTS = 1000
+MAX_BODY = 64 * 1024
+
+
+class ApiError(Exception):
+    """An error answered as JSON: raised anywhere in a handler."""
+
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers
+
+
+Handler = Callable[[Request, Principal], Awaitable[Response]]
+
+
+def create_api(app: App, updates: Updates) -> Starlette:
+    """The ``/api/v1`` application (mounted by dynserver.web.app)."""
+
+    def authenticated(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            client = request.client.host if request.client else ""
+            block = updates.admit(client)
+            if block is not None:
+                raise _too_many(block)
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise _unauthorized("send Authorization: Bearer <credential secret>")
+            try:
+                principal = await updates.bearer(token.strip(), client)
+            except Exception:
+                log.exception("event=api_failed step=credentials client=%s", client)
+                raise ApiError(500, "server_error", "could not read credentials; try again") from None
+            if isinstance(principal, Block):
+                raise _too_many(principal)
+            if principal is None:
+                raise _unauthorized("the token is not the secret of any credential")
+            if admin and not principal.admin:
+                raise ApiError(403, "forbidden", f"credential {principal.name!r} is not admin")
+            return await handler(request, principal)
+
+        return endpoint
+
+    # -- views ----------------------------------------------------------------------
+
+    def target_view(record: DynamicRecord, name: str) -> dict[str, Any]:
+        key = target_key(record, next(t for t in record.targets if t.name == name))
+        configured = next(t for t in record.targets if t.name == name)
+        state = app.engine.states[key]
+        offset = _wall_offset()
+        last = state.last_result
+        return {
+            "name": name,
+            "hostname": updates.targets.hostname(key),
+            "value": app.engine.values[key],
+            "configured_value": configured.value,
+            "value_set_at": app.value_set_at.get(key),
+            "priority": configured.priority,
+            "health": state.health.value,
+            "observed": state.observed.value,
+            "maintenance": state.maintenance,
+            "since": state.since + offset if state.since else None,
+            "last_result": None
+            if last is None
+            else {
+                "ok": last.ok,
+                "reason": last.reason,
+                "at": last.at + offset,
+                "latency": last.latency,
+            },
+        }
+
+    def record_view(record: DynamicRecord) -> dict[str, Any]:
+        key: RecordKey = (record.name, record.type)
+        decision = app.engine.decisions[key]
+        return {
+            "name": record_text(record),
+            "zone": fqdn(wire.name_to_text(record.zone)),
+            "type": record.type,
+            "ttl": record.ttl,
+            "monitor": record.monitor,
+            "policy": record.policy,
+            "fallback": record.fallback,
+            "answer": {
+                "values": list(decision.values),
+                "targets": list(decision.targets),
+                "reason": decision.reason,
+                "priority": decision.priority,
+                "ttl": app.engine.ttl(key),
+            },
+            "targets": [target_view(record, t.name) for t in record.targets],
+        }
+
+    def find_record(request: Request) -> DynamicRecord:
+        name = request.path_params["fqdn"]
+        record = updates.targets.record(name)
+        if record is None:
+            raise ApiError(404, "not_found", f"no dynamic record {fqdn(name)!r}")
+        return record
+
+    def find_target(request: Request) -> tuple[DynamicRecord, TargetKey]:
+        record = find_record(request)
+        key = updates.targets.by_ref(record_text(record), request.path_params["name"])
+        if key is None:
+            known = ", ".join(t.name for t in record.targets)
+            raise ApiError(
+                404,
+                "not_found",
+                f"{record_text(record)} has no target {request.path_params['name']!r}; known: {known}",
+            )
+        return record, key
+
+    # -- handlers -------------------------------------------------------------------
+
+    async def zones(request: Request, principal: Principal) -> Response:
+        result = []
+        for origin, zone in sorted(app.snapshot.zones.items(), key=lambda item: item[0][::-1]):
+            config = app.zone_configs.get(origin)
+            records = [record_text(r) for r in config.records] if config else []
+            result.append(
+                {"name": fqdn(wire.name_to_text(origin)), "serial": zone.serial, "records": records}
+            )
+        return JSONResponse({"zones": result})
+
+    async def records(request: Request, principal: Principal) -> Response:
+        return JSONResponse({"records": [record_view(r) for r in updates.targets.records.values()]})
+
+    async def record(request: Request, principal: Principal) -> Response:
+        return JSONResponse(record_view(find_record(request)))
+
+    async def target(request: Request, principal: Principal) -> Response:
+        record, key = find_target(request)
+        return JSONResponse(target_view(record, key[2]))
+
+    async def set_value(request: Request, principal: Principal) -> Response:
+        record, key = find_target(request)
+        if not principal.may_update(key):
+            hostname = updates.targets.hostname(key)
+            raise ApiError(403, "forbidden", f"credential {principal.name!r} may not update {hostname}")
+        body = await _json_object(request)
+        named = body.get("name")
+        if named is not None and (not isinstance(named, str) or named.lower() != key[2]):
+            raise ApiError(409, "conflict", f"the body names target {named!r} but the URL names {key[2]!r}")
+        given = [body[k] for k in ("value", "ip") if k in body]
+        if not given:
+            raise ApiError(422, "invalid", 'expected {"value": "..."} (or seed 000\'s {"ip": "..."})')
+        if any(not isinstance(v, str) for v in given) or len(set(given)) > 1:
+            raise ApiError(422, "invalid", '"value" and "ip" must be one string')
+        client = request.client.host if request.client else ""
+        text = given[0] or client  # "" = the address the request came from (a dial-up script)
+        try:
+            value = parse_value(record.type, text)
+        except InvalidValue as error:
+            raise ApiError(422, "invalid", str(error)) from None
+        try:
+            changed, previous = await updates.update(principal, key, value, client=client, via="api")
+        except Exception:
+            log.exception("event=update_failed via=api credential=%s client=%s", principal.name, client)
+            raise ApiError(500, "server_error", "the update could not be stored; nothing changed") from None
+        return JSONResponse({"changed": changed, "previous": previous, "target": target_view(record, key[2])})
+
+    async def maintenance(request: Request, principal: Principal) -> Response:
+        record, key = find_target(request)
+        if request.method == "PUT":
+            on = True
+        elif request.method == "DELETE":
+            on = False
+        else:
+            body = await _json_object(request)
+            if not isinstance(body.get("maintenance"), bool):
+                raise ApiError(422, "invalid", 'expected {"maintenance": true} or {"maintenance": false}')
+            on = body["maintenance"]
+        changed = app.set_maintenance(key, on, actor=principal.name)
+        return JSONResponse({"changed": changed, "target": target_view(record, key[2])})
+
+    async def check(request: Request, principal: Principal) -> Response:
+        record = find_record(request)
+        if record.monitor is None:
+            detail = f"{record_text(record)} has no monitor: there is nothing to check"
+            raise ApiError(409, "conflict", detail)
+        keys = [target_key(record, t) for t in record.targets]
+        checked = [k[2] for k in keys if app.engine.values[k] is not None]
+        app.check_now(keys)
+        return JSONResponse({"checking": checked}, status_code=202)
+
+    async def events(request: Request, principal: Principal) -> Response:
+        query = request.query_params
+        filters: dict[str, Any] = {
+            "record": fqdn(query["record"]) + "." if query.get("record") else None,
+            "target": query["target"].lower() if query.get("target") else None,
+            "kind": query.get("kind") or None,
+            "since": _time(query, "since"),
+            "until": _time(query, "until"),
+            "limit": _integer(query, "limit", 100, 1, MAX_EVENTS),
+            "before_id": _integer(query, "before", None, 1, 2**63 - 1),
+        }
+        if app.store is None:
+            return JSONResponse({"events": [], "next_before": None})
+        try:
+            rows = await app.store.events(**filters)
+        except Exception:
+            log.exception("event=api_failed step=events")
+            raise ApiError(500, "server_error", "could not read the event log; try again") from None
+        items = [
+            {
+                "id": e.id,
+                "at": e.at,
+                "kind": e.kind,
+                "record": fqdn(e.record) if e.record else None,
+                "target": e.target,
+                "result": e.result,
+                "reason": e.reason,
+                "previous": e.previous,
+                "current": e.current,
+                "actor": e.actor,
+                "detail": e.detail,
+            }
+            for e in rows
+        ]
+        more = len(rows) == filters["limit"]
+        return JSONResponse({"events": items, "next_before": rows[-1].id if more and rows else None})
+
+    async def document(request: Request) -> Response:
+        return JSONResponse(openapi.DOCUMENT)
+
+    record_path = "/records/{fqdn}"
+    target_path = record_path + "/targets/{name}"
+    return Starlette(
+        routes=[
+            Route("/openapi.json", document, methods=["GET"]),
+            Route("/zones", authenticated(zones), methods=["GET"]),
+            Route("/records", authenticated(records), methods=["GET"]),
+            Route(record_path, authenticated(record), methods=["GET"]),
+            Route(record_path + "/check", authenticated(check, admin=True), methods=["POST"]),
+            Route(target_path, authenticated(target), methods=["GET"]),
+            Route(target_path, authenticated(set_value), methods=["PUT"]),
+            Route(
+                target_path + "/maintenance",
+                authenticated(maintenance, admin=True),
+                methods=["PUT", "DELETE", "POST"],
+            ),
+            Route("/events", authenticated(events, admin=True), methods=["GET"]),
+        ],
+        exception_handlers={
+            ApiError: _api_error,  # type: ignore[dict-item]
+            HTTPException: _http_error,  # type: ignore[dict-item]
+            Exception: _server_error,
+        },
+    )
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _wall_offset() -> float:
+    """Engine times are the event loop's clock: this turns them into Unix time."""
+    return time.time() - asyncio.get_running_loop().time()
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ApiError(400, "bad_request", f"the body is larger than {MAX_BODY} bytes")
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_request", "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_request", "expected a JSON object")
+    return data
+
+
+def _integer(query: Any, name: str, default: int | None, low: int, high: int) -> int | None:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"{name}={text!r}: expected a whole number") from None
+    if not low <= value <= high:
+        raise ApiError(400, "bad_request", f"{name}={value}: expected {low} to {high}")
+    return value
+
+
+def _time(query: Any, name: str) -> float | None:
+    """Unix seconds, or an ISO 8601 date-time (a time without a zone is UTC)."""
+    text = query.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ApiError(
+                400, "bad_request", f"{name}={text!r}: expected Unix seconds or an ISO 8601 date-time"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return moment.timestamp()
+    if not math.isfinite(value):
+        raise ApiError(400, "bad_request", f"{name}={text!r}: expected a finite number")
+    return value
+
+
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": 'Bearer realm="dynserver"'})
+
+
+def _too_many(block: Block) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_requests",
+        f"{block.why.value}: retry after {max(1, round(block.retry_after))} s",
+        {"Retry-After": str(max(1, round(block.retry_after)))},
+    )
+
+
+def error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return error_response(exc.status, exc.error, exc.detail, exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return error_response(500, "server_error", "an unexpected error; it has been logged")
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own 404/405 for unknown paths and methods, as JSON like the rest."""
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    headers = dict(exc.headers) if exc.headers else None
+    detail = str(exc.detail)
+    if exc.status_code in codes:
+        what = "no such path" if exc.status_code == 404 else f"{request.method} is not allowed on"
+        detail = f"{what} {request.url.path}; the routes are in /api/v1/openapi.json"
+    return error_response(exc.status_code, codes.get(exc.status_code, "error"), detail, headers)

@@ -1,0 +1,122 @@
+"""What the update tests share: a config with targets of each kind, an App run in the
+test's own event loop with its web app reached in-process (httpx's ASGI transport, with
+the client address a test chooses), and credentials made as the CLI makes them."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from dynserver import config
+from dynserver.app import App, with_listeners
+from dynserver.model import Listener
+from dynserver.update import credentials
+from dynserver.update.limits import LimitPolicy
+from dynserver.web.app import create_app
+from tests.support import loopback
+
+ZONE = """\
+$ORIGIN dyn.example.test.
+$TTL 300
+@ IN SOA ns1 hostmaster 1 3600 600 86400 60
+  IN NS ns1
+ns1 IN A 192.0.2.53
+"""
+
+CONFIG = """\
+[server]
+dns = ["127.0.0.1:0"]
+
+[monitors.tcp]
+type = "tcp"
+port = 9
+interval = 60
+timeout = 0.5
+
+[zones."dyn.example.test"]
+file = "dyn.example.test.zone"
+
+[zones."dyn.example.test".records.app]
+type = "A"
+ttl = 30
+targets = [
+  { name = "charlie", value = "192.0.2.21", priority = 1 },
+  { name = "bravo", priority = 2 },
+]
+
+[zones."dyn.example.test".records.v6]
+type = "AAAA"
+ttl = 30
+targets = [{ name = "delta" }]
+
+[zones."dyn.example.test".records.www]
+type = "CNAME"
+ttl = 30
+targets = [{ name = "echo", value = "charlie.example.net" }]
+
+[zones."dyn.example.test".records.mon]
+type = "A"
+monitor = "tcp"
+ttl = 30
+targets = [{ name = "foxtrot", value = "127.0.0.1" }, { name = "golf" }]
+"""
+
+APP = "app.dyn.example.test"
+BRAVO = f"bravo.{APP}"
+
+
+def write_config(folder: Path, extra: str = "") -> Path:
+    (folder / "dyn.example.test.zone").write_text(ZONE)
+    path = folder / "dynserver.toml"
+    path.write_text(CONFIG + extra)
+    return path
+
+
+@dataclass
+class Running:
+    app: App
+    asgi: Callable[..., object]
+
+    def client(self, address: str = "198.51.100.7") -> httpx.AsyncClient:
+        """An HTTP client whose requests come from ``address``."""
+        transport = httpx.ASGITransport(app=self.asgi, client=(address, 40000))  # type: ignore[arg-type]
+        return httpx.AsyncClient(transport=transport, base_url="http://dynserver.test")
+
+    async def credential(self, name: str, *, admin: bool = False, targets: tuple[str, ...] = ()) -> str:
+        """A new credential, stored as `dynserver credential add` stores it; its secret."""
+        stored, secret = credentials.create(name, admin=admin, targets=targets, now=time.time())
+        assert self.app.store is not None
+        assert await self.app.store.add_credential(stored)
+        return secret
+
+
+@asynccontextmanager
+async def running(folder: Path, *, limits: LimitPolicy | None = None) -> AsyncIterator[Running]:
+    """The App from the test config, started in this event loop, with its web app."""
+    loaded = with_listeners(config.load(write_config(folder)), [Listener(loopback(), 0)], None)
+    app = App(loaded)
+    await app.start()
+    try:
+        yield Running(app, create_app(app, limits=limits))
+    finally:
+        await app.stop()
+
+
+def wait_for_http(url: str, timeout: float = 15.0) -> None:
+    """Until the web listener answers (it starts after DNS, so DNS answering is not enough)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                response.read()
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
