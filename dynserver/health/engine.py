@@ -14,7 +14,7 @@ from dynserver.dns import wire
 from dynserver.dns.zone import RRset, rrset_from_texts
 from dynserver.health import state as machine
 from dynserver.health.policy import Candidate, Decision, Fallback, Policy, decide
-from dynserver.health.probes import USER_AGENT, Check
+from dynserver.health.probes import Check
 from dynserver.health.state import Health, Result, TargetState, Thresholds, Transition
 from dynserver.model import DynamicRecord, Monitor, Target
 from dynserver.types import Name
@@ -69,27 +69,11 @@ def build_check(monitor: Monitor, target: Target, address: str) -> Check:
     if target.host is not None:
         headers.append(("Host", target.host))
     return Check(
-        type=monitor.type,
+        monitor=monitor,
         address=address,
         port=target.port or monitor.port,
         path=target.path or monitor.path,
-        timeout=monitor.timeout,
-        method=monitor.method,
         headers=tuple(headers),
-        expected_codes=monitor.expected_codes,
-        expected_body=monitor.expected_body,
-        unexpected_body=monitor.unexpected_body,
-        follow_redirects=monitor.follow_redirects,
-        allow_insecure=monitor.allow_insecure,
-        max_response_bytes=monitor.max_response_bytes,
-        user_agent=monitor.user_agent or USER_AGENT,
-        send=monitor.send,
-        expect=monitor.expect,
-        query_name=monitor.query_name,
-        query_type=monitor.query_type,
-        expected_rcode=monitor.expected_rcode,
-        expected_data=monitor.expected_data,
-        retries=monitor.retries,
     )
 
 

@@ -28,35 +28,25 @@ import h11
 from dynserver import __version__
 from dynserver.health import http
 from dynserver.health.state import Result
+from dynserver.model import Monitor
 
 USER_AGENT = f"dynserver-healthcheck/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """Everything one probe needs: the monitor's options with target overrides applied."""
+    """One probe's job: a monitor's options applied to one address, with the target's
+    overrides of port, path and headers already resolved (the target's value wins)."""
 
-    type: str  # http | https | tcp | dns | icmp
+    monitor: Monitor
     address: str  # the target's IP (or host name for CNAME targets)
-    port: int | None = None
-    path: str = "/"
-    timeout: float = 2.0
-    method: str = "GET"
-    headers: tuple[tuple[str, str], ...] = ()
-    expected_codes: tuple[tuple[int, int], ...] = ((200, 399),)
-    expected_body: str | None = None
-    unexpected_body: str | None = None
-    follow_redirects: bool = False
-    allow_insecure: bool = False
-    max_response_bytes: int = 1 << 20
-    user_agent: str = USER_AGENT
-    send: str | None = None  # tcp: bytes to send after connecting
-    expect: str | None = None  # tcp: text the reply must contain
-    query_name: str | None = None  # dns: the name to ask the target
-    query_type: str = "A"
-    expected_rcode: str = "NOERROR"
-    expected_data: str | None = None  # dns: text one answer record must contain
-    retries: int = 0  # immediate retries within one run, with backoff
+    port: int | None
+    path: str
+    headers: tuple[tuple[str, str], ...]
+
+    @property
+    def type(self) -> str:
+        return self.monitor.type
 
     @property
     def host_header(self) -> str | None:
@@ -75,10 +65,10 @@ async def run_check(check: Check, clock: Clock = time.monotonic) -> Result:
     attempt = 0
     while True:
         result = await _once(check, clock)
-        if result.ok or attempt >= check.retries:
+        if result.ok or attempt >= check.monitor.retries:
             return result
         attempt += 1
-        await asyncio.sleep(min(0.1 * 2 ** (attempt - 1), check.timeout))
+        await asyncio.sleep(min(0.1 * 2 ** (attempt - 1), check.monitor.timeout))
 
 
 async def _once(check: Check, clock: Clock) -> Result:
@@ -87,7 +77,7 @@ async def _once(check: Check, clock: Clock) -> Result:
         return Result(ok=False, reason=f"unknown check type {check.type!r}", at=clock())
     started = clock()
     try:
-        async with asyncio.timeout(check.timeout):
+        async with asyncio.timeout(check.monitor.timeout):
             ok, reason = await probe(check)
     except TimeoutError:
         ok, reason = False, "timeout"
@@ -122,7 +112,7 @@ async def _tls_ready(check: Check) -> None:
     pay for it (a false "timeout" for every first check on a busy machine)."""
     if check.type != "https":
         return
-    verify = not check.allow_insecure
+    verify = not check.monitor.allow_insecure
     task = _tls_building.get(verify)
     if task is None:
         task = asyncio.create_task(asyncio.to_thread(http.tls_context, verify), name="tls context")
@@ -140,27 +130,27 @@ async def close_clients() -> None:
 
 async def _http(check: Check) -> tuple[bool, str]:
     """Connect to the target's address; send the configured Host and TLS SNI."""
-    headers = [("User-Agent", check.user_agent), *check.headers]
+    headers = [("User-Agent", check.monitor.user_agent or USER_AGENT), *check.headers]
     path = check.path if check.path.startswith("/") else "/" + check.path
     response = await http.fetch(
         scheme=check.type,
         address=check.address,
         port=check.port or (443 if check.type == "https" else 80),
         path=path,
-        method=check.method,
+        method=check.monitor.method,
         headers=headers,
-        verify=not check.allow_insecure,
-        follow_redirects=check.follow_redirects,
-        max_bytes=check.max_response_bytes,
+        verify=not check.monitor.allow_insecure,
+        follow_redirects=check.monitor.follow_redirects,
+        max_bytes=check.monitor.max_response_bytes,
     )
     status = response.status
-    if not any(low <= status <= high for low, high in check.expected_codes):
+    if not any(low <= status <= high for low, high in check.monitor.expected_codes):
         return False, f"status {status}"
     text = response.body.decode("utf-8", errors="replace")
-    if check.expected_body is not None and check.expected_body not in text:
-        return False, f"body lacks {check.expected_body!r}"
-    if check.unexpected_body is not None and check.unexpected_body in text:
-        return False, f"body contains {check.unexpected_body!r}"
+    if check.monitor.expected_body is not None and check.monitor.expected_body not in text:
+        return False, f"body lacks {check.monitor.expected_body!r}"
+    if check.monitor.unexpected_body is not None and check.monitor.unexpected_body in text:
+        return False, f"body contains {check.monitor.unexpected_body!r}"
     return True, f"status {status}"
 
 
@@ -170,21 +160,21 @@ async def _http(check: Check) -> tuple[bool, str]:
 async def _tcp(check: Check) -> tuple[bool, str]:
     reader, writer = await asyncio.open_connection(check.address, check.port)
     try:
-        if check.send is not None:
-            writer.write(_unescape(check.send))
+        if check.monitor.send is not None:
+            writer.write(_unescape(check.monitor.send))
             await writer.drain()
-        if check.expect is None:
+        if check.monitor.expect is None:
             return True, "connected"
-        expected = _unescape(check.expect)
+        expected = _unescape(check.monitor.expect)
         received = b""
-        while expected not in received and len(received) < check.max_response_bytes:
+        while expected not in received and len(received) < check.monitor.max_response_bytes:
             chunk = await reader.read(4096)
             if not chunk:
                 break
             received += chunk
         if expected in received:
             return True, "reply matched"
-        return False, f"reply lacks {check.expect!r}"
+        return False, f"reply lacks {check.monitor.expect!r}"
     finally:
         writer.close()
 
@@ -198,16 +188,18 @@ def _unescape(text: str) -> bytes:
 
 
 async def _dns(check: Check) -> tuple[bool, str]:
-    name = check.query_name or "."
-    query = dns.message.make_query(name, dns.rdatatype.from_text(check.query_type))
-    response = await dns.asyncquery.udp(query, check.address, port=check.port or 53, timeout=check.timeout)
+    name = check.monitor.query_name or "."
+    query = dns.message.make_query(name, dns.rdatatype.from_text(check.monitor.query_type))
+    response = await dns.asyncquery.udp(
+        query, check.address, port=check.port or 53, timeout=check.monitor.timeout
+    )
     rcode = dns.rcode.to_text(response.rcode())
-    if rcode != check.expected_rcode.upper():
+    if rcode != check.monitor.expected_rcode.upper():
         return False, f"rcode {rcode}"
-    if check.expected_data is not None:
+    if check.monitor.expected_data is not None:
         texts = [rdata.to_text() for rrset in response.answer for rdata in rrset]
-        if not any(check.expected_data in text for text in texts):
-            return False, f"no answer contains {check.expected_data!r}"
+        if not any(check.monitor.expected_data in text for text in texts):
+            return False, f"no answer contains {check.monitor.expected_data!r}"
     return True, f"rcode {rcode}"
 
 
