@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from dynserver.dns import wire
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dynserver.update")
 
 MAX_EVENTS = 1000
+EVENT_FILTERS = frozenset({"record", "target", "kind", "since", "until", "limit", "before"})
 MAX_BODY = 64 * 1024
 
 
@@ -226,6 +227,10 @@ def create_api(app: App, updates: Updates) -> Starlette:
 
     async def events(request: Request, principal: Principal) -> Response:
         query = request.query_params
+        unknown = sorted(set(query) - EVENT_FILTERS)
+        if unknown:  # a misspelt filter must not silently return everything
+            expected = ", ".join(sorted(EVENT_FILTERS))
+            raise ApiError(400, "bad_request", f"unknown parameter {unknown[0]!r}; expected: {expected}")
         filters: dict[str, Any] = {
             "record": fqdn(query["record"]) + "." if query.get("record") else None,
             "target": query["target"].lower() if query.get("target") else None,
@@ -233,7 +238,7 @@ def create_api(app: App, updates: Updates) -> Starlette:
             "since": _time(query, "since"),
             "until": _time(query, "until"),
             "limit": _integer(query, "limit", 100, 1, MAX_EVENTS),
-            "before_id": _integer(query, "before", None, 1, 2**63 - 1),
+            "before_id": _integer(query, "before", None, 1, openapi.MAX_ID),
         }
         if app.store is None:
             return JSONResponse({"events": [], "next_before": None})
@@ -273,8 +278,12 @@ def create_api(app: App, updates: Updates) -> Starlette:
             Route("/records", authenticated(records), methods=["GET"]),
             Route(record_path, authenticated(record), methods=["GET"]),
             Route(record_path + "/check", authenticated(check, admin=True), methods=["POST"]),
-            Route(target_path, authenticated(target), methods=["GET"]),
-            Route(target_path, authenticated(set_value), methods=["PUT"]),
+            # One route per path, so a 405 lists every method the path has in Allow.
+            Route(
+                target_path,
+                _by_method({"GET": authenticated(target), "PUT": authenticated(set_value)}),
+                methods=["GET", "PUT"],
+            ),
             Route(
                 target_path + "/maintenance",
                 authenticated(maintenance, admin=True),
@@ -291,6 +300,16 @@ def create_api(app: App, updates: Updates) -> Starlette:
 
 
 # -- helpers ------------------------------------------------------------------------
+
+
+def _by_method(
+    handlers: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return endpoint
 
 
 def _wall_offset() -> float:
@@ -313,7 +332,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 def _integer(query: Any, name: str, default: int | None, low: int, high: int) -> int | None:
     text = query.get(name)
-    if text is None or text == "":
+    if text is None:
         return default
     try:
         value = int(text)
@@ -327,13 +346,13 @@ def _integer(query: Any, name: str, default: int | None, low: int, high: int) ->
 def _time(query: Any, name: str) -> float | None:
     """Unix seconds, or an ISO 8601 date-time (a time without a zone is UTC)."""
     text = query.get(name)
-    if text is None or text == "":
+    if text is None:
         return None
     try:
         value = float(text)
     except ValueError:
         try:
-            moment = datetime.datetime.fromisoformat(text)
+            moment = datetime.datetime.fromisoformat(text.upper())  # RFC 3339 allows "t" and "z"
         except ValueError:
             raise ApiError(
                 400, "bad_request", f"{name}={text!r}: expected Unix seconds or an ISO 8601 date-time"
@@ -341,8 +360,8 @@ def _time(query: Any, name: str) -> float | None:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=datetime.UTC)
         return moment.timestamp()
-    if not math.isfinite(value):
-        raise ApiError(400, "bad_request", f"{name}={text!r}: expected a finite number")
+    if math.isnan(value):
+        raise ApiError(400, "bad_request", f"{name}={text!r}: expected a number")
     return value
 
 
@@ -369,6 +388,16 @@ async def _api_error(request: Request, exc: ApiError) -> Response:
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "server_error", "an unexpected error; it has been logged")
+
+
+async def api_aware_http_error(request: Request, exc: HTTPException) -> Response:
+    """The whole web app's 404/405: JSON under /api/ (a path the API mount cannot even
+    match, such as one with a newline, is still an API client's), plain text elsewhere."""
+    if request.url.path.startswith("/api/"):
+        return await _http_error(request, exc)
+    if exc.status_code in {204, 304}:  # pragma: no cover - starlette's own rule, kept
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

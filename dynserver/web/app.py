@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -22,7 +23,7 @@ from dynserver.model import Listener
 from dynserver.update.limits import LimitPolicy
 from dynserver.update.service import Updates
 from dynserver.web import dyndns2
-from dynserver.web.api import create_api
+from dynserver.web.api import api_aware_http_error, create_api
 
 if TYPE_CHECKING:
     from dynserver.app import App
@@ -73,7 +74,8 @@ def create_app(app: App, *, limits: LimitPolicy | None = None) -> Starlette:
             *dyndns2.routes(updates),
             Mount("/api/v1", create_api(app, updates)),
             Mount("/static", StaticFiles(directory=str(assets / "static")), name="static"),
-        ]
+        ],
+        exception_handlers={HTTPException: api_aware_http_error},  # type: ignore[dict-item]
     )
 
 

@@ -23,7 +23,10 @@ def _error(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/responses/{name}"}
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer: event ids never reach it
+
 _NULLABLE_STRING = {"type": ["string", "null"]}
+_TIME = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 
 # Every authenticated operation can answer these.
@@ -391,13 +394,13 @@ DOCUMENT: dict[str, Any] = {
                     {
                         "name": "since",
                         "in": "query",
-                        "schema": {"type": "string"},
+                        "schema": _TIME,
                         "description": "From this time: Unix seconds or ISO 8601.",
                     },
                     {
                         "name": "until",
                         "in": "query",
-                        "schema": {"type": "string"},
+                        "schema": _TIME,
                         "description": "Before this time: Unix seconds or ISO 8601.",
                     },
                     {
@@ -408,7 +411,7 @@ DOCUMENT: dict[str, Any] = {
                     {
                         "name": "before",
                         "in": "query",
-                        "schema": {"type": "integer", "minimum": 1},
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
                         "description": "Only events with a smaller id (the next page: next_before).",
                     },
                 ],

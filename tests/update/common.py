@@ -4,10 +4,12 @@ the client address a test chooses), and credentials made as the CLI makes them."
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +18,10 @@ import httpx
 from dynserver import config
 from dynserver.app import App, with_listeners
 from dynserver.model import Listener
+from dynserver.store.db import StoredCredential
 from dynserver.update import credentials
 from dynserver.update.limits import LimitPolicy
-from dynserver.web.app import create_app
+from dynserver.web.app import WebServer, create_app
 from tests.support import loopback
 
 ZONE = """\
@@ -106,6 +109,48 @@ async def running(folder: Path, *, limits: LimitPolicy | None = None) -> AsyncIt
         yield Running(app, create_app(app, limits=limits))
     finally:
         await app.stop()
+
+
+@dataclass
+class LiveServer:
+    app: App
+    url: str
+    loop: asyncio.AbstractEventLoop
+
+    def add(self, stored: StoredCredential) -> None:
+        assert self.app.store is not None
+        assert asyncio.run_coroutine_threadsafe(self.app.store.add_credential(stored), self.loop).result(10)
+
+
+@contextmanager
+def live_server(folder: Path, *, limits: LimitPolicy | None = None) -> Iterator[LiveServer]:
+    """The App and its web listener on a fresh 127.0.0.x, in an event loop of their own
+    (a thread), for synchronous clients such as schemathesis; limits can be set."""
+    host = loopback()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="dynserver", daemon=True)
+    thread.start()
+
+    async def start() -> tuple[App, WebServer]:
+        loaded = with_listeners(config.load(write_config(folder)), [Listener(host, 0)], None)
+        app = App(loaded)
+        await app.start()
+        server = WebServer(create_app(app, limits=limits), Listener(host, 0))
+        await server.start()
+        return app, server
+
+    async def stop(app: App, server: WebServer) -> None:
+        await server.stop()
+        await app.stop()
+
+    app, server = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    try:
+        yield LiveServer(app, f"http://{host}:{server.address[1]}", loop)
+    finally:
+        asyncio.run_coroutine_threadsafe(stop(app, server), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def wait_for_http(url: str, timeout: float = 15.0) -> None:
