@@ -73,6 +73,7 @@ class Config:
     notify: NotifyConfig = NotifyConfig()
     demo: tuple[DemoBackend, ...] = ()  # local backends with scheduled outages (make run)
     keys: tuple[TsigKey, ...] = ()
+    mirrors: tuple[MirrorConfig, ...] = ()  # providers that receive the answers (Cloudflare, RFC 2136)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +134,60 @@ class DynamicRecord:
     fallback: str = "preferred"  # preferred | all | none
     min_up: int = 1
     pending_ttl: int | None = None  # TTL while a target is pending or the answer is in flux
+    mirror: tuple[MirrorRecord, ...] = ()  # the records at mirrors that follow this answer
+
+
+# -- mirrors ---------------------------------------------------------------------------
+
+CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"
+
+
+class Secret:
+    """A credential (an API token): its repr and str never show it, so a logged config,
+    a traceback or a page that prints one cannot leak it. ``reveal()`` is the only way in."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorConfig:
+    """[mirrors.NAME]: an external DNS provider that receives the current answers."""
+
+    name: str
+    type: str  # cloudflare | rfc2136
+    zone: str  # lower-case, no final dot; cloudflare: a zone name or its 32-hex id
+    reconcile_interval: float = 300.0  # seconds between drift checks of every mirrored record
+    timeout: float = 10.0  # per request to the provider
+    api_token: Secret | None = None  # cloudflare
+    api_base: str = CLOUDFLARE_API  # cloudflare (tests point it at a fake)
+    primary: Listener | None = None  # rfc2136: where UPDATEs go
+    key: str | None = None  # rfc2136: the [keys.NAME] that signs them
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorRecord:
+    """One entry of a dynamic record's ``mirror`` list: a name at a mirror that is kept
+    equal to the record's current answer (same type)."""
+
+    to: str  # a [mirrors.NAME]
+    name: str  # absolute, lower-case, no final dot: "www.example.com"
+    ttl: int  # cloudflare: 1 (automatic) or 60-86400
+    proxied: bool | None = None  # cloudflare; None: leave as found (new records: not proxied)
+    comment: str | None = None  # cloudflare; None: leave as found
