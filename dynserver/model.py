@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,26 @@ class ZoneConfig:
     file: Path | None
     rrsets: tuple[RRset, ...]  # static data: from the master file or generated SOA/NS
     records: tuple[DynamicRecord, ...] = ()
+    transfer: TransferConfig | None = None  # None: no secondaries, every transfer refused
+
+
+@dataclass(frozen=True, slots=True)
+class Secondary:
+    """A server that copies a zone from us (AXFR/IXFR) and is sent NOTIFY on every change."""
+
+    host: str
+    port: int = 53
+    key: str | None = None  # a [keys.NAME]: NOTIFY is signed with it, and it may transfer
+
+
+@dataclass(frozen=True, slots=True)
+class TransferConfig:
+    """[zones.NAME.transfer]: who is told of changes, and who may copy the zone."""
+
+    secondaries: tuple[Secondary, ...] = ()
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # may transfer unsigned
+    allow_keys: tuple[str, ...] = ()  # may transfer from any address (besides secondaries' keys)
+    journal: int = 1000  # changes kept for IXFR; 0: every transfer is a full one
 
 
 @dataclass(frozen=True, slots=True)
