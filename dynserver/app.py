@@ -24,6 +24,7 @@ from dynserver.dns.zone import RRset, Zone, soa_fields
 from dynserver.health.engine import Change, CheckKey, Engine, RecordKey, TargetKey, target_key
 from dynserver.health.scheduler import Scheduler
 from dynserver.health.state import Health, Result, TargetState
+from dynserver.mirror.worker import MirrorWorker
 from dynserver.model import Config, Listener, ZoneConfig
 from dynserver.notify.sender import Alert, Notifier
 from dynserver.server.tcp import TcpServer
@@ -67,6 +68,8 @@ class App:
         self.scheduler: Scheduler[CheckKey] = Scheduler(self._on_result)
         self._check_targets: dict[CheckKey, list[TargetKey]] = {}
         self.notifier = Notifier(config.notify, report=self._on_delivery)
+        # Mirrors (Cloudflare, RFC 2136 primaries) get each changed answer; queued, never awaited.
+        self.mirrors = MirrorWorker.from_config(config, event=self._event)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_sweeper = asyncio.Event()
         self.answer_changes = 0
@@ -144,6 +147,7 @@ class App:
             nodes = changes.setdefault(record.zone, {})
             rrset = self.engine.rrset(key)
             nodes[record.name] = {rrset.rtype: rrset} if rrset is not None else {}
+            self.mirrors.submit(record, self.engine.decisions[key].values)
             for target_rrset in self.engine.target_rrsets(record):
                 nodes[target_rrset.name] = {target_rrset.rtype: target_rrset}
         if not changes:
@@ -495,6 +499,10 @@ class App:
             log.info("event=demo_backends count=%d", len(self.config.demo))
         if self.notifier.enabled:
             await self.notifier.start()
+        if self.mirrors.enabled:  # the current answers first: the worker adopts or fixes them
+            await self.mirrors.start(
+                [(r, self.engine.decisions[k].values) for k, r in self.engine.records.items()]
+            )
         self._refresh_checks()  # every target is checked from start-up, queries or not
         self._tasks.append(asyncio.create_task(self._sweep(), name="sweeper"))
         if self.config.server.http is not None:
@@ -524,6 +532,7 @@ class App:
         if self._web_server is not None:
             await self._web_server.stop()  # type: ignore[attr-defined]
         await self.notifier.stop()
+        await self.mirrors.stop()
         from dynserver.health.probes import close_clients
 
         await close_clients()

@@ -125,6 +125,11 @@ class FakeCloudflare:
         with self.lock:
             self._failures += [Failure(status, retry_after)] * times
 
+    def heal(self) -> None:
+        """Forget the failures still queued by ``fail``."""
+        with self.lock:
+            self._failures.clear()
+
     def api_calls(self) -> list[Call]:
         with self.lock:
             return list(self.calls)
