@@ -61,7 +61,7 @@ class Rfc2136:
         rdtype = dns.rdatatype.from_text(desired.type)
         before, ttl = await self._current(name, rdtype, desired.type, host, port)
         if before == desired.values and (ttl == desired.ttl or not before):
-            return Outcome((), before, before, f"query {host}: in place")
+            return Outcome((), before, before, f"query {host}: in place", _records(before, ttl))
         update = dns.update.UpdateMessage(
             zone, keyring=dns.tsig.Key(self.key.name, self.key.secret, self.key.algorithm)
         )
@@ -75,7 +75,10 @@ class Rfc2136:
         except dns.tsig.PeerError as error:
             reply = f"UPDATE {host}: TSIG {type(error).__name__}"
             raise MirrorError(
-                f"the primary rejected the key {self.key.name}: {reply}", permanent=True, reply=reply
+                f"the primary refused the key {self.key.name} for {desired.name} {desired.type} ({reply}): "
+                "check the key's name and secret and the primary's update ACL",
+                permanent=True,
+                reply=reply,
             ) from None
         except (dns.exception.Timeout, TimeoutError):
             raise MirrorError(f"UPDATE {host}:{port}: timeout after {self.config.timeout:g} s") from None
@@ -94,7 +97,8 @@ class Rfc2136:
             action = f"replace {desired.type} {','.join(desired.values)} ttl {desired.ttl}"
         else:
             action = f"delete {desired.type}"
-        return Outcome((action + f" (was {','.join(before) or 'none'})",), before, desired.values, reply)
+        was = f" (was {','.join(before) or 'none'})"
+        return Outcome((action + was,), before, desired.values, reply, _records(desired.values, desired.ttl))
 
     async def _current(
         self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, rtype: str, host: str, port: int
@@ -118,3 +122,7 @@ class Rfc2136:
                 values = tuple(sorted({canonical(rtype, r.to_text()) for r in rrset}))
                 return values, rrset.ttl
         return (), None
+
+
+def _records(values: tuple[str, ...], ttl: int | None) -> tuple[dict[str, object], ...]:
+    return tuple({"content": v, "ttl": ttl} for v in values)
