@@ -255,3 +255,19 @@ def test_a_bad_token_file_is_refused_without_showing_it(tmp_path: Path, token: s
     assert error.line == line_of(HEAD + CLOUDFLARE, "api_token_file")
     if token:
         assert token not in str(error)
+
+
+def test_the_cloudflare_example_in_the_docs_loads(tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "mirrors.md").read_text()
+    example = docs.split("```toml\n")[1].split("```")[0]
+    assert "[mirrors.cf]" in example
+    text = (
+        HEAD
+        + '[monitors.web]\ntype = "http"\n\n[zones."dyn.example.com"]\nnameservers = ["ns1.example.net"]\n\n'
+        + example
+    )
+    loaded = load(tmp_path, text)
+    assert [(m.to, m.name) for m in loaded.zones[0].records[0].mirror] == [
+        ("cf", "example.com"),
+        ("cf", "www.example.com"),
+    ]
