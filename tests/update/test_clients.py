@@ -1,0 +1,219 @@
+"""Real clients, unmodified, against a real dynserver process on 127.0.0.x.
+
+ddclient and inadyn (Debian packages) are configured as docs/updates.md tells users to,
+run once in the foreground with their caches in the test's folder, and `dig` asks
+dynserver for the target's address afterwards. A wrong password makes ddclient report
+failure and inadyn exit with its authentication error, and nothing changes. curl sends
+seed 000's JSON call to the REST API, and the dyndns2 call of a dial-up script.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import Server, dynserver, free_port, loopback, require_program
+from tests.update.common import APP, BRAVO, wait_for_http, write_config
+from tests.update.test_credentials import add
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class Live:
+    server: Server
+    http: str  # host:port of the web listener
+    folder: Path
+    secret: str  # of "bravo-backup", scoped to bravo
+
+    def dig(self, name: str = BRAVO) -> list[str]:
+        dig = require_program("dig", "dnsutils")
+        result = subprocess.run(
+            [
+                dig,
+                f"@{self.server.host}",
+                "-p",
+                str(self.server.port),
+                "+short",
+                "+norec",
+                "+time=2",
+                name,
+                "A",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=True,
+        )
+        return result.stdout.split()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    config = write_config(tmp_path)
+    secret = add(config, "bravo-backup", "--target", f"{APP}/bravo")  # as users do: the CLI
+    host = loopback()
+    http = f"{host}:{free_port(host)}"
+    with dynserver(config, host=host, http=http) as server:
+        wait_for_http(f"http://{http}/healthz")
+        yield Live(server, http, tmp_path, secret)
+
+
+# -- ddclient -------------------------------------------------------------------------
+
+
+def ddclient(live: Live, password: str, address: str) -> subprocess.CompletedProcess[str]:
+    program = require_program("ddclient", "ddclient")
+    usage = subprocess.run([program, "-help"], capture_output=True, text=True, timeout=30).stdout
+    # ddclient 3.10 deprecates use=ip for usev4=ipv4; older versions know only use=ip.
+    how = f"usev4=ipv4, ipv4={address}" if "-usev4" in usage else f"use=ip, ip={address}"
+    conf = live.folder / "ddclient.conf"
+    conf.write_text(
+        "ssl=no\n"
+        "protocol=dyndns2\n"
+        f"server={live.http}\n"
+        "login=bravo-backup\n"
+        f"password='{password}'\n"
+        f"{how}\n"
+        f"{BRAVO}\n"
+    )
+    os.chmod(conf, 0o600)  # ddclient warns about a config others can read
+    cache = live.folder / "ddclient.cache"
+    cache.unlink(missing_ok=True)  # no memory of earlier runs: always send the update
+    return subprocess.run(
+        [
+            program,
+            "-daemon=0",
+            "-foreground",
+            "-noquiet",
+            "-verbose",
+            "-file",
+            str(conf),
+            "-cache",
+            str(cache),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_ddclient_updates_a_target(live: Live) -> None:
+    result = ddclient(live, live.secret, "192.0.2.61")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"SUCCESS:  updating {BRAVO}: good: IP address set to 192.0.2.61" in output
+    assert live.dig() == ["192.0.2.61"]
+    again = ddclient(live, live.secret, "192.0.2.61")  # the same address: nochg, still a success
+    assert again.returncode == 0 and "nochg" in again.stdout + again.stderr
+
+
+def test_ddclient_with_a_wrong_password_fails_and_changes_nothing(live: Live) -> None:
+    assert ddclient(live, live.secret, "192.0.2.61").returncode == 0
+    result = ddclient(live, "wrong-secret", "192.0.2.62")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert f"FAILED:   updating {BRAVO}: authorization failed" in output
+    assert live.dig() == ["192.0.2.61"]
+    assert "wrong-secret" not in live.server.log_text()
+
+
+# -- inadyn ---------------------------------------------------------------------------
+
+
+def inadyn(live: Live, password: str, address: str) -> subprocess.CompletedProcess[str]:
+    program = require_program("inadyn", "inadyn")
+    conf = live.folder / "inadyn.conf"
+    conf.write_text(
+        "period = 300\n"
+        "custom dynserver {\n"
+        "    ssl             = false\n"
+        "    username        = bravo-backup\n"
+        f'    password        = "{password}"\n'
+        f'    ddns-server     = "{live.http}"\n'
+        '    ddns-path       = "/nic/update?hostname=%h&myip=%i"\n'
+        "    ddns-response   = { good, nochg }\n"
+        f'    checkip-command = "echo {address}"\n'
+        f'    hostname        = "{BRAVO}"\n'
+        "}\n"
+    )
+    cache = live.folder / "inadyn-cache"
+    cache.mkdir(exist_ok=True)
+    for old in cache.iterdir():
+        old.unlink()  # no memory of earlier runs: always send the update
+    return subprocess.run(
+        [
+            program,
+            "--once",
+            "--foreground",
+            "--config",
+            str(conf),
+            f"--cache-dir={cache}",
+            "--pidfile",
+            str(live.folder / "inadyn.pid"),
+            "--loglevel=info",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_inadyn_updates_a_target(live: Live) -> None:
+    result = inadyn(live, live.secret, "192.0.2.64")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"Successful alias table update for {BRAVO} => new IP# 192.0.2.64" in output
+    assert live.dig() == ["192.0.2.64"]
+
+
+def test_inadyn_with_a_wrong_password_exits_with_its_auth_error(live: Live) -> None:
+    assert inadyn(live, live.secret, "192.0.2.64").returncode == 0
+    result = inadyn(live, "wrong-secret", "192.0.2.65")
+    output = result.stdout + result.stderr
+    assert result.returncode == 50, output  # inadyn's RC_DDNS_RSP_AUTH_FAIL
+    assert "Authentication failure" in output
+    assert live.dig() == ["192.0.2.64"]
+
+
+# -- curl -----------------------------------------------------------------------------
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    program = require_program("curl", "curl")
+    return subprocess.run([program, "-sS", *args], capture_output=True, text=True, timeout=30)
+
+
+def test_curl_seed_000_json_call(live: Live) -> None:
+    result = curl(
+        "-X",
+        "PUT",
+        "-H",
+        f"Authorization: Bearer {live.secret}",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        '{"ip":"192.0.2.66","name":"bravo"}',
+        "-w",
+        "\n%{http_code}",
+        f"http://{live.http}/api/v1/records/{APP}/targets/bravo",
+    )
+    body, status = result.stdout.rsplit("\n", 1)
+    assert status == "200", result.stdout + result.stderr
+    assert '"changed":true' in body and '"value":"192.0.2.66"' in body
+    assert live.dig() == ["192.0.2.66"]
+
+
+def test_curl_dial_up_script_line(live: Live) -> None:
+    """docs/updates.md's line for a dial-up script: no myip, the source address is used."""
+    url = f"http://{live.http}/nic/update?hostname={BRAVO}"
+    result = curl("--interface", "127.0.0.1", "-u", f"bravo-backup:{live.secret}", url)
+    assert result.stdout == "good 127.0.0.1\n", result.stderr
+    assert live.dig() == ["127.0.0.1"]
+    wrong = curl("-u", "bravo-backup:nope", "-w", "%{http_code}", url)
+    assert wrong.stdout == "badauth\n401"
