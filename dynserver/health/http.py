@@ -130,7 +130,10 @@ async def _exchange(
         while True:
             event = connection.next_event()
             if event is h11.NEED_DATA:
-                connection.receive_data(await reader.read(65536))
+                data = await reader.read(65536)
+                if not data and status == 0:
+                    raise ConnectionResetError("connection closed before a response")
+                connection.receive_data(data)
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code
