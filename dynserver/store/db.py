@@ -137,13 +137,29 @@ class Store:
     async def close(self) -> None:
         await self._db.close()
 
+    async def _execute(self, sql: str, parameters: Sequence[Any] = ()) -> int:
+        """Run a statement and close its cursor on the database thread; the rows changed.
+
+        Every write goes through here or _execute_many. A cursor left to the garbage
+        collector is finalised on the event loop's thread, where it resets its statement
+        while the database thread may be running that same cached statement for another
+        caller: sqlite3 then fails with "bad parameter or other API misuse" (concurrent
+        updates did, tests/update/test_durability.py)."""
+        async with self._db.execute(sql, parameters) as cursor:
+            return cursor.rowcount
+
+    async def _execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
+        async with self._db.executemany(sql, rows) as cursor:
+            return cursor.rowcount
+
     async def _migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
         version = int(row[0]) if row else 0
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            await self._db.executescript(_MIGRATIONS[target])
-            await self._db.execute(f"PRAGMA user_version={target}")
+            async with self._db.executescript(_MIGRATIONS[target]):
+                pass
+            await self._execute(f"PRAGMA user_version={target}")
         await self._db.commit()
 
     # -- target states --------------------------------------------------------------
@@ -175,7 +191,7 @@ class Store:
         ]
 
     async def save_states(self, states: Iterable[StoredState], *, commit: bool = True) -> None:
-        await self._db.executemany(
+        await self._execute_many(
             "INSERT OR REPLACE INTO target_state VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
@@ -207,7 +223,7 @@ class Store:
 
     async def add_events(self, events: Sequence[EventRow], *, commit: bool = True) -> None:
         now = time.time()
-        await self._db.executemany(
+        await self._execute_many(
             "INSERT INTO event (at, kind, record, target, result, reason, previous, current, actor, detail)"
             " VALUES (?,?,?,?,?,?,?,?,?,?)",
             [
@@ -230,7 +246,7 @@ class Store:
             await self._db.commit()
 
     async def add_samples(self, samples: Sequence[Sample], *, commit: bool = True) -> None:
-        await self._db.executemany(
+        await self._execute_many(
             "INSERT INTO sample VALUES (?,?,?,?,?,?)",
             [(s.at, s.record, s.target, int(s.ok), s.latency, s.state) for s in samples],
         )
@@ -306,8 +322,7 @@ class Store:
         """Retention: drop events and samples older than ``before``."""
         removed = 0
         for table in ("event", "sample"):
-            cursor = await self._db.execute(f"DELETE FROM {table} WHERE at < ?", (before,))
-            removed += cursor.rowcount
+            removed += await self._execute(f"DELETE FROM {table} WHERE at < ?", (before,))
         await self._db.commit()
         return removed
 
@@ -319,7 +334,7 @@ class Store:
         return {r[0]: (int(r[1]), r[2]) for r in rows}
 
     async def save_serials(self, serials: dict[str, tuple[int, str]], *, commit: bool = True) -> None:
-        await self._db.executemany(
+        await self._execute_many(
             "INSERT OR REPLACE INTO zone_serial VALUES (?,?,?)",
             [(zone, serial, digest) for zone, (serial, digest) in serials.items()],
         )
@@ -344,7 +359,7 @@ class Store:
 
     async def add_credential(self, credential: StoredCredential) -> bool:
         """Insert a new credential; False if the name is taken (nothing is replaced)."""
-        cursor = await self._db.execute(
+        added = await self._execute(
             f"INSERT OR IGNORE INTO credential ({_CREDENTIAL_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
             (
                 credential.name,
@@ -357,15 +372,15 @@ class Store:
             ),
         )
         await self._db.commit()
-        return cursor.rowcount == 1
+        return added == 1
 
     async def delete_credential(self, name: str) -> bool:
-        cursor = await self._db.execute("DELETE FROM credential WHERE name = ?", (name,))
+        deleted = await self._execute("DELETE FROM credential WHERE name = ?", (name,))
         await self._db.commit()
-        return cursor.rowcount == 1
+        return deleted == 1
 
     async def touch_credentials(self, used: dict[str, float]) -> None:
-        await self._db.executemany(
+        await self._execute_many(
             "UPDATE credential SET last_used = ? WHERE name = ? AND (last_used IS NULL OR last_used < ?)",
             [(at, name, at) for name, at in used.items()],
         )
