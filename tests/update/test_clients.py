@@ -217,3 +217,19 @@ def test_curl_dial_up_script_line(live: Live) -> None:
     assert live.dig() == ["127.0.0.1"]
     wrong = curl("-u", "bravo-backup:nope", "-w", "%{http_code}", url)
     assert wrong.stdout == "badauth\n401"
+
+
+def test_brute_force_over_http_is_locked_out_and_others_keep_working(live: Live) -> None:
+    """Ten wrong secrets from one address: that address gets `abuse`, even with the right
+    secret; the owner from another address, and other credentials, still work."""
+    other = add(live.folder / "dynserver.toml", "charlie-backup", "--target", f"{APP}/charlie")
+    attacker, owner = loopback(), loopback()
+    url = f"http://{live.http}/nic/update?hostname={BRAVO}&myip=192.0.2.70"
+    replies = [curl("--interface", attacker, "-u", f"bravo-backup:guess{n}", url).stdout for n in range(11)]
+    assert replies == ["badauth\n"] * 10 + ["abuse\n"]
+    assert curl("--interface", attacker, "-u", f"bravo-backup:{live.secret}", url).stdout == "abuse\n"
+    assert curl("--interface", owner, "-u", f"bravo-backup:{live.secret}", url).stdout == "good 192.0.2.70\n"
+    charlie = f"http://{live.http}/nic/update?hostname=charlie.{APP}&myip=192.0.2.71"
+    assert curl("--interface", owner, "-u", f"charlie-backup:{other}", charlie).stdout == "good 192.0.2.71\n"
+    assert live.dig() == ["192.0.2.70"]
+    assert f"client={attacker}" in live.server.log_text()
