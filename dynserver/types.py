@@ -1,8 +1,8 @@
-"""Type aliases shared across the package."""
+"""Types shared across the package: aliases, and the Stream reply of a zone transfer."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 # A domain name as a tuple of lower-cased labels, most specific first; the root is ().
 # Tuples make suffix tests cheap (name[-len(origin):] == origin) and hash well.
@@ -11,5 +11,19 @@ Name = tuple[bytes, ...]
 # The transports' view of the server: wire message in, wire reply out (or None to drop).
 # The flag says whether it arrived over TCP (no UDP size limit); the peer is the client's
 # (address, port). Queries are answered at once; a message that must wait (an UPDATE is
-# committed to disk before it is acknowledged) returns an awaitable of the reply.
-Answerer = Callable[[bytes, bool, tuple[str, int]], "bytes | Awaitable[bytes | None] | None"]
+# committed to disk before it is acknowledged) returns an awaitable of the reply; a query
+# answered by several messages (a zone transfer, over TCP only) returns a Stream.
+Answerer = Callable[[bytes, bool, tuple[str, int]], "bytes | Stream | Awaitable[bytes | None] | None"]
+
+
+class Stream:
+    """The messages that answer one query, to be sent in order on one TCP connection.
+
+    A zone transfer of a large zone is many messages; they are produced one at a time by
+    a pure generator, so the zone is never rendered in memory as a whole and the
+    transport can let other work run between two messages."""
+
+    __slots__ = ("messages",)
+
+    def __init__(self, messages: Iterator[bytes]) -> None:
+        self.messages = messages

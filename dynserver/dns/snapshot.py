@@ -14,7 +14,7 @@ The template memo filled while answering is a cache of pure results of this snap
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from dnslib import RR, TXT, DNSLabel
@@ -22,7 +22,7 @@ from dnslib import RR, TXT, DNSLabel
 from dynserver.dns import wire
 from dynserver.dns.answer import REFUSED, Resolution, find_zone, render, resolve
 from dynserver.dns.zone import Zone
-from dynserver.types import Name
+from dynserver.types import Name, Stream
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,12 @@ MEMO_LIMIT = 50_000
 # Zones up to this many names get their common replies built with the snapshot.
 WARM_LIMIT = 5_000
 _WARM_TYPES = (wire.TYPE_A, wire.TYPE_AAAA)
+_TRANSFER_TYPES = (wire.TYPE_AXFR, wire.TYPE_IXFR)
 _EDNS_MODES = (None, wire.Edns(wire.OUR_UDP_SIZE, 0, False), wire.Edns(wire.OUR_UDP_SIZE, 0, True))
+# Who answers what a snapshot cannot answer from its tables alone: zone transfers and
+# TSIG-signed queries need keys, access rules and the journal (dynserver/xfr). It gets
+# the query, its bytes, TCP or not, the client's address, and the snapshot asked.
+Delegate = Callable[[wire.Query, bytes, bool, "tuple[str, int] | None", "Snapshot"], "bytes | Stream | None"]
 _CHAOS_NAMES: dict[Name, str] = {
     (b"version", b"bind"): "version",
     (b"version", b"server"): "version",
@@ -64,9 +69,11 @@ class Snapshot:
         *,
         chaos: Mapping[str, str] | None = None,
         warm: bool = True,
+        transfers: Delegate | None = None,
     ) -> None:
         self.zones = zones
         self.chaos = dict(chaos or {})
+        self.transfers = transfers
         # One table per EDNS mode: no OPT, OPT, OPT with DO.
         self._tables: tuple[dict[bytes, Template], ...] = ({}, {}, {})
         self._memo_room = MEMO_LIMIT
@@ -83,7 +90,7 @@ class Snapshot:
         Templates of unchanged zones carry over (a reply depends only on its own zone
         unless it was marked cross-zone), so a failover costs work in proportion to
         the zones it touches, not to everything served."""
-        new = Snapshot(zones, chaos=self.chaos, warm=False)
+        new = Snapshot(zones, chaos=self.chaos, warm=False, transfers=self.transfers)
         drop = set(self._cross)
         for origin in changed:
             drop |= self._by_zone.get(origin, set())
@@ -101,8 +108,11 @@ class Snapshot:
 
     # -- the hot path ---------------------------------------------------------------
 
-    def answer(self, data: bytes, tcp: bool) -> bytes | None:
-        """Reply to one wire message, or None to drop it. Never raises on bad input."""
+    def answer(self, data: bytes, tcp: bool, peer: tuple[str, int] | None = None) -> bytes | Stream | None:
+        """Reply to one wire message, or None to drop it. Never raises on bad input.
+
+        ``peer`` (the client's address) matters only to transfers; a Stream (several
+        messages) is only ever returned over TCP."""
         # Plain query: QR=0, opcode QUERY, one question, no answer/authority records.
         if len(data) >= 17 and not data[2] & 0xF8 and data[4:10] == b"\x00\x01\x00\x00\x00\x00":
             end = data.find(0, 12)  # the root label (see docs/architecture.md: why safe)
@@ -112,7 +122,7 @@ class Snapshot:
                 pass
             elif arcount == b"\x00\x00":
                 if len(data) == qend:
-                    return self._splice(data, end, qend, self._tables[0], 512, tcp)
+                    return self._splice(data, end, qend, self._tables[0], 512, tcp, peer)
             elif arcount == b"\x00\x01" and data[qend : qend + 3] == b"\x00\x00\x29":
                 # An OPT owned by the root, version 0, and nothing after it.
                 rdlen = (data[qend + 9] << 8) | data[qend + 10] if len(data) >= qend + 11 else -1
@@ -120,8 +130,8 @@ class Snapshot:
                     size = (data[qend + 3] << 8) | data[qend + 4]
                     limit = 512 if size < 512 else (size if size < 1232 else 1232)
                     table = self._tables[2 if data[qend + 7] & 0x80 else 1]
-                    return self._splice(data, end, qend, table, limit, tcp)
-        return self._answer_slow(data, tcp)
+                    return self._splice(data, end, qend, table, limit, tcp, peer)
+        return self._answer_slow(data, tcp, peer)
 
     def _splice(
         self,
@@ -131,16 +141,17 @@ class Snapshot:
         table: dict[bytes, Template],
         limit: int,
         tcp: bool,
-    ) -> bytes | None:
+        peer: tuple[str, int] | None,
+    ) -> bytes | Stream | None:
         template = table.get(data[12 : end + 1].lower() + data[end + 1 : qend])
         if template is None or (not tcp and qend + len(template.body) > limit):
-            return self._answer_slow(data, tcp)
+            return self._answer_slow(data, tcp, peer)
         head = template.heads[data[2] & 1]
         return data[:2] + head + data[12:qend] + template.body
 
     # -- the full path --------------------------------------------------------------
 
-    def _answer_slow(self, data: bytes, tcp: bool) -> bytes | None:
+    def _answer_slow(self, data: bytes, tcp: bool, peer: tuple[str, int] | None) -> bytes | Stream | None:
         try:
             query = wire.parse_query(data)
         except wire.WireError as error:
@@ -148,16 +159,20 @@ class Snapshot:
         if query.edns_error == wire.FORMERR:
             return wire.error_reply(data, wire.FORMERR)  # RFC 6891 7: no OPT in reply
         try:
-            return self._answer_query(query, tcp)
+            return self._answer_query(query, tcp, data, peer)
         except Exception:  # pragma: no cover - a bug: answer SERVFAIL, keep serving
             log.exception("internal error answering query %r", data[:512])
             return wire.error_reply(data, wire.SERVFAIL)
 
-    def _answer_query(self, query: wire.Query, tcp: bool) -> bytes:
+    def _answer_query(
+        self, query: wire.Query, tcp: bool, data: bytes, peer: tuple[str, int] | None
+    ) -> bytes | Stream | None:
         if query.edns_error == wire.BADVERS:
             return self._reply(query, Resolution(rcode=wire.BADVERS, aa=False), tcp)
         if query.opcode != wire.OPCODE_QUERY:
             return self._reply(query, Resolution(rcode=wire.NOTIMP, aa=False), tcp)
+        if self.transfers is not None and (query.has_tsig or query.qtype in _TRANSFER_TYPES):
+            return self.transfers(query, data, tcp, peer, self)
         if query.has_tsig:
             # No TSIG keys are configured for queries: RFC 8945 5.2 says NOTAUTH.
             return self._reply(query, Resolution(rcode=wire.NOTAUTH, aa=False), tcp)
@@ -166,8 +181,8 @@ class Snapshot:
         if query.qclass != wire.CLASS_IN:
             return self._reply(query, REFUSED, tcp)
         qtype = query.qtype
-        if qtype in (wire.TYPE_AXFR, wire.TYPE_IXFR):
-            return self._reply(query, REFUSED, tcp)
+        if qtype in _TRANSFER_TYPES:
+            return self._reply(query, REFUSED, tcp)  # no transfer service (a bare snapshot)
         if qtype in (wire.TYPE_OPT, wire.TYPE_TKEY, wire.TYPE_TSIG):
             return self._reply(query, Resolution(rcode=wire.FORMERR, aa=False), tcp)
         if qtype in (wire.TYPE_MAILA, wire.TYPE_MAILB):

@@ -1,7 +1,8 @@
 """TCP transport (RFC 7766): many queries per connection, answered in order.
 
 Limits keep strangers from holding resources: a total and a per-client connection cap,
-an idle timeout between messages, and a bound on the time to receive one message.
+an idle timeout between messages, and a bound on the time to receive one message. A
+zone transfer is answered by a Stream of messages, written one by one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import socket
 from collections import Counter
 
 from dynserver.model import Listener, ServerConfig
-from dynserver.types import Answerer
+from dynserver.types import Answerer, Stream
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,30 @@ class TcpServer:
             length = int.from_bytes(prefix, "big")
             data = await asyncio.wait_for(reader.readexactly(length), self._message_timeout)
             reply = self._answer(data, True, peer)
+            if isinstance(reply, Stream):
+                await self._send_stream(writer, reply)
+                continue
             if reply is not None and not isinstance(reply, bytes):
                 reply = await reply  # a message that must wait (UPDATE) holds this connection
             if reply is None:
                 return  # a message we drop over UDP ends the connection over TCP
             writer.write(len(reply).to_bytes(2, "big") + reply)
             await asyncio.wait_for(writer.drain(), self._message_timeout)
+
+    async def _send_stream(self, writer: asyncio.StreamWriter, stream: Stream) -> None:
+        """Write each message of a transfer as it is produced; in between, other tasks run
+        (a large zone must not keep queries waiting), and a slow reader is bounded by the
+        message timeout, as for any reply."""
+        try:
+            for message in stream.messages:
+                writer.write(len(message).to_bytes(2, "big") + message)
+                await asyncio.wait_for(writer.drain(), self._message_timeout)
+                await asyncio.sleep(0)
+        except (ConnectionError, TimeoutError):
+            raise
+        except Exception as error:  # pragma: no cover - a bug: end this transfer, keep serving
+            log.exception("error while sending a zone transfer")
+            raise ConnectionError("transfer failed") from error
 
     async def close(self) -> None:
         if self._server is not None:
