@@ -29,10 +29,13 @@ from dynserver.model import Config, Listener, ZoneConfig
 from dynserver.notify.sender import Alert, Notifier
 from dynserver.server.tcp import TcpServer
 from dynserver.server.udp import UdpServer
-from dynserver.store.db import EventRow, Sample, Store, StoredState
+from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredState
 from dynserver.store.writer import Writer
-from dynserver.types import Name
+from dynserver.types import Name, Stream
 from dynserver.update import rfc2136
+from dynserver.xfr import journal
+from dynserver.xfr.notify import SecondaryNotifier
+from dynserver.xfr.transfer import Transfers
 
 log = logging.getLogger("dynserver")
 
@@ -58,6 +61,10 @@ class App:
             soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
             self.serials[origin] = soa_fields(soa).serial
         self.zones: dict[Name, Zone] = {origin: self._build_zone(origin) for origin in self.zone_configs}
+        # Secondaries: transfers (and signed queries) are answered by `transfers`, which
+        # keeps each zone's IXFR journal; `secondaries` sends them NOTIFY on every change.
+        self.transfers = Transfers(config.zones, config.keys)
+        self.secondaries = SecondaryNotifier(config.zones, config.keys, self.zones.__getitem__)
         self.snapshot = self._snapshot()
         self.udp: list[UdpServer] = []
         self.tcp: list[TcpServer] = []
@@ -81,12 +88,12 @@ class App:
 
     def answer(
         self, data: bytes, tcp: bool, peer: tuple[str, int] | None = None
-    ) -> bytes | Awaitable[bytes | None] | None:
+    ) -> bytes | Stream | Awaitable[bytes | None] | None:
         # Opcode UPDATE (5) waits for the disk; everything else is answered from the
         # snapshot, whose reference is read once per query (a swap is atomic).
         if len(data) > 2 and data[2] & 0xF8 == 0x28:  # QR=0, opcode UPDATE (a reply is dropped)
             return self._update(data, peer)
-        return self.snapshot.answer(data, tcp)
+        return self.snapshot.answer(data, tcp, peer)
 
     async def _update(self, data: bytes, peer: tuple[str, int] | None) -> bytes | None:
         """RFC 2136: verify and plan (pure), commit every new value, then acknowledge."""
@@ -118,7 +125,7 @@ class App:
             chaos["version"] = self.config.server.chaos_version
         if self.config.server.chaos_hostname:
             chaos["hostname"] = self.config.server.chaos_hostname
-        return Snapshot(dict(self.zones), chaos=chaos)
+        return Snapshot(dict(self.zones), chaos=chaos, transfers=self._transfer)
 
     def _build_zone(self, origin: Name) -> Zone:
         """Static data + the current answers of the zone's dynamic records."""
@@ -152,6 +159,7 @@ class App:
                 nodes[target_rrset.name] = {target_rrset.rtype: target_rrset}
         if not changes:
             return
+        before = {origin: self.zones[origin] for origin in changes}
         for origin, nodes in changes.items():
             self.serials[origin] = _next_serial(self.serials[origin])
             self.zones[origin] = self.zones[origin].with_nodes(nodes).with_serial(self.serials[origin])
@@ -159,7 +167,55 @@ class App:
                 # The content digest is written at a clean stop; "" says "unknown" after a crash.
                 self.writer.serial(_text(origin), self.serials[origin], "")
         self.swap(self.snapshot.derive(dict(self.zones), set(changes)))
+        self._tell_secondaries(before, changes)
         self.answer_changes += 1
+
+    # -- secondaries: AXFR/IXFR and NOTIFY ---------------------------------------------
+
+    def _transfer(
+        self, query: wire.Query, data: bytes, tcp: bool, peer: tuple[str, int] | None, snapshot: Snapshot
+    ) -> bytes | Stream | None:
+        return self.transfers.answer(query, data, tcp, peer, snapshot, int(time.time()))
+
+    def _tell_secondaries(
+        self, before: dict[Name, Zone], changes: dict[Name, dict[Name, dict[int, RRset]]]
+    ) -> None:
+        """Journal what each changed zone's new serial changed (IXFR), and NOTIFY."""
+        for origin, old in before.items():
+            zone_journal = self.transfers.journals.get(origin)
+            if zone_journal is None:
+                continue  # no [zones.X.transfer]: nobody copies this zone
+            delta = journal.diff(old, self.zones[origin], changes[origin])
+            seq = zone_journal.add(delta)
+            if self.writer is not None:
+                row = JournalRow(seq, delta.serial_from, delta.serial_to, journal.encode(delta))
+                self.writer.journal(_text(origin), row, zone_journal.first_seq)
+            self.secondaries.changed(origin)
+
+    async def _restore_journal(self, store: Store) -> None:
+        """Load the stored journals that still lead to each zone's current serial.
+
+        A journal that ends elsewhere (the zone was rebuilt with a new serial after a
+        crash, or its master file changed) cannot be continued: it is dropped, and a
+        secondary that is behind gets a full transfer."""
+        stored = await store.journal()
+        drop: dict[str, int] = {}
+        for origin, zone_journal in self.transfers.journals.items():
+            rows = stored.get(_text(origin), [])
+            try:
+                entries = [(r.seq, journal.decode(r.serial_from, r.serial_to, r.data)) for r in rows]
+            except ValueError:
+                entries = []
+            restored = journal.Journal(zone_journal.limit, entries)
+            if restored.last_serial != self.serials[origin]:
+                restored = journal.Journal(zone_journal.limit, [])
+                if rows:
+                    log.info("event=journal_dropped zone=%s reason=serial_moved", _text(origin))
+            if rows:
+                drop[_text(origin)] = restored.first_seq if len(restored) else rows[-1].seq + 1
+            self.transfers.journals[origin] = restored
+        if drop:
+            await store.keep_journal(drop)
 
     # -- health ---------------------------------------------------------------------
 
@@ -480,6 +536,7 @@ class App:
         if database is not None:
             self.store = await Store.open(database)
             await self._restore(self.store)
+            await self._restore_journal(self.store)
             self.writer = Writer(self.store)
             self.writer.start()
             self._event(EventRow(kind="system", reason="started", detail={"zones": len(self.zones)}))
@@ -493,6 +550,8 @@ class App:
             self.tcp.append(tcp)
             host, port = udp.address
             log.info("event=listening proto=dns address=%s", Listener(host, port))
+        if self.secondaries.enabled:
+            self.secondaries.start(udp.address[0] for udp in self.udp)
         if self.config.demo:
             self._demo = DemoServers(list(self.config.demo))
             await self._demo.start()
@@ -517,6 +576,7 @@ class App:
         log.info("event=listening proto=http address=%s", Listener(*server.address))
 
     async def stop(self) -> None:
+        await self.secondaries.stop()
         for udp in self.udp:
             udp.close()
         for tcp in self.tcp:

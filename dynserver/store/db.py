@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE target_state (
@@ -56,6 +56,16 @@ _MIGRATIONS: dict[int, str] = {
         salt BLOB NOT NULL, digest BLOB NOT NULL,
         admin INTEGER NOT NULL, targets TEXT NOT NULL,
         created REAL NOT NULL, last_used REAL
+    );
+    """,
+    # The IXFR journal: each zone's last changes (dynserver.xfr.journal.encode), so that
+    # secondaries continue with incremental transfers after a restart.
+    4: """
+    CREATE TABLE xfr_journal (
+        zone TEXT NOT NULL, seq INTEGER NOT NULL,
+        serial_from INTEGER NOT NULL, serial_to INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (zone, seq)
     );
     """,
 }
@@ -108,6 +118,16 @@ class StoredCredential:
     targets: tuple[str, ...]
     created: float
     last_used: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    """One stored IXFR journal entry of a zone."""
+
+    seq: int
+    serial_from: int
+    serial_to: int
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +358,33 @@ class Store:
             "INSERT OR REPLACE INTO zone_serial VALUES (?,?,?)",
             [(zone, serial, digest) for zone, (serial, digest) in serials.items()],
         )
+        if commit:
+            await self._db.commit()
+
+    # -- the IXFR journal -----------------------------------------------------------
+
+    async def journal(self) -> dict[str, list[JournalRow]]:
+        """Every zone's journal entries, oldest first."""
+        async with self._db.execute(
+            "SELECT zone, seq, serial_from, serial_to, data FROM xfr_journal ORDER BY zone, seq"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        result: dict[str, list[JournalRow]] = {}
+        for r in rows:
+            result.setdefault(r[0], []).append(JournalRow(int(r[1]), int(r[2]), int(r[3]), bytes(r[4])))
+        return result
+
+    async def add_journal(self, rows: Sequence[tuple[str, JournalRow]], *, commit: bool = True) -> None:
+        await self._db.executemany(
+            "INSERT OR REPLACE INTO xfr_journal VALUES (?,?,?,?,?)",
+            [(zone, r.seq, r.serial_from, r.serial_to, r.data) for zone, r in rows],
+        )
+        if commit:
+            await self._db.commit()
+
+    async def keep_journal(self, first: dict[str, int], *, commit: bool = True) -> None:
+        """Drop each zone's entries older than its ``first`` seq kept."""
+        await self._db.executemany("DELETE FROM xfr_journal WHERE zone = ? AND seq < ?", list(first.items()))
         if commit:
             await self._db.commit()
 

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 
-from dynserver.store.db import EventRow, Sample, Store, StoredState
+from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredState
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,8 @@ class Writer:
         self._events: list[EventRow] = []
         self._samples: list[Sample] = []
         self._serials: dict[str, tuple[int, str]] = {}
+        self._journal: list[tuple[str, JournalRow]] = []
+        self._journal_first: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
@@ -37,6 +39,11 @@ class Writer:
 
     def serial(self, zone: str, serial: int, digest: str) -> None:
         self._serials[zone] = (serial, digest)
+
+    def journal(self, zone: str, row: JournalRow, first: int) -> None:
+        """An IXFR journal entry, and the oldest seq the zone still keeps (older go)."""
+        self._journal.append((zone, row))
+        self._journal_first[zone] = first
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="store writer")
@@ -58,7 +65,9 @@ class Writer:
         events, self._events = self._events, []
         samples, self._samples = self._samples, []
         serials, self._serials = self._serials, {}
-        if not (states or events or samples or serials):
+        journal, self._journal = self._journal, []
+        journal_first, self._journal_first = self._journal_first, {}
+        if not (states or events or samples or serials or journal or journal_first):
             return
         try:
             if states:
@@ -69,6 +78,10 @@ class Writer:
                 await self.store.add_samples(samples, commit=False)
             if serials:
                 await self.store.save_serials(serials, commit=False)
+            if journal:
+                await self.store.add_journal(journal, commit=False)
+            if journal_first:
+                await self.store.keep_journal(journal_first, commit=False)
             await self.store.commit()
         except Exception:
             # Put it all back (newer states win) so the next flush retries.
@@ -78,6 +91,9 @@ class Writer:
             self._samples[:0] = samples
             for zone, value in serials.items():
                 self._serials.setdefault(zone, value)
+            self._journal[:0] = journal
+            for zone, first in journal_first.items():
+                self._journal_first.setdefault(zone, first)
             raise
 
     async def stop(self) -> None:

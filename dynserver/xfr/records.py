@@ -1,0 +1,57 @@
+"""Resource records as wire bytes: what transfers send and the journal keeps.
+
+A transfer copies records, not answers, so each record is rendered once, whole and on
+its own: the owner name and every name in the RDATA written in full (no compression
+pointers), so the same bytes can go into any message at any offset and be stored as they
+are. Owner names come lower-cased from the zone (as the answers give them).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+from dnslib import RD, DNSBuffer, DNSLabel
+
+from dynserver.dns import wire
+from dynserver.dns.zone import RRset, Zone
+
+_FIXED = struct.Struct("!HHIH")  # type, class, TTL, RDATA length
+
+
+class _Uncompressed(DNSBuffer):  # type: ignore[misc]
+    """A buffer that writes every name in full: RDATA that stands on its own."""
+
+    def encode_name(self, name: DNSLabel) -> None:
+        self.encode_name_nocompress(name)
+
+
+def rdata_wire(rd: RD) -> bytes:
+    buffer = _Uncompressed()
+    rd.pack(buffer)
+    return bytes(buffer.data)
+
+
+def rrset_wire(rrset: RRset) -> list[bytes]:
+    """One wire record per RDATA of the RRset."""
+    owner = wire.name_to_wire(rrset.name)
+    out = []
+    for rd in rrset.rdatas:
+        data = rdata_wire(rd)
+        out.append(owner + _FIXED.pack(rrset.rtype, wire.CLASS_IN, rrset.ttl, len(data)) + data)
+    return out
+
+
+def soa_wire(zone: Zone) -> bytes:
+    return rrset_wire(zone.soa)[0]
+
+
+def zone_body(zone: Zone) -> Iterator[bytes]:
+    """Every record of the zone but its SOA (which opens and closes a transfer)."""
+    for rrset in zone.rrsets():
+        if rrset.rtype != wire.TYPE_SOA:
+            yield from rrset_wire(rrset)
+
+
+def record_count(zone: Zone) -> int:
+    return sum(len(rrset.rdatas) for rrset in zone.rrsets())
