@@ -39,6 +39,7 @@ _FQDN = {
     "required": True,
     "description": "The dynamic record's name, e.g. app.dyn.example.test (a trailing dot is allowed).",
     "schema": {"type": "string"},
+    "example": "app.dyn.example.test",
 }
 _TARGET = {
     "name": "name",
@@ -46,6 +47,7 @@ _TARGET = {
     "required": True,
     "description": "The target's name within the record, e.g. bravo.",
     "schema": {"type": "string"},
+    "example": "bravo",
 }
 
 _SCHEMAS: dict[str, Any] = {
@@ -143,6 +145,7 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": 'The new value: {"value": ...}, or seed 000\'s {"ip": ..., "name": ...}. '
         'An empty string means "the address this request comes from".',
+        "anyOf": [{"required": ["value"]}, {"required": ["ip"]}],
         "properties": {
             "value": {"type": "string", "examples": ["192.0.2.10"]},
             "ip": {"type": "string"},

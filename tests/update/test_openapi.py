@@ -5,6 +5,8 @@ and never a server error. A route and its description cannot drift apart."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,11 +14,16 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+from starlette.routing import Mount, Route
 
+from dynserver import config
+from dynserver.app import App
 from dynserver.update import credentials
 from dynserver.update.limits import LimitPolicy
 from dynserver.web import openapi
-from tests.update.common import APP, live_server
+from dynserver.web.app import create_app
+from tests.update.common import live_server, write_config
 
 # Schemathesis sends thousands of requests from one address: the limits are lifted here
 # (they have their own tests); lockout stays on, at a level these requests never reach.
@@ -28,10 +35,11 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
-def secret(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A live listener whose config has the document's example record and target."""
     with live_server(tmp_path_factory.mktemp("openapi"), limits=GENEROUS) as server:
         server.add(ADMIN)
-        yield server.url, ADMIN_SECRET
+        yield server.url
 
 
 # The document as the code holds it; test_the_served_document_is_this_one checks that the
@@ -56,20 +64,18 @@ class Bearer:
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_route_answers_as_documented(case: Case, secret: tuple[str, str]) -> None:
-    url, _ = secret
-    case.call_and_validate(base_url=f"{url}/api/v1")
+def test_every_route_answers_as_documented(case: Case, url: str) -> None:
+    excluded = []
+    if case.operation.label == "PUT /records/{fqdn}/targets/{name}":
+        # Whether a value is valid depends on the record's type (an IPv4 address for A,
+        # IPv6 for AAAA, a host name for CNAME), which one schema for every record cannot
+        # say; such a value is answered 422, as documented, not accepted.
+        excluded.append(positive_data_acceptance)
+    case.call_and_validate(base_url=f"{url}/api/v1", excluded_checks=excluded)
 
 
-def test_the_document_covers_every_api_route(secret: tuple[str, str], tmp_path: Path) -> None:
+def test_the_document_covers_every_api_route(tmp_path: Path) -> None:
     """Every route the app has is in the document, with the same methods."""
-    from starlette.routing import Mount, Route
-
-    from dynserver import config
-    from dynserver.app import App
-    from dynserver.web.app import create_app
-    from tests.update.common import write_config
-
     app = create_app(App(config.load(write_config(tmp_path))))
     [api] = [r for r in app.routes if isinstance(r, Mount) and r.path == "/api/v1"]
     routes: dict[str, set[str]] = {}
@@ -81,13 +87,8 @@ def test_the_document_covers_every_api_route(secret: tuple[str, str], tmp_path: 
         for path, item in openapi.DOCUMENT["paths"].items()
     }
     assert routes == documented
-    assert APP  # the record the generated requests mostly miss: 404 is documented for it
 
 
-def test_the_served_document_is_this_one(secret: tuple[str, str]) -> None:
-    import json
-    import urllib.request
-
-    url, _ = secret
+def test_the_served_document_is_this_one(url: str) -> None:
     with urllib.request.urlopen(f"{url}/api/v1/openapi.json", timeout=10) as response:
         assert json.loads(response.read()) == json.loads(json.dumps(openapi.DOCUMENT))
