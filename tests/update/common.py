@@ -1,10 +1,13 @@
 """What the update tests share: a config with targets of each kind, an App run in the
 test's own event loop with its web app reached in-process (httpx's ASGI transport, with
-the client address a test chooses), and credentials made as the CLI makes them."""
+the client address a test chooses), a live listener for synchronous clients, the
+`dynserver credential` command, and asking the App's DNS core directly."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -13,6 +16,8 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.message
+import dns.rdatatype
 import httpx
 
 from dynserver import config
@@ -22,7 +27,7 @@ from dynserver.store.db import StoredCredential
 from dynserver.update import credentials
 from dynserver.update.limits import LimitPolicy
 from dynserver.web.app import WebServer, create_app
-from tests.support import loopback
+from tests.support import ROOT, loopback
 
 ZONE = """\
 $ORIGIN dyn.example.test.
@@ -151,6 +156,29 @@ def live_server(folder: Path, *, limits: LimitPolicy | None = None) -> Iterator[
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def ask(app: App, name: str, rtype: str = "A") -> list[str]:
+    query = dns.message.make_query(name, getattr(dns.rdatatype, rtype))
+    reply = app.answer(query.to_wire(), False)
+    assert isinstance(reply, bytes)
+    return sorted(r.to_text() for rrset in dns.message.from_wire(reply).answer for r in rrset)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dynserver", "credential", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+
+
+def add(config_path: Path, name: str, *scope: str) -> str:
+    result = cli("add", "--config", str(config_path), "--name", name, *scope)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[-1]
 
 
 def wait_for_http(url: str, timeout: float = 15.0) -> None:

@@ -9,21 +9,10 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import dns.message
-import dns.rdatatype
-
-from dynserver.app import App
 from dynserver.update.limits import LimitPolicy
-from tests.update.common import APP, Running, running
+from tests.update.common import APP, Running, ask, running
 
 TARGETS = f"/api/v1/records/{APP}/targets"
-
-
-def ask(app: App, name: str, rtype: str = "A") -> list[str]:
-    query = dns.message.make_query(name, getattr(dns.rdatatype, rtype))
-    reply = app.answer(query.to_wire(), False)
-    assert isinstance(reply, bytes)
-    return sorted(r.to_text() for rrset in dns.message.from_wire(reply).answer for r in rrset)
 
 
 def bearer(secret: str) -> dict[str, str]:

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import Server, dynserver, free_port, loopback, require_program
-from tests.update.common import APP, BRAVO, wait_for_http, write_config
-from tests.update.test_credentials import add
+from tests.update.common import APP, BRAVO, add, wait_for_http, write_config
 
 pytestmark = pytest.mark.timeout(120)
 

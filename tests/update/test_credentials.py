@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import sqlite3
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,8 +22,8 @@ from dynserver.store.db import Store
 from dynserver.update import credentials
 from dynserver.update.credentials import Principal
 from dynserver.update.targets import InvalidValue, Targets, in_scope, parse_value
-from tests.support import ROOT, dynserver, free_port, loopback
-from tests.update.common import APP, BRAVO, wait_for_http, write_config
+from tests.support import dynserver, free_port, loopback
+from tests.update.common import APP, BRAVO, add, cli, wait_for_http, write_config
 
 APP_NAME = parse_name(APP)
 
@@ -153,22 +151,6 @@ def test_migration_3_adds_credentials_to_an_existing_database(tmp_path: Path) ->
 
 
 # -- the commands --------------------------------------------------------------------
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dynserver", "credential", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
-
-
-def add(config_path: Path, name: str, *scope: str) -> str:
-    result = cli("add", "--config", str(config_path), "--name", name, *scope)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.splitlines()[-1]
 
 
 def dyndns2(

@@ -26,8 +26,7 @@ import dns.rdatatype
 import pytest
 
 from tests.support import dynserver, free_port, loopback
-from tests.update.common import wait_for_http, write_config
-from tests.update.test_credentials import add
+from tests.update.common import add, wait_for_http, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -14,8 +14,7 @@ from unittest import mock
 import httpx
 
 from dynserver.update.limits import LimitPolicy
-from tests.update.common import APP, BRAVO, Running, running
-from tests.update.test_api import ask
+from tests.update.common import APP, BRAVO, Running, ask, running
 
 
 def run(tmp_path: Path, test: Any, limits: LimitPolicy | None = None) -> None:
