@@ -375,7 +375,7 @@ class Store:
         return result
 
     async def add_journal(self, rows: Sequence[tuple[str, JournalRow]], *, commit: bool = True) -> None:
-        await self._db.executemany(
+        await self._execute_many(
             "INSERT OR REPLACE INTO xfr_journal VALUES (?,?,?,?,?)",
             [(zone, r.seq, r.serial_from, r.serial_to, r.data) for zone, r in rows],
         )
@@ -384,7 +384,7 @@ class Store:
 
     async def keep_journal(self, first: dict[str, int], *, commit: bool = True) -> None:
         """Drop each zone's entries older than its ``first`` seq kept."""
-        await self._db.executemany("DELETE FROM xfr_journal WHERE zone = ? AND seq < ?", list(first.items()))
+        await self._execute_many("DELETE FROM xfr_journal WHERE zone = ? AND seq < ?", list(first.items()))
         if commit:
             await self._db.commit()
 
