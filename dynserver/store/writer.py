@@ -25,6 +25,7 @@ class Writer:
         self._journal_first: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.failures = 0
 
     def state(self, state: StoredState) -> None:
@@ -49,7 +50,7 @@ class Writer:
         self._task = asyncio.create_task(self._run(), name="store writer")
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
                     await self._wake.wait()
@@ -97,8 +98,11 @@ class Writer:
             raise
 
     async def stop(self) -> None:
+        # The loop is asked to end, not cancelled: a flush cancelled half-way would lose
+        # the batch it had taken (the last changes before a stop: states, events, the
+        # IXFR journal) while its statements still ran in SQLite's thread.
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._closing = True
+            self._wake.set()
+            await self._task
         await self.flush()
