@@ -208,9 +208,14 @@ class App:
                 entries = []
             restored = journal.Journal(zone_journal.limit, entries)
             if restored.last_serial != self.serials[origin]:
-                restored = journal.Journal(zone_journal.limit, [])
                 if rows:
-                    log.info("event=journal_dropped zone=%s reason=serial_moved", _text(origin))
+                    log.info(
+                        "event=journal_dropped zone=%s journal_ends=%s serial=%d",
+                        _text(origin),
+                        restored.last_serial,
+                        self.serials[origin],
+                    )
+                restored = journal.Journal(zone_journal.limit, [])
             if rows:
                 drop[_text(origin)] = restored.first_seq if len(restored) else rows[-1].seq + 1
             self.transfers.journals[origin] = restored

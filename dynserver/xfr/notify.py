@@ -37,8 +37,8 @@ from dynserver.xfr.records import soa_wire
 
 log = logging.getLogger(__name__)
 
-FIRST_WAIT = 1.0  # seconds to wait for the answer to the first NOTIFY of a serial
-MAX_WAIT = 30.0  # the wait doubles on each retry, up to this
+ANSWER_WAIT = 1.0  # seconds a NOTIFY waits for its answer
+MAX_PAUSE = 30.0  # between two sends of one serial: 1, 2, 4... seconds, up to this
 MAX_ATTEMPTS = 8  # sends of one serial before giving up (about two minutes in all)
 _HEADER = struct.Struct("!HHHHHH")
 
@@ -59,13 +59,19 @@ class Wait:
 
 
 class Outbox:
-    """The NOTIFY state of one zone at one secondary."""
+    """The NOTIFY state of one zone at one secondary.
+
+    A NOTIFY waits ``ANSWER_WAIT`` for its answer; a newer serial meanwhile waits for
+    that answer (a burst is coalesced). Without an answer, the same serial is sent
+    again after a growing pause, up to MAX_ATTEMPTS; a newer serial does not wait out
+    that pause: a secondary that was down and is back hears of it at once."""
 
     def __init__(self) -> None:
         self.wanted: int | None = None  # the latest serial to announce
         self.acked: int | None = None  # the last serial the secondary answered for
-        self.in_flight: int | None = None
-        self.deadline = 0.0  # when the NOTIFY in flight counts as lost
+        self.in_flight: int | None = None  # sent, answer awaited until ``deadline``
+        self.deadline = 0.0
+        self.next_at = 0.0  # the earliest time to send ``counting`` again
         self.attempts = 0  # sends of ``counting`` so far
         self.counting: int | None = None  # the serial ``attempts`` are counted for
 
@@ -73,21 +79,23 @@ class Outbox:
         self.wanted = serial
 
     def poll(self, now: float) -> Send | Wait:
-        """What to do now: send a NOTIFY, or wait (for its answer, or for a change)."""
+        """What to do now: send a NOTIFY, or wait (for its answer, a retry, a change)."""
         if self.in_flight is not None:
             if now < self.deadline:
                 return Wait(self.deadline - now)
-            self.in_flight = None  # lost: send again (below) unless the tries are used up
+            self.in_flight = None  # unanswered: lost
         if self.wanted is None or self.wanted == self.acked:
             return Wait(None)
         if self.counting != self.wanted:
-            self.counting, self.attempts = self.wanted, 0  # a new serial: tries afresh
+            self.counting, self.attempts, self.next_at = self.wanted, 0, now  # a new serial: at once
         if self.attempts >= MAX_ATTEMPTS:
-            return Wait(None)
+            return Wait(None)  # given up on this serial; the next change starts afresh
+        if now < self.next_at:
+            return Wait(self.next_at - now)
         self.attempts += 1
-        wait = min(FIRST_WAIT * 2 ** (self.attempts - 1), MAX_WAIT)
-        self.in_flight, self.deadline = self.wanted, now + wait
-        return Send(self.wanted, wait, self.attempts)
+        self.in_flight, self.deadline = self.wanted, now + ANSWER_WAIT
+        self.next_at = now + min(ANSWER_WAIT * 2 ** (self.attempts - 1), MAX_PAUSE)
+        return Send(self.wanted, ANSWER_WAIT, self.attempts)
 
     def answered(self, serial: int) -> None:
         """The secondary answered the NOTIFY for ``serial`` (whatever its rcode: an error
@@ -96,7 +104,8 @@ class Outbox:
         self.in_flight = None
 
     def lost(self) -> bool:
-        """The NOTIFY in flight got no usable answer in time. True: that was the last try."""
+        """The NOTIFY in flight got no usable answer (in time, or the port is closed).
+        True: that was the last try for this serial."""
         self.in_flight = None
         return self.wanted != self.acked and self.attempts >= MAX_ATTEMPTS
 
@@ -280,5 +289,4 @@ async def _exchange(
     except TimeoutError:
         return last
     except OSError as error:  # e.g. ICMP port unreachable: the secondary is not running
-        await asyncio.sleep(max(0.0, deadline - loop.time()))
         return Reply(None, f"{type(error).__name__}: {error.strerror or error}")

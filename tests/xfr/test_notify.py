@@ -45,42 +45,56 @@ def test_nothing_to_send_until_a_change() -> None:
 def test_a_burst_of_changes_is_one_notify_in_flight_then_the_latest() -> None:
     outbox = Outbox()
     outbox.change(1)
-    assert outbox.poll(0.0) == Send(1, notify.FIRST_WAIT, 1)
-    for serial in (2, 3, 4):  # while the first is in flight
+    assert outbox.poll(0.0) == Send(1, notify.ANSWER_WAIT, 1)
+    for serial in (2, 3, 4):  # while the first awaits its answer
         outbox.change(serial)
         assert isinstance(outbox.poll(0.1), Wait)
     outbox.answered(1)
-    assert outbox.poll(0.2) == Send(4, notify.FIRST_WAIT, 1)  # 2 and 3 are never sent
+    assert outbox.poll(0.2) == Send(4, notify.ANSWER_WAIT, 1)  # 2 and 3 are never sent
     outbox.answered(4)
     assert outbox.poll(0.3) == Wait(None)
+
+
+def sends_without_answers(outbox: Outbox, now: float, until: float) -> list[float]:
+    """Drive the outbox through time with a secondary that never answers."""
+    sent = []
+    while now < until:
+        action = outbox.poll(now)
+        if isinstance(action, Send):
+            sent.append(now)
+            continue
+        if action.seconds is None:
+            break
+        now += action.seconds
+    return sent
 
 
 def test_an_unanswered_notify_is_sent_again_later_and_later_then_given_up() -> None:
     outbox = Outbox()
     outbox.change(7)
-    now, waits = 0.0, []
-    while True:
-        action = outbox.poll(now)
-        if isinstance(action, Wait):
-            if action.seconds is None:
-                break
-            now += action.seconds
-            continue
-        waits.append(action.wait)
-        now += action.wait  # no answer: the deadline passes
-        last = outbox.lost()
-    assert len(waits) == MAX_ATTEMPTS and last
-    assert waits[:4] == [1.0, 2.0, 4.0, 8.0] and max(waits) == notify.MAX_WAIT
+    sent = sends_without_answers(outbox, 0.0, 1000.0)
+    assert sent == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 61.0, 91.0]  # pauses 1, 2, 4... up to 30
+    assert len(sent) == MAX_ATTEMPTS and outbox.lost()
     outbox.change(8)  # a new serial gets its own tries
-    assert outbox.poll(now) == Send(8, notify.FIRST_WAIT, 1)
+    assert outbox.poll(1000.0) == Send(8, notify.ANSWER_WAIT, 1)
 
 
-def test_a_wait_ends_at_the_deadline() -> None:
+def test_a_new_serial_does_not_wait_out_a_pause() -> None:
+    """A secondary that was down (every NOTIFY lost) hears of the next change at once."""
+    outbox = Outbox()
+    outbox.change(1)
+    assert sends_without_answers(outbox, 0.0, 5.0) == [0.0, 1.0, 3.0]
+    outbox.lost()  # e.g. the port was closed: known lost before the deadline
+    outbox.change(2)
+    assert outbox.poll(5.5) == Send(2, notify.ANSWER_WAIT, 1)
+
+
+def test_an_answer_is_awaited_until_the_deadline() -> None:
     outbox = Outbox()
     outbox.change(1)
     outbox.poll(10.0)
-    assert outbox.poll(10.25) == Wait(notify.FIRST_WAIT - 0.25)
-    assert outbox.poll(11.0) == Send(1, 2.0, 2)
+    assert outbox.poll(10.25) == Wait(notify.ANSWER_WAIT - 0.25)
+    assert outbox.poll(11.0) == Send(1, notify.ANSWER_WAIT, 2)
 
 
 # -- the messages ----------------------------------------------------------------------
