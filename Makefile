@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite talks to (real clients and real peers).
-TEST_DEBS  := dnsutils knot-dnsutils knot nsd unbound iproute2 util-linux openssl ddclient inadyn curl
+TEST_DEBS  := dnsutils knot-dnsutils knot nsd bind9 unbound iproute2 util-linux openssl ddclient inadyn curl
 # Peer servers and the load generator for `make bench`.
 BENCH_DEBS := dnsutils nsd knot gdnsd pdns-server pdns-backend-bind dnsperf util-linux
 
