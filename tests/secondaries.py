@@ -11,6 +11,7 @@ without pytest. Every process is stopped by PID.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -57,6 +58,20 @@ def find_program(kind: str) -> str | None:
     return shutil.which(name) or next(
         (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
     )
+
+
+def logged_transition(log: str, target: str, current: str) -> float | None:
+    """The wall-clock time (dynserver's log stamp, to the millisecond) of the first
+    health transition of ``target`` to ``current`` in ``log``, or None."""
+    found = re.search(
+        rf"^(\S+ \S+),(\d{{3}}) .*event=target_health record=\S+ target={re.escape(target)} "
+        rf"previous=\w+ current={current}",
+        log,
+        re.M,
+    )
+    if found is None:
+        return None
+    return time.mktime(time.strptime(found.group(1), "%Y-%m-%d %H:%M:%S")) + int(found.group(2)) / 1000
 
 
 # -- configs ---------------------------------------------------------------------------

@@ -28,7 +28,16 @@ import dns.tsigkeyring
 import pytest
 
 from tests.backends import Backend, backends
-from tests.secondaries import KINDS, PROGRAMS, Key, Primary, Secondary, listen_host, secondary
+from tests.secondaries import (
+    KINDS,
+    PROGRAMS,
+    Key,
+    Primary,
+    Secondary,
+    listen_host,
+    logged_transition,
+    secondary,
+)
 from tests.support import Server, dynserver, free_port, loopback, require_program
 
 pytestmark = pytest.mark.slow
@@ -193,19 +202,14 @@ def transfers(server: Server, peer: str) -> list[tuple[str, str]]:
 
 
 def transition_time(server: Server, target: str, current: str, after: int) -> float:
-    """Wall-clock time of the latest health transition of ``target`` to ``current``
-    logged after the first ``after`` characters of the log."""
-    pattern = (
-        rf"^(\S+ \S+),(\d{{3}}) .*event=target_health record=\S+ "
-        rf"target={target} previous=\w+ current={current}"
-    )
-    found = poll(
-        lambda: list(re.finditer(pattern, server.log_text()[after:], re.M)),
-        bool,
+    """When ``target`` went ``current``, as logged after the first ``after`` characters."""
+    at = poll(
+        lambda: logged_transition(server.log_text()[after:], target, current),
+        lambda found: found is not None,
         f"{target} {current} in the log",
     )
-    stamp, millis = found[-1].group(1), found[-1].group(2)
-    return time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+    assert at is not None
+    return at
 
 
 def wait_everywhere(cluster: Cluster, expected: frozenset[str]) -> dict[str, float]:
