@@ -215,7 +215,17 @@ class SecondaryNotifier:
         loop = asyncio.get_running_loop()
         key = self._ring.get(secondary.key) if secondary.key else None
         where = f"{secondary.host}:{secondary.port}"
-        with self._socket(secondary) as sock:
+        try:
+            sock = self._socket(secondary)
+        except OSError as error:  # e.g. no route from our address to the secondary's
+            log.error(
+                "event=notify_failed zone=%s secondary=%s reason=%r",
+                wire.name_to_text(origin),
+                where,
+                str(error),
+            )
+            return
+        with sock:
             while True:
                 action = outbox.poll(loop.time())
                 if isinstance(action, Wait):
