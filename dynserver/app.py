@@ -312,11 +312,18 @@ class App:
                 reason=f"{via} from {source or 'unknown'}",
                 detail={"type": key[1], "source": source, "via": via},
             )
-            await self.store.save_states(
-                [self._stored_state(key, value=value, value_set_at=now)], commit=False
-            )
-            await self.store.add_events([event], commit=False)
-            await self.store.commit()
+            try:
+                await self.store.save_states(
+                    [self._stored_state(key, value=value, value_set_at=now)], commit=False
+                )
+                await self.store.add_events([event], commit=False)
+                await self.store.commit()
+            except Exception:
+                # Not on disk, so not applied: and the half-written rows must not ride
+                # along with the writer's next commit.
+                with contextlib.suppress(Exception):
+                    await self.store.rollback()
+                raise
         self.value_set_at[key] = now
         self.engine.set_value(key, value)
         log.info(

@@ -210,9 +210,22 @@ class Store:
             for r in rows
         ]
 
-    async def save_states(self, states: Iterable[StoredState], *, commit: bool = True) -> None:
+    async def save_states(
+        self, states: Iterable[StoredState], *, commit: bool = True, with_value: bool = True
+    ) -> None:
+        """Upsert target states. ``with_value=False`` (health results) never touches the
+        address columns: only an update writes those, so a health write queued before an
+        acknowledged update cannot put the old address back."""
         await self._execute_many(
-            "INSERT OR REPLACE INTO target_state VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO target_state VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            if with_value
+            else "INSERT INTO target_state VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (record, type, target) DO UPDATE SET observed = excluded.observed,"
+            " since = excluded.since, successes = excluded.successes, failures = excluded.failures,"
+            " pending_until = excluded.pending_until, maintenance = excluded.maintenance,"
+            " config_maintenance = excluded.config_maintenance, last_ok = excluded.last_ok,"
+            " last_reason = excluded.last_reason, last_at = excluded.last_at,"
+            " last_latency = excluded.last_latency",
             [
                 (
                     s.record,
@@ -272,6 +285,9 @@ class Store:
         )
         if commit:
             await self._db.commit()
+
+    async def rollback(self) -> None:
+        await self._db.rollback()
 
     async def commit(self) -> None:
         await self._db.commit()

@@ -72,7 +72,7 @@ class Writer:
             return
         try:
             if states:
-                await self.store.save_states(states, commit=False)
+                await self.store.save_states(states, commit=False, with_value=False)
             if events:
                 await self.store.add_events(events, commit=False)
             if samples:

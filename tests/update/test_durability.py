@@ -115,18 +115,7 @@ def answers(host: str, port: int, name: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "monitored",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=False,  # a race: it loses an update in some runs, not all
-                raises=AssertionError,
-                reason="app.py: the writer can save a check result's state, with the address it "
-                "had then, over a newer update that was committed and acknowledged",
-            ),
-        ),
-    ],
+    [False, True],
     ids=["unmonitored", "monitored"],
 )
 def test_every_acknowledged_update_survives_sigkill(tmp_path: Path, monitored: bool) -> None:
