@@ -166,7 +166,7 @@ class App:
             if self.writer is not None:
                 # The content digest is written at a clean stop; "" says "unknown" after a crash.
                 self.writer.serial(_text(origin), self.serials[origin], "")
-        self.swap(self.snapshot.derive(dict(self.zones), set(changes)))
+        self.swap(self.snapshot.derive(dict(self.zones), changes))
         self._tell_secondaries(before, changes)
         self.answer_changes += 1
 

@@ -77,23 +77,26 @@ class Snapshot:
         # One table per EDNS mode: no OPT, OPT, OPT with DO.
         self._tables: tuple[dict[bytes, Template], ...] = ({}, {}, {})
         self._memo_room = MEMO_LIMIT
-        # Which templates a zone change invalidates: keys by the zone of their question
-        # (None: not ours, REFUSED), and keys whose reply also holds another zone's data.
-        self._by_zone: dict[Name | None, set[bytes]] = {}
+        # Which templates a change invalidates: keys by every name their reply mentions
+        # (the question and each record's owner: negative answers mention the apex, whose
+        # SOA serial changes every time), and keys whose reply holds another zone's data.
+        self._refs: dict[Name, set[bytes]] = {}
         self._cross: set[bytes] = set()
         if warm:
             self._warm(self.zones.values())
 
-    def derive(self, zones: Mapping[Name, Zone], changed: set[Name]) -> Snapshot:
-        """A new snapshot in which the ``changed`` zones are replaced.
+    def derive(self, zones: Mapping[Name, Zone], changed: Mapping[Name, Iterable[Name]]) -> Snapshot:
+        """A new snapshot with zones replaced; ``changed`` maps each replaced zone to the
+        names whose data changed (its serial changes too).
 
-        Templates of unchanged zones carry over (a reply depends only on its own zone
-        unless it was marked cross-zone), so a failover costs work in proportion to
-        the zones it touches, not to everything served."""
+        Every template that mentions none of those names, nor the apex, carries over, so
+        a failover costs work in proportion to what it changes, not to the zone's size:
+        only the changed names and the apex are rendered again."""
         new = Snapshot(zones, chaos=self.chaos, warm=False, transfers=self.transfers)
+        names = {name for origin, nodes in changed.items() for name in (origin, *nodes)}
         drop = set(self._cross)
-        for origin in changed:
-            drop |= self._by_zone.get(origin, set())
+        for name in names:
+            drop |= self._refs.get(name, set())
         tables = []
         for table in self._tables:
             copy = table.copy()
@@ -101,9 +104,12 @@ class Snapshot:
                 copy.pop(key, None)
             tables.append(copy)
         new._tables = tuple(tables)
-        new._by_zone = {o: keys - drop for o, keys in self._by_zone.items() if o not in changed}
+        new._refs = {n: keys - drop for n, keys in self._refs.items() if n not in names}
         new._memo_room = max(0, MEMO_LIMIT - len(new._tables[0]))
-        new._warm([zones[origin] for origin in changed])
+        for origin in changed:
+            zone = zones[origin]
+            if len(zone.nodes) <= WARM_LIMIT:
+                new._warm_names([name for name in names if name in zone.nodes], zone)
         return new
 
     # -- the hot path ---------------------------------------------------------------
@@ -229,25 +235,27 @@ class Snapshot:
     def _warm(self, zones: Iterable[Zone]) -> None:
         """Build templates for the names and types most queries ask for."""
         for zone in zones:
-            if len(zone.nodes) > WARM_LIMIT:
-                continue  # large zones fill their templates on demand
-            for name, node in zone.nodes.items():
-                qtypes = set(node) | set(_WARM_TYPES)
-                for qtype in sorted(qtypes):
-                    resolution = resolve(self.zones, name, qtype)
-                    key = wire.name_to_wire(name) + qtype.to_bytes(2, "big") + b"\x00\x01"
-                    for mode, edns in enumerate(_EDNS_MODES):
-                        reply = render(name, qtype, wire.CLASS_IN, resolution, edns, wire.MAX_MESSAGE)
-                        self._tables[mode][key] = Template.from_reply(reply, len(key))
-                    self._remember(key, name, resolution)
+            if len(zone.nodes) <= WARM_LIMIT:  # large zones fill their templates on demand
+                self._warm_names(list(zone.nodes), zone)
+
+    def _warm_names(self, names: list[Name], zone: Zone) -> None:
+        for name in names:
+            node = zone.nodes[name]
+            for qtype in sorted(set(node) | set(_WARM_TYPES)):
+                resolution = resolve(self.zones, name, qtype)
+                key = wire.name_to_wire(name) + qtype.to_bytes(2, "big") + b"\x00\x01"
+                for mode, edns in enumerate(_EDNS_MODES):
+                    reply = render(name, qtype, wire.CLASS_IN, resolution, edns, wire.MAX_MESSAGE)
+                    self._tables[mode][key] = Template.from_reply(reply, len(key))
+                self._remember(key, name, resolution)
 
     def _remember(self, key: bytes, qname: Name, resolution: Resolution) -> None:
         zone = find_zone(self.zones, qname)
-        origin = zone.origin if zone is not None else None
-        self._by_zone.setdefault(origin, set()).add(key)
-        if origin is None:
-            return
+        if zone is None:
+            return  # REFUSED: not ours, and no zone change can make it ours
+        origin = zone.origin
         depth = len(origin)
+        self._refs.setdefault(qname, set()).add(key)
         sections = (resolution.answer, resolution.authority, *resolution.glue, *resolution.additional)
         for section in sections:
             for record in section:
@@ -255,6 +263,7 @@ class Snapshot:
                 if owner[len(owner) - depth :] != origin:
                     self._cross.add(key)  # a CNAME chain or an address from another zone
                     return
+                self._refs.setdefault(owner, set()).add(key)
 
 
 def _character_strings(text: str) -> list[bytes]:

@@ -65,9 +65,15 @@ def test_derived_snapshot_answers_like_a_fresh_one() -> None:
     old = Snapshot({A: ZONE_A, B: ZONE_B})
     replies(old)  # fill the memo, including cross-zone templates
     app = parse_name("app.b.test")
-    new_b = ZONE_B.with_nodes({app: {wire.TYPE_A: rrset_from_texts(app, wire.TYPE_A, 60, ["198.51.100.2"])}})
+    new = parse_name("new.b.test")  # a name that did not exist: its NXDOMAIN must go
+    new_b = ZONE_B.with_nodes(
+        {
+            app: {wire.TYPE_A: rrset_from_texts(app, wire.TYPE_A, 60, ["198.51.100.2"])},
+            new: {wire.TYPE_A: rrset_from_texts(new, wire.TYPE_A, 60, ["198.51.100.3"])},
+        }
+    )
     new_b = new_b.with_serial(2)
-    derived = old.derive({A: ZONE_A, B: new_b}, {B})
+    derived = old.derive({A: ZONE_A, B: new_b}, {B: [app, new]})
     fresh = Snapshot({A: ZONE_A, B: new_b})
     assert replies(derived) == replies(fresh)
     # the CNAME into b.test and the MX with b.test's address are cross-zone: they moved too
@@ -77,8 +83,11 @@ def test_derived_snapshot_answers_like_a_fresh_one() -> None:
 
 def test_unchanged_zone_templates_are_kept() -> None:
     old = Snapshot({A: ZONE_A, B: ZONE_B})
-    derived = old.derive({A: ZONE_A, B: ZONE_B.with_serial(7)}, {B})
+    derived = old.derive({A: ZONE_A, B: ZONE_B.with_serial(7)}, {B: []})
     key = wire.name_to_wire(parse_name("www.a.test")) + b"\x00\x01\x00\x01"
     assert derived._tables[0][key] is old._tables[0][key]  # shared, not rebuilt
     soa = wire.name_to_wire(B) + b"\x00\x06\x00\x01"
     assert derived._tables[0][soa] is not old._tables[0][soa]
+    # in the changed zone, a positive answer of an unchanged name is kept too
+    mail = wire.name_to_wire(parse_name("mail.b.test")) + b"\x00\x01\x00\x01"
+    assert derived._tables[0][mail] is old._tables[0][mail]
