@@ -102,6 +102,7 @@ class App:
             keys={k.name: k for k in self.config.keys},
             zones=self.snapshot.zones,
             records=self.engine.records,
+            now=int(time.time()),
         )
         if not isinstance(outcome, rfc2136.Plan):
             return outcome

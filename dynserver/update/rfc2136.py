@@ -1,7 +1,7 @@
 """RFC 2136 UPDATE, signed with TSIG (RFC 8945): `nsupdate` sets a target's address.
 
-This module decides; it does no I/O. It verifies the signature (with dnspython, which
-reads the clock itself for the time window), checks the zone, the prerequisites and the
+This module decides; it does no I/O. It verifies the signature (dynserver.xfr.tsig,
+shared with transfers and NOTIFY), checks the zone, the prerequisites and the
 key's scope, and returns either a finished reply or a plan of target values to apply;
 the application applies the plan durably, then asks for the reply. Only the A/AAAA of
 ``<target>.<record>.<zone>`` can be updated: SOA, NS, the apex and every other name are
@@ -30,6 +30,7 @@ from dynserver.dns.zone import Zone
 from dynserver.health.engine import RecordKey, TargetKey
 from dynserver.model import DynamicRecord, TsigKey
 from dynserver.types import Name
+from dynserver.xfr import tsig
 
 _ADDRESS = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA"}
 
@@ -46,42 +47,29 @@ class Plan:
 Outcome = bytes | Plan | None  # a reply at once, a plan to apply, or nothing (drop)
 
 
-def keyring(keys: Mapping[str, TsigKey]) -> dict[dns.name.Name, dns.tsig.Key]:
-    return {
-        dns.name.from_text(key.name): dns.tsig.Key(dns.name.from_text(key.name), key.secret, key.algorithm)
-        for key in keys.values()
-    }
-
-
 def handle(
     data: bytes,
     *,
     keys: Mapping[str, TsigKey],
     zones: Mapping[Name, Zone],
     records: Mapping[RecordKey, DynamicRecord],
+    now: int,
 ) -> Outcome:
-    ring = keyring(keys)
-    try:
-        message = dns.message.from_wire(data, keyring=ring)
-    except dns.message.UnknownTSIGKey:
-        return _tsig_error(data, dns.rcode.BADKEY, None)
-    except dns.tsig.BadSignature:
-        return _tsig_error(data, dns.rcode.BADSIG, None)
-    except dns.tsig.BadTime:
-        return _tsig_error(data, dns.rcode.BADTIME, ring)
-    except (dns.exception.DNSException, ValueError, UnicodeError, IndexError):
-        return _header_error(data, wire.FORMERR)
+    request = tsig.read(data, tsig.keyring(keys.values()), now)
+    if not isinstance(request, tsig.Request):
+        return request  # NOTAUTH with the TSIG error, FORMERR, or nothing
+    message = request.message
     if not isinstance(message, dns.update.UpdateMessage):
-        return _header_error(data, wire.FORMERR)
+        return wire.error_reply(data, wire.FORMERR)
 
     def reply(rcode: int) -> bytes:
         response = dns.message.make_response(message)
         response.set_rcode(dns.rcode.Rcode(rcode))
         return bytes(response.to_wire())  # signed with the request's key when it had one
 
-    if not message.had_tsig:
+    if request.key is None:
         return reply(wire.REFUSED)  # updates must be signed
-    key = str(message.keyname).rstrip(".").lower()
+    key = request.key_name or ""
     if len(message.zone) != 1 or message.zone[0].rdtype != dns.rdatatype.SOA:
         return reply(wire.FORMERR)
     origin = tuple(label.lower() for label in message.zone[0].name.labels[:-1])
@@ -180,24 +168,3 @@ def _target(
     if not any(t.name == label for t in record.targets):
         return None
     return record.name, kind, label
-
-
-def _header_error(data: bytes, rcode: int) -> bytes | None:
-    if len(data) < 12:
-        return None
-    return wire.error_reply(data, rcode)
-
-
-def _tsig_error(data: bytes, error: int, ring: dict[dns.name.Name, dns.tsig.Key] | None) -> bytes | None:
-    """NOTAUTH with the TSIG error (RFC 8945 5.2): BADKEY/BADSIG unsigned, BADTIME signed."""
-    try:
-        message = dns.message.from_wire(data, keyring=False)
-    except dns.exception.DNSException:
-        return _header_error(data, wire.FORMERR)
-    response = dns.message.make_response(message)
-    response.set_rcode(dns.rcode.NOTAUTH)
-    name, algorithm = message.keyname, message.keyalgorithm
-    assert name is not None and algorithm is not None
-    tsig_key = ring.get(name) if ring is not None else None
-    response.use_tsig(tsig_key or dns.tsig.Key(name, b"", algorithm), tsig_error=error)
-    return bytes(response.to_wire())
