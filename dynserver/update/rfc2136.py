@@ -13,16 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import dns.exception
 import dns.message
 import dns.name
-import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-import dns.tsig
-import dns.tsigkeyring
 import dns.update
 
 from dynserver.dns import wire
