@@ -22,7 +22,11 @@ log = logging.getLogger(__name__)
 
 K = TypeVar("K")
 JITTER = 0.05  # each interval is stretched or shrunk by up to 5 %
-FIRST_RUN_SPREAD = 1.0  # start-up: first checks within this many seconds ("at once")
+FIRST_RUN_SPREAD = 1.0  # start-up: a few checks all run within this many seconds ("at once")
+FIRST_RUNS_PER_SECOND = 500  # ... thousands are spread at this rate (within one interval)
+# Checks running at once. A check's timeout starts when it gets a slot: a burst queues
+# here instead of timing itself out on our own CPU (a false "timeout", a false failure).
+MAX_IN_FLIGHT = 256
 
 
 class Scheduler(Generic[K]):
@@ -40,6 +44,8 @@ class Scheduler(Generic[K]):
         # How late each check started against its due time (seconds), for metrics.
         self.lateness: deque[float] = deque(maxlen=20_000)
         self.runs = 0
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._spread: dict[K, float] = {}
 
     def set_checks(self, checks: dict[K, tuple[Check, float]]) -> None:
         """Run exactly these checks (check, interval): start new ones, stop gone ones."""
@@ -48,8 +54,12 @@ class Scheduler(Generic[K]):
                 self._tasks.pop(key).cancel()
                 self._specs.pop(key)
                 self._wake.pop(key, None)
+        # Spread first runs so their due times (and every later cycle's, which follow
+        # from them) do not bunch up: at once for a few checks, over seconds for thousands.
+        spread = max(FIRST_RUN_SPREAD, len(checks) / FIRST_RUNS_PER_SECOND)
         for key, spec in checks.items():
             if key not in self._tasks:
+                self._spread[key] = min(spread, spec[1])
                 self._specs[key] = spec
                 self._wake[key] = asyncio.Event()
                 self._tasks[key] = asyncio.create_task(self._run(key, *spec), name=f"check {key}")
@@ -77,7 +87,7 @@ class Scheduler(Generic[K]):
     async def _run(self, key: K, check: Check, interval: float) -> None:
         loop = asyncio.get_running_loop()
         wake = self._wake[key]
-        due = loop.time() + self._rng.uniform(0, min(interval, FIRST_RUN_SPREAD))
+        due = loop.time() + self._rng.uniform(0, self._spread.pop(key, min(interval, FIRST_RUN_SPREAD)))
         while True:
             if loop.time() < due and not wake.is_set():
                 try:
@@ -91,7 +101,8 @@ class Scheduler(Generic[K]):
                 due = started  # "check now": not late
             self.lateness.append(max(0.0, started - due))
             try:
-                result = await run_check(check, clock=loop.time)
+                async with self._slots:
+                    result = await run_check(check, clock=loop.time)
             except Exception as error:  # pragma: no cover - a probe bug must not stop checking
                 log.exception("check %s crashed", key)
                 result = Result(ok=False, reason=f"internal error: {error}", at=loop.time())
