@@ -1,5 +1,5 @@
 """Command line: `dynserver serve`, `dynserver check-config`, `dynserver probe`,
-`dynserver credential add|list|revoke`, `dynserver --version`."""
+`dynserver credential add|list|revoke`, `dynserver hash-password`, `dynserver --version`."""
 
 from __future__ import annotations
 
@@ -77,11 +77,37 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument(
             "--database", metavar="PATH", help="SQLite file; overrides [server] database (the server's)"
         )
+    hashing = commands.add_parser(
+        "hash-password", help="print a hash for [web] admin_password_hash (reads the password from stdin)"
+    )
+    hashing.set_defaults(config=None)
     return parser
+
+
+def _hash_password() -> int:
+    """Read the password from a prompt (or a pipe) so it never lands in the shell history."""
+    import getpass
+
+    from dynserver.web.password import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("admin password: ")
+        if getpass.getpass("again: ") != password:
+            print("dynserver: the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        print("dynserver: expected a password of at least 8 characters", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "hash-password":
+        return _hash_password()
     try:
         loaded = config.load(args.config)
     except ConfigError as error:

@@ -32,6 +32,7 @@ from dynserver.errors import ConfigError
 from dynserver.health.probes import parse_expected_codes
 from dynserver.model import (
     CLOUDFLARE_API,
+    DEFAULT_RESOLVERS,
     Config,
     DynamicRecord,
     Listener,
@@ -45,6 +46,7 @@ from dynserver.model import (
     Target,
     TransferConfig,
     TsigKey,
+    WebConfig,
     ZoneConfig,
 )
 
@@ -80,7 +82,7 @@ _ZONE_GENERATED_KEYS = {
     "records",
     "transfer",
 }
-_TOP_KEYS = {"server", "zones", "monitors", "notifications", "demo", "keys", "mirrors"}
+_TOP_KEYS = {"server", "zones", "monitors", "notifications", "demo", "keys", "mirrors", "web"}
 
 
 def load(path: str | Path) -> Config:
@@ -126,6 +128,7 @@ def load(path: str | Path) -> Config:
         demo=_demo(reader, data.get("demo", {})),
         keys=keys,
         mirrors=tuple(mirrors.mirrors.values()),
+        web=_web(reader, data.get("web", {})),
     )
 
 
@@ -709,6 +712,36 @@ def _notifications(reader: _Reader, raw: Any) -> NotifyConfig:
             raise reader.error((*path, key), 'expected a list of URLs, e.g. ["https://hooks.example.com/x"]')
         lists[key] = tuple(value)
     return NotifyConfig(**lists)
+
+
+def _web(reader: _Reader, raw: Any) -> WebConfig:
+    """[web]: the admin password hash, public read-only pages, the resolvers to compare."""
+    path: KeyPath = ("web",)
+    table = reader.table(raw, path)
+    reader.unknown(table, path, {"admin_password_hash", "public", "resolvers"})
+    hashed = reader.get(table, path, "admin_password_hash", str, "", "a hash from `dynserver hash-password`")
+    if hashed and not hashed.startswith("scrypt$"):
+        raise reader.error((*path, "admin_password_hash"), "expected a hash from `dynserver hash-password`")
+    resolvers = table.get("resolvers", list(DEFAULT_RESOLVERS))
+    if not isinstance(resolvers, list) or not all(isinstance(r, str) for r in resolvers):
+        raise reader.error(
+            (*path, "resolvers"), 'expected a list of addresses, e.g. ["1.1.1.1", "9.9.9.9:53"]'
+        )
+    for text in resolvers:
+        host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+        try:
+            ipaddress.ip_address(host)
+            if port and not 0 < int(port) < 65536:
+                raise ValueError(port)
+        except ValueError:
+            raise reader.error(
+                (*path, "resolvers"), f"{text!r}: expected an IP address, optionally :port"
+            ) from None
+    return WebConfig(
+        admin_password_hash=hashed or None,
+        public=reader.get(table, path, "public", bool, False, "true or false"),
+        resolvers=tuple(resolvers),
+    )
 
 
 def _demo(reader: _Reader, raw: Any) -> tuple[DemoBackend, ...]:

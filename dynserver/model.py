@@ -69,6 +69,18 @@ class NotifyConfig:
     on_recovery: tuple[str, ...] = ()  # ... and when it comes back
 
 
+DEFAULT_RESOLVERS = ("8.8.8.8", "1.1.1.1", "9.9.9.9", "208.67.222.222")
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """[web]: who may use the dashboard, and which resolvers the propagation page asks."""
+
+    admin_password_hash: str | None = None  # from `dynserver hash-password`; env overrides
+    public: bool = False  # read-only pages without a login
+    resolvers: tuple[str, ...] = DEFAULT_RESOLVERS
+
+
 @dataclass(frozen=True, slots=True)
 class TsigKey:
     """A shared secret for signed DNS messages (RFC 8945): UPDATE now, transfers later."""
@@ -95,6 +107,7 @@ class Config:
     demo: tuple[DemoBackend, ...] = ()  # local backends with scheduled outages (make run)
     keys: tuple[TsigKey, ...] = ()
     mirrors: tuple[MirrorConfig, ...] = ()  # providers that receive the answers (Cloudflare, RFC 2136)
+    web: WebConfig = WebConfig()
 
 
 @dataclass(frozen=True, slots=True)

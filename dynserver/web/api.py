@@ -24,13 +24,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from dynserver.dns import wire
-from dynserver.health.engine import RecordKey, TargetKey, target_key
+from dynserver.health.engine import TargetKey, target_key
 from dynserver.model import DynamicRecord
 from dynserver.update.credentials import Principal
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
 from dynserver.update.targets import InvalidValue, fqdn, parse_value, record_text
-from dynserver.web import openapi
+from dynserver.web import openapi, views
 
 if TYPE_CHECKING:
     from dynserver.app import App
@@ -86,52 +86,10 @@ def create_api(app: App, updates: Updates) -> Starlette:
     # -- views ----------------------------------------------------------------------
 
     def target_view(record: DynamicRecord, name: str) -> dict[str, Any]:
-        key = target_key(record, next(t for t in record.targets if t.name == name))
-        configured = next(t for t in record.targets if t.name == name)
-        state = app.engine.states[key]
-        offset = _wall_offset()
-        last = state.last_result
-        return {
-            "name": name,
-            "hostname": updates.targets.hostname(key),
-            "value": app.engine.values[key],
-            "configured_value": configured.value,
-            "value_set_at": app.value_set_at.get(key),
-            "priority": configured.priority,
-            "health": state.health.value,
-            "observed": state.observed.value,
-            "maintenance": state.maintenance,
-            "since": state.since + offset if state.since else None,
-            "last_result": None
-            if last is None
-            else {
-                "ok": last.ok,
-                "reason": last.reason,
-                "at": last.at + offset,
-                "latency": last.latency,
-            },
-        }
+        return views.target_view(app, updates, record, name)
 
     def record_view(record: DynamicRecord) -> dict[str, Any]:
-        key: RecordKey = (record.name, record.type)
-        decision = app.engine.decisions[key]
-        return {
-            "name": record_text(record),
-            "zone": fqdn(wire.name_to_text(record.zone)),
-            "type": record.type,
-            "ttl": record.ttl,
-            "monitor": record.monitor,
-            "policy": record.policy,
-            "fallback": record.fallback,
-            "answer": {
-                "values": list(decision.values),
-                "targets": list(decision.targets),
-                "reason": decision.reason,
-                "priority": decision.priority,
-                "ttl": app.engine.ttl(key),
-            },
-            "targets": [target_view(record, t.name) for t in record.targets],
-        }
+        return views.record_view(app, updates, record)
 
     def find_record(request: Request) -> DynamicRecord:
         name = request.path_params["fqdn"]

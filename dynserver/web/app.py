@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
@@ -17,13 +17,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from dynserver import __version__
-from dynserver.dns import wire
 from dynserver.model import Listener
 from dynserver.update.limits import LimitPolicy
 from dynserver.update.service import Updates
-from dynserver.web import dyndns2
+from dynserver.web import dyndns2, pages
 from dynserver.web.api import api_aware_http_error, create_api
+from dynserver.web.auth import Auth
 
 if TYPE_CHECKING:
     from dynserver.app import App
@@ -44,31 +43,30 @@ def create_app(app: App, *, limits: LimitPolicy | None = None) -> Starlette:
     assets = web_dir()
     updates = Updates(app, limits)
     templates = Jinja2Templates(directory=str(assets / "templates"))
-
-    async def index(request: Request) -> Response:
-        zones = [
-            {
-                "name": wire.name_to_text(zone.origin),
-                "serial": zone.serial,
-                "names": len(zone.nodes),
-                "rrsets": sum(1 for _ in zone.rrsets()),
-            }
-            for zone in app.snapshot.zones.values()
-        ]
-        context: dict[str, Any] = {"zones": zones, "version": __version__}
-        return templates.TemplateResponse(request, "index.html", context)
+    auth = Auth(app.config.web, limits)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
     async def readyz(request: Request) -> Response:
-        ready = bool(app.udp) and bool(app.tcp)
-        body = {"ready": ready, "dns_listening": ready}
+        """Ready = answering DNS, the database open (when one is configured) and every
+        monitored target being checked: a load balancer should not send traffic before."""
+        dns_listening = bool(app.udp) and bool(app.tcp)
+        database_open = app.config.database is None or app.store is not None
+        monitored = sum(1 for r in app.engine.records.values() if r.monitor is not None)
+        checks_running = monitored == 0 or (dns_listening and app.scheduler.running > 0)
+        ready = dns_listening and database_open and checks_running
+        body = {
+            "ready": ready,
+            "dns_listening": dns_listening,
+            "database_open": database_open,
+            "checks_running": checks_running,
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return Starlette(
         routes=[
-            Route("/", index),
+            *pages.routes(app, updates, auth, templates),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *dyndns2.routes(updates),

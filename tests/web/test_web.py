@@ -93,14 +93,24 @@ def test_healthz_says_ok_as_plain_text(client: TestClient) -> None:
 def test_readyz_is_503_until_dns_listens_then_200(app: App, client: TestClient) -> None:
     before = client.get("/readyz")
     assert before.status_code == 503
-    assert before.json() == {"ready": False, "dns_listening": False}
+    assert before.json() == {
+        "ready": False,
+        "dns_listening": False,
+        "database_open": False,
+        "checks_running": True,  # the example zone has no monitored record
+    }
 
     assert client.portal is not None
     client.portal.call(app.start)  # the listeners live in the TestClient's event loop
     try:
         after = client.get("/readyz")
         assert after.status_code == 200
-        assert after.json() == {"ready": True, "dns_listening": True}
+        assert after.json() == {
+            "ready": True,
+            "dns_listening": True,
+            "database_open": True,
+            "checks_running": True,
+        }
         # Ready means it: the listener answers a real query.
         host, port = app.udp[0].address
         reply = dns.query.udp(dns.message.make_query(ZONE, dns.rdatatype.SOA), host, port=port, timeout=5)

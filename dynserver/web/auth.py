@@ -1,0 +1,105 @@
+"""Admin login for the HTML pages: one password (a hash in the config or the
+environment), server-side sessions, a CSRF token per session, a login rate limit.
+
+Sessions live in memory: a restart logs everyone out, which is the safe failure, and no
+signing key has to be configured or stored. The cookie holds only a random token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dynserver.model import WebConfig
+from dynserver.update.limits import Block, Limiter, LimitPolicy
+from dynserver.web.password import verify_password
+
+log = logging.getLogger("dynserver.web")
+
+COOKIE = "dynserver_session"
+ENV_HASH = "DYNSERVER_ADMIN_PASSWORD_HASH"
+SESSION_IDLE = 12 * 3600.0  # an unused session ends after this many seconds
+ADMIN = "admin"  # the one user: named in events as web:admin
+
+
+@dataclass
+class Session:
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    user: str = ADMIN
+    used: float = field(default_factory=time.monotonic)
+
+
+class Auth:
+    """Who is logged in, and whether a page may be read without a login."""
+
+    def __init__(self, web: WebConfig, limits: LimitPolicy | None = None) -> None:
+        # The environment wins: a container can keep the hash out of the config file.
+        self.password_hash = os.environ.get(ENV_HASH) or web.admin_password_hash
+        # Without an admin password nobody can log in; the pages are then read-only and
+        # open (as before there was a login), since hiding them would show nothing at all.
+        self.public = web.public or not self.password_hash
+        self.limiter = Limiter(limits)
+        self.sessions: dict[str, Session] = {}
+
+    def session(self, request: Request) -> Session | None:
+        token = request.cookies.get(COOKIE)
+        if not token:
+            return None
+        session = self.sessions.get(token)
+        now = time.monotonic()
+        if session is None or now - session.used > SESSION_IDLE:
+            self.sessions.pop(token, None)
+            return None
+        session.used = now
+        return session
+
+    def may_read(self, request: Request) -> bool:
+        return self.public or self.session(request) is not None
+
+    def check_csrf(self, session: Session, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(session.csrf.encode(), str(token).encode())
+
+    def login(self, client: str, password: str) -> str | Block | None:
+        """A new session token, a Block when rate limited, or None for a wrong password."""
+        now = time.monotonic()
+        block = self.limiter.admit(client, now) or self.limiter.credential_blocked(ADMIN, now)
+        if block is not None:
+            return block
+        if not self.password_hash or not verify_password(password, self.password_hash):
+            self.limiter.failed(client, ADMIN, now)
+            log.warning("event=login_failed client=%s", client)
+            return None
+        token = secrets.token_urlsafe(32)
+        self.sessions[token] = Session()
+        log.info("event=login user=%s client=%s", ADMIN, client)
+        return token
+
+    def logout(self, request: Request) -> None:
+        token = request.cookies.get(COOKIE)
+        if token and self.sessions.pop(token, None) is not None:
+            log.info("event=logout user=%s", ADMIN)
+
+
+def secure(request: Request) -> bool:
+    """Behind TLS (directly, or a proxy that says so) the cookie must be Secure."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
+
+
+def set_cookie(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=int(SESSION_IDLE),
+        httponly=True,
+        samesite="strict",
+        secure=secure(request),
+        path="/",
+    )

@@ -1,0 +1,328 @@
+"""The HTML pages: dashboard, record page (with a server-drawn chart), event log, login,
+and the dashboard's actions (maintenance on/off, check now).
+
+Pages read the same views as the REST API (dynserver.web.views). Every state change is a
+POST carrying the session's CSRF token and is recorded with who did it (``web:admin``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import html
+import logging
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from dynserver import __version__
+from dynserver.dns import wire
+from dynserver.health.engine import target_key
+from dynserver.model import DynamicRecord
+from dynserver.store.db import Sample
+from dynserver.update.limits import Block
+from dynserver.update.service import Updates
+from dynserver.update.targets import fqdn, record_text
+from dynserver.web import views
+from dynserver.web.auth import COOKIE, Auth, Session, set_cookie
+
+if TYPE_CHECKING:
+    from dynserver.app import App
+
+log = logging.getLogger("dynserver.web")
+
+CHART_HOURS = 6.0  # the record page's chart spans this many hours
+EVENT_KINDS = ("health", "answer", "maintenance", "update", "mirror", "notify", "system")
+STATE_COLOURS = {
+    "up": "#2e9d5b",
+    "down": "#d64545",
+    "pending": "#e0a526",
+    "maintenance": "#6b7bd6",
+    "unknown": "#9aa0a6",
+}
+
+
+def routes(app: App, updates: Updates, auth: Auth, templates: Jinja2Templates) -> list[Route]:
+    """The page routes, for dynserver.web.app to mount at the root."""
+
+    templates.env.filters["ago"] = _ago
+    templates.env.filters["clock"] = _clock
+    templates.env.filters["ms"] = _ms
+
+    def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+        session = auth.session(request)
+        context = {
+            "version": __version__,
+            "session": session,
+            "csrf": session.csrf if session else "",
+            "login_enabled": bool(auth.password_hash),
+            **context,
+        }
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+    def login_redirect(request: Request) -> Response:
+        return RedirectResponse(f"/login?next={_local(request.url.path)}", status_code=303)
+
+    def target_rows(record: DynamicRecord) -> list[dict[str, Any]]:
+        """The API's target view plus what only a page shows: time left in pending."""
+        now = asyncio.get_running_loop().time()
+        rows = []
+        for view in views.record_view(app, updates, record)["targets"]:
+            target = next(t for t in record.targets if t.name == view["name"])
+            state = app.engine.states[target_key(record, target)]
+            left = state.pending_until - now if state.pending_until is not None else None
+            rows.append({**view, "pending_left": max(0.0, left) if left is not None else None})
+        return rows
+
+    def record_card(record: DynamicRecord) -> dict[str, Any]:
+        view = views.record_view(app, updates, record)
+        return {**view, "targets": target_rows(record)}
+
+    async def dashboard(request: Request) -> Response:
+        if not auth.may_read(request):
+            return login_redirect(request)
+        zones = []
+        for origin, zone in sorted(app.snapshot.zones.items(), key=lambda item: item[0][::-1]):
+            config = app.zone_configs.get(origin)
+            zones.append(
+                {
+                    "name": wire.name_to_text(origin),
+                    "serial": zone.serial,
+                    "names": len(zone.nodes),
+                    "rrsets": sum(1 for _ in zone.rrsets()),
+                    "records": [record_card(r) for r in config.records] if config else [],
+                }
+            )
+        return render(request, "index.html", {"zones": zones, "now": time.time()})
+
+    def find_record(request: Request) -> DynamicRecord | None:
+        return updates.targets.record(request.path_params["fqdn"])
+
+    async def record_page(request: Request) -> Response:
+        if not auth.may_read(request):
+            return login_redirect(request)
+        record = find_record(request)
+        if record is None:
+            return render(request, "missing.html", {"what": fqdn(request.path_params["fqdn"])}, 404)
+        since = time.time() - CHART_HOURS * 3600
+        samples: list[Sample] = []
+        events: list[Any] = []
+        if app.store is not None:
+            stored = wire.name_to_text(record.name)
+            samples = await app.store.samples(stored, since)
+            events = await app.store.events(record=stored, limit=50)
+        chart = chart_svg(samples, [t.name for t in record.targets], since, time.time())
+        context = {"record": record_card(record), "chart": chart, "events": events, "hours": CHART_HOURS}
+        return render(request, "record.html", context)
+
+    async def events_page(request: Request) -> Response:
+        if not auth.may_read(request):
+            return login_redirect(request)
+        query = request.query_params
+        filters = {
+            "record": query.get("record", "").strip(),
+            "target": query.get("target", "").strip().lower(),
+            "kind": query.get("kind", "").strip(),
+        }
+        rows: list[Any] = []
+        if app.store is not None:
+            rows = await app.store.events(
+                record=fqdn(filters["record"]) + "." if filters["record"] else None,
+                target=filters["target"] or None,
+                kind=filters["kind"] or None,
+                limit=200,
+            )
+        records = [record_text(r) for r in updates.targets.records.values()]
+        context = {"events": rows, "filters": filters, "kinds": EVENT_KINDS, "records": records}
+        return render(request, "events.html", context)
+
+    async def login_page(request: Request) -> Response:
+        context: dict[str, Any] = {"next": _local(request.query_params.get("next", "/")), "error": None}
+        if request.method == "GET":
+            return render(request, "login.html", context)
+        form = await _form(request)
+        context["next"] = _local(str(form.get("next", "/")))
+        client = request.client.host if request.client else ""
+        outcome = auth.login(client, str(form.get("password", "")))
+        if isinstance(outcome, Block):
+            retry = max(1, round(outcome.retry_after))
+            context["error"] = f"Too many attempts ({outcome.why.value}); try again in {retry} s."
+            response = render(request, "login.html", context, 429)
+            response.headers["Retry-After"] = str(retry)
+            return response
+        if outcome is None:
+            context["error"] = "Wrong password." if auth.password_hash else "No admin password is configured."
+            return render(request, "login.html", context, 401)
+        response = RedirectResponse(context["next"], status_code=303)
+        set_cookie(response, request, outcome)
+        return response
+
+    async def logout(request: Request) -> Response:
+        _session, error = await admin_post(request)
+        if error is not None:
+            return error
+        auth.logout(request)
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    async def admin_post(request: Request) -> tuple[Session | None, Response | None]:
+        """The session of a state-changing POST, or the response refusing it."""
+        session = auth.session(request)
+        if session is None:
+            return None, render(request, "login.html", {"next": "/", "error": "Log in first."}, 401)
+        form = await _form(request)
+        if not auth.check_csrf(session, str(form.get("csrf", ""))):
+            log.warning("event=csrf_rejected path=%s", request.url.path)
+            return None, Response("CSRF token missing or wrong: reload the page\n", status_code=403)
+        return session, None
+
+    def back(request: Request, record: DynamicRecord) -> Response:
+        return RedirectResponse(_local(request.query_params.get("next", "/")), status_code=303)
+
+    async def maintenance(request: Request) -> Response:
+        session, error = await admin_post(request)
+        if error is not None or session is None:
+            return error or Response(status_code=401)
+        record = find_record(request)
+        key = updates.targets.by_ref(record_text(record), request.path_params["name"]) if record else None
+        if record is None or key is None:
+            return Response("no such record or target\n", status_code=404)
+        on = (await _form(request)).get("on") == "1"
+        actor = f"web:{session.user}"
+        changed = app.set_maintenance(key, on, actor=actor)
+        log.info(
+            "event=maintenance_request record=%s target=%s on=%s actor=%s changed=%s",
+            record_text(record),
+            key[2],
+            on,
+            actor,
+            changed,
+        )
+        return back(request, record)
+
+    async def check(request: Request) -> Response:
+        session, error = await admin_post(request)
+        if error is not None or session is None:
+            return error or Response(status_code=401)
+        record = find_record(request)
+        if record is None:
+            return Response("no such record\n", status_code=404)
+        if record.monitor is not None:
+            app.check_now([target_key(record, t) for t in record.targets])
+        log.info("event=check_now record=%s actor=web:%s", record_text(record), session.user)
+        return back(request, record)
+
+    return [
+        Route("/", dashboard),
+        Route("/records/{fqdn}", record_page),
+        Route("/records/{fqdn}/check", check, methods=["POST"]),
+        Route("/records/{fqdn}/targets/{name}/maintenance", maintenance, methods=["POST"]),
+        Route("/events", events_page),
+        Route("/login", login_page, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+    ]
+
+
+def chart_svg(samples: list[Sample], targets: list[str], since: float, until: float) -> Markup:
+    """Latency lines and a state strip per target, as inline SVG: no script, no CDN."""
+    width, plot_h, strip_h, pad = 600.0, 120.0, 10.0, 30.0
+    height = plot_h + pad + len(targets) * (strip_h + 4) + 16
+    span = max(1.0, until - since)
+    latencies = [s.latency for s in samples if s.latency is not None]
+    top = max(latencies, default=0.0) * 1.1 or 1.0
+
+    def x(at: float) -> float:
+        return pad + (at - since) / span * (width - pad - 4)
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+        f'aria-label="latency and state, last hours" xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="{pad}" y1="{plot_h}" x2="{width - 4}" y2="{plot_h}" class="axis"/>',
+        f'<text x="2" y="12" class="label">{top * 1000:.0f} ms</text>',
+        f'<text x="2" y="{plot_h}" class="label">0</text>',
+    ]
+    palette = ["#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b83280", "#2c7a7b"]
+    for index, name in enumerate(targets):
+        mine = [s for s in samples if s.target == name]
+        colour = palette[index % len(palette)]
+        points = " ".join(
+            f"{x(s.at):.1f},{plot_h - s.latency / top * (plot_h - 16):.1f}"
+            for s in mine
+            if s.latency is not None
+        )
+        if points:
+            parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+        y = plot_h + pad / 2 + index * (strip_h + 4)
+        label = html.escape(name)
+        parts.append(f'<text x="2" y="{y + strip_h - 1:.1f}" class="label" fill="{colour}">{label}</text>')
+        for position, current in enumerate(mine):
+            end = mine[position + 1].at if position + 1 < len(mine) else until
+            colour_state = STATE_COLOURS.get(current.state, STATE_COLOURS["unknown"])
+            parts.append(
+                f'<rect x="{x(current.at):.1f}" y="{y:.1f}" width="{max(1.0, x(end) - x(current.at)):.1f}" '
+                f'height="{strip_h}" fill="{colour_state}"><title>{html.escape(name)}: '
+                f"{html.escape(current.state)} at {_clock(current.at)}</title></rect>"
+            )
+    parts.append(f'<text x="{pad}" y="{height - 2:.0f}" class="label">{_clock(since)}</text>')
+    parts.append(f'<text x="{width - 4}" y="{height - 2:.0f}" class="label" text-anchor="end">now</text>')
+    if not samples:
+        middle = f'x="{width / 2}" y="{plot_h / 2}"'
+        parts.append(f'<text {middle} class="label" text-anchor="middle">no samples yet</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+MAX_FORM = 8 * 1024
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The urlencoded form of a POST (our forms are small and have no files), so no
+    multipart parser is needed; the first value of each field, cached per request."""
+    cached = getattr(request.state, "form", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    body = await request.body()
+    form: dict[str, str] = {}
+    if len(body) <= MAX_FORM:
+        for name, values in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items():
+            form[name] = values[0]
+    request.state.form = form
+    return form
+
+
+def _local(path: str) -> str:
+    """Only a path on this site may be a redirect target (no open redirect)."""
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
+
+
+def _ago(at: float | None) -> str:
+    """'3 min' since a Unix time, for "time in state"."""
+    if not at:
+        return "-"
+    seconds = max(0, int(time.time() - at))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def _clock(at: float | None) -> str:
+    if not at:
+        return "-"
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ms(latency: float | None) -> str:
+    return "-" if latency is None else f"{latency * 1000:.0f} ms"
