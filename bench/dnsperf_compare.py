@@ -16,6 +16,10 @@ CPU 0 twice with the query mix of ``bench/peers/queries.txt``:
 gdnsd (metafo + http_status) and PowerDNS (LUA ``ifurlup``) health-check the two backends
 of ``app``, so the harness serves HTTP 200 on both backend addresses while it runs.
 
+The machine may be shared: before each run the harness waits for CPUs 0-1 to be quiet,
+measures what other processes (and the hypervisor) took during the run, re-runs a
+disturbed measurement and flags it in the report if it stays disturbed.
+
 Every process the harness starts is stopped by PID when it is done with it; all traffic
 stays on 127.0.0.0/8. Only the standard library and dnspython are used.
 """
@@ -24,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import http.server
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -69,6 +75,9 @@ ALL_SERVERS = ("dynserver", "gdnsd", "nsd", "knot", "pdns")
 # What dynserver must reach, relative to gdnsd (the fastest health-checking peer).
 TARGET_QPS_RATIO = 0.8  # dynserver QPS >= 0.8 x gdnsd
 TARGET_CPU_RATIO = 1.5  # dynserver CPU/query at 100k QPS <= 1.5 x gdnsd
+
+MAX_OTHER_LOAD = 0.10  # share of a core taken by others (processes, steal) before a run is flagged
+QUIET_SAMPLE_S = 1.0
 
 START_TIMEOUT_S = 20.0
 APP_TIMEOUT_S = 10.0  # health checks: gdnsd's shortest interval is 2 s
@@ -141,8 +150,7 @@ def prepare_dynserver(env: Env) -> list[str]:
     render_static_zone(env, env.rundir / f"{ZONE}.zone")
     config = env.rundir / "dynserver.toml"
     config.write_text(
-        f'[server]\ndns = ["{env.addr}:{env.port}"]\n\n'
-        f'[zones."{ZONE}"]\nfile = "{ZONE}.zone"\n'
+        f'[server]\ndns = ["{env.addr}:{env.port}"]\n\n[zones."{ZONE}"]\nfile = "{ZONE}.zone"\n'
     )
     return [dynserver_binary(), "serve", "--config", str(config)]
 
@@ -231,10 +239,72 @@ def tree_cpu_seconds(root: int) -> float:
     return sum(s.ticks for s in process_tree(root)) / CLK_TCK
 
 
+def children_cpu_seconds() -> float:
+    """CPU time of the harness's reaped children (dnsperf: the servers are reaped last)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def irq_time_accounting() -> bool:
+    """Whether the kernel keeps interrupt time out of the interrupted process's stime
+    (CONFIG_IRQ_TIME_ACCOUNTING). Without it (tick-based accounting), the loopback network
+    work done in softirq is charged to whichever process was running: server or dnsperf."""
+    for path in (Path("/proc/config.gz"), Path(f"/boot/config-{os.uname().release}")):
+        with contextlib.suppress(OSError):
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rt") as config:
+                return "CONFIG_IRQ_TIME_ACCOUNTING=y" in config.read()
+    return False
+
+
+IRQ_TIME_ACCOUNTING = irq_time_accounting()
+
+
+def cpu_times(cpus: Sequence[int]) -> tuple[float, float, float]:
+    """Time the given CPUs spent since boot on behalf of processes, in interrupts, and
+    stolen by the hypervisor, from /proc/stat. Interrupt time counts as process time unless
+    the kernel accounts it apart (then no process is charged for it)."""
+    process = interrupt = stolen = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, values[:8])
+            process += user + nice + system + (0 if IRQ_TIME_ACCOUNTING else irq + softirq)
+            interrupt += irq + softirq
+            stolen += steal
+    return process / CLK_TCK, interrupt / CLK_TCK, stolen / CLK_TCK
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """Cumulative CPU seconds at one instant, to subtract from a later sample."""
+
+    server: float  # the server's process tree
+    client: float  # the harness's reaped children: dnsperf
+    process: float  # CPUs 0-1, charged to any process
+    interrupt: float  # CPUs 0-1, in hard and soft interrupts (part of `process`, or not)
+    steal: float  # CPUs 0-1, time the hypervisor ran something else
+
+    @classmethod
+    def now(cls, server_pid: int) -> CpuSample:
+        process, interrupt, steal = cpu_times((SERVER_CPU, CLIENT_CPU))
+        return cls(tree_cpu_seconds(server_pid), children_cpu_seconds(), process, interrupt, steal)
+
+    def others_since(self, earlier: CpuSample) -> tuple[float, float]:
+        """(CPU time of other processes on CPUs 0-1, steal time) between two samples."""
+        mine = (self.server - earlier.server) + (self.client - earlier.client)
+        return max(0.0, self.process - earlier.process - mine), self.steal - earlier.steal
+
+
+def still_running(stat: ProcStat) -> bool:
+    """Whether that very process still exists (its PID was not reused by another one)."""
+    now = read_stat(stat.pid)
+    return now is not None and now.starttime == stat.starttime
+
+
 def kill_if_same(stat: ProcStat, sig: signal.Signals) -> None:
     """Signal a process we started, unless its PID now belongs to another process."""
-    now = read_stat(stat.pid)
-    if now is not None and now.starttime == stat.starttime:
+    if still_running(stat):
         with contextlib.suppress(ProcessLookupError):
             os.kill(stat.pid, sig)
 
@@ -252,7 +322,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for stat in descendants:
         kill_if_same(stat, signal.SIGTERM)
-    while any(read_stat(s.pid) for s in descendants) and time.monotonic() < deadline:
+    while any(still_running(s) for s in descendants) and time.monotonic() < deadline:
         time.sleep(0.05)
     for stat in descendants:
         kill_if_same(stat, signal.SIGKILL)
@@ -300,12 +370,14 @@ class _OkHandler(http.server.BaseHTTPRequestHandler):
     body = b"ok\n"
 
     def _ok(self, with_body: bool) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        if with_body:
-            self.wfile.write(self.body)
+        # gdnsd's http_status closes the connection once it has read the status line.
+        with contextlib.suppress(ConnectionError):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(self.body)))
+            self.end_headers()
+            if with_body:
+                self.wfile.write(self.body)
 
     def do_GET(self) -> None:
         self._ok(with_body=True)
@@ -313,35 +385,40 @@ class _OkHandler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._ok(with_body=False)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
 @contextlib.contextmanager
 def http_backends(addrs: Sequence[str]) -> Iterator[int]:
     """Serve HTTP 200 on the same free port of every address; yield that port."""
-    servers: list[http.server.ThreadingHTTPServer] = []
+    servers = bind_http_servers(addrs)
     try:
-        for _ in range(20):
-            port = free_port(addrs[0])
-            try:
-                for addr in addrs:
-                    servers.append(http.server.ThreadingHTTPServer((addr, port), _OkHandler))
-                break
-            except OSError:
-                for server in servers:
-                    server.server_close()
-                servers.clear()
-        else:
-            raise RuntimeError("no common free port for the HTTP backends")
         for server in servers:
-            server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True).start()
-        yield port
+        yield servers[0].server_address[1]
     finally:
         for server in servers:
-            server.shutdown()
+            server.shutdown()  # returns once serve_forever has stopped
             server.server_close()
+
+
+def bind_http_servers(addrs: Sequence[str]) -> list[http.server.ThreadingHTTPServer]:
+    """One HTTP server per address, all on the same free port."""
+    for _ in range(20):
+        port = free_port(addrs[0])
+        servers: list[http.server.ThreadingHTTPServer] = []
+        try:
+            for addr in addrs:
+                servers.append(http.server.ThreadingHTTPServer((addr, port), _OkHandler))
+        except OSError:
+            for server in servers:
+                server.server_close()
+            continue
+        for server in servers:
+            server.daemon_threads = True
+        return servers
+    raise RuntimeError("no common free port for the HTTP backends")
 
 
 # --------------------------------------------------------------------------- DNS checks
@@ -411,7 +488,16 @@ class Run:
     rcodes: dict[str, int]
     cpu_s: float
     cpu_us_per_query: float
+    wall_s: float  # how long dnsperf ran (its -l, plus start-up and the last replies' timeout)
+    client_cpu_s: float  # dnsperf's own CPU time: near `wall_s` means dnsperf was the limit
+    other_cpu_s: float  # CPU time of other processes on the two CPUs: should be near 0
+    steal_s: float  # time the hypervisor took the two CPUs away: should be near 0
+    interrupt_s: float  # interrupt time on the two CPUs: mostly the loopback traffic itself
     command: str
+
+    @property
+    def disturbed_s(self) -> float:
+        return self.other_cpu_s + self.steal_s
 
 
 def dnsperf_argv(addr: str, port: str, duration: int, rate: int | None) -> list[str]:
@@ -441,14 +527,27 @@ def parse_dnsperf(output: str) -> tuple[float, int, int, int, dict[str, int]]:
     )
 
 
-def measure(proc: subprocess.Popen[bytes], addr: str, port: int, duration: int,
-            rate: int | None) -> Run:
+def wait_quiet(proc: subprocess.Popen[bytes], max_wait: float) -> bool:
+    """Wait (at most max_wait s) until nothing but the server runs on the two CPUs."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        before = CpuSample.now(proc.pid)
+        time.sleep(QUIET_SAMPLE_S)
+        other, steal = CpuSample.now(proc.pid).others_since(before)
+        if other + steal <= MAX_OTHER_LOAD * QUIET_SAMPLE_S:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+
+
+def measure(proc: subprocess.Popen[bytes], addr: str, port: int, duration: int, rate: int | None) -> Run:
     """Run dnsperf once; charge the server's CPU time over the run to the answered queries."""
     argv = dnsperf_argv(addr, str(port), duration, rate)
-    before = tree_cpu_seconds(proc.pid)
-    done = subprocess.run(argv, cwd=REPO_DIR, capture_output=True, text=True,
-                          timeout=duration + 30, check=False)
-    after = tree_cpu_seconds(proc.pid)
+    before = CpuSample.now(proc.pid)
+    started = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30, check=False)
+    wall_s = time.monotonic() - started
+    after = CpuSample.now(proc.pid)
     if proc.poll() is not None:
         raise ServerFailed(f"server exited (code {proc.returncode}) during dnsperf")
     if done.returncode != 0:
@@ -456,9 +555,23 @@ def measure(proc: subprocess.Popen[bytes], addr: str, port: int, duration: int,
     qps, sent, completed, lost, rcodes = parse_dnsperf(done.stdout)
     if completed == 0:
         raise ServerFailed("dnsperf got no answers")
-    cpu_s = after - before
-    return Run(qps, sent, completed, lost, rcodes, cpu_s, cpu_s * 1e6 / completed,
-               shlex.join(argv))
+    cpu_s = after.server - before.server
+    other_s, steal_s = after.others_since(before)
+    return Run(
+        qps=qps,
+        sent=sent,
+        completed=completed,
+        lost=lost,
+        rcodes=rcodes,
+        cpu_s=cpu_s,
+        cpu_us_per_query=cpu_s * 1e6 / completed,
+        wall_s=wall_s,
+        client_cpu_s=after.client - before.client,
+        other_cpu_s=other_s,
+        steal_s=steal_s,
+        interrupt_s=after.interrupt - before.interrupt,
+        command=shlex.join(argv),
+    )
 
 
 # --------------------------------------------------------------------------- one server
@@ -466,13 +579,35 @@ def measure(proc: subprocess.Popen[bytes], addr: str, port: int, duration: int,
 
 @dataclass
 class ServerResult:
+    """Every round's runs of one server; the report uses the median run of each kind."""
+
     name: str
-    full: Run | None = None
-    fixed: Run | None = None
-    error: str | None = None
+    full_runs: list[Run] = field(default_factory=list)
+    fixed_runs: list[Run] = field(default_factory=list)
+    error: str | None = None  # the last failure, if any round failed
     notes: list[str] = field(default_factory=list)
-    address: str = ""
     command: str = ""
+
+    @property
+    def full(self) -> Run | None:
+        """The full-load run with the median QPS."""
+        return median_run(self.full_runs, lambda run: run.qps)
+
+    @property
+    def fixed(self) -> Run | None:
+        """The fixed-rate run with the median CPU per query."""
+        return median_run(self.fixed_runs, lambda run: run.cpu_us_per_query)
+
+    @property
+    def measured(self) -> bool:
+        return self.full is not None and self.fixed is not None
+
+
+def median_run(runs: Sequence[Run], key: Callable[[Run], float]) -> Run | None:
+    """The run in the middle by key (the lower middle of an even number of runs)."""
+    if not runs:
+        return None
+    return sorted(runs, key=key)[(len(runs) - 1) // 2]
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
@@ -486,52 +621,90 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def bench_server(name: str, addr: str, hport: int, args: argparse.Namespace) -> ServerResult:
-    """Start one server in a fresh temp dir, measure it twice, stop it."""
-    result = ServerResult(name)
+def bench_server(name: str, addr: str, hport: int, args: argparse.Namespace, result: ServerResult) -> None:
+    """Start one server in a fresh temp dir, measure it twice, stop it; never raises."""
     rundir = Path(tempfile.mkdtemp(prefix=f"dynbench-{name}-"))
+    log_path = rundir / "server.log"
     try:
         env = Env(name, addr, free_port(addr), rundir, hport, args.pdns_lua_mode)
-        result.address = f"{addr}:{env.port}"
-        log_path = rundir / "server.log"
-        try:
-            argv = PREPARE[name](env)
-            result.command = shlex.join(["taskset", "-c", str(SERVER_CPU), *argv])
-            if shutil.which(argv[0]) is None:
-                raise ServerFailed(f"{argv[0]} not found")
-            progress(f"[{name}] {result.command}  (on {result.address})")
-            with log_path.open("wb") as log, running(argv, rundir, log) as proc:
-                run_server(proc, env, args, result)
-        except (ServerFailed, OSError, subprocess.SubprocessError) as exc:
-            result.error = str(exc)
-            tail = log_tail(log_path)
-            progress(f"[{name}] FAILED: {exc}" + (f"\n--- server log tail:\n{tail}" if tail else ""))
+        start_and_measure(env, log_path, args, result)
+    except (ServerFailed, OSError, subprocess.SubprocessError) as exc:
+        result.error = str(exc)
+        result.notes.append(f"failed: {exc}")
+        tail = log_tail(log_path)
+        progress(f"[{name}] FAILED: {exc}" + (f"\n--- server log tail:\n{tail}" if tail else ""))
     finally:
         if args.keep_tmp:
             progress(f"[{name}] kept {rundir}")
         else:
             shutil.rmtree(rundir, ignore_errors=True)
-    return result
 
 
-def run_server(proc: subprocess.Popen[bytes], env: Env, args: argparse.Namespace,
-               result: ServerResult) -> None:
-    wait_ready(proc, env.addr, env.port)
-    if not wait_app_healthy(env.addr, env.port):
-        result.notes.append(f"app A did not settle on {APP1} within {APP_TIMEOUT_S:.0f} s")
-    result.notes += check_answers(env.addr, env.port)
-    if args.warmup:
-        measure(proc, env.addr, env.port, args.warmup, None)
-    result.full = measure(proc, env.addr, env.port, args.duration, None)
-    progress(f"[{env.name}] full load: {result.full.qps:,.0f} QPS, "
-             f"{result.full.cpu_us_per_query:.2f} µs CPU/query")
-    result.fixed = measure(proc, env.addr, env.port, args.duration, FIXED_RATE)
-    progress(f"[{env.name}] at {FIXED_RATE:,} QPS: {result.fixed.qps:,.0f} QPS, "
-             f"{result.fixed.cpu_us_per_query:.2f} µs CPU/query")
-    for run in (result.full, result.fixed):
-        bad = {k: v for k, v in run.rcodes.items() if k not in ("NOERROR", "NXDOMAIN")}
-        if bad:
-            result.notes.append(f"unexpected response codes {bad} in `{run.command}`")
+def start_and_measure(env: Env, log_path: Path, args: argparse.Namespace, result: ServerResult) -> None:
+    argv = PREPARE[env.name](env)
+    result.command = shlex.join(["taskset", "-c", str(SERVER_CPU), *argv])
+    if shutil.which(argv[0]) is None:
+        raise ServerFailed(f"{argv[0]} not found")
+    progress(f"[{env.name}] {result.command}  (on {env.addr}:{env.port})")
+    with log_path.open("wb") as log, running(argv, env.rundir, log) as proc:
+        wait_ready(proc, env.addr, env.port)
+        if not wait_app_healthy(env.addr, env.port):
+            result.notes.append(f"app A did not settle on {APP1} within {APP_TIMEOUT_S:.0f} s")
+        result.notes += check_answers(env.addr, env.port)
+        if args.warmup:
+            measure(proc, env.addr, env.port, args.warmup, None)
+        full = quiet_run(proc, env, args, None)
+        fixed = quiet_run(proc, env, args, FIXED_RATE)
+    result.full_runs.append(full)
+    result.fixed_runs.append(fixed)
+    result.notes += run_notes(full) + run_notes(fixed)
+
+
+def quiet_run(proc: subprocess.Popen[bytes], env: Env, args: argparse.Namespace, rate: int | None) -> Run:
+    """Measure once; if other processes got in the way, retry and keep the quietest run."""
+    label = "full load" if rate is None else f"at {rate:,} QPS"
+    runs: list[Run] = []
+    for attempt in range(1 + args.retries):
+        if not wait_quiet(proc, args.quiet_wait):
+            progress(f"[{env.name}] CPUs still busy after {args.quiet_wait} s: measuring anyway")
+        run = measure(proc, env.addr, env.port, args.duration, rate)
+        progress(f"[{env.name}] {label} (try {attempt + 1}): {describe(run)}")
+        runs.append(run)
+        if run.disturbed_s <= MAX_OTHER_LOAD * run.wall_s:
+            break
+    return min(runs, key=lambda r: r.disturbed_s)
+
+
+def share(run: Run, seconds: float) -> str:
+    """CPU seconds over a run as a share of one core."""
+    return f"{100 * seconds / run.wall_s:.0f}%"
+
+
+def describe(run: Run) -> str:
+    """One progress line: the result, and who used CPUs 0-1."""
+    return (
+        f"{run.qps:,.0f} QPS, server {run.cpu_us_per_query:.2f} µs CPU/query "
+        f"({share(run, run.cpu_s)} of a core), "
+        f"dnsperf {share(run, run.client_cpu_s)} of a core, "
+        f"interrupts {share(run, run.interrupt_s)}, "
+        f"other processes {share(run, run.other_cpu_s)}, "
+        f"steal {share(run, run.steal_s)}"
+    )
+
+
+def run_notes(run: Run) -> list[str]:
+    """What makes a run suspect: a busy machine, error responses."""
+    notes = []
+    if run.disturbed_s > MAX_OTHER_LOAD * run.wall_s:
+        notes.append(
+            f"other processes used {share(run, run.other_cpu_s)} of a core and the "
+            f"hypervisor stole {share(run, run.steal_s)} on CPUs {CLIENT_CPU}-{SERVER_CPU} "
+            f"during `{run.command}`: the machine was not quiet, numbers are unreliable"
+        )
+    bad = {k: v for k, v in run.rcodes.items() if k not in ("NOERROR", "NXDOMAIN")}
+    if bad:
+        notes.append(f"unexpected response codes {bad} in `{run.command}`")
+    return notes
 
 
 # --------------------------------------------------------------------------- report
@@ -542,46 +715,60 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def fmt(value: float | None, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
+    return "-" if value is None else format(value, spec)
 
 
 def table(results: Sequence[ServerResult]) -> str:
     """A Markdown table: readable in a terminal, pasteable into docs/benchmarks.md."""
-    dyn = next((r for r in results if r.name == "dynserver" and r.error is None), None)
-    header = ("| server | QPS | lost | CPU µs/query, full load | QPS at -Q 100000 "
-              "| CPU µs/query at 100k | QPS dyn/peer | CPU dyn/peer (full) "
-              "| CPU dyn/peer (100k) |")
+    dyn = next((r for r in results if r.name == "dynserver" and r.measured), None)
+    header = (
+        "| server | QPS | lost | CPU µs/query, full load | QPS at -Q 100000 "
+        "| CPU µs/query at 100k | QPS dyn/peer | CPU dyn/peer (full) "
+        "| CPU dyn/peer (100k) |"
+    )
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        if r.error is not None or r.full is None or r.fixed is None:
+        if r.full is None or r.fixed is None:
             lines.append(f"| {r.name} | FAILED: {r.error} | | | | | | | |")
             continue
         lost = 100.0 * r.full.lost / max(r.full.sent, 1)
-        cells = [r.name, f"{r.full.qps:,.0f}", f"{lost:.2f}%", f"{r.full.cpu_us_per_query:.2f}",
-                 f"{r.fixed.qps:,.0f}", f"{r.fixed.cpu_us_per_query:.2f}"]
+        cells = [
+            r.name,
+            f"{r.full.qps:,.0f}",
+            f"{lost:.2f}%",
+            f"{r.full.cpu_us_per_query:.2f}",
+            f"{r.fixed.qps:,.0f}",
+            f"{r.fixed.cpu_us_per_query:.2f}",
+        ]
         if dyn is None or dyn is r or dyn.full is None or dyn.fixed is None:
-            cells += ["–", "–", "–"]
+            cells += ["-", "-", "-"]
         else:
-            cells += [fmt(ratio(dyn.full.qps, r.full.qps), ".2f"),
-                      fmt(ratio(dyn.full.cpu_us_per_query, r.full.cpu_us_per_query), ".2f"),
-                      fmt(ratio(dyn.fixed.cpu_us_per_query, r.fixed.cpu_us_per_query), ".2f")]
+            cells += [
+                fmt(ratio(dyn.full.qps, r.full.qps), ".2f"),
+                fmt(ratio(dyn.full.cpu_us_per_query, r.full.cpu_us_per_query), ".2f"),
+                fmt(ratio(dyn.fixed.cpu_us_per_query, r.fixed.cpu_us_per_query), ".2f"),
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def targets(results: Sequence[ServerResult]) -> list[str]:
     """The two goals of dynserver against gdnsd, with PASS/MISS or why it is n/a."""
-    by_name = {r.name: r for r in results if r.error is None and r.full and r.fixed}
+    by_name = {r.name: r for r in results if r.measured}
     dyn, ref = by_name.get("dynserver"), by_name.get("gdnsd")
-    goals = [f"dynserver QPS >= {TARGET_QPS_RATIO} x gdnsd",
-             f"dynserver CPU/query at {FIXED_RATE // 1000}k QPS <= {TARGET_CPU_RATIO} x gdnsd"]
+    goals = [
+        f"dynserver QPS >= {TARGET_QPS_RATIO} x gdnsd",
+        f"dynserver CPU/query at {FIXED_RATE // 1000}k QPS <= {TARGET_CPU_RATIO} x gdnsd",
+    ]
     if dyn is None or ref is None or not (dyn.full and dyn.fixed and ref.full and ref.fixed):
         missing = " and ".join(n for n in ("dynserver", "gdnsd") if n not in by_name)
         return [f"{goal}: n/a ({missing} not measured)" for goal in goals]
     qps = dyn.full.qps / ref.full.qps
     cpu = dyn.fixed.cpu_us_per_query / ref.fixed.cpu_us_per_query
-    return [f"{goals[0]}: {qps:.2f} x -> {'PASS' if qps >= TARGET_QPS_RATIO else 'MISS'}",
-            f"{goals[1]}: {cpu:.2f} x -> {'PASS' if cpu <= TARGET_CPU_RATIO else 'MISS'}"]
+    return [
+        f"{goals[0]}: {qps:.2f} x -> {'PASS' if qps >= TARGET_QPS_RATIO else 'MISS'}",
+        f"{goals[1]}: {cpu:.2f} x -> {'PASS' if cpu <= TARGET_CPU_RATIO else 'MISS'}",
+    ]
 
 
 def display_path(path: Path) -> str:
@@ -598,9 +785,10 @@ def invocation() -> str:
 
 def report(results: Sequence[ServerResult], args: argparse.Namespace) -> str:
     dnsperf = shlex.join(dnsperf_argv("ADDR", "PORT", args.duration, None))
+    rounds = "" if args.rounds == 1 else f"; {args.rounds} rounds, median run shown"
     lines = [
         f"command: {invocation()}",
-        f"dnsperf: {dnsperf}   (and again with -Q {FIXED_RATE})",
+        f"dnsperf: {dnsperf}   (and again with -Q {FIXED_RATE}{rounds})",
         f"servers pinned to CPU {SERVER_CPU}, dnsperf to CPU {CLIENT_CPU}; CPU = utime+stime "
         "of the server's process tree / answered queries",
         "",
@@ -609,7 +797,7 @@ def report(results: Sequence[ServerResult], args: argparse.Namespace) -> str:
         *targets(results),
     ]
     for r in results:
-        lines += [f"note [{r.name}]: {note}" for note in r.notes]
+        lines += [f"note [{r.name}]: {note}" for note in dict.fromkeys(r.notes)]
     return "\n".join(lines)
 
 
@@ -622,7 +810,11 @@ def write_json(path: Path, results: Sequence[ServerResult], args: argparse.Names
         "client_cpu": CLIENT_CPU,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "targets": targets(results),
-        "results": [asdict(r) for r in results],
+        "rounds": args.rounds,
+        "results": [
+            {**asdict(r), "full": r.full and asdict(r.full), "fixed": r.fixed and asdict(r.fixed)}
+            for r in results
+        ],
     }
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -632,24 +824,57 @@ def write_json(path: Path, results: Sequence[ServerResult], args: argparse.Names
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--duration", type=int, default=10,
-                        help="seconds per dnsperf run (two runs per server; default 10)")
-    parser.add_argument("--servers", default=",".join(ALL_SERVERS),
-                        help=f"comma-separated subset of {','.join(ALL_SERVERS)}")
-    parser.add_argument("--warmup", type=int, default=1,
-                        help="seconds of unmeasured load before the runs (0 = none; default 1)")
-    parser.add_argument("--pdns-lua-mode", choices=("shared", "yes"), default="shared",
-                        help="PowerDNS enable-lua-records (default shared)")
+    parser.add_argument(
+        "--duration", type=int, default=10, help="seconds per dnsperf run (two runs per server; default 10)"
+    )
+    parser.add_argument(
+        "--servers", default=",".join(ALL_SERVERS), help=f"comma-separated subset of {','.join(ALL_SERVERS)}"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure all servers this many times, in turn, and report each one's median run "
+        "(the speed of a shared VM drifts over minutes; default 1)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="seconds of unmeasured load before the runs (0 = none; default 1)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=int,
+        default=30,
+        help="before each run, wait up to this many seconds for other "
+        "processes to leave CPUs 0-1 alone (default 30)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="re-run a measurement disturbed by other processes up to N times (default 2)",
+    )
+    parser.add_argument(
+        "--pdns-lua-mode",
+        choices=("shared", "yes"),
+        default="shared",
+        help="PowerDNS enable-lua-records (default shared)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
-    parser.add_argument("--keep-tmp", action="store_true",
-                        help="keep each server's rendered config dir and log")
+    parser.add_argument(
+        "--keep-tmp", action="store_true", help="keep each server's rendered config dir and log"
+    )
     args = parser.parse_args(argv)
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = sorted(set(args.servers) - set(ALL_SERVERS))
     if unknown:
         parser.error(f"unknown servers {unknown}; choose from {', '.join(ALL_SERVERS)}")
-    if args.duration < 1:
-        parser.error("--duration must be >= 1")
+    if args.duration < 1 or args.rounds < 1:
+        parser.error("--duration and --rounds must be >= 1")
+    if args.retries < 0 or args.quiet_wait < 0 or args.warmup < 0:
+        parser.error("--retries, --quiet-wait and --warmup must be >= 0")
     return args
 
 
@@ -669,11 +894,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"dnsperf_compare: {problem}", file=sys.stderr)
         return 2
-    results: list[ServerResult] = []
+    results = [ServerResult(name) for name in args.servers]
     with http_backends([APP1, APP2]) as hport:
-        for index, name in enumerate(args.servers):
-            addr = f"127.0.0.{FIRST_SERVER_HOST + index}"
-            results.append(bench_server(name, addr, hport, args))
+        for round_ in range(args.rounds):
+            if args.rounds > 1:
+                progress(f"--- round {round_ + 1} of {args.rounds}")
+            for index, result in enumerate(results):
+                addr = f"127.0.0.{FIRST_SERVER_HOST + index}"
+                bench_server(result.name, addr, hport, args, result)
     print(report(results, args))
     if args.json:
         write_json(args.json, results, args)
