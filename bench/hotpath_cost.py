@@ -1,0 +1,113 @@
+"""What one UDP query costs inside dynserver, without the kernel: the UDP reader callback
+(``UdpServer._on_readable``) driven by a fake socket that returns the same query 64 times
+(one batch), then says it would block.
+
+    .venv/bin/python bench/hotpath_cost.py [--repeat 5] [--number 2000]
+
+Prints microseconds per query (the minimum of ``--repeat`` timeit runs, each of
+``--number`` batches) for a few fixed queries: a fast-path hit with and without EDNS,
+NXDOMAIN, REFUSED. Used to keep the query counters of /metrics off the hot path: run it
+before and after a change to dynserver/dns/snapshot.py or dynserver/server/udp.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import timeit
+from pathlib import Path
+from typing import Any
+
+import dns.message
+
+from dynserver import config
+from dynserver.app import App
+from dynserver.server.udp import BATCH, UdpServer
+
+ZONE = """\
+$ORIGIN dyn.example.test.
+$TTL 300
+@ IN SOA ns1 hostmaster 1 3600 600 86400 60
+  IN NS ns1
+ns1 IN A 192.0.2.53
+www IN A 192.0.2.80
+"""
+CONFIG = """\
+[server]
+dns = ["127.0.0.1:0"]
+database = ""
+
+[zones."dyn.example.test"]
+file = "dyn.example.test.zone"
+
+[zones."dyn.example.test".records.app]
+type = "A"
+ttl = 30
+targets = [{ name = "charlie", value = "192.0.2.21" }]
+"""
+ADDRESS = ("127.0.0.1", 40000)
+
+
+class FakeSocket:
+    """recvfrom hands out ``data`` BATCH times per batch; sendto throws the reply away."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.left = BATCH
+
+    def recvfrom(self, size: int) -> tuple[bytes, tuple[str, int]]:
+        if self.left == 0:
+            raise BlockingIOError
+        self.left -= 1
+        return self.data, ADDRESS
+
+    def sendto(self, data: bytes, address: Any) -> int:
+        return len(data)
+
+
+def queries() -> dict[str, bytes]:
+    def wire(name: str, rdtype: str, edns: bool) -> bytes:
+        return dns.message.make_query(name, rdtype, use_edns=0 if edns else False).to_wire()
+
+    return {
+        "A hit, no EDNS": wire("app.dyn.example.test.", "A", False),
+        "A hit, EDNS": wire("app.dyn.example.test.", "A", True),
+        "NXDOMAIN": wire("nope.dyn.example.test.", "A", False),
+        "REFUSED": wire("example.com.", "A", False),
+    }
+
+
+async def measure(repeat: int, number: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "dyn.example.test.zone").write_text(ZONE)
+        (Path(folder) / "dynserver.toml").write_text(CONFIG)
+        app = App(config.load(Path(folder) / "dynserver.toml"))
+    results = {}
+    for label, data in queries().items():
+        server = UdpServer(app.config.server.dns[0], app.answer)
+        sock = FakeSocket(data)
+        server._sock = sock  # type: ignore[assignment]
+        on_readable = server._on_readable
+        on_readable()  # the first answer of a miss is rendered and memoised
+
+        def batch(sock: FakeSocket = sock, on_readable: Any = on_readable) -> None:
+            sock.left = BATCH
+            on_readable()
+
+        runs = timeit.repeat(batch, repeat=repeat, number=number)
+        results[label] = min(runs) / number / BATCH * 1e6
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--number", type=int, default=2000)
+    args = parser.parse_args()
+    for label, micros in asyncio.run(measure(args.repeat, args.number)).items():
+        print(f"{label:16} {micros:6.3f} us/query")
+
+
+if __name__ == "__main__":
+    main()
