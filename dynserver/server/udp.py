@@ -234,6 +234,23 @@ class _MmsgBatch:
         self._in = memoryview(self._inbox).cast("B")
         self._out = memoryview(self._outbox).cast("B")
         self._name_bytes = memoryview(self._names).cast("B")
+        # Per slot, the offsets the loop needs, computed once: where query i and its
+        # length and client address are, and where reply j and its length go.
+        words, longs = _HDR // 4, _HDR // 8
+        self._in_slots = [
+            (
+                i * RECV_SIZE,
+                i * words + _LEN_AT // 4,
+                i * _NAME_SIZE,
+                i * words + _NAMELEN_AT // 4,
+                self._names_at + i * _NAME_SIZE,
+            )
+            for i in range(n)
+        ]
+        self._out_slots = [
+            (j * RECV_SIZE, j * 2 + _IOV_LEN_AT // 8, j * longs + _NAME_AT // 8, j * words + _NAMELEN_AT // 4)
+            for j in range(n)
+        ]
 
     def on_readable(self) -> None:
         ctypes.memmove(self._recv_at, self._fresh, len(self._fresh))
@@ -244,15 +261,12 @@ class _MmsgBatch:
             return
         recv_u32, inbox, outbox, names = self._recv_u32, self._in, self._out, self._name_bytes
         send_u32, send_u64, send_iov = self._send_u32, self._send_u64, self._send_iov_u64
-        answer, peers, names_at = self._answer, self._peers, self._names_at
-        hdr_words, len_word, namelen_word = _HDR // 4, _LEN_AT // 4, _NAMELEN_AT // 4
-        name_word, iov_word = _NAME_AT // 8, _IOV_LEN_AT // 8
+        answer, peers, in_slots, out_slots = self._answer, self._peers, self._in_slots, self._out_slots
         ready = 0
         for i in range(count):
-            start = i * RECV_SIZE
-            data = bytes(inbox[start : start + recv_u32[i * hdr_words + len_word]])
-            name_at = i * _NAME_SIZE
-            name_len = recv_u32[i * hdr_words + namelen_word]
+            start, len_word, name_at, namelen_word, name_ptr = in_slots[i]
+            data = bytes(inbox[start : start + recv_u32[len_word]])
+            name_len = recv_u32[namelen_word]
             key = bytes(names[name_at : name_at + name_len])
             peer = peers.get(key)
             if peer is None:
@@ -272,11 +286,11 @@ class _MmsgBatch:
                 with contextlib.suppress(OSError):
                     self._sock.sendto(reply, peer)
                 continue
-            out = ready * RECV_SIZE
+            out, iov_word, name_word, out_namelen_word = out_slots[ready]
             outbox[out : out + size] = reply
-            send_iov[ready * 2 + iov_word] = size
-            send_u64[ready * (_HDR // 8) + name_word] = names_at + name_at
-            send_u32[ready * hdr_words + namelen_word] = name_len
+            send_iov[iov_word] = size
+            send_u64[name_word] = name_ptr
+            send_u32[out_namelen_word] = name_len
             ready += 1
         sent = 0
         while sent < ready:
