@@ -21,6 +21,7 @@ from dnslib import RR, TXT, DNSLabel
 
 from dynserver.dns import wire
 from dynserver.dns.answer import REFUSED, Resolution, find_zone, render, resolve
+from dynserver.dns.stats import QueryStats, slot
 from dynserver.dns.zone import Zone
 from dynserver.types import Name, Stream
 
@@ -48,16 +49,20 @@ _CHAOS_NAMES: dict[Name, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """A reply minus ID and question: ``heads[rd]`` is flags + counts, RD copied or not."""
+    """A reply minus ID and question: ``heads[rd]`` is flags + counts, RD copied or not;
+    ``stat`` is its slot in QueryStats.hits (question type and rcode, over UDP)."""
 
     heads: tuple[bytes, bytes]
     body: bytes
+    stat: int = 0
 
     @classmethod
     def from_reply(cls, reply: bytes, question_length: int) -> Template:
         head = reply[2:12]
         with_rd = bytes((head[0] | (wire.RD >> 8),)) + head[1:]
-        return cls(heads=(head, with_rd), body=reply[12 + question_length :])
+        qtype = int.from_bytes(reply[8 + question_length : 10 + question_length], "big")
+        stat = slot(qtype, reply[3] & 0xF)
+        return cls(heads=(head, with_rd), body=reply[12 + question_length :], stat=stat)
 
 
 class Snapshot:
@@ -70,8 +75,12 @@ class Snapshot:
         chaos: Mapping[str, str] | None = None,
         warm: bool = True,
         transfers: Delegate | None = None,
+        stats: QueryStats | None = None,
     ) -> None:
         self.zones = zones
+        # Reply counts for /metrics, shared with every snapshot derived from this one.
+        self.stats = stats or QueryStats()
+        self._hits = self.stats.hits
         self.chaos = dict(chaos or {})
         self.transfers = transfers
         # One table per EDNS mode: no OPT, OPT, OPT with DO.
@@ -92,7 +101,7 @@ class Snapshot:
         Every template that mentions none of those names, nor the apex, carries over, so
         a failover costs work in proportion to what it changes, not to the zone's size:
         only the changed names and the apex are rendered again."""
-        new = Snapshot(zones, chaos=self.chaos, warm=False, transfers=self.transfers)
+        new = Snapshot(zones, chaos=self.chaos, warm=False, transfers=self.transfers, stats=self.stats)
         names = {name for origin, nodes in changed.items() for name in (origin, *nodes)}
         drop = set(self._cross)
         for name in names:
@@ -153,11 +162,17 @@ class Snapshot:
         if template is None or (not tcp and qend + len(template.body) > limit):
             return self._answer_slow(data, tcp, peer)
         head = template.heads[data[2] & 1]
+        self._hits[template.stat + tcp] += 1
         return data[:2] + head + data[12:qend] + template.body
 
     # -- the full path --------------------------------------------------------------
 
     def _answer_slow(self, data: bytes, tcp: bool, peer: tuple[str, int] | None) -> bytes | Stream | None:
+        reply = self._answer_full(data, tcp, peer)
+        self.stats.count(data, reply, tcp)
+        return reply
+
+    def _answer_full(self, data: bytes, tcp: bool, peer: tuple[str, int] | None) -> bytes | Stream | None:
         try:
             query = wire.parse_query(data)
         except wire.WireError as error:
