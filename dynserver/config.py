@@ -715,10 +715,11 @@ def _notifications(reader: _Reader, raw: Any) -> NotifyConfig:
 
 
 def _web(reader: _Reader, raw: Any) -> WebConfig:
-    """[web]: the admin password hash, public read-only pages, the resolvers to compare."""
+    """[web]: the admin password hash, public read-only pages, the resolvers to compare
+    and how long the propagation page waits for each server."""
     path: KeyPath = ("web",)
     table = reader.table(raw, path)
-    reader.unknown(table, path, {"admin_password_hash", "public", "resolvers"})
+    reader.unknown(table, path, {"admin_password_hash", "public", "resolvers", "propagation_timeout"})
     hashed = reader.get(table, path, "admin_password_hash", str, "", "a hash from `dynserver hash-password`")
     if hashed and not hashed.startswith("scrypt$"):
         raise reader.error((*path, "admin_password_hash"), "expected a hash from `dynserver hash-password`")
@@ -741,6 +742,7 @@ def _web(reader: _Reader, raw: Any) -> WebConfig:
         admin_password_hash=hashed or None,
         public=reader.get(table, path, "public", bool, False, "true or false"),
         resolvers=tuple(resolvers),
+        propagation_timeout=reader.number(table, path, "propagation_timeout", 1.5, 0.1, 10, float),
     )
 
 

@@ -79,6 +79,7 @@ class WebConfig:
     admin_password_hash: str | None = None  # from `dynserver hash-password`; env overrides
     public: bool = False  # read-only pages without a login
     resolvers: tuple[str, ...] = DEFAULT_RESOLVERS
+    propagation_timeout: float = 1.5  # seconds per query of the propagation page
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from dynserver import propagation
 from dynserver.dns import wire
 from dynserver.health.engine import TargetKey, target_key
 from dynserver.model import DynamicRecord
@@ -39,6 +40,7 @@ log = logging.getLogger("dynserver.update")
 
 MAX_EVENTS = 1000
 EVENT_FILTERS = frozenset({"record", "target", "kind", "since", "until", "limit", "before"})
+PROPAGATION_PARAMETERS = frozenset({"hostname"})
 MAX_BODY = 64 * 1024
 
 
@@ -56,8 +58,10 @@ class ApiError(Exception):
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
 
-def create_api(app: App, updates: Updates) -> Starlette:
-    """The ``/api/v1`` application (mounted by dynserver.web.app)."""
+def create_api(app: App, updates: Updates, checker: propagation.Checker | None = None) -> Starlette:
+    """The ``/api/v1`` application (mounted by dynserver.web.app). ``checker`` runs and
+    caches propagation checks (shared with the pages)."""
+    checker = checker or propagation.Checker(timeout=app.config.web.propagation_timeout)
 
     def authenticated(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -224,6 +228,25 @@ def create_api(app: App, updates: Updates) -> Starlette:
         more = len(rows) == filters["limit"]
         return JSONResponse({"events": items, "next_before": rows[-1].id if more and rows else None})
 
+    async def propagation_report(request: Request, principal: Principal) -> Response:
+        record = find_record(request)
+        query = request.query_params
+        unknown = sorted(set(query) - PROPAGATION_PARAMETERS)
+        if unknown:
+            raise ApiError(400, "bad_request", f"unknown parameter {unknown[0]!r}; expected: hostname")
+        hostname = None
+        if "hostname" in query:
+            try:
+                hostname = propagation.parse_hostname(query["hostname"])
+            except ValueError as error:
+                raise ApiError(400, "bad_request", f"hostname: {error}") from None
+        try:
+            body = await views.propagation_view(app, checker, record, hostname)
+        except propagation.Busy as busy:
+            retry = str(max(1, math.ceil(busy.retry_after)))
+            raise ApiError(429, "too_many_requests", str(busy), {"Retry-After": retry}) from None
+        return JSONResponse(body)
+
     async def document(request: Request) -> Response:
         return JSONResponse(openapi.DOCUMENT)
 
@@ -236,6 +259,7 @@ def create_api(app: App, updates: Updates) -> Starlette:
             Route("/records", authenticated(records), methods=["GET"]),
             Route(record_path, authenticated(record), methods=["GET"]),
             Route(record_path + "/check", authenticated(check, admin=True), methods=["POST"]),
+            Route(record_path + "/propagation", authenticated(propagation_report), methods=["GET"]),
             # One route per path, so a 405 lists every method the path has in Allow.
             Route(
                 target_path,

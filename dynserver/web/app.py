@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from dynserver.model import Listener
+from dynserver.propagation import Checker
 from dynserver.update.limits import LimitPolicy
 from dynserver.update.service import Updates
 from dynserver.web import dyndns2, pages
@@ -38,9 +39,11 @@ def web_dir() -> Path:
     raise FileNotFoundError("web assets not found: set DYNSERVER_WEB_DIR to the web/ folder")
 
 
-def create_app(app: App, *, limits: LimitPolicy | None = None) -> Starlette:
-    """The web app. ``limits`` overrides the update paths' rate limits and lockout."""
+def create_app(app: App, *, limits: LimitPolicy | None = None, checker: Checker | None = None) -> Starlette:
+    """The web app. ``limits`` overrides the update paths' rate limits and lockout;
+    ``checker`` the propagation checks' cache and budget."""
     assets = web_dir()
+    checker = checker or Checker(timeout=app.config.web.propagation_timeout)
     updates = Updates(app, limits)
     templates = Jinja2Templates(directory=str(assets / "templates"))
     auth = Auth(app.config.web, limits)
@@ -66,11 +69,11 @@ def create_app(app: App, *, limits: LimitPolicy | None = None) -> Starlette:
 
     return Starlette(
         routes=[
-            *pages.routes(app, updates, auth, templates),
+            *pages.routes(app, updates, auth, templates, checker),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *dyndns2.routes(updates),
-            Mount("/api/v1", create_api(app, updates)),
+            Mount("/api/v1", create_api(app, updates, checker)),
             Mount("/static", StaticFiles(directory=str(assets / "static")), name="static"),
         ],
         exception_handlers={HTTPException: api_aware_http_error},  # type: ignore[dict-item]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dynserver import __version__
+from dynserver.propagation import HOSTNAME_PATTERN, MAX_HOSTNAME, SOURCES, STATUSES
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -28,6 +29,15 @@ MAX_ID = 2**63 - 1  # SQLite's largest integer: event ids never reach it
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _TIME = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
+_NULLABLE_INTEGER = {"type": ["integer", "null"]}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_STATUS = {
+    "type": "string",
+    "enum": list(STATUSES),
+    "description": "in_sync: our answer (and, for a nameserver, one of our serials); stale: it "
+    "answers, but an older serial or another answer; error: no usable reply (timeout, refused, "
+    "SERVFAIL, REFUSED, lame).",
+}
 
 # Every authenticated operation can answer these.
 _AUTH_ERRORS = {"401": _error("Unauthorized"), "429": _error("TooManyRequests"), "500": _error("ServerError")}
@@ -203,6 +213,199 @@ _SCHEMAS: dict[str, Any] = {
             "detail": {"type": ["object", "null"]},
         },
     },
+    "PropagationNameserver": {
+        "type": "object",
+        "required": ["name", "addresses", "error"],
+        "properties": {
+            "name": {"type": "string"},
+            "addresses": _STRINGS,
+            "error": {**_NULLABLE_STRING, "description": "Why no address was found."},
+        },
+    },
+    "PropagationServer": {
+        "type": "object",
+        "description": "An authoritative server, asked directly (RD=0) for the record and the SOA.",
+        "required": [
+            "address",
+            "port",
+            "names",
+            "sources",
+            "status",
+            "reason",
+            "rcode",
+            "aa",
+            "answer",
+            "ttl",
+            "serial",
+            "latency",
+        ],
+        "properties": {
+            "address": {**_NULLABLE_STRING, "description": "null: the name has no address."},
+            "port": {"type": "integer"},
+            "names": {**_STRINGS, "description": "The NS names with this address."},
+            "sources": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(SOURCES)},
+                "description": "delegation: the parent's NS set; zone: our apex NS; secondary: configured.",
+            },
+            "status": _STATUS,
+            "reason": {"type": "string"},
+            "rcode": {**_NULLABLE_STRING, "description": "null: no reply."},
+            "aa": {"type": ["boolean", "null"]},
+            "answer": _STRINGS,
+            "ttl": _NULLABLE_INTEGER,
+            "serial": _NULLABLE_INTEGER,
+            "latency": {**_NULLABLE_NUMBER, "description": "Seconds."},
+        },
+    },
+    "PropagationResolver": {
+        "type": "object",
+        "description": "A configured resolver, asked with recursion (RD=1).",
+        "required": ["address", "port", "status", "reason", "rcode", "answer", "ttl", "latency"],
+        "properties": {
+            "address": {"type": "string"},
+            "port": {"type": "integer"},
+            "status": _STATUS,
+            "reason": {"type": "string"},
+            "rcode": _NULLABLE_STRING,
+            "answer": _STRINGS,
+            "ttl": {**_NULLABLE_INTEGER, "description": "What the resolver has left of its cache."},
+            "latency": _NULLABLE_NUMBER,
+        },
+    },
+    "PropagationMirror": {
+        "type": "object",
+        "description": "A mirrored name: the provider's last known record and last reply.",
+        "required": [
+            "mirror",
+            "kind",
+            "name",
+            "type",
+            "status",
+            "state",
+            "desired",
+            "provider",
+            "records",
+            "last_reply",
+            "last_error",
+            "last_attempt",
+            "last_ok",
+        ],
+        "properties": {
+            "mirror": {"type": "string"},
+            "kind": {"type": "string"},
+            "name": {"type": "string"},
+            "type": {"type": "string"},
+            "status": _STATUS,
+            "state": {"type": "string", "enum": ["pending", "ok", "retrying", "failed"]},
+            "desired": _STRINGS,
+            "provider": {"type": ["array", "null"], "items": {"type": "string"}},
+            "records": {"type": "array", "items": {"type": "object"}},
+            "last_reply": {"type": "string"},
+            "last_error": _NULLABLE_STRING,
+            "last_attempt": _NULLABLE_NUMBER,
+            "last_ok": _NULLABLE_NUMBER,
+        },
+    },
+    "CnameCheck": {
+        "type": ["object", "null"],
+        "description": "The hostname's CNAME chain, through the first resolver (null: no hostname given).",
+        "required": [
+            "hostname",
+            "resolver",
+            "hops",
+            "end",
+            "answer",
+            "rcode",
+            "reaches_record",
+            "reason",
+            "error",
+        ],
+        "properties": {
+            "hostname": {"type": "string"},
+            "resolver": _NULLABLE_STRING,
+            "hops": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "cname", "ttl"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "cname": {"type": "string"},
+                        "ttl": {"type": "integer"},
+                    },
+                },
+            },
+            "end": {"type": "string"},
+            "answer": _STRINGS,
+            "rcode": _NULLABLE_STRING,
+            "reaches_record": {"type": "boolean"},
+            "reason": {"type": "string"},
+            "error": _NULLABLE_STRING,
+        },
+    },
+    "Propagation": {
+        "type": "object",
+        "required": [
+            "record",
+            "type",
+            "zone",
+            "checked_at",
+            "duration",
+            "timeout",
+            "age",
+            "expected",
+            "summary",
+            "warnings",
+            "delegation",
+            "zone_nameservers",
+            "nameservers",
+            "resolvers",
+            "mirrors",
+            "cname_check",
+        ],
+        "properties": {
+            "record": {"type": "string"},
+            "type": {"type": "string", "enum": ["A", "AAAA", "CNAME"]},
+            "zone": {"type": "string"},
+            "checked_at": {"type": "number", "description": "Unix time the check finished."},
+            "duration": {"type": "number", "description": "Seconds the check took."},
+            "timeout": {"type": "number", "description": "Seconds each query may take."},
+            "age": {"type": "number", "description": "Seconds since the check (results are shared briefly)."},
+            "expected": {
+                "type": "object",
+                "description": "What dynserver answers now.",
+                "required": ["answer", "ttl", "serial", "rcode"],
+                "properties": {
+                    "answer": _STRINGS,
+                    "ttl": _NULLABLE_INTEGER,
+                    "serial": {"type": "integer"},
+                    "rcode": {"type": "string"},
+                },
+            },
+            "summary": {
+                "type": "object",
+                "required": list(STATUSES),
+                "properties": {status: {"type": "integer"} for status in STATUSES},
+            },
+            "warnings": {**_STRINGS, "description": "Where the delegation and the zone's NS set disagree."},
+            "delegation": {
+                "type": "object",
+                "required": ["parent", "source", "nameservers", "error"],
+                "properties": {
+                    "parent": _NULLABLE_STRING,
+                    "source": {"type": "string", "enum": ["parent", "resolver", "none"]},
+                    "nameservers": {"type": "array", "items": _ref("PropagationNameserver")},
+                    "error": _NULLABLE_STRING,
+                },
+            },
+            "zone_nameservers": {"type": "array", "items": _ref("PropagationNameserver")},
+            "nameservers": {"type": "array", "items": _ref("PropagationServer")},
+            "resolvers": {"type": "array", "items": _ref("PropagationResolver")},
+            "mirrors": {"type": "array", "items": _ref("PropagationMirror")},
+            "cname_check": _ref("CnameCheck"),
+        },
+    },
 }
 
 
@@ -290,6 +493,39 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "One dynamic record with its targets",
                 "responses": {
                     "200": _json(_ref("Record"), "The record."),
+                    "404": _error("NotFound"),
+                    **_AUTH_ERRORS,
+                },
+            },
+        },
+        "/records/{fqdn}/propagation": {
+            "parameters": [_FQDN],
+            "get": {
+                "operationId": "getPropagation",
+                "summary": "Who answers what dynserver answers: nameservers, resolvers, mirrors",
+                "description": "Every authoritative server (the parent's delegation, the zone's NS set, "
+                "the configured secondaries) asked directly, every configured resolver asked with "
+                "recursion, each marked in_sync, stale or error. Queries run concurrently with a short "
+                "timeout ([web] propagation_timeout). A check is shared for 2 s, and new checks are "
+                "budgeted (429 with Retry-After when spent).",
+                "parameters": [
+                    {
+                        "name": "hostname",
+                        "in": "query",
+                        "description": "A static hostname whose CNAME chain is followed through the "
+                        "first resolver, to see whether it reaches this record (cname_check).",
+                        "schema": {
+                            "type": "string",
+                            "pattern": HOSTNAME_PATTERN,
+                            "minLength": 3,
+                            "maxLength": MAX_HOSTNAME,
+                        },
+                        "example": "www.example.com",
+                    }
+                ],
+                "responses": {
+                    "200": _json(_ref("Propagation"), "The record's propagation."),
+                    "400": _error("BadRequest"),
                     "404": _error("NotFound"),
                     **_AUTH_ERRORS,
                 },

@@ -1,5 +1,5 @@
-"""The HTML pages: dashboard, record page (with a server-drawn chart), event log, login,
-and the dashboard's actions (maintenance on/off, check now).
+"""The HTML pages: dashboard, record page (with a server-drawn chart), propagation page,
+event log, login, and the dashboard's actions (maintenance on/off, check now).
 
 Pages read the same views as the REST API (dynserver.web.views). Every state change is a
 POST carrying the session's CSRF token and is recorded with who did it (``web:admin``).
@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from dynserver import __version__
+from dynserver import __version__, propagation
 from dynserver.dns import wire
 from dynserver.health.engine import target_key
 from dynserver.model import DynamicRecord
@@ -39,6 +39,7 @@ log = logging.getLogger("dynserver.web")
 
 CHART_HOURS = 6.0  # the record page's chart spans this many hours
 EVENT_KINDS = ("health", "answer", "maintenance", "update", "mirror", "notify", "system")
+PROPAGATION_LABELS = {propagation.IN_SYNC: "in sync", propagation.STALE: "stale", propagation.ERROR: "error"}
 STATE_COLOURS = {
     "up": "#2e9d5b",
     "down": "#d64545",
@@ -48,8 +49,16 @@ STATE_COLOURS = {
 }
 
 
-def routes(app: App, updates: Updates, auth: Auth, templates: Jinja2Templates) -> list[Route]:
-    """The page routes, for dynserver.web.app to mount at the root."""
+def routes(
+    app: App,
+    updates: Updates,
+    auth: Auth,
+    templates: Jinja2Templates,
+    checker: propagation.Checker | None = None,
+) -> list[Route]:
+    """The page routes, for dynserver.web.app to mount at the root. ``checker`` runs and
+    caches propagation checks (shared with the API)."""
+    checker = checker or propagation.Checker(timeout=app.config.web.propagation_timeout)
 
     templates.env.filters["ago"] = _ago
     templates.env.filters["clock"] = _clock
@@ -120,6 +129,56 @@ def routes(app: App, updates: Updates, auth: Auth, templates: Jinja2Templates) -
         chart = chart_svg(samples, [t.name for t in record.targets], since, time.time())
         context = {"record": record_card(record), "chart": chart, "events": events, "hours": CHART_HOURS}
         return render(request, "record.html", context)
+
+    async def propagation_page(request: Request) -> Response:
+        """Who answers what we answer: complete without script; propagation.js then
+        redraws the rows from propagation.json every few seconds."""
+        if not auth.may_read(request):
+            return login_redirect(request)
+        record = find_record(request)
+        if record is None:
+            return render(request, "missing.html", {"what": fqdn(request.path_params["fqdn"])}, 404)
+        typed = request.query_params.get("hostname", "").strip()
+        hostname, hostname_error = None, None
+        if typed:
+            try:
+                hostname = propagation.parse_hostname(typed)
+            except ValueError as error:
+                hostname_error = str(error)
+        context: dict[str, Any] = {
+            "record": views.record_view(app, updates, record),
+            "hostname": typed[: propagation.MAX_HOSTNAME + 1],
+            "hostname_error": hostname_error,
+            "labels": PROPAGATION_LABELS,
+            "view": None,
+            "busy": None,
+        }
+        status = 400 if hostname_error else 200
+        try:
+            context["view"] = await views.propagation_view(app, checker, record, hostname)
+        except propagation.Busy as busy:
+            context["busy"] = str(busy)
+            response = render(request, "propagation.html", context, 429)
+            response.headers["Retry-After"] = str(max(1, round(busy.retry_after)))
+            return response
+        return render(request, "propagation.html", context, status)
+
+    async def propagation_json(request: Request) -> Response:
+        """The propagation page's rows for its script: the API's JSON, under the pages'
+        access rule (a session, or public pages) instead of a Bearer credential."""
+        if not auth.may_read(request):
+            return JSONResponse({"error": "unauthorized", "detail": "log in first"}, status_code=401)
+        record = find_record(request)
+        if record is None:
+            detail = f"no dynamic record {fqdn(request.path_params['fqdn'])!r}"
+            return JSONResponse({"error": "not_found", "detail": detail}, status_code=404)
+        try:
+            view = await views.propagation_view(app, checker, record)
+        except propagation.Busy as busy:
+            retry = str(max(1, round(busy.retry_after)))
+            body = {"error": "too_many_requests", "detail": str(busy)}
+            return JSONResponse(body, status_code=429, headers={"Retry-After": retry})
+        return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
     async def events_page(request: Request) -> Response:
         if not auth.may_read(request):
@@ -222,6 +281,8 @@ def routes(app: App, updates: Updates, auth: Auth, templates: Jinja2Templates) -
     return [
         Route("/", dashboard),
         Route("/records/{fqdn}", record_page),
+        Route("/records/{fqdn}/propagation", propagation_page),
+        Route("/records/{fqdn}/propagation.json", propagation_json),
         Route("/records/{fqdn}/check", check, methods=["POST"]),
         Route("/records/{fqdn}/targets/{name}/maintenance", maintenance, methods=["POST"]),
         Route("/events", events_page),

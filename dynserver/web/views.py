@@ -7,8 +7,10 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from dynserver import propagation
 from dynserver.dns import wire
 from dynserver.health.engine import RecordKey, target_key
+from dynserver.mirror.worker import MirrorStatus
 from dynserver.model import DynamicRecord
 from dynserver.update.service import Updates
 from dynserver.update.targets import fqdn, record_text
@@ -72,3 +74,60 @@ def record_view(app: App, updates: Updates, record: DynamicRecord) -> dict[str, 
         },
         "targets": [target_view(app, updates, record, t.name) for t in record.targets],
     }
+
+
+# -- propagation ---------------------------------------------------------------------
+
+# A mirror's state as the propagation page marks it.
+MIRROR_STATUS = {"ok": propagation.IN_SYNC, "pending": propagation.STALE}
+
+
+def propagation_plan(app: App, record: DynamicRecord) -> propagation.Plan:
+    web = app.config.web
+    zone = app.zone_configs[record.zone]
+    return propagation.make_plan(app.snapshot, zone, record, web.resolvers, web.propagation_timeout)
+
+
+def mirror_view(status: MirrorStatus) -> dict[str, Any]:
+    """One mirrored name: what the provider last had and said (the worker's memory)."""
+    return {
+        "mirror": status.mirror,
+        "kind": status.kind,
+        "name": status.name,
+        "type": status.type,
+        "status": MIRROR_STATUS.get(status.state, propagation.ERROR),
+        "state": status.state,
+        "desired": list(status.desired),
+        "provider": list(status.provider) if status.provider is not None else None,
+        "records": [dict(r) for r in status.records],
+        "last_reply": status.last_reply,
+        "last_error": status.last_error,
+        "last_attempt": status.last_attempt,
+        "last_ok": status.last_ok,
+    }
+
+
+async def propagation_view(
+    app: App, checker: propagation.Checker, record: DynamicRecord, hostname: str | None = None
+) -> dict[str, Any]:
+    """The propagation of a record, as the API and the page show it. Raises
+    propagation.Busy when the check budget is spent and nothing is cached."""
+    plan = propagation_plan(app, record)
+
+    def current() -> propagation.Expected:
+        return propagation.expected_from(app.snapshot, record.zone, plan.name, plan.type)
+
+    async def chain() -> dict[str, Any] | None:
+        if hostname is None:
+            return None
+        resolver = plan.resolvers[0] if plan.resolvers else None
+        try:
+            found = await checker.chain(hostname, propagation.chain_type(record.type), resolver)
+        except propagation.Busy as busy:
+            found = propagation.Chain(hostname, resolver, error=str(busy))
+        return found.to_json(plan.name)
+
+    (report, age), checked = await asyncio.gather(checker.report(plan, current), chain())
+    name = wire.name_to_text(record.name)
+    mirrors = [mirror_view(s) for s in app.mirrors.status() if s.record == name]
+    return {**report.to_json(), "age": round(age, 3), "mirrors": mirrors, "cname_check": checked}

@@ -29,12 +29,14 @@ from dynserver.update.limits import LimitPolicy
 from dynserver.web.app import WebServer, create_app
 from tests.support import ROOT, loopback
 
+# The nameserver is named outside the zone (no glue here), in .invalid (RFC 6761), so a
+# propagation check of this zone asks only the configured resolvers for its address and
+# never sends a query off this machine.
 ZONE = """\
 $ORIGIN dyn.example.test.
 $TTL 300
 @ IN SOA ns1 hostmaster 1 3600 600 86400 60
-  IN NS ns1
-ns1 IN A 192.0.2.53
+  IN NS ns1.example.invalid.
 """
 
 CONFIG = """\
@@ -128,16 +130,17 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(folder: Path, *, limits: LimitPolicy | None = None) -> Iterator[LiveServer]:
+def live_server(folder: Path, *, limits: LimitPolicy | None = None, extra: str = "") -> Iterator[LiveServer]:
     """The App and its web listener on a fresh 127.0.0.x, in an event loop of their own
-    (a thread), for synchronous clients such as schemathesis; limits can be set."""
+    (a thread), for synchronous clients such as schemathesis; limits and config lines
+    appended to the test config (``extra``) can be set."""
     host = loopback()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="dynserver", daemon=True)
     thread.start()
 
     async def start() -> tuple[App, WebServer]:
-        loaded = with_listeners(config.load(write_config(folder)), [Listener(host, 0)], None)
+        loaded = with_listeners(config.load(write_config(folder, extra)), [Listener(host, 0)], None)
         app = App(loaded)
         await app.start()
         server = WebServer(create_app(app, limits=limits), Listener(host, 0))

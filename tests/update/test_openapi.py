@@ -23,6 +23,7 @@ from dynserver.update import credentials
 from dynserver.update.limits import LimitPolicy
 from dynserver.web import openapi
 from dynserver.web.app import create_app
+from tests.support import free_port, loopback
 from tests.update.common import live_server, write_config
 
 # Schemathesis sends thousands of requests from one address: the limits are lifted here
@@ -37,7 +38,11 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A live listener whose config has the document's example record and target."""
-    with live_server(tmp_path_factory.mktemp("openapi"), limits=GENEROUS) as server:
+    # The propagation route asks the resolvers: one on 127.0.0.x where nothing listens
+    # (refused at once), never the public defaults.
+    quiet = loopback()
+    web = f'\n[web]\nresolvers = ["{quiet}:{free_port(quiet)}"]\npropagation_timeout = 0.5\n'
+    with live_server(tmp_path_factory.mktemp("openapi"), limits=GENEROUS, extra=web) as server:
         server.add(ADMIN)
         yield server.url
 
