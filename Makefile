@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Debian packages the test suite talks to (real clients and real peers).
-TEST_DEBS  := dnsutils knot-dnsutils knot nsd bind9 unbound iproute2 util-linux openssl ddclient inadyn curl
+# Debian packages the test suite talks to (real clients and real peers; chromium for the
+# web UI in a real browser, driven by Playwright).
+TEST_DEBS  := dnsutils knot-dnsutils knot nsd bind9 unbound iproute2 util-linux openssl ddclient inadyn curl chromium
 # Peer servers and the load generator for `make bench`.
 BENCH_DEBS := dnsutils nsd knot gdnsd pdns-server pdns-backend-bind dnsperf util-linux
 
