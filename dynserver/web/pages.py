@@ -40,12 +40,12 @@ log = logging.getLogger("dynserver.web")
 CHART_HOURS = 6.0  # the record page's chart spans this many hours
 EVENT_KINDS = ("health", "answer", "maintenance", "update", "mirror", "notify", "system")
 PROPAGATION_LABELS = {propagation.IN_SYNC: "in sync", propagation.STALE: "stale", propagation.ERROR: "error"}
-STATE_COLOURS = {
-    "up": "#2e9d5b",
-    "down": "#d64545",
+STATE_COLOURS = {  # the same as the .state-* badges in style.css (the chart's legend)
+    "up": "#237a47",
+    "down": "#c23b3b",
     "pending": "#e0a526",
-    "maintenance": "#6b7bd6",
-    "unknown": "#9aa0a6",
+    "maintenance": "#5566c8",
+    "unknown": "#6b7385",
 }
 
 
