@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from socketserver import BaseRequestHandler, ThreadingTCPServer
+from socketserver import BaseRequestHandler, TCPServer, ThreadingTCPServer
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,18 @@ class _State:
             log.write(line)
 
 
-class _HttpServer(ThreadingHTTPServer):
+class LocalHTTPServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that does not ask DNS for its own name. http.server's
+    server_bind calls socket.getfqdn(host): a PTR query to the system's resolver, that is
+    traffic outside 127.0.0.0/8 (and a stall wherever that resolver is slow)."""
+
+    def server_bind(self) -> None:
+        TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+class _HttpServer(LocalHTTPServer):
     daemon_threads = True
     request_queue_size = 64
     state: _State

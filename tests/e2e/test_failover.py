@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,7 +35,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from tests.backends import Backend, Backends, backends, self_signed
+from tests.backends import Backend, Backends, LocalHTTPServer, backends, self_signed
 from tests.support import ROOT, Server, dynserver, free_port, loopback, require_program, write_config
 
 ZONE = "fo.example.test"
@@ -637,7 +637,7 @@ def test_restart_does_not_end_a_failback_wait(tmp_path: Path) -> None:
 # -- notifications ------------------------------------------------------------------------------
 
 
-class _Receiver(ThreadingHTTPServer):
+class _Receiver(LocalHTTPServer):
     daemon_threads = True
     posts: list[tuple[str, dict[str, Any]]]
 
