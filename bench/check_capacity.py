@@ -37,6 +37,7 @@ Every process is stopped by PID, all traffic stays on 127.0.0.0/8, every wait is
 from __future__ import annotations
 
 import argparse
+import datetime
 import itertools
 import json
 import os
@@ -228,7 +229,7 @@ def peak_rate(arrivals: dict[int, list[float]], start: float, end: float, width:
     return max(bins.values(), default=0) / width
 
 
-DOWN_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .*event=target_health .*current=down")
+DOWN_LINE = re.compile(r"^time=(\S+) .*event=target_health .*current=down")  # logfmt, UTC stamp
 
 
 def count_downs(log: Path, window_start: float) -> tuple[int, int] | None:
@@ -243,7 +244,7 @@ def count_downs(log: Path, window_start: float) -> tuple[int, int] | None:
         match = DOWN_LINE.match(line)
         if match is None:
             continue
-        stamp = time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")) + int(match.group(2)) / 1000
+        stamp = datetime.datetime.fromisoformat(match.group(1)).timestamp()
         if stamp < window_start:
             before += 1
         else:

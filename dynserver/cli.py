@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -47,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
         "--database", metavar="PATH", help='SQLite file; overrides [server] database ("" keeps nothing)'
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="one line per event: logfmt key=value (text, the default) or a JSON object (json)",
+    )
 
     check = commands.add_parser("check-config", help="validate a config and its master files")
     check.add_argument("--config", required=True, metavar="PATH")
@@ -121,12 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(_zone_names(loaded))
         print(f"{args.config}: OK ({len(loaded.zones)} zones: {names})")
         return 0
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per check is noise
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    from dynserver import logs
+
+    logs.configure(args.log_level, args.log_format)
     from dynserver.app import App, with_listeners
 
     loaded = with_listeners(loaded, args.dns, args.http)

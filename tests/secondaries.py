@@ -10,6 +10,7 @@ without pytest. Every process is stopped by PID.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import shutil
@@ -61,17 +62,17 @@ def find_program(kind: str) -> str | None:
 
 
 def logged_transition(log: str, target: str, current: str) -> float | None:
-    """The wall-clock time (dynserver's log stamp, to the millisecond) of the first
+    """The wall-clock time (dynserver's log stamp, UTC to the millisecond) of the first
     health transition of ``target`` to ``current`` in ``log``, or None."""
     found = re.search(
-        rf"^(\S+ \S+),(\d{{3}}) .*event=target_health record=\S+ target={re.escape(target)} "
+        rf"^time=(\S+) .*event=target_health record=\S+ target={re.escape(target)} "
         rf"previous=\w+ current={current}",
         log,
         re.M,
     )
     if found is None:
         return None
-    return time.mktime(time.strptime(found.group(1), "%Y-%m-%d %H:%M:%S")) + int(found.group(2)) / 1000
+    return datetime.datetime.fromisoformat(found.group(1)).timestamp()
 
 
 # -- configs ---------------------------------------------------------------------------

@@ -102,6 +102,7 @@ class WebServer:
             log_level="warning",
             lifespan="off",
             access_log=False,
+            log_config=None,  # uvicorn's lines go through dynserver's handler (one format)
             server_header=False,
         )
         self._server = _Server(config)
