@@ -24,6 +24,7 @@ from dynserver.dns.zone import RRset, Zone, soa_fields
 from dynserver.health.engine import Change, CheckKey, Engine, RecordKey, TargetKey, target_key
 from dynserver.health.scheduler import Scheduler
 from dynserver.health.state import Health, Result, TargetState
+from dynserver.metrics import Metrics, TargetSample
 from dynserver.mirror.worker import MirrorWorker
 from dynserver.model import Config, Listener, ZoneConfig
 from dynserver.notify.sender import Alert, Notifier
@@ -48,6 +49,11 @@ def _text(name: Name) -> str:
     return wire.name_to_text(name)
 
 
+def _label(name: Name) -> str:
+    """A name as /metrics labels show it: as the API writes it, without the final dot."""
+    return _text(name).rstrip(".") or "."
+
+
 class App:
     """A running dynserver: owns the current snapshot, the engine and every listener."""
 
@@ -61,6 +67,8 @@ class App:
             soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
             self.serials[origin] = soa_fields(soa).serial
         self.zones: dict[Name, Zone] = {origin: self._build_zone(origin) for origin in self.zone_configs}
+        # /metrics: target states and serials are read from here when scraped.
+        self.metrics = Metrics(targets=self._target_samples, serials=self._serial_texts)
         # Secondaries: transfers (and signed queries) are answered by `transfers`, which
         # keeps each zone's IXFR journal; `secondaries` sends them NOTIFY on every change.
         self.transfers = Transfers(config.zones, config.keys)
@@ -72,11 +80,13 @@ class App:
         self.stopping = asyncio.Event()
         self.store: Store | None = None
         self.writer: Writer | None = None
-        self.scheduler: Scheduler[CheckKey] = Scheduler(self._on_result)
+        self.scheduler: Scheduler[CheckKey] = Scheduler(
+            self._on_result, on_lateness=self.metrics.check_lateness.observe
+        )
         self._check_targets: dict[CheckKey, list[TargetKey]] = {}
         self.notifier = Notifier(config.notify, report=self._on_delivery)
         # Mirrors (Cloudflare, RFC 2136 primaries) get each changed answer; queued, never awaited.
-        self.mirrors = MirrorWorker.from_config(config, event=self._event)
+        self.mirrors = MirrorWorker.from_config(config, event=self._event, attempt=self._on_mirror_attempt)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_sweeper = asyncio.Event()
         self.answer_changes = 0
@@ -92,10 +102,15 @@ class App:
         # Opcode UPDATE (5) waits for the disk; everything else is answered from the
         # snapshot, whose reference is read once per query (a swap is atomic).
         if len(data) > 2 and data[2] & 0xF8 == 0x28:  # QR=0, opcode UPDATE (a reply is dropped)
-            return self._update(data, peer)
+            return self._update(data, tcp, peer)
         return self.snapshot.answer(data, tcp, peer)
 
-    async def _update(self, data: bytes, peer: tuple[str, int] | None) -> bytes | None:
+    async def _update(self, data: bytes, tcp: bool, peer: tuple[str, int] | None) -> bytes | None:
+        reply = await self._apply_update(data, peer)
+        self.metrics.queries.count(data, reply, tcp)
+        return reply
+
+    async def _apply_update(self, data: bytes, peer: tuple[str, int] | None) -> bytes | None:
         """RFC 2136: verify and plan (pure), commit every new value, then acknowledge."""
         outcome = rfc2136.handle(
             data,
@@ -105,6 +120,9 @@ class App:
             now=int(time.time()),
         )
         if not isinstance(outcome, rfc2136.Plan):
+            if outcome is not None:  # NOTAUTH: a signature that does not verify, mostly
+                unauthorized = len(outcome) >= 4 and outcome[3] & 0xF == wire.NOTAUTH
+                self.metrics.update("rfc2136", "unauthorized" if unauthorized else "refused")
             return outcome
         source = peer[0] if peer else None
         try:
@@ -121,12 +139,13 @@ class App:
         self.snapshot = snapshot
 
     def _snapshot(self) -> Snapshot:
+        """A snapshot built from scratch, counting queries into the same /metrics counters."""
         chaos = {}
         if self.config.server.chaos_version:
             chaos["version"] = self.config.server.chaos_version
         if self.config.server.chaos_hostname:
             chaos["hostname"] = self.config.server.chaos_hostname
-        return Snapshot(dict(self.zones), chaos=chaos, transfers=self._transfer)
+        return Snapshot(dict(self.zones), chaos=chaos, transfers=self._transfer, stats=self.metrics.queries)
 
     def _build_zone(self, origin: Name) -> Zone:
         """Static data + the current answers of the zone's dynamic records."""
@@ -226,6 +245,9 @@ class App:
     # -- health ---------------------------------------------------------------------
 
     def _on_result(self, key: CheckKey, result: Result) -> None:
+        monitor = self.engine.monitors.get(key.monitor)
+        if monitor is not None:
+            self.metrics.check_result(key.monitor, monitor.type, result.ok, result.latency)
         targets = self._check_targets.get(key, [])
         changes = self.engine.apply(targets, result)
         now = time.time()
@@ -256,30 +278,39 @@ class App:
         for change in changes:
             self._event_for(change, actor)
             self._alert_for(change)
+            record = change.record
+            state = change.transition.current.value
+            self.metrics.transitions.labels(_label(record.name), record.type, change.target.name, state).inc()
         changed = self.engine.recompute(before)
         for key in changed:
-            decision = self.engine.decisions[key]
-            self._event(
-                EventRow(
-                    kind="answer",
-                    record=_text(key[0]),
-                    previous=",".join(before[key]),
-                    current=",".join(decision.values),
-                    reason=decision.reason,
-                    actor=actor,
-                    detail={"type": key[1], "ttl": self.engine.ttl(key)},
-                )
-            )
-            log.info(
-                "event=answer_changed record=%s type=%s previous=%s current=%s reason=%r",
-                _text(key[0]),
-                key[1],
-                ",".join(before[key]) or "-",
-                ",".join(decision.values) or "-",
-                decision.reason,
-            )
+            self._answer_changed(key, before[key], actor)
         self.publish(changed)
         return changed
+
+    def _answer_changed(self, key: RecordKey, before: tuple[str, ...], actor: str | None) -> None:
+        """A record answers differently (values or TTL): an event, a log line, a count."""
+        decision = self.engine.decisions[key]
+        self._event(
+            EventRow(
+                kind="answer",
+                record=_text(key[0]),
+                previous=",".join(before),
+                current=",".join(decision.values),
+                reason=decision.reason,
+                actor=actor,
+                detail={"type": key[1], "ttl": self.engine.ttl(key)},
+            )
+        )
+        log.info(
+            "event=answer_changed record=%s type=%s previous=%s current=%s reason=%r actor=%s",
+            _text(key[0]),
+            key[1],
+            ",".join(before) or "-",
+            ",".join(decision.values) or "-",
+            decision.reason,
+            actor or "-",
+        )
+        self.metrics.answer_changes.labels(_label(key[0]), key[1]).inc()
 
     def set_maintenance(self, key: TargetKey, on: bool, actor: str | None = None) -> bool:
         change = self.engine.set_maintenance(key, on, asyncio.get_running_loop().time())
@@ -300,6 +331,7 @@ class App:
         """
         previous = self.engine.values[key]
         if previous == value:
+            self.metrics.update(via, "unchanged")
             return False, previous
         now = time.time()
         if self.store is not None:
@@ -324,7 +356,9 @@ class App:
                 # along with the writer's next commit.
                 with contextlib.suppress(Exception):
                     await self.store.rollback()
+                self.metrics.update(via, "failed")
                 raise
+        self.metrics.update(via, "changed")
         self.value_set_at[key] = now
         self.engine.set_value(key, value)
         log.info(
@@ -338,7 +372,9 @@ class App:
             via,
         )
         record_key = (key[0], key[1])
-        self.engine.recompute([record_key])
+        before = self.engine.decisions[record_key].values
+        for changed in self.engine.recompute([record_key]):  # the new address is answered now
+            self._answer_changed(changed, before, actor)
         self.publish([record_key])  # the target's own name answers the new address in any case
         self._refresh_checks()
         self.check_now([key])
@@ -389,6 +425,10 @@ class App:
     def _event(self, event: EventRow) -> None:
         if self.writer is not None:
             self.writer.event(event)
+
+    def add_event(self, event: EventRow) -> None:
+        """Record an event from outside the engine (a login, a check-now request)."""
+        self._event(event)
 
     def _event_for(self, change: Change, actor: str | None) -> None:
         transition = change.transition
@@ -445,6 +485,7 @@ class App:
         )
 
     def _on_delivery(self, url: str, alert: Alert, ok: bool, detail: str) -> None:
+        self.metrics.notifications.labels("ok" if ok else "fail").inc()
         self._event(
             EventRow(
                 kind="notify",
@@ -454,6 +495,19 @@ class App:
                 reason=f"{alert.event} to {url}: {detail}",
             )
         )
+
+    def _on_mirror_attempt(self, mirror: str, result: str) -> None:
+        self.metrics.mirror_pushes.labels(mirror, result).inc()
+
+    def _target_samples(self) -> list[TargetSample]:
+        """Every target's current health, for /metrics (read when scraped)."""
+        return [
+            TargetSample(_label(name), rtype, target, state.health.value)
+            for (name, rtype, target), state in self.engine.states.items()
+        ]
+
+    def _serial_texts(self) -> dict[str, int]:
+        return {_label(origin): zone.serial for origin, zone in self.snapshot.zones.items()}
 
     def _save_state(self, key: TargetKey) -> None:
         if self.writer is not None:

@@ -715,11 +715,12 @@ def _notifications(reader: _Reader, raw: Any) -> NotifyConfig:
 
 
 def _web(reader: _Reader, raw: Any) -> WebConfig:
-    """[web]: the admin password hash, public read-only pages, the resolvers to compare
-    and how long the propagation page waits for each server."""
+    """[web]: the admin password hash, public read-only pages, the resolvers to compare,
+    how long the propagation page waits for each server, and the /metrics token."""
     path: KeyPath = ("web",)
     table = reader.table(raw, path)
-    reader.unknown(table, path, {"admin_password_hash", "public", "resolvers", "propagation_timeout"})
+    keys = {"admin_password_hash", "public", "resolvers", "propagation_timeout", "metrics_token"}
+    reader.unknown(table, path, keys)
     hashed = reader.get(table, path, "admin_password_hash", str, "", "a hash from `dynserver hash-password`")
     if hashed and not hashed.startswith("scrypt$"):
         raise reader.error((*path, "admin_password_hash"), "expected a hash from `dynserver hash-password`")
@@ -738,11 +739,18 @@ def _web(reader: _Reader, raw: Any) -> WebConfig:
             raise reader.error(
                 (*path, "resolvers"), f"{text!r}: expected an IP address, optionally :port"
             ) from None
+    token = reader.get(table, path, "metrics_token", str, "", "a random string")
+    if token and (len(token) < 16 or not token.isprintable() or " " in token):
+        raise reader.error(
+            (*path, "metrics_token"),
+            "expected at least 16 printable characters without spaces, e.g. from `openssl rand -hex 32`",
+        )
     return WebConfig(
         admin_password_hash=hashed or None,
         public=reader.get(table, path, "public", bool, False, "true or false"),
         resolvers=tuple(resolvers),
         propagation_timeout=reader.number(table, path, "propagation_timeout", 1.5, 0.1, 10, float),
+        metrics_token=token or None,
     )
 
 

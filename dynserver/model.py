@@ -80,6 +80,7 @@ class WebConfig:
     public: bool = False  # read-only pages without a login
     resolvers: tuple[str, ...] = DEFAULT_RESOLVERS
     propagation_timeout: float = 1.5  # seconds per query of the propagation page
+    metrics_token: str | None = None  # /metrics wants it as a Bearer token; env overrides
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,13 +35,16 @@ class Scheduler(Generic[K]):
         on_result: Callable[[K, Result], None],
         *,
         rng: random.Random | None = None,
+        on_lateness: Callable[[float], None] | None = None,
     ) -> None:
         self._on_result = on_result
+        self._on_lateness = on_lateness or (lambda seconds: None)
         self._rng = rng or random.Random()
         self._tasks: dict[K, asyncio.Task[None]] = {}
         self._specs: dict[K, tuple[Check, float]] = {}
         self._wake: dict[K, asyncio.Event] = {}
-        # How late each check started against its due time (seconds), for metrics.
+        # How late each check started against its due time (seconds): the last ones here,
+        # every one to on_lateness (the /metrics histogram).
         self.lateness: deque[float] = deque(maxlen=20_000)
         self.runs = 0
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -99,12 +102,14 @@ class Scheduler(Generic[K]):
             if wake.is_set():
                 wake.clear()
                 due = started  # "check now": not late
-            self.lateness.append(max(0.0, started - due))
+            late = max(0.0, started - due)
+            self.lateness.append(late)
+            self._on_lateness(late)
             try:
                 async with self._slots:
                     result = await run_check(check, clock=loop.time)
             except Exception as error:  # pragma: no cover - a probe bug must not stop checking
-                log.exception("check %s crashed", key)
+                log.exception("event=check_crashed check=%r", str(key))
                 result = Result(ok=False, reason=f"internal error: {error}", at=loop.time())
             self.runs += 1
             self._on_result(key, result)

@@ -44,6 +44,8 @@ MAX_BACKOFF = 300.0
 _RANK = {"reconcile": 0, "start": 1, "change": 2}
 
 EventSink = Callable[[EventRow], None]
+# Told (mirror, result) after every push attempt: ok, drift, error or permanent (metrics).
+AttemptSink = Callable[[str, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,7 @@ class MirrorWorker:
         intervals: Mapping[str, float],
         *,
         event: EventSink | None = None,
+        attempt: AttemptSink | None = None,
         settle: float = SETTLE,
         first_backoff: float = FIRST_BACKOFF,
         max_backoff: float = MAX_BACKOFF,
@@ -132,6 +135,7 @@ class MirrorWorker:
         self._providers = dict(providers)
         self._intervals = dict(intervals)
         self._event = event or (lambda row: None)
+        self._attempt = attempt or (lambda mirror, result: None)
         self._settle = settle
         self._first_backoff = first_backoff
         self._max_backoff = max_backoff
@@ -321,6 +325,7 @@ class MirrorWorker:
         drift = reason == "reconcile" and outcome.changed and was_in_sync
         if drift:
             slot.drift_restored += 1
+        self._attempt(slot.key.mirror, "drift" if drift else "ok")
         if reason == "reconcile" and not outcome.changed and not recovered:
             return  # a quiet periodic check: nothing to tell
         actions = "; ".join(outcome.actions) or "already in place"
@@ -353,6 +358,7 @@ class MirrorWorker:
         slot.last_error = message
         slot.last_reply = self._clean(error.reply)
         retry: float | None = None if error.permanent else (error.retry_after or 0.0)
+        self._attempt(slot.key.mirror, "permanent" if error.permanent else "error")
         if error.permanent:
             note = "permanent: fix it, then it is retried at the next change or reconcile"
         elif retry:

@@ -63,27 +63,43 @@ def create_api(app: App, updates: Updates, checker: propagation.Checker | None =
     caches propagation checks (shared with the pages)."""
     checker = checker or propagation.Checker(timeout=app.config.web.propagation_timeout)
 
-    def authenticated(handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    def authenticated(
+        handler: Handler, *, admin: bool = False, update: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """``update``: the handler sets a value, and /metrics counts the requests it
+        refuses (applied ones are counted by App.update_target)."""
+
+        def refused(result: str, error: ApiError) -> ApiError:
+            if update:
+                app.metrics.update("api", result)
+            return error
+
         async def endpoint(request: Request) -> Response:
             client = request.client.host if request.client else ""
             block = updates.admit(client)
             if block is not None:
-                raise _too_many(block)
+                raise refused("limited", _too_many(block))
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise _unauthorized("send Authorization: Bearer <credential secret>")
+                raise refused("unauthorized", _unauthorized("send Authorization: Bearer <credential secret>"))
             try:
                 principal = await updates.bearer(token.strip(), client)
             except Exception:
                 log.exception("event=api_failed step=credentials client=%s", client)
-                raise ApiError(500, "server_error", "could not read credentials; try again") from None
+                error = ApiError(500, "server_error", "could not read credentials; try again")
+                raise refused("failed", error) from None
             if isinstance(principal, Block):
-                raise _too_many(principal)
+                raise refused("limited", _too_many(principal))
             if principal is None:
-                raise _unauthorized("the token is not the secret of any credential")
+                raise refused("unauthorized", _unauthorized("the token is not the secret of any credential"))
             if admin and not principal.admin:
                 raise ApiError(403, "forbidden", f"credential {principal.name!r} is not admin")
-            return await handler(request, principal)
+            try:
+                return await handler(request, principal)
+            except ApiError as error:
+                if error.status < 500:  # not this target's, or a request that cannot apply
+                    raise refused("refused", error) from None
+                raise
 
         return endpoint
 
@@ -263,7 +279,7 @@ def create_api(app: App, updates: Updates, checker: propagation.Checker | None =
             # One route per path, so a 405 lists every method the path has in Allow.
             Route(
                 target_path,
-                _by_method({"GET": authenticated(target), "PUT": authenticated(set_value)}),
+                _by_method({"GET": authenticated(target), "PUT": authenticated(set_value, update=True)}),
                 methods=["GET", "PUT"],
             ),
             Route(

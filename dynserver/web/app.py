@@ -21,7 +21,7 @@ from dynserver.model import Listener
 from dynserver.propagation import Checker
 from dynserver.update.limits import LimitPolicy
 from dynserver.update.service import Updates
-from dynserver.web import dyndns2, pages
+from dynserver.web import dyndns2, metrics, pages
 from dynserver.web.api import api_aware_http_error, create_api
 from dynserver.web.auth import Auth
 
@@ -72,6 +72,7 @@ def create_app(app: App, *, limits: LimitPolicy | None = None, checker: Checker 
             *pages.routes(app, updates, auth, templates, checker),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *metrics.routes(app, auth),
             *dyndns2.routes(updates),
             Mount("/api/v1", create_api(app, updates, checker)),
             Mount("/static", StaticFiles(directory=str(assets / "static")), name="static"),

@@ -21,32 +21,44 @@ log = logging.getLogger("dynserver.update")
 
 
 def routes(updates: Updates) -> list[Route]:
+    def count(result: str) -> None:
+        """/metrics: a request refused before any target was looked at (applied updates
+        are counted by App.update_target)."""
+        updates.app.metrics.update("dyndns2", result)
+
     async def nic_update(request: Request) -> Response:
         client = request.client.host if request.client else ""
         query = dyndns2.parse(request.query_params.multi_items(), client)
         hostnames = len(query.hostnames)
         block = updates.admit(client)
         if block is not None:
+            count("limited")
             return _send(dyndns2.refused(Code.ABUSE, hostnames, block.retry_after))
         auth = dyndns2.credentials(request.headers.get("authorization"))
         if auth is None:
+            count("unauthorized")
             return _send(dyndns2.badauth())
         try:
             principal = await updates.basic(*auth, client)
         except Exception:
             log.exception("event=update_failed via=dyndns2 step=credentials client=%s", client)
+            count("failed")
             return _send(dyndns2.refused(Code.SERVER_ERROR, hostnames))
         if isinstance(principal, Block):
+            count("limited")
             return _send(dyndns2.refused(Code.ABUSE, hostnames, principal.retry_after))
         if principal is None:
+            count("unauthorized")
             return _send(dyndns2.badauth())
         steps = dyndns2.plan(query, find=updates.targets.by_hostname, may_update=principal.may_update)
         lines: list[str] = []
         failed = False
         for step in steps:
             if not isinstance(step, Update):
+                count("refused")  # nohost, notfqdn, numhost: one per hostname line
                 lines.append(dyndns2.line(step))
             elif failed:
+                count("failed")
                 lines.append(Code.SERVER_ERROR.value)  # the store is failing: do not try more
             else:
                 try:

@@ -242,3 +242,34 @@ def test_the_token_never_leaves_the_worker(caplog: pytest.LogCaptureFixture) -> 
     assert events and TOKEN not in repr(events)
     assert "***" in repr(events)
     assert TOKEN not in caplog.text
+
+
+def test_every_attempt_is_reported_for_metrics_even_when_one_event_covers_several() -> None:
+    attempts: list[tuple[str, str]] = []
+
+    async def main() -> None:
+        provider = Scripted()
+        events: list[EventRow] = []
+        worker = MirrorWorker(
+            (record(),),
+            {"cf": provider},
+            {"cf": 3600.0},
+            event=events.append,
+            attempt=lambda mirror, result: attempts.append((mirror, result)),
+            settle=0.02,
+            first_backoff=0.01,
+        )
+        try:
+            provider.errors = [MirrorError("Cloudflare error: HTTP 502")] * 2
+            await worker.start([(record(), ("192.0.2.1",))])
+            await until(lambda: worker.status()[0].in_sync)
+            # The same error twice is one event (no flood), but two failed attempts.
+            assert [e.result for e in events] == ["error", "ok"]
+            provider.errors = [MirrorError("zone not found", permanent=True)]
+            worker.submit(record(), ("192.0.2.2",))
+            await until(lambda: worker.status()[0].state == "failed")
+        finally:
+            await worker.stop()
+
+    asyncio.run(main())
+    assert attempts == [("cf", "error"), ("cf", "error"), ("cf", "ok"), ("cf", "permanent")]

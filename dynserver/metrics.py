@@ -1,0 +1,208 @@
+"""Prometheus metrics, served at ``/metrics`` (docs/operations.md lists every one).
+
+Two kinds, by how often they move:
+
+- per event (a check result, an update, a mirror push, a login...): prometheus_client's
+  own Counter and Histogram, incremented where the event happens. A few thousand a
+  second at most, which they handle easily;
+- per DNS query and current state: read at scrape time by a custom collector. The DNS
+  fast path only increments a list entry (dynserver.dns.stats: a labelled Counter per
+  query would cost more than the answer); target states and zone serials are read from
+  the engine as they are when scraped, so they are never stale and cost nothing between
+  scrapes.
+
+Each App has its own registry (no process-global state: tests run several Apps in one
+process). Labels are bounded: question types and rcodes are fixed sets, record, target,
+monitor and mirror names come from the config, results are the small sets below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from dynserver import __version__
+from dynserver.dns.stats import QueryStats
+from dynserver.health.state import Health
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Probe latency: from sub-millisecond (a LAN TCP connect) to the longest timeout.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# How late a check starts against its due time; issue 3's bar is p99 <= 1 s.
+LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+UPDATE_PATHS = ("dyndns2", "api", "rfc2136")
+# changed / unchanged: applied (or already so); failed: ours (the database did not
+# commit); unauthorized: no or wrong credential; limited: rate limited or locked out;
+# refused: authenticated, but not this target, or a request that cannot be applied.
+UPDATE_RESULTS = ("changed", "unchanged", "failed", "unauthorized", "limited", "refused")
+STATES = tuple(health.value for health in Health)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSample:
+    """One target as the state gauge shows it."""
+
+    record: str
+    type: str
+    target: str
+    state: str
+
+
+class Metrics:
+    """Every metric of one running dynserver, and the registry that renders them.
+
+    ``targets`` and ``serials`` are read at scrape time (the App passes functions that
+    read its current engine and zones)."""
+
+    def __init__(
+        self,
+        *,
+        targets: Callable[[], Iterable[TargetSample]] = tuple,
+        serials: Callable[[], Mapping[str, int]] = dict,
+        process: bool = True,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.queries = QueryStats()
+        registry = self.registry
+        self.checks = Counter(
+            "dynserver_checks",
+            "Check results by monitor, monitor type and result (ok or fail).",
+            ["monitor", "type", "result"],
+            registry=registry,
+        )
+        self.check_latency = Histogram(
+            "dynserver_check_latency_seconds",
+            "Latency of checks that measured one, by monitor and monitor type.",
+            ["monitor", "type"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.check_lateness = Histogram(
+            "dynserver_check_lateness_seconds",
+            "How late each check started against its due time (scheduler load).",
+            buckets=LATENESS_BUCKETS,
+            registry=registry,
+        )
+        self.transitions = Counter(
+            "dynserver_target_transitions",
+            "Target health state changes, by record, type, target and the new state.",
+            ["record", "type", "target", "state"],
+            registry=registry,
+        )
+        self.answer_changes = Counter(
+            "dynserver_answer_changes",
+            "Times a dynamic record's answer (values or TTL) changed.",
+            ["record", "type"],
+            registry=registry,
+        )
+        self.updates = Counter(
+            "dynserver_updates",
+            "Address updates by path (dyndns2, api, rfc2136) and result.",
+            ["path", "result"],
+            registry=registry,
+        )
+        self.mirror_pushes = Counter(
+            "dynserver_mirror_pushes",
+            "Mirror push attempts by mirror and result (ok, drift, error, permanent).",
+            ["mirror", "result"],
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "dynserver_notifications",
+            "Notification deliveries by result (ok, fail: after every retry).",
+            ["result"],
+            registry=registry,
+        )
+        self.logins = Counter(
+            "dynserver_logins",
+            "Admin logins by result (ok, fail, limited).",
+            ["result"],
+            registry=registry,
+        )
+        for path in UPDATE_PATHS:  # present from the start, so rate() sees the first one
+            for result in UPDATE_RESULTS:
+                self.updates.labels(path, result)
+        for result in ("ok", "fail", "limited"):
+            self.logins.labels(result)
+        registry.register(_StateCollector(self.queries, targets, serials))
+        if process:
+            ProcessCollector(registry=registry)  # CPU, memory, open files (Linux /proc)
+
+    def check_result(self, monitor: str, type_: str, ok: bool, latency: float | None) -> None:
+        self.checks.labels(monitor, type_, "ok" if ok else "fail").inc()
+        if latency is not None:
+            self.check_latency.labels(monitor, type_).observe(latency)
+
+    def update(self, path: str, result: str) -> None:
+        self.updates.labels(path, result).inc()
+
+    def render(self) -> bytes:
+        """The text exposition format (version 0.0.4)."""
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    """What is read at scrape time: DNS reply counts, target states, zone serials."""
+
+    def __init__(
+        self,
+        queries: QueryStats,
+        targets: Callable[[], Iterable[TargetSample]],
+        serials: Callable[[], Mapping[str, int]],
+    ) -> None:
+        self._queries = queries
+        self._targets = targets
+        self._serials = serials
+
+    def describe(self) -> Iterator[Metric]:
+        """The families without samples: registering must not read the App (it is
+        still being built then)."""
+        return self._families(samples=False)
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(samples=True)
+
+    def _families(self, samples: bool) -> Iterator[Metric]:
+        replies = CounterMetricFamily(
+            "dynserver_dns_queries",
+            "DNS messages answered, by transport, question type (other: any type not "
+            "listed in docs/operations.md) and the reply's rcode.",
+            labels=["transport", "qtype", "rcode"],
+        )
+        for transport, qtype, rcode, count in self._queries.totals() if samples else ():
+            replies.add_metric([transport, qtype, rcode], count)
+        yield replies
+        dropped = CounterMetricFamily(
+            "dynserver_dns_dropped",
+            "DNS messages dropped without a reply (a reply sent to us, shorter than a header).",
+            labels=["transport"],
+        )
+        for transport, count in zip(("udp", "tcp"), self._queries.dropped if samples else (), strict=False):
+            dropped.add_metric([transport], count)
+        yield dropped
+        states = GaugeMetricFamily(
+            "dynserver_target_state",
+            "1 for each target's current health state, 0 for the others.",
+            labels=["record", "type", "target", "state"],
+        )
+        for sample in self._targets() if samples else ():
+            for state in STATES:
+                value = 1.0 if state == sample.state else 0.0
+                states.add_metric([sample.record, sample.type, sample.target, state], value)
+        yield states
+        serials = GaugeMetricFamily("dynserver_zone_serial", "Each zone's SOA serial.", labels=["zone"])
+        for zone, serial in sorted(self._serials().items()) if samples else ():
+            serials.add_metric([zone], serial)
+        yield serials
+        info = GaugeMetricFamily(
+            "dynserver_build_info", "Always 1; the version is a label.", labels=["version"]
+        )
+        if samples:
+            info.add_metric([__version__], 1)
+        yield info

@@ -1,0 +1,64 @@
+"""``GET /metrics``: the Prometheus text format of dynserver.metrics.
+
+Who may read it (docs/operations.md):
+
+- with ``[web] metrics_token`` (or DYNSERVER_METRICS_TOKEN) set: only a request with
+  ``Authorization: Bearer <token>``, whatever else is configured. Prometheus sends it
+  with ``authorization: {credentials_file: ...}``; wrong tokens count as failed logins
+  and lock the client out like them;
+- without a token: whoever may read the pages. That is anyone when they are public
+  (``public = true``, or no admin password), else a logged-in admin. /metrics never
+  shows more than the dashboard already does (record, target and monitor names, states,
+  counts), so it is never more open than the dashboard.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from dynserver.metrics import CONTENT_TYPE
+from dynserver.web.auth import Auth
+
+if TYPE_CHECKING:
+    from dynserver.app import App
+
+log = logging.getLogger("dynserver.web")
+
+ENV_TOKEN = "DYNSERVER_METRICS_TOKEN"
+
+
+def routes(app: App, auth: Auth) -> list[Route]:
+    # The environment wins, as for the admin password hash: a container keeps it out of
+    # the config file.
+    token = os.environ.get(ENV_TOKEN) or app.config.web.metrics_token
+
+    def refuse(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+        return PlainTextResponse(detail + "\n", status_code=status, headers=headers)
+
+    async def metrics(request: Request) -> Response:
+        if token is not None:
+            client = request.client.host if request.client else ""
+            now = time.monotonic()
+            block = auth.limiter.admit(client, now)
+            if block is not None:
+                retry = str(max(1, round(block.retry_after)))
+                return refuse(429, f"too many requests ({block.why.value})", {"Retry-After": retry})
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+                auth.limiter.failed(client, None, now)
+                log.warning("event=metrics_refused client=%s", client)
+                challenge = {"WWW-Authenticate": 'Bearer realm="dynserver metrics"'}
+                return refuse(401, "send Authorization: Bearer <[web] metrics_token>", challenge)
+        elif not auth.may_read(request):
+            return refuse(401, "log in, or set [web] metrics_token for a scraper")
+        return Response(app.metrics.render(), media_type=CONTENT_TYPE)
+
+    return [Route("/metrics", metrics)]
