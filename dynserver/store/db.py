@@ -94,7 +94,7 @@ class StoredState:
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
-    kind: str  # health | answer | maintenance | update | mirror | notify | system
+    kind: str  # health | answer | maintenance | update | check | auth | credential | mirror | notify | system
     record: str | None = None
     target: str | None = None
     result: str | None = None

@@ -27,6 +27,7 @@ from dynserver import propagation
 from dynserver.dns import wire
 from dynserver.health.engine import TargetKey, target_key
 from dynserver.model import DynamicRecord
+from dynserver.store.db import EventRow
 from dynserver.update.credentials import Principal
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
@@ -201,6 +202,21 @@ def create_api(app: App, updates: Updates, checker: propagation.Checker | None =
         keys = [target_key(record, t) for t in record.targets]
         checked = [k[2] for k in keys if app.engine.values[k] is not None]
         app.check_now(keys)
+        app.add_event(
+            EventRow(
+                kind="check",
+                record=wire.name_to_text(record.name),
+                reason=f"check now requested from {_client(request)}",
+                actor=principal.name,
+                detail={"type": record.type, "targets": checked, "client": _client(request)},
+            )
+        )
+        log.info(
+            "event=check_now record=%s actor=%s client=%s",
+            record_text(record),
+            principal.name,
+            _client(request),
+        )
         return JSONResponse({"checking": checked}, status_code=202)
 
     async def events(request: Request, principal: Principal) -> Response:
@@ -308,6 +324,10 @@ def _by_method(
         return await handlers[method](request)
 
     return endpoint
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
 
 
 def _wall_offset() -> float:

@@ -71,6 +71,7 @@ class Auth:
         now = time.monotonic()
         block = self.limiter.admit(client, now) or self.limiter.credential_blocked(ADMIN, now)
         if block is not None:
+            log.warning("event=login_refused client=%s why=%r", client, block.why.value)
             return block
         if not self.password_hash or not verify_password(password, self.password_hash):
             self.limiter.failed(client, ADMIN, now)
@@ -84,7 +85,8 @@ class Auth:
     def logout(self, request: Request) -> None:
         token = request.cookies.get(COOKIE)
         if token and self.sessions.pop(token, None) is not None:
-            log.info("event=logout user=%s", ADMIN)
+            client = request.client.host if request.client else ""
+            log.info("event=logout user=%s client=%s", ADMIN, client)
 
 
 def secure(request: Request) -> bool:

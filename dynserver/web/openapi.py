@@ -201,7 +201,9 @@ _SCHEMAS: dict[str, Any] = {
             "at": {"type": "number", "description": "Unix time."},
             "kind": {
                 "type": "string",
-                "description": "health, answer, maintenance, update, credential, mirror, notify, system.",
+                "description": (
+                    "health, answer, maintenance, update, check, auth, credential, mirror, notify, system."
+                ),
             },
             "record": _NULLABLE_STRING,
             "target": _NULLABLE_STRING,

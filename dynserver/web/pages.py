@@ -25,12 +25,12 @@ from dynserver import __version__, propagation
 from dynserver.dns import wire
 from dynserver.health.engine import target_key
 from dynserver.model import DynamicRecord
-from dynserver.store.db import Sample
+from dynserver.store.db import EventRow, Sample
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
 from dynserver.update.targets import fqdn, record_text
 from dynserver.web import views
-from dynserver.web.auth import COOKIE, Auth, Session, set_cookie
+from dynserver.web.auth import ADMIN, COOKIE, Auth, Session, set_cookie
 
 if TYPE_CHECKING:
     from dynserver.app import App
@@ -38,7 +38,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("dynserver.web")
 
 CHART_HOURS = 6.0  # the record page's chart spans this many hours
-EVENT_KINDS = ("health", "answer", "maintenance", "update", "mirror", "notify", "system")
+EVENT_KINDS = (
+    "health",
+    "answer",
+    "maintenance",
+    "update",
+    "check",
+    "auth",
+    "credential",
+    "mirror",
+    "notify",
+    "system",
+)
 PROPAGATION_LABELS = {propagation.IN_SYNC: "in sync", propagation.STALE: "stale", propagation.ERROR: "error"}
 STATE_COLOURS = {  # the same as the .state-* badges in style.css (the chart's legend)
     "up": "#237a47",
@@ -207,26 +218,59 @@ def routes(
             return render(request, "login.html", context)
         form = await _form(request)
         context["next"] = _local(str(form.get("next", "/")))
-        client = request.client.host if request.client else ""
+        client = _client(request)
         outcome = auth.login(client, str(form.get("password", "")))
         if isinstance(outcome, Block):
+            # Not an event: a locked-out guesser would fill the log; the lock-out itself
+            # followed failures that are events.
+            app.metrics.logins.labels("limited").inc()
             retry = max(1, round(outcome.retry_after))
             context["error"] = f"Too many attempts ({outcome.why.value}); try again in {retry} s."
             response = render(request, "login.html", context, 429)
             response.headers["Retry-After"] = str(retry)
             return response
         if outcome is None:
+            app.metrics.logins.labels("fail").inc()
+            why = "wrong password" if auth.password_hash else "no admin password is configured"
+            app.add_event(
+                EventRow(
+                    kind="auth",
+                    result="fail",
+                    reason=f"login failed from {client}: {why}",
+                    detail={"client": client},
+                )
+            )
             context["error"] = "Wrong password." if auth.password_hash else "No admin password is configured."
             return render(request, "login.html", context, 401)
+        app.metrics.logins.labels("ok").inc()
+        app.add_event(
+            EventRow(
+                kind="auth",
+                result="ok",
+                actor=f"web:{ADMIN}",
+                reason=f"login from {client}",
+                detail={"client": client},
+            )
+        )
         response = RedirectResponse(context["next"], status_code=303)
         set_cookie(response, request, outcome)
         return response
 
     async def logout(request: Request) -> Response:
-        _session, error = await admin_post(request)
-        if error is not None:
-            return error
+        session, error = await admin_post(request)
+        if error is not None or session is None:
+            return error or Response(status_code=401)
         auth.logout(request)
+        client = _client(request)
+        app.add_event(
+            EventRow(
+                kind="auth",
+                result="ok",
+                actor=f"web:{session.user}",
+                reason=f"logout from {client}",
+                detail={"client": client},
+            )
+        )
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
@@ -273,9 +317,24 @@ def routes(
         record = find_record(request)
         if record is None:
             return Response("no such record\n", status_code=404)
+        checked: list[str] = []
         if record.monitor is not None:
-            app.check_now([target_key(record, t) for t in record.targets])
-        log.info("event=check_now record=%s actor=web:%s", record_text(record), session.user)
+            keys = [target_key(record, t) for t in record.targets]
+            checked = [k[2] for k in keys if app.engine.values[k] is not None]
+            app.check_now(keys)
+        client = _client(request)
+        app.add_event(
+            EventRow(
+                kind="check",
+                record=wire.name_to_text(record.name),
+                reason=f"check now requested from {client}",
+                actor=f"web:{session.user}",
+                detail={"type": record.type, "targets": checked, "client": client},
+            )
+        )
+        log.info(
+            "event=check_now record=%s actor=web:%s client=%s", record_text(record), session.user, client
+        )
         return back(request, record)
 
     return [
@@ -356,6 +415,10 @@ async def _form(request: Request) -> dict[str, str]:
             form[name] = values[0]
     request.state.form = form
     return form
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
 
 
 def _local(path: str) -> str:

@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 import dns.exception
+import dns.flags
 import dns.message
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -399,3 +400,54 @@ def test_cold_and_warm_snapshots_agree(snapshot: Snapshot, query: Query, tcp: bo
     first = cold.answer(query.data, tcp)
     assert first == snapshot.answer(query.data, tcp)
     assert cold.answer(query.data, tcp) == first, "the memoized template gives the same bytes"
+
+
+# Header flags a repeat of a query may carry: RD and the bits answers ignore, and
+# the ones that must keep it off the cache (QR set: dropped; opcodes NOTIFY, UPDATE).
+REPEAT_FLAGS = st.sampled_from([0, RD, CD, AD, AA, TC, RD | CD, QR, QR | RD, 0x2000, 0x2800 | RD, 0x7800])
+
+
+@settings(PROFILE, max_examples=600)
+@given(query=queries(), ident=st.integers(0, 0xFFFF), flags=REPEAT_FLAGS)
+def test_packet_cache_agrees_with_a_snapshot_that_never_saw_the_query(
+    snapshot: Snapshot, query: Query, ident: int, flags: int
+) -> None:
+    """A UDP query, then the same bytes with another ID and flags: the second reply is
+    what a snapshot without a cache gives (whether or not the first was cached)."""
+    seen = Snapshot(snapshot.zones, chaos=snapshot.chaos, warm=False)
+    seen.answer(query.data, False)  # may build a template (full path)
+    seen.answer(query.data, False)  # then the fast path caches the packet
+    again = struct.pack("!HH", ident, flags) + query.data[4:]
+    event(f"cached: {query.data[4:] in seen._packets}")
+    fresh = Snapshot(snapshot.zones, chaos=snapshot.chaos, warm=False)
+    assert seen.answer(again, False) == fresh.answer(again, False)
+
+
+def test_packet_cache_serves_repeats_and_stays_bounded(
+    snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cold = Snapshot(snapshot.zones, chaos=snapshot.chaos, warm=False)
+    query = dns.message.make_query("www.dyn.example.test.", "A", use_edns=0, payload=1232)
+    first = cold.answer(query.to_wire(), False)  # full path: builds the template
+    assert not cold._packets
+    assert cold.answer(query.to_wire(), False) == first  # fast path: caches the packet
+    assert first is not None and len(cold._packets) == 1
+
+    def no_full_path(*args: object) -> None:
+        raise AssertionError("a repeat must be answered from the packet cache")
+
+    monkeypatch.setattr(cold, "_splice", no_full_path)
+    query.id ^= 0x5555
+    query.flags ^= dns.flags.RD
+    repeat = cold.answer(query.to_wire(), False)
+    assert repeat is not None and first[2] & 1 and not repeat[2] & 1, "RD copied"
+    assert repeat[:2] == query.to_wire()[:2], "ID copied"
+    assert repeat[2] == first[2] ^ 1 and repeat[3:] == first[3:]
+    monkeypatch.undo()
+    assert cold.answer(query.to_wire(), True) is not None, "TCP never reads the packet cache"
+    monkeypatch.setattr("dynserver.dns.snapshot.PACKET_LIMIT", 3)
+    for n in range(10):
+        name = dns.message.make_query(f"WwW{n}.dyn.example.test.", "A").to_wire()
+        cold.answer(name, False)
+        cold.answer(name, False)  # the second time from a template, then cached
+        assert 1 <= len(cold._packets) <= 3
