@@ -13,8 +13,6 @@ and every query) runs in a private network namespace (see tests/netns.py), where
 
 from __future__ import annotations
 
-import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +23,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from tests.delegation import serve_dynserver, serve_nsd, serve_unbound
 from tests.netns import NetNamespace, net_namespace
-from tests.support import ROOT, require_program
+from tests.support import require_program
 
 pytestmark = pytest.mark.slow
 
@@ -68,113 +67,17 @@ class Scenario:
     unbound_config: Path
 
 
-def _dynserver(ns: NetNamespace, folder: Path, zone: str, text: str, host: str) -> None:
-    """Serve ``zone`` from ``text`` with dynserver on host:53 inside the namespace."""
-    work = folder / zone
-    work.mkdir()
-    (work / f"{zone}.zone").write_text(text)
-    config = work / "dynserver.toml"
-    config.write_text(f'[server]\ndns = ["{host}:53"]\n\n[zones."{zone}"]\nfile = "{zone}.zone"\n')
-    log = work / "dynserver.log"
-    process = ns.popen([sys.executable, "-m", "dynserver", "serve", "--config", config], log, cwd=ROOT)
-    ns.wait_for_dns(host, 53, zone, process=process, log=log)
-
-
-def _nsd(ns: NetNamespace, folder: Path, text: str) -> None:
-    """Serve example.test with NSD on PARENT:53 inside the namespace."""
-    nsd = require_program("nsd", "nsd")
-    work = folder / "nsd"
-    work.mkdir()
-    (work / "example.test.zone").write_text(text)
-    config = work / "nsd.conf"
-    config.write_text(
-        textwrap.dedent(f"""\
-        server:
-            ip-address: {PARENT}
-            port: 53
-            do-ip6: no
-            server-count: 1
-            username: ""
-            chroot: ""
-            zonesdir: "{work}"
-            database: ""
-            zonelistfile: "{work}/zone.list"
-            xfrdfile: "{work}/xfrd.state"
-            xfrdir: "{work}"
-            pidfile: "{work}/nsd.pid"
-            logfile: "{work}/nsd.log"
-            verbosity: 1
-        remote-control:
-            control-enable: no
-        zone:
-            name: "example.test"
-            zonefile: "example.test.zone"
-        """)
-    )
-    log = work / "nsd.out"
-    process = ns.popen([nsd, "-d", "-c", config], log)
-    ns.wait_for_dns(PARENT, 53, "example.test", process=process, log=log)
-
-
-def _unbound(ns: NetNamespace, folder: Path) -> Path:
-    """Start unbound on RESOLVER:53, knowing only where example.test is (a stub-zone)."""
-    unbound = require_program("unbound", "unbound")
-    work = folder / "unbound"
-    work.mkdir()
-    config = work / "unbound.conf"
-    config.write_text(
-        textwrap.dedent(f"""\
-        server:
-            interface: {RESOLVER}
-            port: 53
-            outgoing-interface: {RESOLVER}
-            access-control: 127.0.0.0/8 allow
-            do-ip6: no
-            # the parent and dynserver are on 127.0.0.x: unbound must be allowed to ask them
-            do-not-query-localhost: no
-            # no DNSSEC validation: the test zones are unsigned and there is no trust anchor
-            module-config: "iterator"
-            # test. is one of unbound's default blocked local zones (RFC 6761)
-            local-zone: "test." nodefault
-            username: ""
-            chroot: ""
-            directory: "{work}"
-            pidfile: "{work}/unbound.pid"
-            use-syslog: no
-            logfile: ""
-            verbosity: 1
-            num-threads: 1
-            so-reuseport: no
-        stub-zone:
-            name: "example.test"
-            stub-addr: {PARENT}@53
-        remote-control:
-            # a TCP control port is private to the namespace, so no certificates are needed
-            control-enable: yes
-            control-interface: {RESOLVER}
-            control-port: 8953
-            control-use-cert: no
-        """)
-    )
-    checked = ns.run([require_program("unbound-checkconf", "unbound"), config], check=False)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    log = work / "unbound.log"
-    process = ns.popen([unbound, "-d", "-c", config], log)
-    ns.wait_for_dns(RESOLVER, 53, "example.test", process=process, log=log)
-    return config
-
-
 @pytest.fixture(params=["nsd", "dynserver"], ids=lambda parent: f"parent-{parent}")
 def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Scenario]:
     """Parent, dynserver and unbound running in a private network namespace."""
     require_program("unbound", "unbound")
     with net_namespace() as ns:
         if request.param == "nsd":
-            _nsd(ns, tmp_path, PARENT_ZONE)
+            serve_nsd(ns, tmp_path, "example.test", PARENT_ZONE, PARENT)
         else:
-            _dynserver(ns, tmp_path, "example.test", PARENT_ZONE, PARENT)
-        _dynserver(ns, tmp_path, "dyn.example.test", CHILD_ZONE, CHILD)
-        yield Scenario(ns, tmp_path, _unbound(ns, tmp_path))
+            serve_dynserver(ns, tmp_path, "example.test", PARENT_ZONE, PARENT)
+        serve_dynserver(ns, tmp_path, "dyn.example.test", CHILD_ZONE, CHILD)
+        yield Scenario(ns, tmp_path, serve_unbound(ns, tmp_path, RESOLVER, {"example.test": PARENT}))
 
 
 def _rrset(section: list[dns.rrset.RRset], name: str, rdtype: str) -> dns.rrset.RRset | None:
