@@ -67,7 +67,7 @@ def create_app(app: App, *, limits: LimitPolicy | None = None, checker: Checker 
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    return Starlette(
+    web = Starlette(
         routes=[
             *pages.routes(app, updates, auth, templates, checker),
             Route("/healthz", healthz),
@@ -79,6 +79,8 @@ def create_app(app: App, *, limits: LimitPolicy | None = None, checker: Checker 
         ],
         exception_handlers={HTTPException: api_aware_http_error},  # type: ignore[dict-item]
     )
+    web.state.propagation = checker  # WebServer.stop cancels its checks still in flight
+    return web
 
 
 class _Server(uvicorn.Server):
@@ -108,6 +110,7 @@ class WebServer:
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
+        self._checker: Checker | None = getattr(asgi.state, "propagation", None)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -124,5 +127,7 @@ class WebServer:
 
     async def stop(self) -> None:
         self._server.should_exit = True
+        if self._checker is not None:  # uvicorn waits for open requests: end slow checks first
+            await self._checker.close()
         if self._task is not None:
             await self._task

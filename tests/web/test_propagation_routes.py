@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,9 +28,10 @@ import pytest
 from dynserver import config, propagation
 from dynserver.app import App
 from dynserver.errors import ConfigError
+from dynserver.model import Listener
 from dynserver.propagation import Checker, Endpoint
 from dynserver.update import credentials
-from dynserver.web.app import create_app
+from dynserver.web.app import WebServer, create_app
 from dynserver.web.password import hash_password
 from tests.support import free_port, loopback
 
@@ -475,3 +477,31 @@ def test_propagation_timeout_is_configured_in_web(tmp_path: Path) -> None:
             ConfigError, match=r"dynserver.toml:9: web.propagation_timeout: expected a number"
         ):
             config.load(path)
+
+
+def test_stopping_the_web_server_ends_the_checks_in_flight(tmp_path: Path) -> None:
+    """A check stuck on a hung server (a long timeout here) must not hold up a stop."""
+
+    async def test() -> None:
+        slow = Checker(timeout=60)
+        async with world(tmp_path, checker=slow) as w:
+            host = loopback()
+            server = WebServer(create_app(w.app, checker=slow), Listener(host, 0))
+            await server.start()
+            url = f"http://{host}:{server.address[1]}/records/{APP}/propagation.json"
+            async with httpx.AsyncClient() as client:
+                request = asyncio.ensure_future(client.get(url, timeout=90))
+                deadline = time.monotonic() + 10
+                while not slow._reports:  # the check has started
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+                started = time.monotonic()
+                await server.stop()
+                assert time.monotonic() - started < 10
+                [entry] = slow._reports.values()
+                assert entry.task.cancelled()
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await request
+                    assert response.status_code >= 500  # if anything came back, it is no result
+
+    run(test)
