@@ -115,6 +115,13 @@ def configure(level: str = "info", format: str = "text") -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
+    # A library that set up its own handler (uvicorn's default config does) would print
+    # in its own format: every logger goes through the root's handler instead.
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            for old in list(logger.handlers):
+                logger.removeHandler(old)
+            logger.propagate = True
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per check is noise
     logging.captureWarnings(True)

@@ -11,6 +11,7 @@ import re
 import sys
 
 import pytest
+import uvicorn
 
 from dynserver import logs
 from dynserver.logs import JsonFormatter, TextFormatter, fields
@@ -89,6 +90,10 @@ def test_configure_sends_every_logger_through_one_handler(capsys: pytest.Capture
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     try:
+        # uvicorn's default config gives its loggers their own handler and format (and
+        # stops them propagating): configure() must take them back.
+        uvicorn.Config(app=lambda scope, receive, send: None)
+        assert logging.getLogger("uvicorn").handlers and not logging.getLogger("uvicorn").propagate
         logs.configure("info", "json")
         logging.getLogger("uvicorn.error").warning("Application startup %s", "failed")
         logging.getLogger("dynserver").info("event=listening proto=dns address=%s", "127.0.0.1:5353")
