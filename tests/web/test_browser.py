@@ -1,13 +1,18 @@
 """The web UI in a real browser: Debian's chromium, driven by Playwright, against a real
-dynserver with real backends behind a monitored record.
+dynserver.
 
-The browser logs in, reads the dashboard, puts the answered target in maintenance with the
-page's button and sees the answer move (on the page, and in a DNS query asked of
-dynserver), ends the maintenance, then opens the record page, the event log and the
-propagation page; every page is also loaded at phone width (390 px), where nothing may be
-wider than the screen. Any console error, uncaught script error, failed or 4xx/5xx
-response fails the test, and so does any request to an address outside 127.0.0.0/8
-(those are aborted before they leave).
+- With real backends behind monitored records, the browser logs in, reads the dashboard,
+  puts the answered target in maintenance with the page's button and sees the answer move
+  (on the page, and in a DNS query asked of dynserver), ends the maintenance, then opens
+  the record page, the event log and the propagation page; every page is also loaded at
+  phone width (390 px), where nothing may be wider than the screen or stick out of its
+  card.
+- In a private network namespace with a parent zone, a secondary, a stale copy and three
+  resolvers on port 53 (tests/delegation.py), with the browser inside the namespace too,
+  a maintenance moves the answer and the propagation page shows who has caught up.
+
+Any console error, uncaught script error, failed or 4xx/5xx response fails a test, and so
+does any request to an address outside 127.0.0.0/8 (those are aborted before they leave).
 
 Playwright drives the system chromium (``/usr/bin/chromium``, Debian package
 ``chromium``, in TEST_DEBS): ``playwright install`` is never run, its download host is
@@ -17,10 +22,10 @@ that fails every name lookup (the pages only use IP literals on 127.0.0.0/8), so
 sends nothing elsewhere; checked with strace, where the one thing left is chromium's IPv6
 reachability probe, a UDP connect() to 2001:4860:4860::8888 that sends no packet.
 
-A screenshot of every step goes to ``test-artifacts/browser/`` (the path is printed).
+A screenshot of every step goes to ``test-artifacts/browser/TEST/`` (the path is printed).
 With ``DYNSERVER_SCREENSHOTS=docs/img`` the dashboard (desktop and phone) and propagation
-screenshots are also copied there: that is how the pictures in the README and in
-docs/dashboard.md are made.
+screenshots of tests that pass are also copied there: that is how the pictures in the
+README and in docs/dashboard.md are made.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +52,9 @@ import dns.rdatatype
 import pytest
 
 from tests.backends import Backend, Backends, backends
+from tests.delegation import serve_dynserver, serve_nsd, serve_unbound
+from tests.netns import NetNamespace, net_namespace
+from tests.secondaries import Primary, command, nsd_config
 from tests.support import IN_CI, ROOT, Server, dynserver, free_port, loopback, require_program
 
 if TYPE_CHECKING:
@@ -57,12 +66,6 @@ ZONE = "dyn.example.test"
 PASSWORD = "browser-test-password"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 SCREENSHOTS_ENV = "DYNSERVER_SCREENSHOTS"
-# Screenshots copied to $DYNSERVER_SCREENSHOTS, under these names.
-DOCS_SHOTS = {
-    "dashboard": "dashboard.png",
-    "propagation": "propagation.png",
-    "phone-dashboard": "dashboard-phone.png",
-}
 DESKTOP = {"width": 1200, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 15_000  # any one browser action or expectation; generous on a busy machine
@@ -311,7 +314,9 @@ class Watch:
 
 
 @contextmanager
-def chromium() -> Iterator[Browser]:
+def chromium(wrap: Callable[[str], str] | None = None) -> Iterator[Browser]:
+    """Debian's chromium under Playwright; ``wrap`` turns its path into the program to
+    start instead (a script that runs it in a network namespace)."""
     program = require_program("chromium", "chromium")  # /usr/bin/chromium, Debian's launcher
     try:
         from playwright.sync_api import sync_playwright
@@ -322,7 +327,10 @@ def chromium() -> Iterator[Browser]:
         pytest.skip(message)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=program, headless=True, args=CHROMIUM_ARGS, timeout=60_000
+            executable_path=wrap(program) if wrap else program,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            timeout=60_000,
         )
         try:
             yield browser
@@ -332,12 +340,13 @@ def chromium() -> Iterator[Browser]:
 
 @dataclass
 class Shots:
-    """Numbered screenshots of every step, in test-artifacts/browser/; after each one,
-    the problems the browser saw so far fail the test at the step they happened in."""
+    """Numbered screenshots of every step, in test-artifacts/browser/TEST/; after each
+    one, the problems the browser saw so far fail the test at the step they happened in."""
 
     folder: Path
     watch: Watch = field(default_factory=Watch)
     taken: dict[str, Path] = field(default_factory=dict)
+    published: list[Path] = field(default_factory=list)
 
     def take(self, page: Page, step: str) -> Path:
         path = self.folder / f"{len(self.taken) + 1:02d}-{step}.png"
@@ -346,27 +355,28 @@ class Shots:
         self.watch.check(step)
         return path
 
-    def publish(self, destination: Path) -> list[Path]:
-        """Copy the pictures the docs show to ``destination``."""
+    def publish(self, names: dict[str, str]) -> None:
+        """At the end of a test that passed: with $DYNSERVER_SCREENSHOTS set, copy the
+        pictures the docs show there (step -> file name)."""
+        target = os.environ.get(SCREENSHOTS_ENV)
+        if not target:
+            return
+        destination = ROOT / target
         destination.mkdir(parents=True, exist_ok=True)
-        copied = []
-        for step, name in DOCS_SHOTS.items():
+        for step, name in names.items():
             shutil.copyfile(self.taken[step], destination / name)
-            copied.append(destination / name)
-        return copied
+            self.published.append(destination / name)
 
 
 @pytest.fixture
-def shots(capsys: pytest.CaptureFixture[str]) -> Iterator[Shots]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("*.png"):
+def shots(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> Iterator[Shots]:
+    folder = ARTIFACTS / request.node.name.removeprefix("test_")
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
         old.unlink()
-    taken = Shots(ARTIFACTS)
+    taken = Shots(folder)
     yield taken
-    lines = [f"screenshots: {ARTIFACTS}"]
-    target = os.environ.get(SCREENSHOTS_ENV)
-    if target and all(step in taken.taken for step in DOCS_SHOTS):
-        lines += [f"  copied to {path}" for path in taken.publish(ROOT / target)]
+    lines = [f"screenshots: {folder}"] + [f"  copied to {path}" for path in taken.published]
     with capsys.disabled():
         print("\n  " + "\n  ".join(lines))
 
@@ -374,6 +384,32 @@ def shots(capsys: pytest.CaptureFixture[str]) -> Iterator[Shots]:
 def overflow(page: Page) -> int:
     """How many CSS pixels the page is wider than the viewport (0: it fits)."""
     return int(page.evaluate("document.documentElement.scrollWidth - window.innerWidth"))
+
+
+# Elements that stick out of their card (a box drawn past the card's edge), except inside
+# a .scroll box, whose content may be wider and scrolls sideways.
+_STICKING_OUT = """() => {
+  const out = [];
+  for (const card of document.querySelectorAll(".card")) {
+    const edge = card.getBoundingClientRect().right + 0.5;
+    for (const el of card.querySelectorAll("*")) {
+      if (el.parentElement.closest(".scroll")) continue;
+      const box = el.getBoundingClientRect();
+      if (box.width > 0 && box.right > edge) {
+        out.push(`${el.tagName.toLowerCase()}.${el.className} ${Math.round(box.right - edge)} px`);
+      }
+    }
+  }
+  return out;
+}"""
+
+
+def fits(page: Page, path: str) -> None:
+    """Nothing is wider than the screen, and nothing sticks out of its card."""
+    assert page.evaluate("window.innerWidth") == PHONE["width"]
+    assert overflow(page) == 0, f"{path} is {overflow(page)} px wider than a {PHONE['width']} px screen"
+    sticking = page.evaluate(_STICKING_OUT)
+    assert not sticking, f"{path}: these stick out of their card: {sticking}"
 
 
 def record_card(page: Page, name: str) -> Any:
@@ -515,8 +551,7 @@ def test_dashboard_maintenance_record_events_and_propagation_in_a_real_browser(
             if step == "phone-propagation":
                 check_propagation(small, demo)
             shots.take(small, step)
-            assert small.evaluate("window.innerWidth") == PHONE["width"]
-            assert overflow(small) == 0, f"{path} is {overflow(small)} px wider than a 390 px screen"
+            fits(small, path)
         phone.close()
 
         # Log out: the session ends, the pages want a login again.
@@ -525,6 +560,7 @@ def test_dashboard_maintenance_record_events_and_propagation_in_a_real_browser(
         expect(page).to_have_url(re.compile(r"/login\?next=/$"))
         context.close()
         watch.check("log out")
+    shots.publish({"dashboard": "dashboard.png", "phone-dashboard": "dashboard-phone.png"})
 
 
 def check_propagation(page: Page, demo: Scene) -> None:
@@ -544,3 +580,182 @@ def check_propagation(page: Page, demo: Scene) -> None:
     first = checked.inner_text()
     expect(checked).not_to_have_text(first, timeout=4 * TIMEOUT_MS)
     expect(resolvers.locator(f'tr.row-in_sync[data-address="{host}"]')).to_have_count(1)
+
+
+# -- the propagation page against real servers ------------------------------------------
+
+# In a private network namespace (tests/netns.py), every server on port 53 of its own
+# address, so that glue and NS names work as on the Internet (tests/delegation.py).
+RESOLVER, PARENT, OURS, SYNCED, COPY, CACHING, DEAD = (f"127.0.0.{i}" for i in (2, 3, 4, 5, 6, 7, 9))
+WEB = f"http://{OURS}:8080"
+APP = f"app.{ZONE}"
+CHARLIE, ECHO = "192.0.2.21", "192.0.2.22"
+SERIAL = 1000
+
+PARENT_ZONE = f"""\
+$ORIGIN example.test.
+$TTL 300
+@       IN SOA  ns1.example.test. hostmaster.example.test. 1 3600 600 1209600 60
+        IN NS   ns1
+ns1     IN A    {PARENT}
+www     IN CNAME {APP}.
+dyn     IN NS   ns1.dyn
+dyn     IN NS   ns2.dyn
+ns1.dyn IN A    {OURS}
+ns2.dyn IN A    {SYNCED}
+"""
+
+
+def child_zone(serial: int, app: str = "") -> str:
+    return f"""\
+$ORIGIN {ZONE}.
+$TTL 300
+@    IN SOA ns1 hostmaster {serial} 3600 600 1209600 60
+     IN NS  ns1
+     IN NS  ns2
+ns1  IN A   {OURS}
+ns2  IN A   {SYNCED}
+{app}"""
+
+
+def child_config(hashed: str) -> str:
+    return f"""
+[zones."{ZONE}".transfer]
+# ns2 copies the zone; 127.0.0.6 was a secondary too, but its copy stopped at an old serial.
+secondaries = [{{ address = "{SYNCED}" }}, {{ address = "{COPY}" }}]
+
+[zones."{ZONE}".records.app]
+type = "A"
+ttl = 300
+targets = [
+  {{ name = "charlie", value = "{CHARLIE}", priority = 1 }},
+  {{ name = "echo", value = "{ECHO}", priority = 2 }},
+]
+
+[web]
+admin_password_hash = "{hashed}"
+resolvers = ["{RESOLVER}", "{CACHING}", "{DEAD}"]
+propagation_timeout = 1.0
+"""
+
+
+def _answer(ns: NetNamespace, host: str, qname: str, recursion: bool = False) -> list[str]:
+    try:
+        reply = ns.query(host, 53, qname, "A", recursion=recursion, timeout=2.0)
+    except AssertionError:
+        return []
+    return sorted(r.to_text() for rrset in reply.answer if rrset.rdtype == dns.rdatatype.A for r in rrset)
+
+
+def _serial(ns: NetNamespace, host: str) -> int | None:
+    try:
+        reply = ns.query(host, 53, ZONE, "SOA", timeout=2.0)
+    except AssertionError:
+        return None
+    return int(reply.answer[0][0].serial) if reply.answer else None
+
+
+def _until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
+@contextmanager
+def propagation_world(folder: Path, hashed: str) -> Iterator[NetNamespace]:
+    """The parent (NSD) delegating dyn.example.test to dynserver (ns1) and an NSD secondary
+    (ns2); a static NSD copy at an old serial (a configured secondary that stopped
+    copying); two unbound resolvers, one of which (CACHING) has looked the record up
+    already; nothing at DEAD. Returns once ns2 has the zone and CACHING has the answer."""
+    for program, package in (("nsd", "nsd"), ("unbound", "unbound")):
+        require_program(program, package)
+    with net_namespace() as ns:
+        serve_nsd(ns, folder, "example.test", PARENT_ZONE, PARENT, name="parent")
+        serve_dynserver(ns, folder, ZONE, child_zone(SERIAL), OURS, child_config(hashed), http=f"{OURS}:8080")
+        serve_nsd(ns, folder, ZONE, child_zone(SERIAL - 1, f"app IN A {CHARLIE}\n"), COPY, name="copy")
+        work = folder / "secondary"
+        for sub in ("db", "zones"):
+            (work / sub).mkdir(parents=True)
+        (work / "nsd.conf").write_text(nsd_config(work, SYNCED, 53, Primary(OURS, 53, ZONE), None))
+        log = work / "output.log"
+        process = ns.popen(command("nsd", require_program("nsd", "nsd"), work / "nsd.conf"), log)
+        ns.wait_for_dns(SYNCED, 53, ZONE, process=process, log=log)
+        _until("ns2's transfer", lambda: _serial(ns, SYNCED) == _serial(ns, OURS))
+        for name, host in (("fresh", RESOLVER), ("caching", CACHING)):
+            (folder / name).mkdir()
+            serve_unbound(ns, folder / name, host, {"example.test": PARENT})
+        _until("the caching resolver's answer", lambda: _answer(ns, CACHING, APP, True) == [CHARLIE])
+        yield ns
+
+
+def chromium_in(ns: NetNamespace, folder: Path) -> Callable[[str], str]:
+    """A launcher that starts chromium inside the namespace: its own network has only lo,
+    so nothing it sends can leave (Playwright talks to it over inherited pipes)."""
+
+    def wrap(program: str) -> str:
+        script = folder / "chromium-in-namespace"
+        script.write_text("#!/bin/sh\nexec " + shlex.join(ns.command([program])) + ' "$@"\n')
+        script.chmod(0o755)
+        return str(script)
+
+    return wrap
+
+
+def test_propagation_page_against_real_servers_after_a_maintenance(tmp_path: Path, shots: Shots) -> None:
+    """Maintenance moves the answer from charlie to echo; the propagation page then shows
+    who has caught up: dynserver and its secondary (in sync), the copy at the old serial
+    (stale), a resolver asked for the first time (in sync), one that cached the old answer
+    (stale, with the TTL it has left) and a dead one (error); and that www.example.test, a
+    CNAME at the parent, points here."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    hashed = hash_password(PASSWORD)
+    with propagation_world(tmp_path, hashed) as ns, chromium(chromium_in(ns, tmp_path)) as browser:
+        context = browser.new_context(viewport=DESKTOP, base_url=WEB)
+        context.set_default_timeout(TIMEOUT_MS)
+        shots.watch.attach(context)
+        page = context.new_page()
+        page.goto(f"/login?next=/records/{APP}")
+        page.get_by_label("Admin password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page).to_have_url(f"{WEB}/records/{APP}")
+        page.locator('tr[data-target="charlie"]').get_by_role("button", name="Maintenance").click()
+        expect(page.locator("p.answer .value")).to_have_text([ECHO])
+        assert _answer(ns, OURS, APP) == [ECHO]
+        _until("ns2's transfer of the change", lambda: _serial(ns, SYNCED) == _serial(ns, OURS))
+
+        page.get_by_role("link", name="propagation").first.click()
+        expect(page).to_have_url(f"{WEB}/records/{APP}/propagation")
+        expect(page.locator("#expected .value")).to_have_text([ECHO])
+        servers, resolvers = page.locator("#nameservers"), page.locator("#resolvers")
+        for table, status, address in (
+            (servers, "in_sync", OURS),
+            (servers, "in_sync", SYNCED),
+            (servers, "stale", COPY),
+            (resolvers, "in_sync", RESOLVER),
+            (resolvers, "stale", CACHING),
+            (resolvers, "error", DEAD),
+        ):
+            expect(table.locator(f'tr.row-{status}[data-address="{address}"]')).to_have_count(1)
+        expect(resolvers.locator(f'tr[data-address="{CACHING}"]')).to_contain_text(CHARLIE)
+        expect(page.locator("#warnings .warning")).to_have_count(0)  # delegation == zone NS
+        page.get_by_label("Static hostname").fill("www.example.test")
+        page.get_by_role("button", name="Follow its CNAMEs").click()
+        expect(page.locator("#chain-verdict .status-in_sync")).to_have_text("points here")
+        expect(page.locator("#chain")).to_contain_text(ECHO)
+        shots.take(page, "propagation")
+
+        phone = browser.new_context(viewport=PHONE, base_url=WEB, storage_state=context.storage_state())
+        shots.watch.attach(phone)
+        small = phone.new_page()
+        small.goto(f"/records/{APP}/propagation")
+        expect(small.locator(f'#resolvers tr.row-stale[data-address="{CACHING}"]')).to_have_count(1)
+        shots.take(small, "phone-propagation")
+        fits(small, "the propagation page")
+        phone.close()
+        context.close()
+    shots.publish({"propagation": "propagation.png"})
