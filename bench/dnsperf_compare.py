@@ -38,6 +38,7 @@ import shlex
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
@@ -403,6 +404,16 @@ def http_backends(addrs: Sequence[str]) -> Iterator[int]:
             server.server_close()
 
 
+class _LocalHTTPServer(http.server.ThreadingHTTPServer):
+    """No PTR query for its own name (http.server's server_bind calls socket.getfqdn):
+    the bench sends nothing outside 127.0.0.0/8."""
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
 def bind_http_servers(addrs: Sequence[str]) -> list[http.server.ThreadingHTTPServer]:
     """One HTTP server per address, all on the same free port."""
     for _ in range(20):
@@ -410,7 +421,7 @@ def bind_http_servers(addrs: Sequence[str]) -> list[http.server.ThreadingHTTPSer
         servers: list[http.server.ThreadingHTTPServer] = []
         try:
             for addr in addrs:
-                servers.append(http.server.ThreadingHTTPServer((addr, port), _OkHandler))
+                servers.append(_LocalHTTPServer((addr, port), _OkHandler))
         except OSError:
             for server in servers:
                 server.server_close()
