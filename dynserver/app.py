@@ -609,7 +609,7 @@ class App:
             self._event(EventRow(kind="system", reason="started", detail={"zones": len(self.zones)}))
         for listener in self.config.server.dns:
             udp_sock, tcp_sock = _bind_pair(listener)
-            udp = UdpServer(listener, self.answer)
+            udp = UdpServer(listener, self.answer, packets=lambda: self.snapshot.packet_cache())
             udp.start(udp_sock)
             tcp = TcpServer(listener, self.answer, self.config.server)
             await tcp.start(tcp_sock)

@@ -40,6 +40,13 @@ MEMO_LIMIT = 50_000
 # Packets remembered per snapshot; a flood of distinct queries (random case, sizes)
 # empties the cache when it is full, so memory stays bounded and hot entries return.
 PACKET_LIMIT = 20_000
+# The UDP packet cache as a transport may serve from it (dynserver.server.udp does, in
+# its receive loop, without a Python call per query): query bytes after ID and flags ->
+# (reply tail for RD clear, for RD set, counter slot in QueryStats.hits). An entry is
+# valid for a query only if its QR and opcode bits are clear (flags byte & 0xF8 == 0);
+# the reply is the query's ID and then the tail for its RD bit, and the server adds 1
+# to hits[slot]. Snapshot.answer serves it the same way.
+PacketCache = dict[bytes, tuple[bytes, bytes, int]]
 # Zones up to this many names get their common replies built with the snapshot.
 WARM_LIMIT = 5_000
 _WARM_TYPES = (wire.TYPE_A, wire.TYPE_AAAA)
@@ -97,7 +104,7 @@ class Snapshot:
         self._tables: tuple[dict[bytes, Template], ...] = ({}, {}, {})
         self._memo_room = MEMO_LIMIT
         # UDP query bytes after ID and flags -> (reply tail without RD, with RD, stats slot)
-        self._packets: dict[bytes, tuple[bytes, bytes, int]] = {}
+        self._packets: PacketCache = {}
         # Which templates a change invalidates: keys by every name their reply mentions
         # (the question and each record's owner: negative answers mention the apex, whose
         # SOA serial changes every time), and keys whose reply holds another zone's data.
@@ -134,6 +141,10 @@ class Snapshot:
         return new
 
     # -- the hot path ---------------------------------------------------------------
+
+    def packet_cache(self) -> tuple[PacketCache, list[int]]:
+        """This snapshot's UDP packet cache and the reply counters (see PacketCache)."""
+        return self._packets, self._hits
 
     def answer(self, data: bytes, tcp: bool, peer: tuple[str, int] | None = None) -> bytes | Stream | None:
         """Reply to one wire message, or None to drop it. Never raises on bad input.
