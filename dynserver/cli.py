@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from dynserver import __version__, config
 from dynserver.errors import ConfigError
@@ -135,11 +138,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.database is not None:
         loaded = dataclasses.replace(loaded, database=Path(args.database) if args.database else None)
     try:
-        asyncio.run(_serve(App, loaded))
+        _run_loop(_serve(App, loaded))
     except OSError as error:
         print(f"dynserver: cannot listen: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run the server on uvloop when it is installed (a C event loop: each wake-up of
+    the UDP reader costs a few microseconds less, which is most of a query's cost at
+    moderate rates), else on asyncio's own loop. DYNSERVER_LOOP=asyncio forces the latter."""
+    if os.environ.get("DYNSERVER_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 async def _serve(app_class: type, loaded: config.Config) -> None:
