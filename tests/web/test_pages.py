@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dynserver import config
+from dynserver import __version__, config
 from dynserver.app import App, with_listeners
 from dynserver.errors import ConfigError
 from dynserver.model import DEFAULT_RESOLVERS, Listener
@@ -92,6 +92,10 @@ def test_read_pages_need_a_login_unless_public(tmp_path: Path) -> None:
             page = await client.get("/")
             assert page.status_code == 200 and 'href="/login"' in page.text
             assert "Maintenance</button>" not in page.text
+            assert __version__ not in page.text, "no version disclosure to strangers"
+            await login(client)
+            assert f"dynserver {__version__}" in (await client.get("/")).text
+            client.cookies.clear()
             # Public means read-only: a state change still needs a session.
             refused = await client.post(f"/records/{APP}/targets/charlie/maintenance", data={"on": "1"})
             assert refused.status_code == 401
