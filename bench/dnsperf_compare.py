@@ -36,8 +36,6 @@ import re
 import resource
 import shlex
 import shutil
-import signal
-import socket
 import socketserver
 import subprocess
 import sys
@@ -53,6 +51,14 @@ import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
+from benchutil import (
+    CLK_TCK,
+    free_port,
+    log_tail,
+    progress,
+    stop,
+    tree_cpu_seconds,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -82,8 +88,6 @@ QUIET_SAMPLE_S = 1.0
 
 START_TIMEOUT_S = 20.0
 APP_TIMEOUT_S = 10.0  # health checks: gdnsd's shortest interval is 2 s
-STOP_TIMEOUT_S = 5.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class ServerFailed(Exception):
@@ -199,47 +203,6 @@ PREPARE: dict[str, Callable[[Env], list[str]]] = {
 # --------------------------------------------------------------------------- processes
 
 
-@dataclass(frozen=True)
-class ProcStat:
-    pid: int
-    ppid: int
-    ticks: int  # utime + stime + cutime + cstime
-    starttime: int  # distinguishes a process from a later one that reuses its PID
-
-
-def read_stat(pid: int) -> ProcStat | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces: split after it.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
-    return ProcStat(pid, int(fields[1]), utime + stime + cutime + cstime, int(fields[19]))
-
-
-def process_tree(root: int) -> list[ProcStat]:
-    """The root process and all its live descendants."""
-    stats = [s for s in (read_stat(int(p)) for p in os.listdir("/proc") if p.isdigit()) if s]
-    children: dict[int, list[ProcStat]] = {}
-    for stat in stats:
-        children.setdefault(stat.ppid, []).append(stat)
-    root_stat = next((s for s in stats if s.pid == root), None)
-    if root_stat is None:
-        return []
-    tree, todo = [], [root_stat]
-    while todo:
-        stat = todo.pop()
-        tree.append(stat)
-        todo.extend(children.get(stat.pid, []))
-    return tree
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """utime + stime of a process tree (reaped children included via cutime/cstime)."""
-    return sum(s.ticks for s in process_tree(root)) / CLK_TCK
-
-
 def children_cpu_seconds() -> float:
     """CPU time of the harness's reaped children (dnsperf: the servers are reaped last)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -297,38 +260,6 @@ class CpuSample:
         return max(0.0, self.process - earlier.process - mine), self.steal - earlier.steal
 
 
-def still_running(stat: ProcStat) -> bool:
-    """Whether that very process still exists (its PID was not reused by another one)."""
-    now = read_stat(stat.pid)
-    return now is not None and now.starttime == stat.starttime
-
-
-def kill_if_same(stat: ProcStat, sig: signal.Signals) -> None:
-    """Signal a process we started, unless its PID now belongs to another process."""
-    if still_running(stat):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(stat.pid, sig)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server, SIGKILL it after a grace period, then any leftover children."""
-    descendants = [s for s in process_tree(proc.pid) if s.pid != proc.pid]
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_S)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for stat in descendants:
-        kill_if_same(stat, signal.SIGTERM)
-    while any(still_running(s) for s in descendants) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for stat in descendants:
-        kill_if_same(stat, signal.SIGKILL)
-
-
 @contextlib.contextmanager
 def running(argv: Sequence[str], cwd: Path, log: IO[bytes]) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server pinned to SERVER_CPU in the foreground; stop it on exit."""
@@ -344,22 +275,6 @@ def running(argv: Sequence[str], cwd: Path, log: IO[bytes]) -> Iterator[subproce
         yield proc
     finally:
         stop(proc)
-
-
-def free_port(addr: str) -> int:
-    """A port that is free for both UDP and TCP on addr (never 53)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((addr, 0))
-            port: int = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((addr, port))
-                except OSError:
-                    continue
-        if port != 53:
-            return port
-    raise RuntimeError(f"no free port on {addr}")
 
 
 # --------------------------------------------------------------------------- HTTP backend
@@ -619,17 +534,6 @@ def median_run(runs: Sequence[Run], key: Callable[[Run], float]) -> Run | None:
     if not runs:
         return None
     return sorted(runs, key=key)[(len(runs) - 1) // 2]
-
-
-def log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def bench_server(name: str, addr: str, hport: int, args: argparse.Namespace, result: ServerResult) -> None:
