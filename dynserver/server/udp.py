@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 
 # Largest query we read; bigger datagrams are cut and then answered FORMERR.
 RECV_SIZE = 4096
-# Packets handled per wake-up before yielding to other tasks (TCP, checks, web).
+# Packets handled per wake-up before yielding to other tasks (TCP, checks, web);
+# the batched reader takes up to ROUNDS batches of BATCH while the socket has more.
 BATCH = 64
+ROUNDS = 4
 # Set to 0 to use the portable recvfrom/sendto reader (for comparison, or a kernel
 # that refuses recvmmsg).
 MMSG_ENV = "DYNSERVER_UDP_MMSG"
@@ -180,13 +182,16 @@ def _mmsg_available() -> bool:
     if not sys.platform.startswith("linux") or _HDR % 8 or ctypes.sizeof(ctypes.c_void_p) != 8:
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # PyDLL: the calls keep the GIL. Both are MSG_DONTWAIT, so they never block, and
+        # releasing and taking back the GIL would cost as much as the system call. No
+        # argtypes either: the pointers are passed as ready-made c_void_p objects and
+        # the rest are small ints, which saves a conversion per argument (together,
+        # ~0.6 us of the ~1.3 us a call costs through ctypes here).
+        libc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         recv, send = libc.recvmmsg, libc.sendmmsg
     except (OSError, AttributeError):
         return False
-    recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
     recv.restype = ctypes.c_int
-    send.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
     send.restype = ctypes.c_int
     _libc_calls = (recv, send)
     return True
@@ -236,6 +241,8 @@ class _MmsgBatch:
         self._fresh = bytes(self._recv_msgs)
         self._recv_at = ctypes.addressof(self._recv_msgs)
         self._send_at = ctypes.addressof(self._send_msgs)
+        self._recv_ptr = ctypes.c_void_p(self._recv_at)
+        self._send_ptrs = [ctypes.c_void_p(self._send_at + k * _HDR) for k in range(n)]
         # Word views for field access without ctypes attribute lookups in the loop.
         self._recv_u32 = memoryview(self._recv_msgs).cast("B").cast("I")
         self._send_u32 = memoryview(self._send_msgs).cast("B").cast("I")
@@ -263,12 +270,20 @@ class _MmsgBatch:
         ]
 
     def on_readable(self) -> None:
+        # Queries that arrived while a batch was answered are read at once, without a
+        # trip through the event loop; after ROUNDS batches other tasks get their turn.
+        for _ in range(ROUNDS):
+            if not self._one_batch():
+                return
+
+    def _one_batch(self) -> int:
+        """Read, answer and send one batch; the number of queries read."""
         ctypes.memmove(self._recv_at, self._fresh, len(self._fresh))
-        count = self._recvmmsg(self._fd, self._recv_at, BATCH, _MSG_DONTWAIT, None)
+        count: int = self._recvmmsg(self._fd, self._recv_ptr, BATCH, _MSG_DONTWAIT, None)
         if count <= 0:
             if count < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EINTR):
                 log.debug("udp recvmmsg error: %s", os.strerror(ctypes.get_errno()))
-            return
+            return 0
         recv_u32, inbox, outbox, names = self._recv_u32, self._in, self._out, self._name_bytes
         send_u32, send_u64, send_iov = self._send_u32, self._send_u64, self._send_iov_u64
         answer, peers, in_slots, out_slots = self._answer, self._peers, self._in_slots, self._out_slots
@@ -322,13 +337,14 @@ class _MmsgBatch:
             ready += 1
         sent = 0
         while sent < ready:
-            done = self._sendmmsg(self._fd, self._send_at + sent * _HDR, ready - sent, _MSG_DONTWAIT)
+            done = self._sendmmsg(self._fd, self._send_ptrs[sent], ready - sent, _MSG_DONTWAIT)
             if done > 0:
                 sent += done
                 continue
             if ctypes.get_errno() in (errno.EAGAIN, errno.ENOBUFS):
-                return  # a full send buffer: UDP may drop
+                break  # a full send buffer: UDP may drop
             sent += 1  # this one failed (e.g. an unreachable client); send the rest
+        return count
 
     def _peer(self, key: bytes) -> tuple[str, int]:
         """The (host, port) of a struct sockaddr, cached by its bytes."""
