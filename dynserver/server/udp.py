@@ -134,10 +134,10 @@ class UdpServer:
 # -- recvmmsg / sendmmsg through ctypes (Linux) ----------------------------------------
 #
 # The arrays below are allocated once per socket and reused for every batch: BATCH
-# receive buffers, BATCH send buffers, BATCH socket-address slots, and two arrays of
-# struct mmsghdr whose iovecs point into the buffers. A reply's header borrows the
-# client's address slot that recvmmsg filled, so the address is never decoded except
-# for the rare message the core needs it for (a key of a small cache, see _peer).
+# buffers, BATCH socket-address slots, and an array of struct mmsghdr whose iovecs
+# point into the buffers. recvmmsg fills them; each reply is written over its query and
+# sendmmsg sends it with the same header, so the client's address is never decoded
+# except for the rare message the core needs it for (a key of a small cache, see _peer).
 
 
 class _IoVec(ctypes.Structure):
@@ -216,57 +216,42 @@ class _MmsgBatch:
         self._later = later
         self._peers: dict[bytes, tuple[str, int]] = {}
         n = BATCH
-        self._inbox = ctypes.create_string_buffer(n * RECV_SIZE)
-        self._outbox = ctypes.create_string_buffer(n * RECV_SIZE)
+        self._buffers = ctypes.create_string_buffer(n * RECV_SIZE)
         self._names = ctypes.create_string_buffer(n * _NAME_SIZE)
-        self._recv_iov = (_IoVec * n)()
-        self._send_iov = (_IoVec * n)()
-        self._recv_msgs = (_MMsgHdr * n)()
-        self._send_msgs = (_MMsgHdr * n)()
-        inbox, outbox = ctypes.addressof(self._inbox), ctypes.addressof(self._outbox)
-        self._names_at = ctypes.addressof(self._names)
+        self._iovs = (_IoVec * n)()
+        self._msgs = (_MMsgHdr * n)()
+        buffers = ctypes.addressof(self._buffers)
+        names = ctypes.addressof(self._names)
         for i in range(n):
-            self._recv_iov[i].iov_base = inbox + i * RECV_SIZE
-            self._recv_iov[i].iov_len = RECV_SIZE
-            self._send_iov[i].iov_base = outbox + i * RECV_SIZE
-            header = self._recv_msgs[i].msg_hdr
-            header.msg_name = self._names_at + i * _NAME_SIZE
+            self._iovs[i].iov_base = buffers + i * RECV_SIZE
+            self._iovs[i].iov_len = RECV_SIZE
+            header = self._msgs[i].msg_hdr
+            header.msg_name = names + i * _NAME_SIZE
             header.msg_namelen = _NAME_SIZE
-            header.msg_iov = ctypes.addressof(self._recv_iov) + i * ctypes.sizeof(_IoVec)
+            header.msg_iov = ctypes.addressof(self._iovs) + i * ctypes.sizeof(_IoVec)
             header.msg_iovlen = 1
-            header = self._send_msgs[i].msg_hdr
-            header.msg_iov = ctypes.addressof(self._send_iov) + i * ctypes.sizeof(_IoVec)
-            header.msg_iovlen = 1
-        # recvmmsg overwrites each header's name length; one memmove restores them all.
-        self._fresh = bytes(self._recv_msgs)
-        self._recv_at = ctypes.addressof(self._recv_msgs)
-        self._send_at = ctypes.addressof(self._send_msgs)
-        self._recv_ptr = ctypes.c_void_p(self._recv_at)
-        self._send_ptrs = [ctypes.c_void_p(self._send_at + k * _HDR) for k in range(n)]
+        # recvmmsg overwrites each header's name length and a reply shortens its iovec;
+        # two memmoves restore both arrays before the next batch.
+        self._fresh_msgs, self._fresh_iovs = bytes(self._msgs), bytes(self._iovs)
+        self._msgs_at, self._iovs_at = ctypes.addressof(self._msgs), ctypes.addressof(self._iovs)
+        self._ptrs = [ctypes.c_void_p(self._msgs_at + k * _HDR) for k in range(n + 1)]
         # Word views for field access without ctypes attribute lookups in the loop.
-        self._recv_u32 = memoryview(self._recv_msgs).cast("B").cast("I")
-        self._send_u32 = memoryview(self._send_msgs).cast("B").cast("I")
-        self._send_u64 = memoryview(self._send_msgs).cast("B").cast("Q")
-        self._send_iov_u64 = memoryview(self._send_iov).cast("B").cast("Q")
-        self._in = memoryview(self._inbox).cast("B")
-        self._out = memoryview(self._outbox).cast("B")
+        self._msg_u32 = memoryview(self._msgs).cast("B").cast("I")
+        self._iov_u64 = memoryview(self._iovs).cast("B").cast("Q")
+        self._data = memoryview(self._buffers).cast("B")
         self._name_bytes = memoryview(self._names).cast("B")
-        # Per slot, the offsets the loop needs, computed once: where query i and its
-        # length and client address are, and where reply j and its length go.
-        words, longs = _HDR // 4, _HDR // 8
-        self._in_slots = [
+        # Per slot, the offsets the loop needs, computed once: where query i, its length,
+        # its client address and its address length are, and its iovec's length.
+        words = _HDR // 4
+        self._slots = [
             (
                 i * RECV_SIZE,
                 i * words + _LEN_AT // 4,
                 i * _NAME_SIZE,
                 i * words + _NAMELEN_AT // 4,
-                self._names_at + i * _NAME_SIZE,
+                i * 2 + _IOV_LEN_AT // 8,
             )
             for i in range(n)
-        ]
-        self._out_slots = [
-            (j * RECV_SIZE, j * 2 + _IOV_LEN_AT // 8, j * longs + _NAME_AT // 8, j * words + _NAMELEN_AT // 4)
-            for j in range(n)
         ]
 
     def on_readable(self) -> None:
@@ -277,74 +262,81 @@ class _MmsgBatch:
                 return
 
     def _one_batch(self) -> int:
-        """Read, answer and send one batch; the number of queries read."""
-        ctypes.memmove(self._recv_at, self._fresh, len(self._fresh))
-        count: int = self._recvmmsg(self._fd, self._recv_ptr, BATCH, _MSG_DONTWAIT, None)
+        """Read, answer and send one batch; the number of queries read.
+
+        Each reply is written over its own query, in the same buffer, and sent with the
+        same message header recvmmsg filled: the client's address as the kernel wrote it,
+        the iovec shortened to the reply. Messages without a reply now (dropped,
+        deferred) are left out of the sendmmsg calls."""
+        ctypes.memmove(self._msgs_at, self._fresh_msgs, len(self._fresh_msgs))
+        ctypes.memmove(self._iovs_at, self._fresh_iovs, len(self._fresh_iovs))
+        count: int = self._recvmmsg(self._fd, self._ptrs[0], BATCH, _MSG_DONTWAIT, None)
         if count <= 0:
             if count < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EINTR):
                 log.debug("udp recvmmsg error: %s", os.strerror(ctypes.get_errno()))
             return 0
-        recv_u32, inbox, outbox, names = self._recv_u32, self._in, self._out, self._name_bytes
-        send_u32, send_u64, send_iov = self._send_u32, self._send_u64, self._send_iov_u64
-        answer, peers, in_slots, out_slots = self._answer, self._peers, self._in_slots, self._out_slots
+        msg_u32, iov_u64, buf, names = self._msg_u32, self._iov_u64, self._data, self._name_bytes
+        answer, peers, slots = self._answer, self._peers, self._slots
         cache, hits = self._packets() if self._packets is not None else _NO_PACKETS
         cached = cache.get
-        ready = 0
+        unsent: list[int] | None = None
         for i in range(count):
-            start, len_word, name_at, namelen_word, name_ptr = in_slots[i]
-            stop = start + recv_u32[len_word]
-            # A repeated query: its reply goes straight from the packet cache into the
-            # send buffer (ID from the query, then the tail for its RD bit).
-            hit = cached(bytes(inbox[start + 4 : stop]))
-            if hit is not None and not inbox[start + 2] & 0xF8:
+            start, len_word, name_at, namelen_word, iov_word = slots[i]
+            stop = start + msg_u32[len_word]
+            # A repeated query: the reply tail for its RD bit goes from the packet cache
+            # over the query, after its ID.
+            hit = cached(bytes(buf[start + 4 : stop]))
+            if hit is not None and not buf[start + 2] & 0xF8:
                 hits[hit[2]] += 1
-                tail: bytes = hit[inbox[start + 2] & 1]  # type: ignore[assignment]  # 0 or 1
-                out, iov_word, name_word, out_namelen_word = out_slots[ready]
+                tail: bytes = hit[buf[start + 2] & 1]  # type: ignore[assignment]  # 0 or 1
                 size = len(tail) + 2
-                outbox[out : out + 2] = inbox[start : start + 2]
-                outbox[out + 2 : out + size] = tail
-                send_iov[iov_word] = size
-                send_u64[name_word] = name_ptr
-                send_u32[out_namelen_word] = recv_u32[namelen_word]
-                ready += 1
+                buf[start + 2 : start + size] = tail
+                iov_u64[iov_word] = size
                 continue
-            data = bytes(inbox[start:stop])
-            name_len = recv_u32[namelen_word]
-            key = bytes(names[name_at : name_at + name_len])
+            data = bytes(buf[start:stop])
+            key = bytes(names[name_at : name_at + msg_u32[namelen_word]])
             peer = peers.get(key)
             if peer is None:
                 peer = self._peer(key)
+            reply: object = None
             try:
                 reply = answer(data, False, peer)
             except Exception:  # pragma: no cover - the core must not raise; keep serving
                 log.exception("error answering a UDP query")
+            if reply.__class__ is bytes and len(reply) <= RECV_SIZE:
+                buf[start : start + len(reply)] = reply
+                iov_u64[iov_word] = len(reply)
                 continue
+            if unsent is None:
+                unsent = []
+            unsent.append(i)
             if reply is None:
                 continue
-            if reply.__class__ is not bytes:  # rare: a reply that must wait (UPDATE)
-                self._later(reply, peer)  # type: ignore[arg-type]
-                continue
-            size = len(reply)
-            if size > RECV_SIZE:  # not from the core (UDP replies are at most 1232 bytes)
+            if reply.__class__ is bytes:  # not from the core (UDP replies are at most 1232 bytes)
                 with contextlib.suppress(OSError):
                     self._sock.sendto(reply, peer)
-                continue
-            out, iov_word, name_word, out_namelen_word = out_slots[ready]
-            outbox[out : out + size] = reply
-            send_iov[iov_word] = size
-            send_u64[name_word] = name_ptr
-            send_u32[out_namelen_word] = name_len
-            ready += 1
-        sent = 0
-        while sent < ready:
-            done = self._sendmmsg(self._fd, self._send_ptrs[sent], ready - sent, _MSG_DONTWAIT)
+            else:  # rare: a reply that must wait (UPDATE)
+                self._later(reply, peer)  # type: ignore[arg-type]
+        if unsent is None:
+            self._send(0, count)
+        else:
+            first = 0
+            for gap in (*unsent, count):
+                if gap > first:
+                    self._send(first, gap)
+                first = gap + 1
+        return count
+
+    def _send(self, first: int, end: int) -> None:
+        """sendmmsg the replies in slots first..end-1."""
+        while first < end:
+            done: int = self._sendmmsg(self._fd, self._ptrs[first], end - first, _MSG_DONTWAIT)
             if done > 0:
-                sent += done
+                first += done
                 continue
             if ctypes.get_errno() in (errno.EAGAIN, errno.ENOBUFS):
-                break  # a full send buffer: UDP may drop
-            sent += 1  # this one failed (e.g. an unreachable client); send the rest
-        return count
+                return  # a full send buffer: UDP may drop
+            first += 1  # this one failed (e.g. an unreachable client); send the rest
 
     def _peer(self, key: bytes) -> tuple[str, int]:
         """The (host, port) of a struct sockaddr, cached by its bytes."""
