@@ -169,7 +169,7 @@ _LEN_AT = _MMsgHdr.msg_len.offset
 _IOV_LEN_AT = _IoVec.iov_len.offset
 _PEER_CACHE = 4096  # decoded client addresses kept; cleared when full
 
-_libc_calls: tuple[Callable[..., int], Callable[..., int]] | None = None
+_libc_calls: tuple[Callable[..., int], Callable[..., int], Callable[[], int]] | None = None
 _NO_PACKETS: tuple[PacketCache, list[int]] = ({}, [])
 
 
@@ -187,13 +187,22 @@ def _mmsg_available() -> bool:
         # argtypes either: the pointers are passed as ready-made c_void_p objects and
         # the rest are small ints, which saves a conversion per argument (together,
         # ~0.6 us of the ~1.3 us a call costs through ctypes here).
-        libc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        recv, send = libc.recvmmsg, libc.sendmmsg
+        # No use_errno either: ctypes would swap errno with a per-thread copy around every
+        # call; errno is read from libc only after a call failed (calling_errno).
+        libc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6")
+        recv, send, location = libc.recvmmsg, libc.sendmmsg, libc.__errno_location
     except (OSError, AttributeError):
         return False
     recv.restype = ctypes.c_int
     send.restype = ctypes.c_int
-    _libc_calls = (recv, send)
+    location.restype = ctypes.POINTER(ctypes.c_int)
+
+    def calling_errno() -> int:
+        """errno of this thread, asked right after a call failed (the GIL is held and
+        nothing in between makes a system call)."""
+        return int(location().contents.value)
+
+    _libc_calls = (recv, send, calling_errno)
     return True
 
 
@@ -209,7 +218,7 @@ class _MmsgBatch:
     ) -> None:
         assert _libc_calls is not None
         self._packets = packets
-        self._recvmmsg, self._sendmmsg = _libc_calls
+        self._recvmmsg, self._sendmmsg, self._errno = _libc_calls
         self._sock = sock
         self._fd = sock.fileno()
         self._answer = answer
@@ -231,11 +240,13 @@ class _MmsgBatch:
             header.msg_iov = ctypes.addressof(self._iovs) + i * ctypes.sizeof(_IoVec)
             header.msg_iovlen = 1
         # recvmmsg overwrites each header's name length and a reply shortens its iovec;
-        # two memmoves restore both arrays before the next batch.
+        # two buffer copies (not ctypes calls) restore both arrays before the next batch.
         self._fresh_msgs, self._fresh_iovs = bytes(self._msgs), bytes(self._iovs)
         self._msgs_at, self._iovs_at = ctypes.addressof(self._msgs), ctypes.addressof(self._iovs)
         self._ptrs = [ctypes.c_void_p(self._msgs_at + k * _HDR) for k in range(n + 1)]
         # Word views for field access without ctypes attribute lookups in the loop.
+        self._msg_raw = memoryview(self._msgs).cast("B")
+        self._iov_raw = memoryview(self._iovs).cast("B")
         self._msg_u32 = memoryview(self._msgs).cast("B").cast("I")
         self._iov_u64 = memoryview(self._iovs).cast("B").cast("Q")
         self._data = memoryview(self._buffers).cast("B")
@@ -268,12 +279,12 @@ class _MmsgBatch:
         same message header recvmmsg filled: the client's address as the kernel wrote it,
         the iovec shortened to the reply. Messages without a reply now (dropped,
         deferred) are left out of the sendmmsg calls."""
-        ctypes.memmove(self._msgs_at, self._fresh_msgs, len(self._fresh_msgs))
-        ctypes.memmove(self._iovs_at, self._fresh_iovs, len(self._fresh_iovs))
+        self._msg_raw[:] = self._fresh_msgs
+        self._iov_raw[:] = self._fresh_iovs
         count: int = self._recvmmsg(self._fd, self._ptrs[0], BATCH, _MSG_DONTWAIT, None)
         if count <= 0:
-            if count < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EINTR):
-                log.debug("udp recvmmsg error: %s", os.strerror(ctypes.get_errno()))
+            if count < 0 and (code := self._errno()) not in (errno.EAGAIN, errno.EINTR):
+                log.debug("udp recvmmsg error: %s", os.strerror(code))
             return 0
         msg_u32, iov_u64, buf, names = self._msg_u32, self._iov_u64, self._data, self._name_bytes
         answer, peers, slots = self._answer, self._peers, self._slots
@@ -334,7 +345,7 @@ class _MmsgBatch:
             if done > 0:
                 first += done
                 continue
-            if ctypes.get_errno() in (errno.EAGAIN, errno.ENOBUFS):
+            if self._errno() in (errno.EAGAIN, errno.ENOBUFS):
                 return  # a full send buffer: UDP may drop
             first += 1  # this one failed (e.g. an unreachable client); send the rest
 
