@@ -82,6 +82,10 @@ def wait_for_dns(
             return
         except (dns.exception.Timeout, OSError):
             time.sleep(0.05)
+        except dns.query.UnexpectedSource:
+            # The client's own socket got the server's port as its ephemeral port before
+            # the server bound it, and received its own query (seen once in CI): retry.
+            time.sleep(0.05)
     raise TimeoutError(f"no DNS answer from {host}:{port} within {timeout}s")
 
 
