@@ -53,7 +53,11 @@ import dns.query
 import dns.rcode
 from benchutil import (
     CLK_TCK,
+    display_path,
+    dynserver_binary,
+    fmt,
     free_port,
+    invocation,
     log_tail,
     progress,
     stop,
@@ -141,14 +145,6 @@ def render_static_zone(env: Env, dest: Path) -> Path:
 def mkdirs(*paths: Path) -> None:
     for path in paths:
         path.mkdir(parents=True, exist_ok=True)
-
-
-def dynserver_binary() -> str:
-    """The dynserver entry point next to the running interpreter (.venv/bin), else PATH."""
-    beside = Path(sys.executable).parent / "dynserver"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("dynserver") or str(REPO_DIR / ".venv" / "bin" / "dynserver")
 
 
 def prepare_dynserver(env: Env) -> list[str]:
@@ -629,10 +625,6 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def table(results: Sequence[ServerResult]) -> str:
     """A Markdown table: readable in a terminal, pasteable into docs/benchmarks.md."""
     dyn = next((r for r in results if r.name == "dynserver" and r.measured), None)
@@ -684,18 +676,6 @@ def targets(results: Sequence[ServerResult]) -> list[str]:
         f"{goals[0]}: {qps:.2f} x -> {'PASS' if qps >= TARGET_QPS_RATIO else 'MISS'}",
         f"{goals[1]}: {cpu:.2f} x -> {'PASS' if cpu <= TARGET_CPU_RATIO else 'MISS'}",
     ]
-
-
-def display_path(path: Path) -> str:
-    """path relative to the current directory when it is below it, for copy-pasteable commands."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def invocation() -> str:
-    return shlex.join([display_path(Path(sys.executable).absolute()), *sys.argv])
 
 
 def report(results: Sequence[ServerResult], args: argparse.Namespace) -> str:
