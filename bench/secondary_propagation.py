@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 
-from tests.backends import Backend, backends  # noqa: E402
+from tests.backends import backends  # noqa: E402
 from tests.secondaries import (  # noqa: E402
     KINDS,
     PROGRAMS,
@@ -54,6 +54,7 @@ from tests.secondaries import (  # noqa: E402
     find_program,
     listen_host,
     logged_transition,
+    primary_config,
     secondary,
 )
 from tests.support import Server, dynserver, free_port, loopback  # noqa: E402
@@ -69,39 +70,6 @@ TARGET_MEDIAN, TARGET_MAX = 1.0, 2.0
 
 class Failed(Exception):
     """Something did not happen within its bound: the bench cannot go on."""
-
-
-def config(secondaries: dict[str, tuple[str, int]], tsig: bool, alpha: Backend, beta: Backend) -> str:
-    key = ', key = "xfr"' if tsig else ""
-    listed = ", ".join(f'{{ address = "{host}:{port}"{key} }}' for host, port in secondaries.values())
-    return f"""\
-[server]
-dns = ["127.0.0.1:0"]
-
-[keys.xfr]
-secret = "{SECRET}"
-
-[monitors.port]
-type = "tcp"
-port = {alpha.port}
-interval = {INTERVAL}
-timeout = {INTERVAL}
-
-[zones."{ZONE}"]
-file = "zone"
-
-[zones."{ZONE}".transfer]
-secondaries = [{listed}]
-
-[zones."{ZONE}".records.app]
-type = "A"
-ttl = 30
-monitor = "port"
-targets = [
-  {{ name = "alpha", value = "{alpha.host}", priority = 1 }},
-  {{ name = "beta", value = "{beta.host}", priority = 2 }},
-]
-"""
 
 
 ZONE_FILE = f"""\
@@ -175,7 +143,16 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
             host = listen_host(kind, loopback())
             addresses[kind] = (host, free_port(host))
         (folder / "zone").write_text(ZONE_FILE)
-        (folder / "dynserver.toml").write_text(config(addresses, args.tsig, alpha, beta))
+        (folder / "dynserver.toml").write_text(
+            primary_config(
+                ZONE,
+                addresses,
+                {"xfr": SECRET},
+                args.tsig,
+                ((alpha.host, alpha.port), (beta.host, beta.port)),
+                INTERVAL,
+            )
+        )
         host = loopback()
         server = stack.enter_context(dynserver(folder / "dynserver.toml", host=host, zone=ZONE))
         primary = Primary(server.host, server.port, ZONE)

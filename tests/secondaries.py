@@ -186,6 +186,48 @@ zone "{primary.zone}" {{
 CONFIGS = {"nsd": nsd_config, "knot": knot_config, "bind": bind_config}
 
 
+def primary_config(
+    zone: str,
+    secondaries: dict[str, tuple[str, int]],
+    keys: dict[str, str],
+    tsig: bool,
+    backends: tuple[tuple[str, int], tuple[str, int]],
+    interval: float,
+) -> str:
+    """dynserver's config as the primary: ``keys`` (name -> secret, ``xfr`` among them),
+    every secondary listed (with key ``xfr`` when ``tsig``), and record ``app`` failing
+    over from alpha to beta (``backends``: their host and TCP port) on a tcp check."""
+    key = ', key = "xfr"' if tsig else ""
+    listed = ", ".join(f'{{ address = "{host}:{port}"{key} }}' for host, port in secondaries.values())
+    tables = "".join(f'[keys.{name}]\nsecret = "{secret}"\n\n' for name, secret in keys.items())
+    (alpha, port), (beta, _) = backends
+    return f"""\
+[server]
+dns = ["127.0.0.1:0"]
+
+{tables}[monitors.port]
+type = "tcp"
+port = {port}
+interval = {interval}
+timeout = {interval}
+
+[zones."{zone}"]
+file = "zone"
+
+[zones."{zone}".transfer]
+secondaries = [{listed}]
+
+[zones."{zone}".records.app]
+type = "A"
+ttl = 30
+monitor = "port"
+targets = [
+  {{ name = "alpha", value = "{alpha}", priority = 1 }},
+  {{ name = "beta", value = "{beta}", priority = 2 }},
+]
+"""
+
+
 def command(kind: str, program: str, conf: Path) -> list[str]:
     if kind == "nsd":
         return [program, "-d", "-c", str(conf)]

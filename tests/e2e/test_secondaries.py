@@ -36,6 +36,7 @@ from tests.secondaries import (
     Secondary,
     listen_host,
     logged_transition,
+    primary_config,
     secondary,
 )
 from tests.support import Server, dynserver, free_port, loopback, require_program
@@ -95,46 +96,6 @@ class Cluster:
         self.start_dynserver()
 
 
-def config_text(
-    cluster_secondaries: dict[str, tuple[str, int]], tsig: bool, alpha: Backend, beta: Backend
-) -> str:
-    listed = ", ".join(
-        f'{{ address = "{host}:{port}"{", key = " + chr(34) + "xfr" + chr(34) if tsig else ""} }}'
-        for host, port in cluster_secondaries.values()
-    )
-    return f"""\
-[server]
-dns = ["127.0.0.1:0"]
-
-[keys.xfr]
-secret = "{SECRET}"
-
-[keys.other]
-secret = "{OTHER}"
-
-[monitors.port]
-type = "tcp"
-port = {alpha.port}
-interval = {INTERVAL}
-timeout = {INTERVAL}
-
-[zones."{ZONE}"]
-file = "zone"
-
-[zones."{ZONE}".transfer]
-secondaries = [{listed}]
-
-[zones."{ZONE}".records.app]
-type = "A"
-ttl = 30
-monitor = "port"
-targets = [
-  {{ name = "alpha", value = "{alpha.host}", priority = 1 }},
-  {{ name = "beta", value = "{beta.host}", priority = 2 }},
-]
-"""
-
-
 @pytest.fixture(scope="module", params=[False, True], ids=["no-tsig", "tsig"])
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     programs = {kind: require_program(*PROGRAMS[kind]) for kind in KINDS}
@@ -149,7 +110,16 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         addresses = {kind: (host, free_port(host)) for kind, host in places.items()}
         (folder / "zone").write_text(zone_file())
         config = folder / "dynserver.toml"
-        config.write_text(config_text(addresses, tsig, alpha, beta))
+        config.write_text(
+            primary_config(
+                ZONE,
+                addresses,
+                {"xfr": SECRET, "other": OTHER},
+                tsig,
+                ((alpha.host, alpha.port), (beta.host, beta.port)),
+                INTERVAL,
+            )
+        )
         cluster = Cluster(folder, tsig, config, loopback(), port, alpha, beta)
         cluster.start_dynserver()
         primary = Primary(cluster.host, cluster.port, ZONE)
