@@ -1,9 +1,11 @@
 """The scheduler: every check runs on its own cadence, from start-up, whether or not
 queries arrive (PowerDNS and Technitium check lazily; their users complain).
 
-One task per distinct check. A check is due every ``interval`` (with a little jitter so
-thousands of checks do not move in lockstep); a slow check delays only itself. Results
-go to a callback in the event loop, which never waits on a check.
+One task per distinct check. ``interval`` is the longest wait between two checks: each
+wait is drawn from the last tenth below it (so thousands of checks do not move in
+lockstep), never above it, so a failure is always seen within ``interval + timeout``.
+A slow check delays only itself. Results go to a callback in the event loop, which never
+waits on a check.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from dynserver.health.state import Result
 log = logging.getLogger(__name__)
 
 K = TypeVar("K")
-JITTER = 0.05  # each interval is stretched or shrunk by up to 5 %
+# Each wait is interval * (1 - uniform(0, JITTER)): up to 10 % shorter, never longer.
+# Symmetric jitter would break the bound (interval + timeout) users plan with; checks
+# run on average 5 % more often than a fixed interval.
+JITTER = 0.1
 FIRST_RUN_SPREAD = 1.0  # start-up: a few checks all run within this many seconds ("at once")
 FIRST_RUNS_PER_SECOND = 500  # ... thousands are spread at this rate (within one interval)
 # Checks running at once. A check's timeout starts when it gets a slot: a burst queues
@@ -113,5 +118,4 @@ class Scheduler(Generic[K]):
                 result = Result(ok=False, reason=f"internal error: {error}", at=loop.time())
             self.runs += 1
             self._on_result(key, result)
-            stretch = 1 + self._rng.uniform(-JITTER, JITTER)
-            due = max(due + interval * stretch, loop.time())
+            due = max(due + interval * (1 - self._rng.uniform(0, JITTER)), loop.time())

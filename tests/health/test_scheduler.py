@@ -4,6 +4,7 @@ slot instead of timing itself out; check-now runs at once."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 import pytest
@@ -68,3 +69,35 @@ def test_thousands_of_first_runs_are_spread_and_capped(monkeypatch: pytest.Monke
     assert max(starts) > 1.5
     assert sum(1 for s in starts if s < 1.0) < 1300
     assert peak <= 50
+
+
+def test_interval_is_the_longest_wait_between_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waits are jittered below the interval, never above: a failure is always seen within
+    interval + timeout. Due times (start minus lateness) are what the scheduler chose,
+    whatever the machine's load did to the starts."""
+    monkeypatch.setattr(scheduler_module, "JITTER", 0.1)
+    interval = 0.2
+    starts: list[float] = []
+
+    async def fake_check(spec: Check, clock: object = None) -> Result:
+        loop = asyncio.get_running_loop()
+        starts.append(loop.time())
+        return Result(ok=True, reason="ok", at=loop.time())
+
+    monkeypatch.setattr(scheduler_module, "run_check", fake_check)
+
+    async def main() -> list[float]:
+        sched: Scheduler[int] = Scheduler(lambda key, result: None, rng=random.Random(7))
+        sched.set_checks({1: (check(1), interval)})
+        await asyncio.sleep(2.5)
+        await sched.stop()
+        return [start - late for start, late in zip(starts, sched.lateness, strict=True)]
+
+    dues = asyncio.run(main())
+    gaps = [later - earlier for earlier, later in itertools.pairwise(dues)]
+    assert len(gaps) >= 10
+    # (a check that starts over an interval late would restart the cadence from "now":
+    # on this idle loop, with checks that take no time, that needs a 0.18 s stall)
+    assert all(0.9 * interval - 1e-6 <= gap <= interval + 1e-6 for gap in gaps), gaps
+    assert len({round(gap, 4) for gap in gaps}) > len(gaps) // 2  # not a fixed cadence
+    assert sum(gaps) / len(gaps) < 0.99 * interval
