@@ -275,16 +275,16 @@ class App:
         if not changes:
             return []
         before = {key: self.engine.decisions[key].values for key in self._keys(changes)}
+        changed = self.engine.recompute(before)
+        self.publish(changed)  # the answer first: events, alerts and logs may not delay it
         for change in changes:
             self._event_for(change, actor)
             self._alert_for(change)
             record = change.record
             state = change.transition.current.value
             self.metrics.transitions.labels(_label(record.name), record.type, change.target.name, state).inc()
-        changed = self.engine.recompute(before)
         for key in changed:
             self._answer_changed(key, before[key], actor)
-        self.publish(changed)
         return changed
 
     def _answer_changed(self, key: RecordKey, before: tuple[str, ...], actor: str | None) -> None:

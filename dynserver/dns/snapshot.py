@@ -118,8 +118,10 @@ class Snapshot:
         names whose data changed (its serial changes too).
 
         Every template that mentions none of those names, nor the apex, carries over, so
-        a failover costs work in proportion to what it changes, not to the zone's size:
-        only the changed names and the apex are rendered again."""
+        a failover costs work in proportion to what it changes, not to the zone's size.
+        The dropped ones are rendered (and kept) when first asked, not here: the new
+        answer goes live without waiting ~3 ms for every type and EDNS mode of every
+        changed name, most of which nobody asks."""
         new = Snapshot(zones, chaos=self.chaos, warm=False, transfers=self.transfers, stats=self.stats)
         names = {name for origin, nodes in changed.items() for name in (origin, *nodes)}
         drop = set(self._cross)
@@ -134,10 +136,6 @@ class Snapshot:
         new._tables = tuple(tables)
         new._refs = {n: keys - drop for n, keys in self._refs.items() if n not in names}
         new._memo_room = max(0, MEMO_LIMIT - len(new._tables[0]))
-        for origin in changed:
-            zone = zones[origin]
-            if len(zone.nodes) <= WARM_LIMIT:
-                new._warm_names([name for name in names if name in zone.nodes], zone)
         return new
 
     # -- the hot path ---------------------------------------------------------------

@@ -87,7 +87,23 @@ def test_unchanged_zone_templates_are_kept() -> None:
     key = wire.name_to_wire(parse_name("www.a.test")) + b"\x00\x01\x00\x01"
     assert derived._tables[0][key] is old._tables[0][key]  # shared, not rebuilt
     soa = wire.name_to_wire(B) + b"\x00\x06\x00\x01"
-    assert derived._tables[0][soa] is not old._tables[0][soa]
+    assert soa in old._tables[0] and soa not in derived._tables[0]  # the serial changed
     # in the changed zone, a positive answer of an unchanged name is kept too
     mail = wire.name_to_wire(parse_name("mail.b.test")) + b"\x00\x01\x00\x01"
     assert derived._tables[0][mail] is old._tables[0][mail]
+
+
+def test_changed_names_are_rendered_when_first_asked() -> None:
+    """derive() renders nothing (the new answer is live at once); the first question for
+    a changed name renders its reply, keeps it, and the next identical one reuses it."""
+    old = Snapshot({A: ZONE_A, B: ZONE_B})
+    app = parse_name("app.b.test")
+    key = wire.name_to_wire(app) + b"\x00\x01\x00\x01"
+    b2 = ZONE_B.with_nodes({app: {wire.TYPE_A: rrset_from_texts(app, wire.TYPE_A, 60, ["198.51.100.2"])}})
+    derived = old.derive({A: ZONE_A, B: b2.with_serial(2)}, {B: [app]})
+    assert key in old._tables[0] and key not in derived._tables[0]
+    query = dns.message.make_query("app.b.test", "A", use_edns=False).to_wire()
+    first = derived.answer(query, True)
+    template = derived._tables[0][key]
+    assert derived.answer(query, True) == first and derived._tables[0][key] is template
+    assert [r.to_text() for rrset in dns.message.from_wire(first).answer for r in rrset] == ["198.51.100.2"]
