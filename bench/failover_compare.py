@@ -14,9 +14,12 @@ For each server, N rounds of each failure kind:
 * kill: SIGKILL the preferred backend (connections are refused at once);
 * hang: SIGSTOP it (connections are accepted by the kernel, never answered).
 
-A round waits until ``app`` answers APP1, then a random 0..1 check interval more (so the
-failure falls at a random point of the check cycle), fails the backend and asks the server
-for ``app`` A every 20 ms (dnspython, UDP, 0.1 s timeout) until the answer changes: the
+First the server's check cycle is measured: the mean time between the checks that reach
+the preferred backend (it logs their arrivals). A round waits until ``app`` answers APP1,
+then 0..1 check cycle more (so the failure falls at a random point of the cycle, as a real
+failure does: the rounds of a kind take one random point in each n-th of the cycle, in
+random order), fails the backend and asks the server for
+``app`` A every 5 ms (dnspython, UDP, 0.1 s timeout) until the answer changes: the
 time from the signal to the first changed answer. It then restores the backend (a new
 process on the same address once it listens / SIGCONT) and measures the time until the
 answer is APP1 again.
@@ -60,9 +63,12 @@ FIRST_BACKEND_HOST = 151
 ALL_SERVERS = ("pdns", "gdnsd", "dynserver", "dynserver-fast")
 KINDS = ("kill", "hang")
 
-POLL_S = 0.020
+POLL_S = 0.005  # adds POLL_S / 2 on average to every measured time
 QUERY_TIMEOUT_S = 0.1
-MIN_SETTLE_S = 0.3  # after the answer is APP1, wait at least this, plus 0..1 interval
+MIN_SETTLE_S = 0.3  # after the answer is APP1, wait at least this, plus 0..1 check cycle
+CYCLE_SAMPLES = 12  # configured intervals over which the check cycle is measured ...
+MIN_CYCLE_WINDOW_S = 5.0  # ... and at least this long
+ARRIVAL_FLUSH_S = 1.2  # the backends flush their arrival logs once a second
 START_TIMEOUT_S = 20.0
 HEALTHY_TIMEOUT_S = 20.0
 PHASE_TIMEOUT_S = 20.0  # a failover or failback slower than this counts as "timed out"
@@ -86,14 +92,23 @@ class Backend:
     address: str
     port: int
     log: Path
+    arrivals: Path  # one line per check that reached it: "<index> <monotonic time>"
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as log:
             log.write(b"--- start\n")
             log.flush()
-            self.proc = bu.start(bu.ok_server_argv([self.address], self.port), log, pipe=True)
+            argv = bu.ok_server_argv([self.address], self.port, ["--log", str(self.arrivals)])
+            self.proc = bu.start(argv, log, pipe=True)
         bu.wait_line(self.proc, b"ready", BACKEND_START_S)
+
+    def arrival_times(self, since: float) -> list[float]:
+        """When checks reached this backend since `since` (flushed once a second)."""
+        if not self.arrivals.exists():
+            return []
+        times = (float(line.split()[1]) for line in self.arrivals.read_text().splitlines() if line.strip())
+        return sorted(t for t in times if t >= since)
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
@@ -145,7 +160,7 @@ class Setup:
 class Variant:
     name: str
     settings: str
-    interval: float  # check interval: the failure is placed at a random point of it
+    interval: float  # configured check interval (the cycle, unless measured otherwise)
     prepare: Callable[[Setup], list[str]]
 
 
@@ -311,6 +326,7 @@ class ServerResult:
     other_cpu_share: float = 0.0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    cycle_s: float | None = None  # mean time between checks, measured at the backend
 
     def times(self, kind: str, attr: str) -> list[float]:
         values = (getattr(e, attr) for e in self.events if e.kind == kind)
@@ -320,12 +336,52 @@ class ServerResult:
         return sum(1 for e in self.events if e.kind == kind and e.fail_s is None)
 
 
-def run_rounds(setup: Setup, variant: Variant, backend: Backend, args: argparse.Namespace) -> list[Event]:
+def stratified(rng: random.Random, n: int) -> list[float]:
+    """n points of the check cycle (0..1), one at random in each n-th, in random order.
+
+    The failure time within the cycle decides most of a failover time (the wait for the
+    next check), so plain random points make the median of 10 rounds move by ~0.1 s
+    between runs; one point per stratum measures the same median with far less spread.
+    """
+    points = [(i + rng.random()) / n for i in range(n)]
+    rng.shuffle(points)
+    return points
+
+
+def measure_cycle(variant: Variant, backend: Backend) -> tuple[float | None, str]:
+    """The server's mean time between checks of the preferred backend, from the arrivals
+    it logs over CYCLE_SAMPLES configured intervals (at least MIN_CYCLE_WINDOW_S);
+    (cycle or None when it could not be measured: the interval stands in, how it went).
+
+    A failure strikes at a random moment, independent of the checks: the wait for the
+    next check then follows the server's real cycle, not its configured interval (they
+    differ when a server jitters its checks). Failing at anchor + uniform(0, W) after a
+    check reproduces that only when W is the mean cycle; with W = the interval and
+    checks every 0.95 interval, the median wait comes out ~5 % of an interval too long.
+    """
+    since = time.monotonic()
+    time.sleep(max(CYCLE_SAMPLES * variant.interval, MIN_CYCLE_WINDOW_S) + ARRIVAL_FLUSH_S)
+    arrivals = backend.arrival_times(since)
+    if len(arrivals) >= 4:
+        cycle = (arrivals[-1] - arrivals[0]) / (len(arrivals) - 1)
+        if 0.5 * variant.interval <= cycle <= 1.5 * variant.interval:
+            return cycle, f"check cycle {cycle:.3f} s, measured over {len(arrivals)} checks at the backend"
+        return None, (
+            f"check cycle measured as {cycle:.3f} s ({len(arrivals)} arrivals): implausible for interval "
+            f"{variant.interval} s, so the interval is used"
+        )
+    return None, f"only {len(arrivals)} checks reached the backend: the interval is the cycle"
+
+
+def run_rounds(
+    setup: Setup, variant: Variant, backend: Backend, cycle: float, args: argparse.Namespace
+) -> list[Event]:
     rng = random.Random(args.seed)
+    phases = {kind: stratified(rng, args.rounds) for kind in args.kinds}
     events = []
     for rnd in range(1, args.rounds + 1):
         for kind in args.kinds:
-            settle = MIN_SETTLE_S + rng.uniform(0, variant.interval)
+            settle = MIN_SETTLE_S + phases[kind][rnd - 1] * cycle
             event = one_event(setup, backend, kind, rnd, settle)
             bu.progress(f"[{setup.name}] round {rnd} {kind}: {describe(event)}")
             events.append(event)
@@ -356,7 +412,9 @@ def bench_server(variant: Variant, index: int, args: argparse.Namespace) -> Serv
         result.address = f"{addr}:{setup.port}"
         result.backends = [f"{app1}:{hport}", f"{app2}:{hport}"]
         for address in (app1, app2):
-            backends.append(Backend(address, hport, rundir / f"backend-{address}.log"))
+            backends.append(
+                Backend(address, hport, rundir / f"backend-{address}.log", rundir / f"arrivals-{address}.txt")
+            )
             backends[-1].start()
         argv = variant.prepare(setup)
         result.command = shlex.join(argv)
@@ -368,7 +426,12 @@ def bench_server(variant: Variant, index: int, args: argparse.Namespace) -> Serv
         bu.wait_soa(server, addr, setup.port, ZONE, START_TIMEOUT_S)
         if not wait_preferred(setup, HEALTHY_TIMEOUT_S):
             raise Failed(f"app did not answer {app1} within {HEALTHY_TIMEOUT_S:.0f} s after start")
-        result.events = run_rounds(setup, variant, backends[0], args)
+        cycle, how = measure_cycle(variant, backends[0])
+        bu.progress(f"[{variant.name}] {how}")
+        if cycle is None:
+            result.notes.append(how)
+        result.cycle_s = cycle
+        result.events = run_rounds(setup, variant, backends[0], cycle or variant.interval, args)
         if server.poll() is not None:
             raise Failed(f"server exited with code {server.returncode} during the rounds")
     except (Failed, bu.BenchError, OSError, subprocess.SubprocessError) as exc:
@@ -427,16 +490,17 @@ def table(results: Sequence[ServerResult]) -> str:
     """A Markdown table, readable in a terminal and pasteable into docs/benchmarks.md."""
     lines = [
         "| server | settings | kill → answer, median / max (s) | hang → answer, median / max (s) "
-        "| back, median (s) kill / hang | rounds | other CPU |",
-        "|---|---|---|---|---|---|---|",
+        "| back, median (s) kill / hang | check cycle (s) | rounds | other CPU |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r.error is not None:
-            lines.append(f"| {r.name} | {r.settings} | FAILED: {r.error} | | | | |")
+            lines.append(f"| {r.name} | {r.settings} | FAILED: {r.error} | | | | | |")
             continue
         back = " / ".join(bu.fmt(bu.median(r.times(kind, "back_s"))) for kind in KINDS)
         rounds = max((e.round for e in r.events), default=0)
-        cells = [r.name, r.settings, stat_cells(r, "kill"), stat_cells(r, "hang"), back, str(rounds)]
+        cycle = bu.fmt(r.cycle_s, ".3f")
+        cells = [r.name, r.settings, stat_cells(r, "kill"), stat_cells(r, "hang"), back, cycle, str(rounds)]
         cells.append(f"{100 * r.other_cpu_share:.0f}%")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
