@@ -52,6 +52,7 @@ from dynserver.model import (
 
 __all__ = ["Config", "load", "parse_listener", "parse_name"]
 from dynserver.types import Name
+from dynserver.update.limits import LimitPolicy
 
 T = TypeVar("T")
 IN = dns.rdataclass.IN
@@ -719,7 +720,7 @@ def _web(reader: _Reader, raw: Any) -> WebConfig:
     how long the propagation page waits for each server, and the /metrics token."""
     path: KeyPath = ("web",)
     table = reader.table(raw, path)
-    keys = {"admin_password_hash", "public", "resolvers", "propagation_timeout", "metrics_token"}
+    keys = {"admin_password_hash", "public", "resolvers", "propagation_timeout", "metrics_token", "limits"}
     reader.unknown(table, path, keys)
     hashed = reader.get(table, path, "admin_password_hash", str, "", "a hash from `dynserver hash-password`")
     if hashed and not hashed.startswith("scrypt$"):
@@ -751,7 +752,36 @@ def _web(reader: _Reader, raw: Any) -> WebConfig:
         resolvers=tuple(resolvers),
         propagation_timeout=reader.number(table, path, "propagation_timeout", 1.5, 0.1, 10, float),
         metrics_token=token or None,
+        limits=_limits(reader, table.get("limits", {}), (*path, "limits")),
     )
+
+
+def _limits(reader: _Reader, raw: Any, path: KeyPath) -> LimitPolicy:
+    """[web.limits]: the rate limits and lockout of dyndns2, the API and the login."""
+    table = reader.table(raw, path)
+    default = LimitPolicy()
+    keys = {"burst", "rate", "client_failures", "credential_failures", "failure_window", "lockout"}
+    reader.unknown(table, path, keys)
+    policy = LimitPolicy(
+        burst=reader.number(table, path, "burst", default.burst, 1, 100_000, int),
+        rate=reader.number(table, path, "rate", default.rate, 0.001, 10_000, float),
+        client_failures=reader.number(
+            table, path, "client_failures", default.client_failures, 1, 10_000, int
+        ),
+        credential_failures=reader.number(
+            table, path, "credential_failures", default.credential_failures, 1, 100_000, int
+        ),
+        failure_window=reader.number(table, path, "failure_window", default.failure_window, 1, 86_400, float),
+        lockout=reader.number(table, path, "lockout", default.lockout, 1, 86_400, float),
+    )
+    if policy.credential_failures <= policy.client_failures:
+        raise reader.error(
+            (*path, "credential_failures"),
+            f"expected more than client_failures ({policy.client_failures}), got "
+            f"{policy.credential_failures}: otherwise one client guessing wrong locks the credential's "
+            "owner out before it locks itself out",
+        )
+    return policy
 
 
 def _demo(reader: _Reader, raw: Any) -> tuple[DemoBackend, ...]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynserver.demo import DemoBackend
 from dynserver.dns.zone import RRset
 from dynserver.types import Name
+from dynserver.update.limits import LimitPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class WebConfig:
     resolvers: tuple[str, ...] = DEFAULT_RESOLVERS
     propagation_timeout: float = 1.5  # seconds per query of the propagation page
     metrics_token: str | None = None  # /metrics wants it as a Bearer token; env overrides
+    limits: LimitPolicy = field(default_factory=LimitPolicy)  # [web.limits]: rate limits, lockout
 
 
 @dataclass(frozen=True, slots=True)

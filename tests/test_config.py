@@ -18,6 +18,7 @@ import pytest
 from dynserver import config
 from dynserver.errors import ConfigError
 from dynserver.model import Listener
+from dynserver.update.limits import LimitPolicy
 from tests.dns.zones import DYN
 from tests.snapshots import ask, snapshot_of
 from tests.support import ZONES
@@ -81,6 +82,15 @@ def test_defaults(tmp_path: Path) -> None:
     assert server.http is None
     assert (server.chaos_version, server.chaos_hostname) == (None, None)
     assert server.tcp_idle_timeout == 10.0
+
+
+def test_web_limits(tmp_path: Path) -> None:
+    """[web.limits] sets the update and login limits; what it leaves out keeps its default."""
+    text = f"{ZONE}[web.limits]\nburst = 5\nrate = 0.5\nclient_failures = 4\nlockout = 120\n"
+    limits = config.load(write(tmp_path, text)).web.limits
+    assert (limits.burst, limits.rate, limits.client_failures, limits.lockout) == (5, 0.5, 4, 120.0)
+    assert (limits.credential_failures, limits.failure_window) == (30, 300.0)
+    assert config.load(write(tmp_path, ZONE)).web.limits == LimitPolicy()
 
 
 @pytest.mark.parametrize(
@@ -302,6 +312,34 @@ MISTAKES = [
         4,
         'zones."dyn.example.test".glue."ns1.dyn.example.test"',
         "list of addresses",
+    ),
+    Mistake(
+        "[web.limits]: an unknown key",
+        f"{ZONE}[web.limits]\nburst = 5\nrate_per_minute = 3\n",
+        5,
+        "web.limits.rate_per_minute",
+        "unknown key",
+    ),
+    Mistake(
+        "[web.limits]: a rate of zero",
+        f"{ZONE}[web.limits]\nrate = 0\n",
+        4,
+        "web.limits.rate",
+        "from 0.001 to 10000",
+    ),
+    Mistake(
+        "[web.limits]: a fractional burst",
+        f"{ZONE}[web.limits]\nburst = 2.5\n",
+        4,
+        "web.limits.burst",
+        "whole number",
+    ),
+    Mistake(
+        "[web.limits]: a credential that locks before the client",
+        f"{ZONE}[web.limits]\nclient_failures = 20\ncredential_failures = 20\n",
+        5,
+        "web.limits.credential_failures",
+        "more than client_failures (20)",
     ),
     Mistake(
         "glue rule: an empty list",

@@ -40,9 +40,10 @@ def web_dir() -> Path:
 
 
 def create_app(app: App, *, limits: LimitPolicy | None = None, checker: Checker | None = None) -> Starlette:
-    """The web app. ``limits`` overrides the update paths' rate limits and lockout;
+    """The web app. ``limits`` overrides the rate limits and lockout of [web.limits];
     ``checker`` the propagation checks' cache and budget."""
     assets = web_dir()
+    limits = limits or app.config.web.limits
     checker = checker or Checker(timeout=app.config.web.propagation_timeout)
     updates = Updates(app, limits)
     templates = Jinja2Templates(directory=str(assets / "templates"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,15 +53,22 @@ class Live:
         return result.stdout.split()
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
-    config = write_config(tmp_path)
+@contextmanager
+def serving(folder: Path, extra: str = "") -> Iterator[Live]:
+    """`dynserver serve` with the test config (plus ``extra`` lines) and one credential."""
+    config = write_config(folder, extra)
     secret = add(config, "bravo-backup", "--target", f"{APP}/bravo")  # as users do: the CLI
     host = loopback()
     http = f"{host}:{free_port(host)}"
     with dynserver(config, host=host, http=http) as server:
         wait_for_http(f"http://{http}/healthz")
-        yield Live(server, http, tmp_path, secret)
+        yield Live(server, http, folder, secret)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    with serving(tmp_path) as running:
+        yield running
 
 
 # -- ddclient -------------------------------------------------------------------------
@@ -232,3 +240,19 @@ def test_brute_force_over_http_is_locked_out_and_others_keep_working(live: Live)
     assert curl("--interface", owner, "-u", f"charlie-backup:{other}", charlie).stdout == "good 192.0.2.71\n"
     assert live.dig() == ["192.0.2.70"]
     assert f"client={attacker}" in live.server.log_text()
+
+
+def test_limits_from_the_config_file(tmp_path: Path) -> None:
+    """[web.limits] reaches the running server: a burst of 3 then `abuse` for that line
+    only, and a lockout after 2 wrong secrets instead of the default 10."""
+    limits = "\n[web.limits]\nburst = 3\nrate = 0.001\nclient_failures = 2\ncredential_failures = 5\n"
+    with serving(tmp_path, limits) as live:
+        url = f"http://{live.http}/nic/update?hostname={BRAVO}&myip=192.0.2.80"
+        busy, other, guesser = loopback(), loopback(), loopback()
+        login = f"bravo-backup:{live.secret}"
+        replies = [curl("--interface", busy, "-u", login, url).stdout for _ in range(4)]
+        assert replies == ["good 192.0.2.80\n", "nochg 192.0.2.80\n", "nochg 192.0.2.80\n", "abuse\n"]
+        assert curl("--interface", other, "-u", login, url).stdout == "nochg 192.0.2.80\n"
+        guesses = [curl("--interface", guesser, "-u", f"bravo-backup:guess{n}", url).stdout for n in range(3)]
+        assert guesses == ["badauth\n", "badauth\n", "abuse\n"]
+        assert live.dig() == ["192.0.2.80"]
