@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import benchutil as bu
+import failover_compare
 
-ZONE = "dyn.example.test"
-APP = f"app.{ZONE}"
+ZONE, APP = failover_compare.ZONE, failover_compare.APP  # and its dynserver config
 SERVER, APP1, APP2 = "127.0.0.61", "127.0.0.161", "127.0.0.162"
 INTERVAL, TIMEOUT = 1.0, 0.5
 POLL_S = 0.002
@@ -76,33 +76,6 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def config(port: int, hport: int) -> str:
-    return f"""# failover_trace.py
-[monitors.web]
-type = "http"
-port = {hport}
-path = "/"
-interval = {INTERVAL}
-timeout = {TIMEOUT}
-consecutive_down = 1
-consecutive_up = 1
-failback_delay = 0
-
-[zones."{ZONE}"]
-nameservers = ["ns1.{ZONE}"]
-glue = {{ "ns1.{ZONE}" = ["{SERVER}"] }}
-
-[zones."{ZONE}".records.app]
-type = "A"
-monitor = "web"
-ttl = 5
-targets = [
-  {{ name = "app1", value = "{APP1}", priority = 1 }},
-  {{ name = "app2", value = "{APP2}", priority = 2 }},
-]
-"""
-
-
 def answer(port: int) -> frozenset[str]:
     return bu.addresses(bu.ask(SERVER, port, APP, "A", timeout=0.1))
 
@@ -121,23 +94,30 @@ def read_trace(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines() if line.strip()]
 
 
+def checked_up(path: Path) -> set[str]:
+    """The addresses that have passed a check so far."""
+    return {row[1] for row in read_trace(path) if row[0] == "check" and row[4] == "1"}
+
+
 def split_round(trace: list[list[str]], hung_at: float, seen_at: float) -> tuple[float, ...]:
     """(total, wait, timeout, to swap, to client) of one hang, from the trace."""
-    failed = next(
-        (float(row[2]), float(row[3]))
-        for row in trace
-        if row[0] == "check" and row[1] == APP1 and row[4] == "0" and float(row[3]) > hung_at
-    )
-    swapped = next(float(row[1]) for row in trace if row[0] == "swap" and float(row[1]) >= failed[1])
-    start, end = failed
-    return (seen_at - hung_at, start - hung_at, end - start - TIMEOUT, swapped - end, seen_at - swapped)
+    checks = [row for row in trace if row[0] == "check" and row[1] == APP1 and float(row[3]) > hung_at]
+    failed = [(float(row[2]), float(row[3])) for row in checks if row[4] == "0"]
+    if not failed:
+        raise bu.BenchError(f"no failed check of {APP1} after the hang in the trace: {checks[-3:]}")
+    start, end = failed[0]
+    swaps = [float(row[1]) for row in trace if row[0] == "swap" and float(row[1]) >= end]
+    if not swaps:
+        raise bu.BenchError(f"no snapshot swap after the failed check ended at {end:.6f}")
+    return (seen_at - hung_at, start - hung_at, end - start - TIMEOUT, swaps[0] - end, seen_at - swaps[0])
 
 
 def run(args: argparse.Namespace) -> int:
     rundir = Path(tempfile.mkdtemp(prefix="dynfailover-trace-"))
     hport = bu.common_tcp_port([APP1, APP2])
     port = bu.free_port(SERVER)
-    (rundir / "dynserver.toml").write_text(config(port, hport))
+    setup = failover_compare.Setup("dynserver", SERVER, port, rundir, APP1, APP2, hport)
+    (rundir / "dynserver.toml").write_text(failover_compare.dynserver_config(setup, INTERVAL, TIMEOUT))
     trace_path = rundir / "trace.txt"
     procs: list[subprocess.Popen[bytes]] = []
     rng = random.Random(args.seed)
@@ -155,6 +135,13 @@ def run(args: argparse.Namespace) -> int:
         procs.append(server)
         bu.wait_soa(server, SERVER, port, ZONE, START_TIMEOUT_S)
         preferred, backup = frozenset({APP1}), frozenset({APP2})
+        # Before the first checks, "unknown" targets answer the preferred one by default;
+        # start once both have passed a check, or round 1 could see start-up, not a hang.
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not checked_up(trace_path) >= {APP1, APP2}:
+            if time.monotonic() > deadline:
+                raise bu.BenchError(f"both backends were not checked up within {START_TIMEOUT_S:.0f} s")
+            time.sleep(0.05)
         wait_answer(port, preferred, 0.05)
         for rnd in range(1, args.rounds + 1):
             time.sleep(0.3 + rng.uniform(0, INTERVAL))
@@ -165,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             wait_answer(port, preferred, 0.01)
             rows.append(split_round(read_trace(trace_path), hung_at, seen_at))
             bu.progress(f"round {rnd}: " + " ".join(f"{v:.4f}" for v in rows[-1]))
-    except (bu.BenchError, OSError, subprocess.SubprocessError, StopIteration) as exc:
+    except (bu.BenchError, OSError, subprocess.SubprocessError) as exc:
         print(f"failed: {exc!r}", file=sys.stderr)
         return 1
     finally:
