@@ -88,6 +88,9 @@ class Engine:
     ) -> None:
         self.records: dict[RecordKey, DynamicRecord] = {record_key(r): r for r in records}
         self.monitors = dict(monitors)
+        # Thresholds per monitor, built once: apply() and tick() run thousands of times a
+        # second at scale and used to rebuild them for every target every time.
+        self._limits = {name: thresholds(monitor) for name, monitor in self.monitors.items()}
         self.states: dict[TargetKey, TargetState] = {}
         self.values: dict[TargetKey, str | None] = {}
         restored = restored or {}
@@ -129,14 +132,15 @@ class Engine:
         """Feed one check result to every target it covers."""
         changes = []
         for key in targets:
-            if key not in self.states:
+            state = self.states.get(key)
+            if state is None:
                 continue  # the target's address changed since this check started
-            record, target = self._find(key)
-            limits = thresholds(self.monitors[record.monitor]) if record.monitor else Thresholds()
-            new, transition = machine.step(self.states[key], result, limits)
+            record = self.records[(key[0], key[1])]
+            limits = self._limits[record.monitor] if record.monitor else Thresholds()
+            new, transition = machine.step(state, result, limits)
             self.states[key] = new
             if transition is not None:
-                changes.append(Change(record, target, transition))
+                changes.append(Change(record, self._target(record, key), transition))
         return changes
 
     def tick(self, now: float) -> list[Change]:
@@ -145,13 +149,13 @@ class Engine:
         for key, current in self.states.items():
             if current.observed is Health.UNKNOWN or current.last_result is None:
                 continue
-            record, target = self._find(key)
+            record = self.records[(key[0], key[1])]
             if record.monitor is None:
                 continue
-            new, transition = machine.tick(current, now, thresholds(self.monitors[record.monitor]))
+            new, transition = machine.tick(current, now, self._limits[record.monitor])
             if transition is not None:
                 self.states[key] = new
-                changes.append(Change(record, target, transition))
+                changes.append(Change(record, self._target(record, key), transition))
         return changes
 
     def next_deadline(self) -> float | None:
@@ -239,5 +243,8 @@ class Engine:
 
     def _find(self, key: TargetKey) -> tuple[DynamicRecord, Target]:
         record = self.records[(key[0], key[1])]
-        target = next(t for t in record.targets if t.name == key[2])
-        return record, target
+        return record, self._target(record, key)
+
+    @staticmethod
+    def _target(record: DynamicRecord, key: TargetKey) -> Target:
+        return next(t for t in record.targets if t.name == key[2])

@@ -54,6 +54,7 @@ class Scheduler(Generic[K]):
         self.runs = 0
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._spread: dict[K, float] = {}
+        self._waiters: dict[K, asyncio.Future[None]] = {}  # checks waiting for their due time
 
     def set_checks(self, checks: dict[K, tuple[Check, float]]) -> None:
         """Run exactly these checks (check, interval): start new ones, stop gone ones."""
@@ -78,6 +79,9 @@ class Scheduler(Generic[K]):
             event = self._wake.get(key)
             if event is not None:
                 event.set()
+                waiter = self._waiters.get(key)
+                if waiter is not None:
+                    _release(waiter)
 
     @property
     def running(self) -> int:
@@ -98,11 +102,18 @@ class Scheduler(Generic[K]):
         due = loop.time() + self._rng.uniform(0, self._spread.pop(key, min(interval, FIRST_RUN_SPREAD)))
         while True:
             if loop.time() < due and not wake.is_set():
+                # A future released by a timer (or by check_now): no timeout context that
+                # expires by cancelling the task and raising, once per check, thousands
+                # of times a second at scale.
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiters[key] = waiter
+                timer = loop.call_at(due, _release, waiter)
                 try:
-                    async with asyncio.timeout_at(due):
-                        await wake.wait()
-                except TimeoutError:
-                    pass
+                    await waiter
+                finally:
+                    timer.cancel()
+                    if self._waiters.get(key) is waiter:  # not a restarted check's
+                        del self._waiters[key]
             started = loop.time()
             if wake.is_set():
                 wake.clear()
@@ -119,3 +130,8 @@ class Scheduler(Generic[K]):
             self.runs += 1
             self._on_result(key, result)
             due = max(due + interval * (1 - self._rng.uniform(0, JITTER)), loop.time())
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
