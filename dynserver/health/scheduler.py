@@ -47,7 +47,7 @@ class Scheduler(Generic[K]):
         self._rng = rng or random.Random()
         self._tasks: dict[K, asyncio.Task[None]] = {}
         self._specs: dict[K, tuple[Check, float]] = {}
-        self._wake: dict[K, asyncio.Event] = {}
+        self._now: set[K] = set()  # checks asked to run at once (check_now)
         # How late each check started against its due time (seconds): the last ones here,
         # every one to on_lateness (the /metrics histogram).
         self.lateness: deque[float] = deque(maxlen=20_000)
@@ -62,7 +62,7 @@ class Scheduler(Generic[K]):
             if key not in checks or checks[key] != self._specs[key]:
                 self._tasks.pop(key).cancel()
                 self._specs.pop(key)
-                self._wake.pop(key, None)
+                self._now.discard(key)
         # Spread first runs so their due times (and every later cycle's, which follow
         # from them) do not bunch up: at once for a few checks, over seconds for thousands.
         spread = max(FIRST_RUN_SPREAD, len(checks) / FIRST_RUNS_PER_SECOND)
@@ -70,15 +70,13 @@ class Scheduler(Generic[K]):
             if key not in self._tasks:
                 self._spread[key] = min(spread, spec[1])
                 self._specs[key] = spec
-                self._wake[key] = asyncio.Event()
                 self._tasks[key] = asyncio.create_task(self._run(key, *spec), name=f"check {key}")
 
     def check_now(self, keys: list[K] | None = None) -> None:
         """Run these checks (default: all) now instead of at their next due time."""
-        for key in keys if keys is not None else list(self._wake):
-            event = self._wake.get(key)
-            if event is not None:
-                event.set()
+        for key in keys if keys is not None else list(self._tasks):
+            if key in self._tasks:
+                self._now.add(key)
                 waiter = self._waiters.get(key)
                 if waiter is not None:
                     _release(waiter)
@@ -94,14 +92,13 @@ class Scheduler(Generic[K]):
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._specs.clear()
-        self._wake.clear()
+        self._now.clear()
 
     async def _run(self, key: K, check: Check, interval: float) -> None:
         loop = asyncio.get_running_loop()
-        wake = self._wake[key]
         due = loop.time() + self._rng.uniform(0, self._spread.pop(key, min(interval, FIRST_RUN_SPREAD)))
         while True:
-            if loop.time() < due and not wake.is_set():
+            if loop.time() < due and key not in self._now:
                 # A future released by a timer (or by check_now): no timeout context that
                 # expires by cancelling the task and raising, once per check, thousands
                 # of times a second at scale.
@@ -115,8 +112,8 @@ class Scheduler(Generic[K]):
                     if self._waiters.get(key) is waiter:  # not a restarted check's
                         del self._waiters[key]
             started = loop.time()
-            if wake.is_set():
-                wake.clear()
+            if key in self._now:
+                self._now.discard(key)
                 due = started  # "check now": not late
             late = max(0.0, started - due)
             self.lateness.append(late)
