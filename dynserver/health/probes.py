@@ -23,7 +23,6 @@ import dns.exception
 import dns.message
 import dns.rcode
 import dns.rdatatype
-import h11
 
 from dynserver import __version__
 from dynserver.health import http
@@ -91,8 +90,6 @@ async def _once(check: Check, clock: Clock) -> Result:
         ok, reason = False, "timeout"
     except http.ProbeFailure as error:
         ok, reason = False, str(error)
-    except h11.ProtocolError as error:
-        ok, reason = False, f"bad HTTP response: {error}"
     except (ConnectionResetError, asyncio.IncompleteReadError):
         ok, reason = False, "connection closed by the server"
     except OSError as error:
