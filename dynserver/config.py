@@ -29,6 +29,7 @@ from dynserver.dns import wire
 from dynserver.dns.masterfile import build_rrsets, read_master_file, read_text
 from dynserver.dns.zone import RRset, SoaFields, make_rrset, soa_rrset
 from dynserver.errors import ConfigError
+from dynserver.health import http
 from dynserver.health.probes import parse_expected_codes
 from dynserver.model import (
     CLOUDFLARE_API,
@@ -512,19 +513,26 @@ def _monitors(reader: _Reader, raw: Any) -> tuple[Monitor, ...]:
         if kind == "dns" and not query_name:
             raise reader.error((*path, "query_name"), "a dns monitor needs query_name (the name to ask)")
         text = "a string"
+        url_path = reader.get(m, path, "path", str, "/", "a URL path")
+        method = reader.get(m, path, "method", str, "GET", "an HTTP method").upper()
+        user_agent = reader.get(m, path, "user_agent", str, None, text)
+        _http_valid(reader, (*path, "path"), http.path_problem(url_path))
+        _http_valid(reader, (*path, "method"), http.method_problem(method))
+        if user_agent is not None:
+            _http_valid(reader, (*path, "user_agent"), http.header_problem("User-Agent", user_agent))
         result.append(
             Monitor(
                 name=name,
                 type=kind,
                 port=port,
-                path=reader.get(m, path, "path", str, "/", "a URL path"),
+                path=url_path,
                 interval=interval,
                 timeout=timeout,
                 retries=reader.number(m, path, "retries", 0, 0, 10, int),
                 consecutive_up=reader.number(m, path, "consecutive_up", 1, 1, 1000, int),
                 consecutive_down=reader.number(m, path, "consecutive_down", 1, 1, 1000, int),
                 failback_delay=reader.number(m, path, "failback_delay", 0, 0, 86400 * 7, float),
-                method=reader.get(m, path, "method", str, "GET", "an HTTP method").upper(),
+                method=method,
                 header=_headers(reader, m.get("header", {}), (*path, "header")),
                 expected_codes=codes,
                 expected_body=reader.get(m, path, "expected_body", str, None, text),
@@ -532,7 +540,7 @@ def _monitors(reader: _Reader, raw: Any) -> tuple[Monitor, ...]:
                 follow_redirects=reader.get(m, path, "follow_redirects", bool, False, "true or false"),
                 allow_insecure=reader.get(m, path, "allow_insecure", bool, False, "true or false"),
                 max_response_bytes=reader.number(m, path, "max_response_bytes", 1 << 20, 1, 1 << 30, int),
-                user_agent=reader.get(m, path, "user_agent", str, None, text),
+                user_agent=user_agent,
                 send=reader.get(m, path, "send", str, None, text),
                 expect=reader.get(m, path, "expect", str, None, text),
                 query_name=query_name,
@@ -552,8 +560,16 @@ def _headers(reader: _Reader, raw: Any, path: KeyPath) -> tuple[tuple[str, str],
         values = value if isinstance(value, list) else [value]
         if not values or not all(isinstance(v, str) for v in values):
             raise reader.error((*path, name), 'expected a string or a list of strings, e.g. ["example.com"]')
+        for v in values:
+            _http_valid(reader, (*path, name), http.header_problem(name, v))
         headers += [(name, v) for v in values]
     return tuple(headers)
+
+
+def _http_valid(reader: _Reader, where: KeyPath, problem: str | None) -> None:
+    """Reject what a check could not send as HTTP/1.1 (a line break in a header...)."""
+    if problem is not None:
+        raise reader.error(where, problem)
 
 
 def _records(
@@ -665,6 +681,12 @@ def _targets(reader: _Reader, raw: Any, path: KeyPath, kind: str) -> tuple[Targe
         for key in ("host", "path"):
             if key in item and not isinstance(item[key], str):
                 raise reader.error(path, f"target {name!r}: {key} must be a string")
+        if "host" in item:
+            problem = http.header_problem("Host", item["host"])
+            _http_valid(reader, path, problem and f"target {name!r}: {problem}")
+        if "path" in item:
+            problem = http.path_problem(item["path"])
+            _http_valid(reader, path, problem and f"target {name!r}: {problem}")
         maintenance = item.get("maintenance", False)
         if not isinstance(maintenance, bool):
             raise reader.error(path, f"target {name!r}: maintenance must be true or false")

@@ -288,6 +288,8 @@ def parse_expected_codes(text: str) -> tuple[tuple[int, int], ...]:
             ranges.append((int(part), int(part)))
         else:
             raise ValueError(f"{part!r} is not a status code, range (200-299) or class (2xx)")
+        if not 100 <= ranges[-1][0] <= ranges[-1][1] <= 599:
+            raise ValueError(f"{part!r}: expected status codes within 100-599")
     if not ranges:
         raise ValueError("no status codes given")
     return tuple(ranges)
