@@ -83,6 +83,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self._check_children: dict[tuple[str, str, bool], tuple[Counter, Histogram]] = {}
         self.check_lateness = Histogram(
             "dynserver_check_lateness_seconds",
             "How late each check started against its due time (scheduler load).",
@@ -135,9 +136,18 @@ class Metrics:
             ProcessCollector(registry=registry)  # CPU, memory, open files (Linux /proc)
 
     def check_result(self, monitor: str, type_: str, ok: bool, latency: float | None) -> None:
-        self.checks.labels(monitor, type_, "ok" if ok else "fail").inc()
+        # The labelled children are looked up once: labels() takes a lock and builds
+        # tuples, and this runs for every check (thousands a second at scale).
+        children = self._check_children.get((monitor, type_, ok))
+        if children is None:
+            children = (
+                self.checks.labels(monitor, type_, "ok" if ok else "fail"),
+                self.check_latency.labels(monitor, type_),
+            )
+            self._check_children[(monitor, type_, ok)] = children
+        children[0].inc()
         if latency is not None:
-            self.check_latency.labels(monitor, type_).observe(latency)
+            children[1].observe(latency)
 
     def update(self, path: str, result: str) -> None:
         self.updates.labels(path, result).inc()
