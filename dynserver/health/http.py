@@ -156,7 +156,7 @@ def header_problem(name: str, value: str) -> str | None:
     if not _TOKEN.fullmatch(name):
         return f"{name!r} is not a header name; expected letters, digits and -, e.g. X-Check"
     if not _FIELD_VALUE.fullmatch(value):
-        return f"{name}: {value!r} has a line break, a control or non-ASCII character; expected one line of ASCII"
+        return f"{name}: {value!r} has a line break, a control or non-ASCII character; expected one line"
     return None
 
 
