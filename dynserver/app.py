@@ -15,7 +15,7 @@ import hashlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from dynserver.demo import DemoServers
 from dynserver.dns import wire
@@ -670,12 +670,14 @@ class App:
         if self.store is not None:
             await self.store.close()
 
-    async def serve_forever(self) -> None:
+    async def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
         try:
             # Inside the try: a start that fails half-way (a busy port after the database
             # was opened) must still close what it opened, or aiosqlite's thread outlives
             # the event loop and the process hangs or prints tracebacks instead of exiting.
             await self.start()
+            if on_started is not None:
+                on_started()
             await self.stopping.wait()
         finally:
             await self.stop()

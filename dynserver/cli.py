@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import os
 import signal
 import sys
@@ -165,7 +166,25 @@ async def _serve(app_class: type, loaded: config.Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.stopping.set)
-    await app.serve_forever()
+    await app.serve_forever(on_started=_settle_gc)
+
+
+# The collector's youngest generation is scanned after this many net allocations
+# (CPython's default: 700). Each check allocates a few hundred short-lived objects
+# (a task step, futures, a transport, a response), nearly all freed by reference
+# counting before a scan could find them; at 700, thousands of checks a second started
+# a scan every few checks (7 % of the CPU at 5,000 targets, py-spy --native).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def _settle_gc() -> None:
+    """Once serving: move everything built to serve (zones, snapshots, the config, one
+    task per check) out of the collector's reach, as it lives as long as the process
+    (gc.freeze), and scan young objects less often. Cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 async def _probe(loaded: config.Config, record_text: str, target_name: str | None) -> int:
