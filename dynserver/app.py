@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import socket
@@ -45,6 +46,7 @@ SWEEP_INTERVAL = 1.0
 PRUNE_INTERVAL = 3600.0
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every check result names its record (state, sample)
 def _text(name: Name) -> str:
     return wire.name_to_text(name)
 

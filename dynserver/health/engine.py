@@ -103,6 +103,17 @@ class Engine:
                 if record.monitor is None:
                     state = replace(state, observed=Health.UP)  # unchecked: always up
                 self.states[key] = replace(state, maintenance=target.maintenance)
+        # Each checked target's thresholds and how long its results stay fresh, for
+        # apply() and tick(): both run for thousands of targets (tick: all, every second).
+        self._watched: dict[TargetKey, tuple[Thresholds, float]] = {
+            target_key(record, target): (
+                self._limits[record.monitor],
+                machine.stale_after(self._limits[record.monitor]),
+            )
+            for record in records
+            if record.monitor is not None
+            for target in record.targets
+        }
         self.decisions: dict[RecordKey, Decision] = {
             key: self._decide(record) for key, record in self.records.items()
         }
@@ -135,26 +146,29 @@ class Engine:
             state = self.states.get(key)
             if state is None:
                 continue  # the target's address changed since this check started
-            record = self.records[(key[0], key[1])]
-            limits = self._limits[record.monitor] if record.monitor else Thresholds()
-            new, transition = machine.step(state, result, limits)
+            watched = self._watched.get(key)
+            new, transition = machine.step(state, result, watched[0] if watched else Thresholds())
             self.states[key] = new
             if transition is not None:
+                record = self.records[(key[0], key[1])]
                 changes.append(Change(record, self._target(record, key), transition))
         return changes
 
     def tick(self, now: float) -> list[Change]:
         """Let time pass: failback delays end, silent checkers go stale."""
         changes = []
-        for key, current in self.states.items():
-            if current.observed is Health.UNKNOWN or current.last_result is None:
+        states = self.states
+        for key, (limits, fresh_for) in self._watched.items():
+            current = states[key]
+            last = current.last_result
+            if current.observed is Health.UNKNOWN or last is None:
                 continue
-            record = self.records[(key[0], key[1])]
-            if record.monitor is None:
-                continue
-            new, transition = machine.tick(current, now, self._limits[record.monitor])
+            if current.pending_until is None and now - last.at <= fresh_for:
+                continue  # nearly every target: a fresh result and no failback wait to end
+            new, transition = machine.tick(current, now, limits)
             if transition is not None:
-                self.states[key] = new
+                states[key] = new
+                record = self.records[(key[0], key[1])]
                 changes.append(Change(record, self._target(record, key), transition))
         return changes
 

@@ -129,14 +129,22 @@ def step(state: TargetState, result: Result, limits: Thresholds) -> tuple[Target
     return state, transition
 
 
+def stale_after(limits: Thresholds) -> float:
+    """How long a target may go without a result before its state is stale."""
+    return STALE_INTERVALS * limits.interval + limits.timeout
+
+
 def tick(state: TargetState, now: float, limits: Thresholds) -> tuple[TargetState, Transition | None]:
     """Advance time: end a failback wait, or mark results stale."""
     if state.observed is Health.PENDING and state.pending_until is not None and now >= state.pending_until:
         return _apply(state, Event.DELAY_OVER, now, "failback delay over", limits)
     last = state.last_result
-    stale_after = STALE_INTERVALS * limits.interval + limits.timeout
     silent_since = None if last is None else max(last.at, state.watched_since)
-    if silent_since is not None and state.observed is not Health.UNKNOWN and now - silent_since > stale_after:
+    if (
+        silent_since is not None
+        and state.observed is not Health.UNKNOWN
+        and now - silent_since > stale_after(limits)
+    ):
         return _apply(state, Event.STALE, now, "no check result (checker stalled)", limits)
     return state, None
 

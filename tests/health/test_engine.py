@@ -79,3 +79,20 @@ def test_unmonitored_records_are_static_and_maintenance_drains() -> None:
     assert change is not None and change.transition.current is Health.MAINTENANCE
     assert engine.recompute([key]) == [key]
     assert engine.rrset(key).texts() == ["127.0.0.22"]  # type: ignore[union-attr]
+
+
+def test_tick_marks_silent_targets_unknown_after_three_intervals_and_the_timeout() -> None:
+    app = record("app", CHARLIE, ECHO)
+    engine = Engine([app], {"web": WEB})  # interval 10 s, timeout 2 s: stale after 32 s
+    by_address = {k.address: targets for k, (_, _, targets) in engine.checks().items()}
+    engine.apply(by_address["127.0.0.21"], Result(ok=True, reason="status 200", at=100.0))
+    engine.apply(by_address["127.0.0.22"], Result(ok=True, reason="status 200", at=110.0))
+    assert engine.tick(132.0) == []  # charlie's result is exactly 32 s old: not yet
+    stale = engine.tick(132.5)
+    assert [(c.target.name, c.transition.current, c.transition.reason) for c in stale] == [
+        ("charlie", Health.UNKNOWN, "no check result (checker stalled)")
+    ]
+    assert engine.tick(133.0) == []  # said once
+    assert [c.target.name for c in engine.tick(142.5)] == ["echo"]
+    unmonitored = Engine([DynamicRecord(zone=ZONE, name=app.name, type="A", ttl=60, targets=(CHARLIE,))], {})
+    assert unmonitored.tick(1e9) == []  # never checked: never stale
