@@ -44,6 +44,11 @@ log = logging.getLogger("dynserver")
 # How often stale results and old history are looked for.
 SWEEP_INTERVAL = 1.0
 PRUNE_INTERVAL = 3600.0
+# A check result that changes no target's health goes to disk at most this often (its
+# history sample goes at once). Transitions, maintenance and addresses are written at
+# once, and a clean stop writes everything: a crash loses at most this much of the
+# counters and last results, never a health state.
+STATE_REFRESH = 30.0
 
 
 @functools.lru_cache(maxsize=1 << 16)  # every check result names its record (state, sample)
@@ -91,6 +96,7 @@ class App:
         self.mirrors = MirrorWorker.from_config(config, event=self._event, attempt=self._on_mirror_attempt)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_sweeper = asyncio.Event()
+        self._unsaved: set[TargetKey] = set()  # newer result than on disk (STATE_REFRESH)
         self.answer_changes = 0
         self.started_at = time.time()
         self.value_set_at: dict[TargetKey, float] = {}
@@ -253,10 +259,14 @@ class App:
         targets = self._check_targets.get(key, [])
         changes = self.engine.apply(targets, result)
         now = time.time()
+        changed = {target_key(c.record, c.target) for c in changes} if changes else ()
         for target in targets:
             if target not in self.engine.states:
                 continue
-            self._save_state(target)
+            if target in changed:
+                self._save_state(target)
+            elif self.writer is not None:
+                self._unsaved.add(target)
             if self.writer is not None:
                 self.writer.sample(
                     Sample(
@@ -400,6 +410,7 @@ class App:
         """End failback waits on time and notice stalled checkers (staleness)."""
         loop = asyncio.get_running_loop()
         last_prune = 0.0
+        last_refresh = loop.time()
         while True:
             deadline = self.engine.next_deadline()
             wait = (
@@ -413,6 +424,9 @@ class App:
             for change in changes:
                 self._save_state(target_key(change.record, change.target))
             self.handle_changes(changes)
+            if loop.time() - last_refresh >= STATE_REFRESH:
+                last_refresh = loop.time()
+                self._save_unsaved()
             if self.store is not None and time.time() - last_prune > PRUNE_INTERVAL:
                 last_prune = time.time()
                 cutoff = time.time() - self.config.history_hours * 3600
@@ -514,6 +528,11 @@ class App:
     def _save_state(self, key: TargetKey) -> None:
         if self.writer is not None:
             self.writer.state(self._stored_state(key))
+            self._unsaved.discard(key)
+
+    def _save_unsaved(self) -> None:
+        for key in list(self._unsaved):
+            self._save_state(key)
 
     def _stored_state(
         self, key: TargetKey, *, value: str | None = None, value_set_at: float | None = None
@@ -666,6 +685,7 @@ class App:
 
         await close_clients()
         if self.writer is not None:
+            self._save_unsaved()  # the latest results, for the next start
             for origin, zone in self.zones.items():  # what the current serial stands for
                 self.writer.serial(_text(origin), self.serials[origin], _digest(zone))
             await self.writer.stop()
