@@ -24,6 +24,10 @@ from urllib.parse import urljoin, urlsplit
 import httptools
 
 MAX_REDIRECTS = 5
+# A response head (status line and headers, 1xx heads included) longer than this fails
+# the check: httptools keeps a header being received in memory, and a target that
+# streams one endless header must not grow dynserver until the timeout.
+MAX_HEAD_BYTES = 64 * 1024
 
 
 class ProbeFailure(Exception):
@@ -196,6 +200,7 @@ class _ResponseReader(asyncio.Protocol):
         self.framed = False  # Content-Length or Transfer-Encoding: else the body ends at EOF
         self.body = bytearray()
         self.transport: asyncio.Transport | None = None
+        self.received = 0  # bytes, while the head is incomplete
 
     # -- the transport's callbacks
 
@@ -213,6 +218,11 @@ class _ResponseReader(asyncio.Protocol):
         except httptools.HttpParserError as error:
             if not self.done.done():  # (a callback that finished may stop the parser)
                 self._fail(ProbeFailure(f"bad HTTP response: {error}"))
+            return
+        if not self.status:  # the head is not complete yet
+            self.received += len(data)
+            if self.received > MAX_HEAD_BYTES:
+                self._fail(ProbeFailure(f"too large (response head over {MAX_HEAD_BYTES} bytes)"))
 
     def eof_received(self) -> bool:
         self._ended(None)

@@ -159,6 +159,24 @@ def test_a_body_over_the_limit_is_too_large() -> None:
     assert time.monotonic() - started < MONITOR.timeout
 
 
+def test_an_endless_response_head_is_too_large() -> None:
+    async def script(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(OK_HEAD + b"X-Endless: ")
+        for _ in range(200):  # 800 KiB of one header value, then nothing
+            writer.write(b"a" * 4096)
+            await writer.drain()
+        await asyncio.sleep(30)
+
+    started = time.monotonic()
+    result, _ = check_against(script)
+    assert (result.ok, result.reason) == (False, "too large (response head over 65536 bytes)")
+    assert time.monotonic() - started < MONITOR.timeout
+    # a long head below the limit is fine, and a large body in the head's packet is no head
+    fine = OK_HEAD + b"X-Long: " + b"b" * 60_000 + b"\r\nContent-Length: 200000\r\n\r\n" + b"c" * 200_000
+    result, _ = check_against(reply(fine))
+    assert (result.ok, result.reason) == (True, "status 200")
+
+
 def test_a_body_cut_short_is_a_closed_connection() -> None:
     result, _ = check_against(reply(OK_HEAD + b"Content-Length: 100\r\n\r\nonly ten.."))
     assert (result.ok, result.reason) == (False, "connection closed by the server mid-body")
