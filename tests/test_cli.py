@@ -225,3 +225,19 @@ def test_python_dash_m_serves_the_minimal_config(tmp_path: Path) -> None:
     finally:
         stop(process)
     assert process.returncode == 0, "SIGTERM is a clean stop"
+
+
+def test_once_serving_start_up_objects_are_frozen_and_young_scans_are_rarer() -> None:
+    import gc
+
+    from dynserver import cli
+
+    threshold = gc.get_threshold()
+    built = [{"start-up": n} for n in range(1000)]  # stands for zones, snapshots, check tasks
+    try:
+        cli._settle_gc()
+        assert gc.get_threshold() == (cli.GC_YOUNG_THRESHOLD, *threshold[1:])
+        assert gc.get_freeze_count() >= len(built)  # out of every later scan
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
