@@ -258,26 +258,18 @@ class App:
             self.metrics.check_result(key.monitor, monitor.type, result.ok, result.latency)
         targets = self._check_targets.get(key, [])
         changes = self.engine.apply(targets, result)
-        now = time.time()
-        changed = {target_key(c.record, c.target) for c in changes} if changes else ()
-        for target in targets:
-            if target not in self.engine.states:
-                continue
-            if target in changed:
-                self._save_state(target)
-            elif self.writer is not None:
-                self._unsaved.add(target)
-            if self.writer is not None:
-                self.writer.sample(
-                    Sample(
-                        now,
-                        _text(target[0]),
-                        target[2],
-                        result.ok,
-                        result.latency,
-                        self.engine.states[target].health.value,
-                    )
-                )
+        if self.writer is not None:
+            now = time.time()
+            changed = {target_key(c.record, c.target) for c in changes} if changes else ()
+            for target in targets:
+                if target not in self.engine.states:
+                    continue
+                if target in changed:
+                    self._save_state(target)
+                else:
+                    self._unsaved.add(target)
+                state = self.engine.states[target].health.value
+                self.writer.sample(Sample(now, _text(target[0]), target[2], result.ok, result.latency, state))
         self.handle_changes(changes)
         if any(c.transition.current is Health.PENDING for c in changes):
             self._wake_sweeper.set()  # a failback wait started: wake exactly when it ends

@@ -88,9 +88,6 @@ class Engine:
     ) -> None:
         self.records: dict[RecordKey, DynamicRecord] = {record_key(r): r for r in records}
         self.monitors = dict(monitors)
-        # Thresholds per monitor, built once: apply() and tick() run thousands of times a
-        # second at scale and used to rebuild them for every target every time.
-        self._limits = {name: thresholds(monitor) for name, monitor in self.monitors.items()}
         self.states: dict[TargetKey, TargetState] = {}
         self.values: dict[TargetKey, str | None] = {}
         restored = restored or {}
@@ -103,13 +100,11 @@ class Engine:
                 if record.monitor is None:
                     state = replace(state, observed=Health.UP)  # unchecked: always up
                 self.states[key] = replace(state, maintenance=target.maintenance)
-        # Each checked target's thresholds and how long its results stay fresh, for
-        # apply() and tick(): both run for thousands of targets (tick: all, every second).
+        # Each checked target's thresholds and how long its results stay fresh, built once
+        # for apply() and tick(): both run for thousands of targets (tick: all, every second).
+        limits = {name: thresholds(monitor) for name, monitor in self.monitors.items()}
         self._watched: dict[TargetKey, tuple[Thresholds, float]] = {
-            target_key(record, target): (
-                self._limits[record.monitor],
-                machine.stale_after(self._limits[record.monitor]),
-            )
+            target_key(record, target): (limits[record.monitor], machine.stale_after(limits[record.monitor]))
             for record in records
             if record.monitor is not None
             for target in record.targets
