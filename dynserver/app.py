@@ -22,7 +22,7 @@ from dynserver.demo import DemoServers
 from dynserver.dns import wire
 from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import RRset, Zone, soa_fields
-from dynserver.health.engine import Change, CheckKey, Engine, RecordKey, TargetKey, target_key
+from dynserver.health.engine import Change, Engine, target_key
 from dynserver.health.scheduler import Scheduler
 from dynserver.health.state import Health, Result, TargetState
 from dynserver.metrics import Metrics, TargetSample
@@ -33,7 +33,7 @@ from dynserver.server.tcp import TcpServer
 from dynserver.server.udp import UdpServer
 from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredState
 from dynserver.store.writer import Writer
-from dynserver.types import Name, Stream
+from dynserver.types import CheckKey, Name, RecordKey, Stream, TargetKey
 from dynserver.update import rfc2136
 from dynserver.xfr import journal
 from dynserver.xfr.notify import SecondaryNotifier

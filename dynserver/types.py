@@ -1,12 +1,31 @@
-"""Types shared across the package: aliases, and the Stream reply of a zone transfer."""
+"""Types shared across the package: aliases, the keys of records, targets and checks, and
+the Stream reply of a zone transfer."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 # A domain name as a tuple of lower-cased labels, most specific first; the root is ().
 # Tuples make suffix tests cheap (name[-len(origin):] == origin) and hash well.
 Name = tuple[bytes, ...]
+
+# The keys the health engine, the update paths and the web share; plain tuples so that a
+# pure module can name a record or a target without importing the engine.
+RecordKey = tuple[Name, str]  # (absolute name, type)
+TargetKey = tuple[Name, str, str]  # (record name, type, target name)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckKey:
+    """One check is run per distinct (monitor, address, overrides), however many
+    records share it."""
+
+    monitor: str
+    address: str
+    port: int | None
+    host: str | None
+    path: str | None
 
 # The transports' view of the server: wire message in, wire reply out (or None to drop).
 # The flag says whether it arrived over TCP (no UDP size limit); the peer is the client's

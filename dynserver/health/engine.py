@@ -17,23 +17,9 @@ from dynserver.health.policy import Candidate, Decision, Fallback, Policy, decid
 from dynserver.health.probes import Check
 from dynserver.health.state import Health, Result, TargetState, Thresholds, Transition
 from dynserver.model import DynamicRecord, Monitor, Target
-from dynserver.types import Name
+from dynserver.types import CheckKey, RecordKey, TargetKey
 
-RecordKey = tuple[Name, str]  # (absolute name, type)
-TargetKey = tuple[Name, str, str]  # (record name, type, target name)
 _RTYPES = {"A": wire.TYPE_A, "AAAA": wire.TYPE_AAAA, "CNAME": wire.TYPE_CNAME}
-
-
-@dataclass(frozen=True, slots=True)
-class CheckKey:
-    """One check is run per distinct (monitor, address, overrides), however many
-    records share it."""
-
-    monitor: str
-    address: str
-    port: int | None
-    host: str | None
-    path: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from dynserver.health.engine import TargetKey
 from dynserver.store.db import StoredCredential
+from dynserver.types import TargetKey
 from dynserver.update.targets import in_scope
 
 SALT_BYTES = 16

@@ -20,7 +20,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from dynserver.health.engine import TargetKey
+from dynserver.types import TargetKey
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -23,9 +23,8 @@ import dns.update
 
 from dynserver.dns import wire
 from dynserver.dns.zone import Zone
-from dynserver.health.engine import RecordKey, TargetKey
 from dynserver.model import DynamicRecord, TsigKey
-from dynserver.types import Name
+from dynserver.types import Name, RecordKey, TargetKey
 from dynserver.xfr import tsig
 
 _ADDRESS = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA"}

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from dynserver.health.engine import TargetKey
+from dynserver.types import TargetKey
 from dynserver.update import credentials
 from dynserver.update.credentials import Principal
 from dynserver.update.limits import Block, Limiter, LimitPolicy

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from dynserver.config import parse_name
 from dynserver.dns import wire
-from dynserver.health.engine import TargetKey, target_key
+from dynserver.health.engine import target_key
 from dynserver.model import DynamicRecord
+from dynserver.types import TargetKey
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -25,9 +25,10 @@ from starlette.routing import Route
 
 from dynserver import propagation
 from dynserver.dns import wire
-from dynserver.health.engine import TargetKey, target_key
+from dynserver.health.engine import target_key
 from dynserver.model import DynamicRecord
 from dynserver.store.db import EventRow
+from dynserver.types import TargetKey
 from dynserver.update.credentials import Principal
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates

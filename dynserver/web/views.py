@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from dynserver import propagation
 from dynserver.dns import wire
-from dynserver.health.engine import RecordKey, target_key
+from dynserver.health.engine import target_key
 from dynserver.mirror.worker import MirrorStatus
 from dynserver.model import DynamicRecord
+from dynserver.types import RecordKey
 from dynserver.update.service import Updates
 from dynserver.update.targets import fqdn, record_text
 

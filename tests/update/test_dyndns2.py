@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 
 from dynserver.config import parse_name
-from dynserver.health.engine import TargetKey
+from dynserver.types import TargetKey
 from dynserver.update import dyndns2
 from dynserver.update.dyndns2 import Code, Update
 
