@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from dynserver.demo import DemoServers
 from dynserver.dns import wire
+from dynserver.dns.serial import next_serial, serial_gt
 from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import RRset, Zone, soa_fields
 from dynserver.health.engine import Change, Engine, target_key
@@ -189,7 +190,7 @@ class App:
             return
         before = {origin: self.zones[origin] for origin in changes}
         for origin, nodes in changes.items():
-            self.serials[origin] = _next_serial(self.serials[origin])
+            self.serials[origin] = next_serial(self.serials[origin])
             self.zones[origin] = self.zones[origin].with_nodes(nodes).with_serial(self.serials[origin])
             if self.writer is not None:
                 # The content digest is written at a clean stop; "" says "unknown" after a crash.
@@ -602,9 +603,9 @@ class App:
             stored = stored_serials.get(_text(origin))
             if stored is not None:
                 serial, digest = stored
-                if _serial_gt(serial, self.serials[origin]) or serial == self.serials[origin]:
+                if serial_gt(serial, self.serials[origin]) or serial == self.serials[origin]:
                     # Continue from the stored serial; a different content needs a new one.
-                    self.serials[origin] = serial if digest == digests[origin] else _next_serial(serial)
+                    self.serials[origin] = serial if digest == digests[origin] else next_serial(serial)
                     self.zones[origin] = self._build_zone(origin)
         self.swap(self._snapshot())
         await store.save_serials({_text(o): (self.serials[o], digests[o]) for o in self.zone_configs})
@@ -702,11 +703,6 @@ def build_snapshot(config: Config) -> Snapshot:
     return App(config).snapshot
 
 
-def _next_serial(serial: int) -> int:
-    """RFC 1982 serial arithmetic: + 1 modulo 2^32 (0 is skipped: some tools treat it as unset)."""
-    return (serial + 1) % 2**32 or 1
-
-
 def _resumed_wait(row: StoredState, now: float) -> float | None:
     """When a restored failback wait ends (loop time), or None if there is none.
 
@@ -718,10 +714,6 @@ def _resumed_wait(row: StoredState, now: float) -> float | None:
         return None
     last_seen = row.last_at if row.last_at is not None else row.since
     return now + max(0.0, row.pending_until - last_seen)
-
-
-def _serial_gt(a: int, b: int) -> bool:
-    return a != b and ((a > b and a - b < 2**31) or (a < b and b - a > 2**31))
 
 
 def _digest(zone: Zone) -> str:

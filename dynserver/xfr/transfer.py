@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import dns.rdatatype
 
 from dynserver.dns import wire
+from dynserver.dns.serial import serial_gt
 from dynserver.dns.zone import Zone
 from dynserver.model import TransferConfig, TsigKey, ZoneConfig
 from dynserver.types import Name, Stream
@@ -133,7 +134,7 @@ class Transfers:
         client = _client_serial(request, zone.origin)
         if client is None:
             return _error(query, wire.FORMERR, signer)  # RFC 1995 3: the client's SOA is required
-        if not _serial_gt(zone.serial, client):
+        if not serial_gt(zone.serial, client):
             return self._soa_only(query, zone, signer, peer, request, client)
         journal = self.journals.get(zone.origin)
         deltas = journal.since(client, zone.serial) if journal is not None else None
@@ -316,11 +317,6 @@ def _client_serial(request: tsig.Request, origin: Name) -> int | None:
             if owner == origin:
                 return int(rrset[0].serial)
     return None
-
-
-def _serial_gt(a: int, b: int) -> bool:
-    """RFC 1982: is serial ``a`` newer than ``b``?"""
-    return a != b and ((a > b and a - b < 2**31) or (a < b and b - a > 2**31))
 
 
 def _address(peer: Peer | None) -> str | None:
