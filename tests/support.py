@@ -7,6 +7,7 @@ missing package is a failure (CI must install it: see Makefile, TEST_DEBS).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import random
@@ -16,10 +17,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import dns.message
 import dns.query
@@ -29,6 +31,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ROOT / "zones"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+DEADLINE = 15.0  # seconds: a generous bound for anything to happen on a busy 2-core machine
+
+T = TypeVar("T")
 
 # Each test process walks its own slice of 127.0.0.0/8 so parallel runs do not collide.
 _addresses = itertools.count(random.randrange(1, 200) * 256 + 10)
@@ -66,6 +71,40 @@ def require_program(name: str, package: str) -> str:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def poll(
+    fetch: Callable[[], T],
+    done: Callable[[T], bool],
+    what: str,
+    timeout: float = DEADLINE,
+    *,
+    every: float = 0.05,
+) -> T:
+    """Fetch every ``every`` seconds until ``done``; fail with the last value after ``timeout``.
+
+    For conditions only visible from outside (a log line, another process's answer):
+    where the code under test has an event or a flush, await that instead.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {value!r}")
+        time.sleep(every)
+
+
+async def until(
+    check: Callable[[], bool], what: str = "the condition", timeout: float = 10.0, *, every: float = 0.01
+) -> None:
+    """The event loop's ``poll``: check every ``every`` seconds, letting other tasks run."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(every)
 
 
 def wait_for_dns(

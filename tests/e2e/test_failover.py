@@ -27,7 +27,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dns.exception
 import dns.message
@@ -36,7 +36,7 @@ import dns.rdatatype
 import pytest
 
 from tests.backends import Backend, Backends, LocalHTTPServer, backends, self_signed
-from tests.support import ROOT, Server, dynserver, free_port, loopback, require_program, write_config
+from tests.support import ROOT, Server, dynserver, free_port, loopback, poll, require_program, write_config
 
 ZONE = "fo.example.test"
 ZONE_FILE = f"""$ORIGIN {ZONE}.
@@ -50,10 +50,8 @@ TIMEOUT = 0.3  # a hung backend fails after this long
 FAILBACK = 1.0  # a recovered target stays pending this long
 TTL = 30
 PENDING_TTL = 1  # the TTL answered while a target is pending: failback is visible in DNS
-POLL = 0.05
 DEADLINE = 10.0  # generous: a 2-core CI machine running other tests is slow
 
-T = TypeVar("T")
 
 # What a check reports about a backend killed with SIGKILL: refused when the kill lands
 # between checks, the server hanging up when it lands during one.
@@ -143,18 +141,6 @@ def serial(server: Server) -> int:
 def serial_gt(a: int, b: int) -> bool:
     """RFC 1982: is serial ``a`` after ``b``?"""
     return a != b and ((a > b and a - b < 2**31) or (a < b and b - a > 2**31))
-
-
-def poll(fetch: Callable[[], T], done: Callable[[T], bool], what: str, timeout: float = DEADLINE) -> T:
-    """Fetch every 50 ms until ``done``; fail with the last value after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {value!r}")
-        time.sleep(POLL)
 
 
 def wait_answer(server: Server, label: str, *expected: Backend, timeout: float = DEADLINE) -> Answer:

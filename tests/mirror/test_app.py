@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import dns.message
@@ -16,6 +15,7 @@ from dynserver import config
 from dynserver.app import App
 from dynserver.config import parse_name
 from tests.mirror.fake_cloudflare import FakeCloudflare, serve
+from tests.support import until
 
 TOKEN = "app-Test-Token-0123456789abcdefghijklmn"
 APP = parse_name("app.dyn.example.test")
@@ -38,13 +38,6 @@ ttl = 30
 targets = [{{ name = "a", value = "192.0.2.1" }}, {{ name = "b", value = "192.0.2.2", priority = 2 }}]
 mirror = [{{ to = "cf", name = "www.example.com", ttl = 120, comment = "dynserver" }}]
 """
-
-
-async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def answer(app: App) -> list[str]:

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from tests.backends import Backend, Backends, backends
-from tests.e2e.test_failover import make_config, monitor, poll, record, running, target, wait_answer, wait_up
+from tests.e2e.test_failover import make_config, monitor, record, running, target, wait_answer, wait_up
 from tests.mirror.fake_cloudflare import Call, FakeCloudflare, serve
-from tests.support import Server, free_port, loopback
+from tests.support import Server, free_port, loopback, poll
 
 TOKEN = "e2e-Cloudflare-Token-0123456789abcdefgh"
 WWW = "www.example.com"

@@ -26,8 +26,8 @@ from dynserver.mirror.base import Desired, MirrorError
 from dynserver.mirror.rfc2136 import Rfc2136
 from dynserver.model import Listener, MirrorConfig, TsigKey
 from tests.backends import backends
-from tests.e2e.test_failover import make_config, monitor, poll, record, running, target, wait_answer, wait_up
-from tests.support import free_port, loopback, require_program, server_process
+from tests.e2e.test_failover import make_config, monitor, record, running, target, wait_answer, wait_up
+from tests.support import free_port, loopback, poll, require_program, server_process
 
 KEY = "mirror-key"
 SECRET = base64.b64encode(b"knot-and-dynserver-share-this-32").decode()

@@ -17,6 +17,7 @@ from dynserver.mirror.base import Desired, MirrorError, Outcome
 from dynserver.mirror.worker import MirrorWorker
 from dynserver.model import DynamicRecord, MirrorRecord, Target
 from dynserver.store.db import EventRow
+from tests.support import until
 
 TOKEN = "tok-Very-Secret-0123456789"
 APP = (b"app", b"dyn", b"example", b"test")
@@ -65,14 +66,6 @@ class Scripted:
         self.state[desired.name] = desired.values
         actions = () if before == desired.values else (f"set {','.join(desired.values)}",)
         return Outcome(actions, before, desired.values, f"sync: {len(self.calls)}")
-
-
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.005)
 
 
 Scenario = Callable[[MirrorWorker, Scripted, list[EventRow]], Awaitable[None]]

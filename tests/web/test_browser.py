@@ -55,7 +55,7 @@ from tests.backends import Backend, Backends, backends
 from tests.delegation import serve_dynserver, serve_nsd, serve_unbound
 from tests.netns import NetNamespace, net_namespace
 from tests.secondaries import Primary, command, nsd_config
-from tests.support import IN_CI, ROOT, Server, dynserver, free_port, loopback, require_program
+from tests.support import IN_CI, ROOT, Server, dynserver, free_port, loopback, poll, require_program
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Request, Response, Route
@@ -656,15 +656,6 @@ def _serial(ns: NetNamespace, host: str) -> int | None:
     return int(reply.answer[0][0].serial) if reply.answer else None
 
 
-def _until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
-
-
 @contextmanager
 def propagation_world(folder: Path, hashed: str) -> Iterator[NetNamespace]:
     """The parent (NSD) delegating dyn.example.test to dynserver (ns1) and an NSD secondary
@@ -684,11 +675,17 @@ def propagation_world(folder: Path, hashed: str) -> Iterator[NetNamespace]:
         log = work / "output.log"
         process = ns.popen(command("nsd", require_program("nsd", "nsd"), work / "nsd.conf"), log)
         ns.wait_for_dns(SYNCED, 53, ZONE, process=process, log=log)
-        _until("ns2's transfer", lambda: _serial(ns, SYNCED) == _serial(ns, OURS))
+        poll(lambda: _serial(ns, SYNCED) == _serial(ns, OURS), bool, "ns2's transfer", DEADLINE, every=0.1)
         for name, host in (("fresh", RESOLVER), ("caching", CACHING)):
             (folder / name).mkdir()
             serve_unbound(ns, folder / name, host, {"example.test": PARENT})
-        _until("the caching resolver's answer", lambda: _answer(ns, CACHING, APP, True) == [CHARLIE])
+        poll(
+            lambda: _answer(ns, CACHING, APP, True) == [CHARLIE],
+            bool,
+            "the caching resolver's answer",
+            DEADLINE,
+            every=0.1,
+        )
         yield ns
 
 
@@ -727,7 +724,13 @@ def test_propagation_page_against_real_servers_after_a_maintenance(tmp_path: Pat
         page.locator('tr[data-target="charlie"]').get_by_role("button", name="Maintenance").click()
         expect(page.locator("p.answer .value")).to_have_text([ECHO])
         assert _answer(ns, OURS, APP) == [ECHO]
-        _until("ns2's transfer of the change", lambda: _serial(ns, SYNCED) == _serial(ns, OURS))
+        poll(
+            lambda: _serial(ns, SYNCED) == _serial(ns, OURS),
+            bool,
+            "ns2's transfer of the change",
+            DEADLINE,
+            every=0.1,
+        )
 
         page.get_by_role("link", name="propagation").first.click()
         expect(page).to_have_url(f"{WEB}/records/{APP}/propagation")

@@ -36,7 +36,7 @@ import pytest
 from tests.delegation import serve_dynserver, serve_nsd, serve_unbound
 from tests.netns import NetNamespace, net_namespace
 from tests.secondaries import Primary, command, nsd_config
-from tests.support import ROOT, require_program
+from tests.support import ROOT, poll, require_program
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +45,7 @@ APP = f"app.{ZONE}"
 RESOLVER, PARENT, OURS, SYNCED, STALE, LAME, HUNG, DEAD_RESOLVER = (f"127.0.0.{i}" for i in range(2, 10))
 WEB = f"http://{OURS}:8080"
 TIMEOUT = 1.0
+WAIT = 20.0  # seconds: for the namespace's servers to start, transfer and resolve
 SERIAL = 2026112001
 OLD_SERIAL = SERIAL - 1
 
@@ -151,17 +152,6 @@ class World:
         return int(reply.answer[0][0].serial) if reply.rcode() == dns.rcode.NOERROR and reply.answer else None
 
 
-def wait(what: str, check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def _secondary(ns: NetNamespace, folder: Path) -> None:
     """NSD on SYNCED:53, transferring the zone from dynserver (tests/secondaries.py's config)."""
     nsd = require_program("nsd", "nsd")
@@ -195,21 +185,31 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         serve_nsd(ns, folder, ZONE, child_zone(OLD_SERIAL, "app IN A 192.0.2.99\n"), STALE, name="stale")
         _secondary(ns, folder)
         hung = ns.popen([sys.executable, "-c", _HUNG], folder / "hung.log")
-        wait(
-            "the hung socket", lambda: "bound" in (folder / "hung.log").read_text() or hung.poll() is not None
+        poll(
+            lambda: "bound" in (folder / "hung.log").read_text() or hung.poll() is not None,
+            bool,
+            "the hung socket",
+            WAIT,
+            every=0.2,
         )
         assert hung.poll() is None, (folder / "hung.log").read_text()
         serve_unbound(ns, folder, RESOLVER, {"example.test": PARENT})
         world = World(ns, _credential(config))
         # The web UI starts after DNS; then the secondary must have the zone.
-        wait("the web UI", lambda: world.http("/healthz", auth=False)[0] == 200)
+        poll(lambda: world.http("/healthz", auth=False)[0] == 200, bool, "the web UI", WAIT, every=0.2)
         ours = world.serial(OURS)
         assert ours is not None and ours >= SERIAL
-        wait("the secondary's transfer", lambda: world.serial(SYNCED) == world.serial(OURS))
+        poll(
+            lambda: world.serial(SYNCED) == world.serial(OURS),
+            bool,
+            "the secondary's transfer",
+            WAIT,
+            every=0.2,
+        )
         # Let the resolver follow the delegation once, as a client would: retrying. Its first
         # try may pick the dead ns4, wait out its timeouts and then drop the late answer
         # (unbound's discard-timeout); by then it knows to avoid ns4 and has the answer.
-        wait("the resolver to follow the delegation", lambda: warm(ns))
+        poll(lambda: warm(ns), bool, "the resolver to follow the delegation", WAIT, every=0.2)
         yield world
 
 
@@ -340,7 +340,7 @@ def test_a_change_reaches_the_secondary_and_the_page_says_who_caught_up(world: W
         synced = rows[SYNCED]["status"] == "in_sync" and rows[SYNCED]["serial"] == before + 1
         return body if synced and body["expected"]["serial"] == before + 1 else None
 
-    body = wait("the secondary to take the change", caught_up)
+    body = poll(caught_up, bool, "the secondary to take the change", WAIT, every=0.2)
     assert body["expected"]["answer"] == ["192.0.2.22"]
     rows = by_address(body["nameservers"])
     assert rows[OURS]["status"] == "in_sync" and rows[OURS]["answer"] == ["192.0.2.22"]
