@@ -27,6 +27,7 @@ from dynserver.propagation import (
     Observation,
     Plan,
     Reply,
+    cache,
 )
 
 NAME = "app.dyn.example.test"
@@ -595,7 +596,7 @@ def test_out_of_budget_the_last_result_is_served_or_busy_is_raised() -> None:
 
 
 def test_the_chain_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(p, "CHAIN_CACHE_LIMIT", 3)
+    monkeypatch.setattr(cache, "CHAIN_CACHE_LIMIT", 3)  # the module Checker reads it from
 
     async def test() -> None:
         calls: list[str] = []
