@@ -1,0 +1,13 @@
+"""Load and validate the TOML config and the master files it names.
+
+Every error names the file, the line and the key, and says what was expected, before
+anything is served. Paths in the config are relative to the config file. One module per
+section; ``reader`` holds what they share.
+"""
+
+from dynserver.config.loader import load
+from dynserver.config.reader import parse_name
+from dynserver.config.server import parse_listener
+from dynserver.model import Config
+
+__all__ = ["Config", "load", "parse_listener", "parse_name"]

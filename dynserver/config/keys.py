@@ -1,0 +1,73 @@
+"""[keys.NAME]: TSIG keys, each allowed to update the targets it names."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from dynserver.config.reader import KeyPath, Reader
+from dynserver.dns import wire
+from dynserver.model import TsigKey, ZoneConfig
+
+_ALGORITHMS = {"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"}
+
+
+def read_keys(reader: Reader, raw: Any, folder: Path, zones: tuple[ZoneConfig, ...]) -> tuple[TsigKey, ...]:
+    """[keys.NAME]: TSIG keys, each allowed to update the targets it names."""
+    table = reader.table(raw, ("keys",))
+    targets = {
+        f"{wire.name_to_text(r.name).rstrip('.')}/{t.name}"
+        for z in zones
+        for r in z.records
+        for t in r.targets
+    }
+    records = {wire.name_to_text(r.name).rstrip(".") for z in zones for r in z.records}
+    result = []
+    for name, key_raw in table.items():
+        path: KeyPath = ("keys", name)
+        k = reader.table(key_raw, path)
+        reader.unknown(k, path, {"algorithm", "secret", "secret_file", "update"})
+        algorithm = reader.get(k, path, "algorithm", str, "hmac-sha256", "an HMAC algorithm").lower()
+        if algorithm not in _ALGORITHMS:
+            raise reader.error((*path, "algorithm"), f"expected one of: {', '.join(sorted(_ALGORITHMS))}")
+        if ("secret" in k) == ("secret_file" in k):
+            raise reader.error(
+                path, "expected exactly one of secret (base64) or secret_file (a file holding it)"
+            )
+        if "secret_file" in k:
+            file_name = reader.get(k, path, "secret_file", str, "", "a file name")
+            try:
+                text = (folder / file_name).read_text().strip()
+            except OSError as error:
+                raise reader.error((*path, "secret_file"), f"cannot read: {error.strerror}") from None
+        else:
+            text = reader.get(k, path, "secret", str, "", "a base64 string")
+        try:
+            secret = base64.b64decode(text, validate=True)
+        except ValueError:
+            raise reader.error(path, "the secret is not valid base64 (tsig-keygen prints one)") from None
+        if len(secret) < 16:
+            raise reader.error(path, "the secret is shorter than 16 bytes; expected e.g. `tsig-keygen NAME`")
+        scopes = reader.get(k, path, "update", list, [], 'a list like ["app.dyn.example.test/bravo"]')
+        for scope in scopes:
+            if not isinstance(scope, str):
+                raise reader.error((*path, "update"), "expected strings")
+            record, _, target = scope.rstrip(".").lower().partition("/")
+            if scope != "*" and not (
+                (target == "*" and record in records) or f"{record}/{target}" in targets
+            ):
+                raise reader.error(
+                    (*path, "update"),
+                    f"{scope!r} names no target; expected RECORD/TARGET (e.g. app.dyn.example.test/bravo), "
+                    "RECORD/* or *",
+                )
+        result.append(
+            TsigKey(
+                name=name.rstrip(".").lower(),
+                algorithm=algorithm,
+                secret=secret,
+                update=tuple(s.rstrip(".").lower() if s != "*" else s for s in scopes),
+            )
+        )
+    return tuple(result)

@@ -1,0 +1,47 @@
+"""Load the config: read the TOML file, then each section in the order their references need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dynserver.config.demo import read_demo
+from dynserver.config.keys import read_keys
+from dynserver.config.mirrors import read_mirrors
+from dynserver.config.monitors import read_monitors
+from dynserver.config.notifications import read_notifications
+from dynserver.config.reader import read_document
+from dynserver.config.server import read_server
+from dynserver.config.transfer import read_transfers
+from dynserver.config.web import read_web
+from dynserver.config.zones import read_zones
+from dynserver.model import Config
+
+_TOP_KEYS = {"server", "zones", "monitors", "notifications", "demo", "keys", "mirrors", "web"}
+
+
+def load(path: str | Path) -> Config:
+    """Read, validate and return the configuration, or raise ConfigError."""
+    path = Path(path)
+    data, reader = read_document(path)
+    reader.unknown(data, (), _TOP_KEYS)
+    server = read_server(reader, data.get("server", {}))
+    monitors = read_monitors(reader, data.get("monitors", {}))
+    mirrors = read_mirrors(reader, data.get("mirrors", {}), path.parent, data.get("keys", {}))
+    zones = read_zones(reader, data.get("zones", {}), path.parent, {m.name: m for m in monitors}, mirrors)
+    keys = read_keys(reader, data.get("keys", {}), path.parent, zones)
+    zones = read_transfers(reader, data.get("zones", {}), zones, keys)
+    server_table = data.get("server", {})
+    database_text = reader.get(server_table, ("server",), "database", str, "dynserver.db", "a file name")
+    return Config(
+        path=path,
+        server=server,
+        zones=zones,
+        monitors=monitors,
+        database=(path.parent / database_text) if database_text else None,
+        history_hours=reader.number(server_table, ("server",), "history_hours", 48, 1, 24 * 366, float),
+        notify=read_notifications(reader, data.get("notifications", {})),
+        demo=read_demo(reader, data.get("demo", {})),
+        keys=keys,
+        mirrors=tuple(mirrors.mirrors.values()),
+        web=read_web(reader, data.get("web", {})),
+    )

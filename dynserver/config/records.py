@@ -1,0 +1,170 @@
+"""[zones.NAME.records.NAME]: dynamic records and their targets."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from dynserver.config.mirrors import Mirrors, mirror_records
+from dynserver.config.monitors import http_valid
+from dynserver.config.reader import KeyPath, Reader, parse_name
+from dynserver.dns import wire
+from dynserver.dns.zone import RRset
+from dynserver.health import http
+from dynserver.model import DynamicRecord, Monitor, Target
+from dynserver.types import Name
+
+_RECORD_KEYS = {"type", "monitor", "ttl", "targets", "policy", "fallback", "min_up", "pending_ttl", "mirror"}
+_TARGET_KEYS = {"name", "value", "priority", "maintenance", "host", "port", "path"}
+_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$", re.IGNORECASE)
+
+
+def read_records(
+    reader: Reader,
+    raw: Any,
+    zone_path: KeyPath,
+    origin: Name,
+    monitors: dict[str, Monitor],
+    static: list[RRset],
+    mirrors: Mirrors | None = None,
+) -> tuple[DynamicRecord, ...]:
+    table = reader.table(raw, (*zone_path, "records"))
+    static_names = {rrset.name: rrset for rrset in static}
+    cuts = {rrset.name for rrset in static if rrset.rtype == wire.TYPE_NS and rrset.name != origin}
+    result = []
+    for relative, record_raw in table.items():
+        path: KeyPath = (*zone_path, "records", relative)
+        r = reader.table(record_raw, path)
+        reader.unknown(r, path, _RECORD_KEYS)
+        try:
+            name = origin if relative == "@" else (*parse_name(relative), *origin)
+        except Exception as error:
+            raise reader.error(path, f"not a valid name: {error}") from None
+        if name in static_names:
+            raise reader.error(
+                path, "this name also has records in the master file; expected it in one place"
+            )
+        if any(name[len(name) - len(cut) :] == cut for cut in cuts):
+            raise reader.error(path, "this name is at or below a delegation in the master file")
+        kind = reader.get(r, path, "type", str, "A", "A, AAAA or CNAME").upper()
+        if kind not in ("A", "AAAA", "CNAME"):
+            raise reader.error((*path, "type"), "expected A, AAAA or CNAME")
+        if kind == "CNAME" and name == origin:
+            raise reader.error((*path, "type"), "a CNAME cannot be at the zone apex (it has SOA and NS)")
+        monitor = reader.get(r, path, "monitor", str, None, "a monitor name")
+        if monitor is not None and monitor not in monitors:
+            known = ", ".join(sorted(monitors)) or "none defined"
+            raise reader.error((*path, "monitor"), f"no monitor named {monitor!r}; expected one of: {known}")
+        policy = reader.get(r, path, "policy", str, "failover", "failover or check-only")
+        if policy not in ("failover", "check-only"):
+            raise reader.error((*path, "policy"), "expected failover or check-only")
+        fallback = reader.get(r, path, "fallback", str, "preferred", "preferred, all or none")
+        if fallback not in ("preferred", "all", "none"):
+            raise reader.error((*path, "fallback"), "expected preferred, all or none")
+        ttl = reader.number(r, path, "ttl", 60, 0, 2**31 - 1, int)
+        pending_ttl = r.get("pending_ttl")
+        if pending_ttl is not None:
+            pending_ttl = reader.number(r, path, "pending_ttl", 0, 0, 2**31 - 1, int)
+        targets = _targets(reader, r.get("targets"), (*path, "targets"), kind)
+        for target in targets if kind != "CNAME" else ():
+            if (target.name.encode(), *name) in static_names:
+                raise reader.error(
+                    (*path, "targets"),
+                    f"target {target.name!r}: {target.name}.{relative} also has records in the master "
+                    "file; that name answers the target's address",
+                )
+        result.append(
+            DynamicRecord(
+                zone=origin,
+                name=name,
+                type=kind,
+                ttl=ttl,
+                targets=targets,
+                monitor=monitor,
+                policy=policy,
+                fallback=fallback,
+                min_up=reader.number(r, path, "min_up", 1, 1, 1000, int),
+                pending_ttl=pending_ttl,
+                mirror=mirror_records(reader, r, path, kind, ttl, mirrors or Mirrors()),
+            )
+        )
+    return tuple(result)
+
+
+def _targets(reader: Reader, raw: Any, path: KeyPath, kind: str) -> tuple[Target, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise reader.error(
+            path, 'expected a list of targets, e.g. [{ name = "charlie", value = "192.0.2.1" }]'
+        )
+    targets = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise reader.error(path, f"target {index + 1}: expected a table {{ name = ..., value = ... }}")
+        for key in item:
+            if key not in _TARGET_KEYS:
+                raise reader.error(
+                    path,
+                    f"target {index + 1}: unknown key {key!r}; "
+                    f"expected one of: {', '.join(sorted(_TARGET_KEYS))}",
+                )
+        name = item.get("name")
+        if not isinstance(name, str) or not _LABEL_RE.match(name):
+            raise reader.error(
+                path, f"target {index + 1}: name {name!r} must be a DNS label such as 'charlie'"
+            )
+        if name.lower() in seen:
+            raise reader.error(path, f"target {name!r} appears twice; names must be unique in a record")
+        seen.add(name.lower())
+        value = item.get("value")
+        if value is not None:
+            value = _target_value(reader, path, name, value, kind)
+        priority = item.get("priority", 1)
+        if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 65535:
+            raise reader.error(path, f"target {name!r}: priority must be a whole number 0-65535")
+        port = item.get("port")
+        if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
+            raise reader.error(path, f"target {name!r}: port must be 1-65535")
+        for key in ("host", "path"):
+            if key in item and not isinstance(item[key], str):
+                raise reader.error(path, f"target {name!r}: {key} must be a string")
+        if "host" in item:
+            problem = http.header_problem("Host", item["host"])
+            http_valid(reader, path, problem and f"target {name!r}: {problem}")
+        if "path" in item:
+            problem = http.path_problem(item["path"])
+            http_valid(reader, path, problem and f"target {name!r}: {problem}")
+        maintenance = item.get("maintenance", False)
+        if not isinstance(maintenance, bool):
+            raise reader.error(path, f"target {name!r}: maintenance must be true or false")
+        targets.append(
+            Target(
+                name=name.lower(),
+                value=value,
+                priority=priority,
+                maintenance=maintenance,
+                host=item.get("host"),
+                port=port,
+                path=item.get("path"),
+            )
+        )
+    return tuple(targets)
+
+
+def _target_value(reader: Reader, path: KeyPath, name: str, value: Any, kind: str) -> str:
+    if not isinstance(value, str):
+        raise reader.error(path, f"target {name!r}: value must be a string")
+    if kind == "CNAME":
+        try:
+            return wire.name_to_text(parse_name(value))
+        except Exception:
+            raise reader.error(path, f"target {name!r}: {value!r} is not a host name") from None
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise reader.error(path, f"target {name!r}: {value!r} is not an IP address") from None
+    if (kind == "A") != (address.version == 4):
+        expected = "an IPv4 address" if kind == "A" else "an IPv6 address"
+        raise reader.error(path, f"target {name!r}: {value!r} is not {expected} (record type {kind})")
+    return str(address)

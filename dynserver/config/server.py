@@ -1,0 +1,76 @@
+"""[server]: the DNS and HTTP listeners, CHAOS answers and the TCP limits."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from dynserver.config.reader import KeyPath, Reader, describe
+from dynserver.model import Listener, ServerConfig
+
+_SERVER_KEYS = {
+    "dns",
+    "http",
+    "chaos_version",
+    "chaos_hostname",
+    "tcp_idle_timeout",
+    "tcp_message_timeout",
+    "tcp_max_connections",
+    "tcp_max_connections_per_client",
+    "database",
+    "history_hours",
+}
+
+
+def read_server(reader: Reader, raw: Any) -> ServerConfig:
+    key_path: KeyPath = ("server",)
+    table = reader.table(raw, key_path)
+    reader.unknown(table, key_path, _SERVER_KEYS)
+    dns_raw = table.get("dns", ["127.0.0.1:5353"])
+    if isinstance(dns_raw, str):
+        dns_raw = [dns_raw]
+    if not isinstance(dns_raw, list) or not dns_raw:
+        raise reader.error((*key_path, "dns"), 'expected a list of "host:port" strings')
+    listeners = tuple(read_listener(reader, (*key_path, "dns"), item) for item in dns_raw)
+    http_raw = table.get("http", "")
+    http = None if http_raw == "" else read_listener(reader, (*key_path, "http"), http_raw)
+    text = "a string"
+    return ServerConfig(
+        dns=listeners,
+        http=http,
+        chaos_version=reader.get(table, key_path, "chaos_version", str, None, text) or None,
+        chaos_hostname=reader.get(table, key_path, "chaos_hostname", str, None, text) or None,
+        tcp_idle_timeout=reader.number(table, key_path, "tcp_idle_timeout", 10.0, 0.1, 3600, float),
+        tcp_message_timeout=reader.number(table, key_path, "tcp_message_timeout", 5.0, 0.1, 600, float),
+        tcp_max_connections=reader.number(table, key_path, "tcp_max_connections", 1024, 1, 100_000, int),
+        tcp_max_connections_per_client=reader.number(
+            table, key_path, "tcp_max_connections_per_client", 64, 1, 100_000, int
+        ),
+    )
+
+
+def parse_listener(value: str) -> Listener:
+    """'127.0.0.1:5353' or '[::1]:5353' -> Listener; ValueError with the reason."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value.strip())
+    if not match:
+        raise ValueError('expected "host:port", e.g. "127.0.0.1:5353" or "[::1]:5353"')
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range; expected a port from 0 to 65535")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ValueError(f"{host!r} is not an IP address; expected e.g. 127.0.0.1 or [::1]") from None
+    return Listener(host=host, port=port)
+
+
+def read_listener(reader: Reader, key_path: KeyPath, value: Any) -> Listener:
+    if not isinstance(value, str):
+        raise reader.error(key_path, f'expected a "host:port" string, got {describe(value)}')
+    try:
+        return parse_listener(value)
+    except ValueError as error:
+        raise reader.error(key_path, f"{value!r}: {error}") from None
