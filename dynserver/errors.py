@@ -1,7 +1,27 @@
 """Every error dynserver raises on purpose derives from DynserverError.
 
-DynserverError
-└── ConfigError          bad configuration or master file: names file, line and key
+Whose mistake it is decides the branch (as h11 splits "yours" from "the peer's"): the
+operator's (config), a client's request we refuse, or the other side of a conversation
+we started or answered (a packet, a checked target, a provider). A class that carries
+the specifics of its module lives there and derives from a base defined here:
+
+DynserverError                      dynserver/errors.py
+├── ConfigError                     dynserver/errors.py: bad configuration or master file
+│                                   (file, line, key); nothing is served until it is fixed
+├── RequestError                    dynserver/errors.py: a request we refuse; says why
+│   ├── ApiError                    dynserver/web/api.py: answered as JSON with a status
+│   ├── InvalidValue                dynserver/update/targets.py: a value that does not fit
+│   │                               the record type (also a ValueError)
+│   └── Busy                        dynserver/propagation: too many checks now; retry_after
+└── PeerError                       dynserver/errors.py: the other side's mistake or failure
+    ├── WireError                   dynserver/dns/wire.py: a malformed DNS message
+    │                               (answered FORMERR, or dropped)
+    ├── ProbeFailure                dynserver/health/http.py: a checked target's response
+    │                               fails the check ("too large ...")
+    └── MirrorError                 dynserver/mirror/base.py: a provider sync failed
+                                    (permanent or not, retry_after)
+
+tests/test_errors.py walks the package and holds every exception class to this tree.
 """
 
 from __future__ import annotations
@@ -24,3 +44,13 @@ class ConfigError(DynserverError):
             where += f":{line}"
         parts = [p for p in (where, key) if p]
         super().__init__(": ".join([*parts, message]))
+
+
+class RequestError(DynserverError):
+    """A request dynserver refuses (API, update, propagation check): the message says
+    why, and the transport turns it into the status or code its clients understand."""
+
+
+class PeerError(DynserverError):
+    """The other side broke the protocol or failed: a client's malformed packet, a
+    checked target's bad response, a provider's refusal. Never dynserver's own bug."""

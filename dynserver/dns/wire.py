@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from dynserver.errors import PeerError
 from dynserver.types import Name
 
 # Header flag bits (RFC 1035 4.1.1, RFC 4035 3.1.6 for AD/CD).
@@ -71,8 +72,9 @@ _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
 
 
-class WireError(Exception):
-    """The packet is malformed. ``reply`` says whether the header could be read."""
+class WireError(PeerError):
+    """The packet is malformed (the peer's mistake). ``header_readable`` says whether
+    the header could be read: then the reply is FORMERR, else the packet is dropped."""
 
     def __init__(self, reason: str, *, header_readable: bool) -> None:
         super().__init__(reason)

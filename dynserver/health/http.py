@@ -23,6 +23,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httptools
 
+from dynserver.errors import PeerError
+
 MAX_REDIRECTS = 5
 # A response head (status line and headers, 1xx heads included) longer than this fails
 # the check: httptools keeps a header being received in memory, and a target that
@@ -30,7 +32,7 @@ MAX_REDIRECTS = 5
 MAX_HEAD_BYTES = 64 * 1024
 
 
-class ProbeFailure(Exception):
+class ProbeFailure(PeerError):
     """The check failed for a reason worth showing as is ("too large ...")."""
 
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dynserver.errors import PeerError
+
 REDACTED = "***"
 
 
@@ -45,7 +47,7 @@ class Outcome:
         return bool(self.actions)
 
 
-class MirrorError(Exception):
+class MirrorError(PeerError):
     """A sync failed. ``permanent``: retrying the same request cannot help (a bad token,
     a zone that does not exist, a request the provider refuses); it is tried again only
     at the next answer change or periodic reconcile. Otherwise the worker retries with
