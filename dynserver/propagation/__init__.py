@@ -107,7 +107,6 @@ from dynserver.propagation.verdicts import (
     nameserver_warnings,
     observe_authoritative,
     observe_resolver,
-    serial_newer,
 )
 
 __all__ = [
@@ -167,7 +166,6 @@ __all__ = [
     "rcode_text",
     "referral",
     "resolve_addresses",
-    "serial_newer",
     "soa_serial",
     "text",
     "value_text",

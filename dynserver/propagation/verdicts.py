@@ -10,6 +10,7 @@ import dns.flags
 import dns.rcode
 import dns.rdatatype
 
+from dynserver.dns.serial import serial_gt
 from dynserver.propagation.model import (
     ERROR,
     IN_SYNC,
@@ -72,11 +73,6 @@ def observe_resolver(reply: Reply, name: str, rtype: str) -> Observation:
     )
 
 
-def serial_newer(a: int, b: int) -> bool:
-    """RFC 1982 serial number arithmetic: is ``a`` after ``b``?"""
-    return a != b and ((a - b) % 2**32) < 2**31
-
-
 def _shown(values: Sequence[str]) -> str:
     return ", ".join(values) if values else "no data"
 
@@ -106,7 +102,7 @@ def classify_authoritative(observation: Observation, expected: Sequence[Expected
     for ours in expected:
         if serial == ours.serial and seen.values == ours.values:
             return IN_SYNC, f"same answer, serial {serial}"
-    if all(serial_newer(serial, ours.serial) for ours in expected):
+    if all(serial_gt(serial, ours.serial) for ours in expected):
         ahead = f"serial {serial} is ahead of ours ({current.serial})"
         if seen.values == current.values:
             return IN_SYNC, f"same answer, but {ahead}: it will not copy our changes until ours passes it"
