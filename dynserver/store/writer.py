@@ -25,6 +25,9 @@ class Writer:
         self._journal_first: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # One flush at a time: a second one would run its statements inside the first's
+        # transaction, and a caller's flush must wait for the batch the loop has taken.
+        self._flushing = asyncio.Lock()
         self._closing = False
         self.failures = 0
 
@@ -57,11 +60,20 @@ class Writer:
             self._wake.clear()
             try:
                 await self.flush()
-            except Exception:  # pragma: no cover - disk full etc.: keep serving, retry later
+            except Exception:  # disk full etc.: keep serving, retry later (tests/store/test_writer.py)
                 self.failures += 1
                 log.exception("event=store_write_failed")
 
     async def flush(self) -> None:
+        """Return once everything queued before the call is committed (or raise why not).
+
+        A batch the background loop took earlier is waited for first; if it failed, it was
+        put back and this flush writes it again.
+        """
+        async with self._flushing:
+            await self._write_pending()
+
+    async def _write_pending(self) -> None:
         states, self._states = list(self._states.values()), {}
         events, self._events = self._events, []
         samples, self._samples = self._samples, []
@@ -85,7 +97,11 @@ class Writer:
                 await self.store.keep_journal(journal_first, commit=False)
             await self.store.commit()
         except Exception:
-            # Put it all back (newer states win) so the next flush retries.
+            # Undo what this batch sent before the failure: left in the open transaction,
+            # the retry would commit its events twice. Then put it all back (newer states
+            # win) so the next flush retries. The first error is the one worth raising.
+            with contextlib.suppress(Exception):
+                await self.store.rollback()
             for state in states:
                 self._states.setdefault((state.record, state.type, state.target), state)
             self._events[:0] = events
