@@ -14,7 +14,6 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from dynserver.dns.masterfile import read_text
 from dynserver.errors import ConfigError
 from dynserver.types import Name
 
@@ -44,6 +43,23 @@ def read_document(path: Path) -> tuple[dict[str, Any], Reader]:
             line=line,
         ) from None
     return data, Reader(shown, text)
+
+
+def read_text(path: Path, shown: str, what: str) -> str:
+    """A config or master file as text (UTF-8, a BOM allowed); OSError is the caller's.
+
+    Bytes that are not UTF-8 are a ConfigError naming the line they are on.
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"not UTF-8 text; expected a UTF-8 (or ASCII) {what}",
+            path=shown,
+            line=data[: error.start].count(b"\n") + 1,
+            key="encoding",
+        ) from None
 
 
 class Reader:

@@ -12,11 +12,11 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
+from dynserver.config.masterfile import build_rrsets, read_master_file
 from dynserver.config.mirrors import Mirrors
 from dynserver.config.reader import KeyPath, Reader, describe, host_name, parse_name
 from dynserver.config.records import read_records
 from dynserver.dns import wire
-from dynserver.dns.masterfile import build_rrsets, read_master_file
 from dynserver.dns.zone import RRset, SoaFields, make_rrset, soa_rrset
 from dynserver.model import Monitor, ZoneConfig
 from dynserver.types import Name

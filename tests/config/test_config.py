@@ -2,7 +2,7 @@
 
 A mistake must name the file, the line and the key, say what is wrong and what was
 expected ("file:line: key: what is wrong; expected ..."), before anything is served.
-Errors inside master files are in tests/dns/test_masterfile.py.
+Errors inside master files are in tests/config/test_masterfile.py.
 """
 
 from __future__ import annotations

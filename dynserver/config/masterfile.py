@@ -18,6 +18,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
+from dynserver.config.reader import read_text
 from dynserver.dns import wire
 from dynserver.dns.zone import RRset, make_rrset, name_from_dnspython
 from dynserver.errors import ConfigError
@@ -179,23 +180,6 @@ def _rdtype(text: str) -> int | None:
     except (dns.rdatatype.UnknownRdatatype, ValueError):
         return None
     return value
-
-
-def read_text(path: Path, shown: str, what: str) -> str:
-    """A config or master file as text (UTF-8, a BOM allowed); OSError is the caller's.
-
-    Bytes that are not UTF-8 are a ConfigError naming the line they are on.
-    """
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"not UTF-8 text; expected a UTF-8 (or ASCII) {what}",
-            path=shown,
-            line=data[: error.start].count(b"\n") + 1,
-            key="encoding",
-        ) from None
 
 
 def read_master_file(path: Path, origin: Name, *, display_path: str | None = None) -> list[RecordLine]:
