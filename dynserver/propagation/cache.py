@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dynserver.errors import RequestError
 from dynserver.propagation.chain import Chain, follow_chain
 from dynserver.propagation.gathering import DEFAULT_TIMEOUT, dns_asker, gather
 from dynserver.propagation.model import Ask, Endpoint, Expected, Plan, Report
@@ -21,7 +22,7 @@ BUDGET_BURST = 20  # ... with this many at once
 CHAIN_CACHE_LIMIT = 256  # hostnames remembered
 
 
-class Busy(Exception):
+class Busy(RequestError):
     """Too many new checks right now; try again after ``retry_after`` seconds."""
 
     def __init__(self, retry_after: float) -> None:
