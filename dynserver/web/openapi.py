@@ -1,23 +1,36 @@
-"""The OpenAPI 3 document of ``/api/v1``, written by hand so it says what we mean.
+"""The OpenAPI 3.1 document of ``/api/v1``: paths, parameters and responses are declared
+here; the schema of every body is derived from its type in dynserver.web.schema.
 
 Served at ``/api/v1/openapi.json``; tests/update/test_openapi.py drives every route with
-schemathesis from this document, so a route and its description cannot drift apart.
+schemathesis from this document, so a route and its description cannot drift apart, and
+tests/web/test_schema.py checks the handlers' JSON against the same types.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from dynserver import __version__
-from dynserver.propagation import HOSTNAME_PATTERN, MAX_HOSTNAME, SOURCES, STATUSES
+from dynserver.propagation import HOSTNAME_PATTERN, MAX_HOSTNAME
+from dynserver.web import schema
+
+REF_TEMPLATE = "#/components/schemas/{name}"
+
+# The bodies the paths below name; each type's schema is a $ref into SCHEMAS, which also
+# holds every type they use (records, targets, enums...).
+_BODIES: tuple[Any, ...] = (*schema.RESPONSES, schema.ValueUpdateBody, schema.Maintenance)
+_BODY_SCHEMAS, SCHEMAS = msgspec.json.schema_components(_BODIES, ref_template=REF_TEMPLATE)
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+def _schema(body: Any) -> dict[str, Any]:
+    """The schema of one of _BODIES (Annotated types compare equal, so index works)."""
+    return _BODY_SCHEMAS[_BODIES.index(body)]
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(body: Any, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _schema(body)}}}
 
 
 def _error(name: str) -> dict[str, str]:
@@ -26,18 +39,8 @@ def _error(name: str) -> dict[str, str]:
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer: event ids never reach it
 
-_NULLABLE_STRING = {"type": ["string", "null"]}
+# A query parameter's time (parameters are declared here, bodies in dynserver.web.schema).
 _TIME = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]}
-_NULLABLE_NUMBER = {"type": ["number", "null"]}
-_NULLABLE_INTEGER = {"type": ["integer", "null"]}
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-_STATUS = {
-    "type": "string",
-    "enum": list(STATUSES),
-    "description": "in_sync: our answer (and, for a nameserver, one of our serials); stale: it "
-    "answers, but an older serial or another answer; error: no usable reply (timeout, refused, "
-    "SERVFAIL, REFUSED, lame).",
-}
 
 # Every authenticated operation can answer these.
 _AUTH_ERRORS = {"401": _error("Unauthorized"), "429": _error("TooManyRequests"), "500": _error("ServerError")}
@@ -60,359 +63,9 @@ _TARGET = {
     "example": "bravo",
 }
 
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error", "detail"],
-        "properties": {
-            "error": {
-                "type": "string",
-                "description": "A short code: bad_request, unauthorized, forbidden, not_found, "
-                "method_not_allowed, conflict, invalid, too_many_requests, server_error.",
-            },
-            "detail": {"type": "string", "description": "What went wrong and what was expected."},
-        },
-    },
-    "Zone": {
-        "type": "object",
-        "required": ["name", "serial", "records"],
-        "properties": {
-            "name": {"type": "string"},
-            "serial": {"type": "integer"},
-            "records": {"type": "array", "items": {"type": "string"}, "description": "Dynamic records."},
-        },
-    },
-    "LastResult": {
-        "type": ["object", "null"],
-        "required": ["ok", "reason", "at", "latency"],
-        "properties": {
-            "ok": {"type": "boolean"},
-            "reason": {"type": "string", "description": 'e.g. "status 200", "timeout", "refused".'},
-            "at": {"type": "number", "description": "Unix time of the check."},
-            "latency": _NULLABLE_NUMBER,
-        },
-    },
-    "Target": {
-        "type": "object",
-        "required": [
-            "name",
-            "hostname",
-            "value",
-            "configured_value",
-            "value_set_at",
-            "priority",
-            "health",
-            "observed",
-            "maintenance",
-            "since",
-            "last_result",
-        ],
-        "properties": {
-            "name": {"type": "string"},
-            "hostname": {"type": "string", "description": "<target>.<record>: answers the value in DNS."},
-            "value": {**_NULLABLE_STRING, "description": "The current value (null until the first update)."},
-            "configured_value": _NULLABLE_STRING,
-            "value_set_at": {**_NULLABLE_NUMBER, "description": "Unix time of the last update, if any."},
-            "priority": {"type": "integer", "description": "Lower is preferred."},
-            "health": {"type": "string", "enum": ["unknown", "up", "down", "pending", "maintenance"]},
-            "observed": {
-                "type": "string",
-                "enum": ["unknown", "up", "down", "pending"],
-                "description": "What checks observe, maintenance aside.",
-            },
-            "maintenance": {"type": "boolean"},
-            "since": {**_NULLABLE_NUMBER, "description": "Unix time the health last changed."},
-            "last_result": _ref("LastResult"),
-        },
-    },
-    "Answer": {
-        "type": "object",
-        "required": ["values", "targets", "reason", "priority", "ttl"],
-        "properties": {
-            "values": {"type": "array", "items": {"type": "string"}},
-            "targets": {"type": "array", "items": {"type": "string"}},
-            "reason": {"type": "string", "description": "Why these values are answered."},
-            "priority": {"type": ["integer", "null"], "description": "The priority group answered."},
-            "ttl": {"type": "integer"},
-        },
-    },
-    "Record": {
-        "type": "object",
-        "required": ["name", "zone", "type", "ttl", "monitor", "policy", "fallback", "answer", "targets"],
-        "properties": {
-            "name": {"type": "string"},
-            "zone": {"type": "string"},
-            "type": {"type": "string", "enum": ["A", "AAAA", "CNAME"]},
-            "ttl": {"type": "integer"},
-            "monitor": _NULLABLE_STRING,
-            "policy": {"type": "string", "enum": ["failover", "check-only"]},
-            "fallback": {"type": "string", "enum": ["preferred", "all", "none"]},
-            "answer": _ref("Answer"),
-            "targets": {"type": "array", "items": _ref("Target")},
-        },
-    },
-    "ValueUpdate": {
-        "type": "object",
-        "description": 'The new value: {"value": ...}, or seed 000\'s {"ip": ..., "name": ...}. '
-        'An empty string means "the address this request comes from".',
-        "anyOf": [{"required": ["value"]}, {"required": ["ip"]}],
-        "properties": {
-            "value": {"type": "string", "examples": ["192.0.2.10"]},
-            "ip": {"type": "string"},
-            "name": {"type": "string", "description": "If given, must be the target named in the URL."},
-        },
-    },
-    "UpdateResult": {
-        "type": "object",
-        "required": ["changed", "previous", "target"],
-        "properties": {
-            "changed": {"type": "boolean", "description": "False: the target had this value already."},
-            "previous": _NULLABLE_STRING,
-            "target": _ref("Target"),
-        },
-    },
-    "Maintenance": {
-        "type": "object",
-        "required": ["maintenance"],
-        "properties": {"maintenance": {"type": "boolean"}},
-    },
-    "MaintenanceResult": {
-        "type": "object",
-        "required": ["changed", "target"],
-        "properties": {"changed": {"type": "boolean"}, "target": _ref("Target")},
-    },
-    "Event": {
-        "type": "object",
-        "required": [
-            "id",
-            "at",
-            "kind",
-            "record",
-            "target",
-            "result",
-            "reason",
-            "previous",
-            "current",
-            "actor",
-            "detail",
-        ],
-        "properties": {
-            "id": {"type": "integer"},
-            "at": {"type": "number", "description": "Unix time."},
-            "kind": {
-                "type": "string",
-                "description": (
-                    "health, answer, maintenance, update, check, auth, credential, mirror, notify, system."
-                ),
-            },
-            "record": _NULLABLE_STRING,
-            "target": _NULLABLE_STRING,
-            "result": _NULLABLE_STRING,
-            "reason": _NULLABLE_STRING,
-            "previous": _NULLABLE_STRING,
-            "current": _NULLABLE_STRING,
-            "actor": {**_NULLABLE_STRING, "description": "The credential (or key) that caused it."},
-            "detail": {"type": ["object", "null"]},
-        },
-    },
-    "PropagationNameserver": {
-        "type": "object",
-        "required": ["name", "addresses", "error"],
-        "properties": {
-            "name": {"type": "string"},
-            "addresses": _STRINGS,
-            "error": {**_NULLABLE_STRING, "description": "Why no address was found."},
-        },
-    },
-    "PropagationServer": {
-        "type": "object",
-        "description": "An authoritative server, asked directly (RD=0) for the record and the SOA.",
-        "required": [
-            "address",
-            "port",
-            "names",
-            "sources",
-            "status",
-            "reason",
-            "rcode",
-            "aa",
-            "answer",
-            "ttl",
-            "serial",
-            "latency",
-        ],
-        "properties": {
-            "address": {**_NULLABLE_STRING, "description": "null: the name has no address."},
-            "port": {"type": "integer"},
-            "names": {**_STRINGS, "description": "The NS names with this address."},
-            "sources": {
-                "type": "array",
-                "items": {"type": "string", "enum": list(SOURCES)},
-                "description": "delegation: the parent's NS set; zone: our apex NS; secondary: configured.",
-            },
-            "status": _STATUS,
-            "reason": {"type": "string"},
-            "rcode": {**_NULLABLE_STRING, "description": "null: no reply."},
-            "aa": {"type": ["boolean", "null"]},
-            "answer": _STRINGS,
-            "ttl": _NULLABLE_INTEGER,
-            "serial": _NULLABLE_INTEGER,
-            "latency": {**_NULLABLE_NUMBER, "description": "Seconds."},
-        },
-    },
-    "PropagationResolver": {
-        "type": "object",
-        "description": "A configured resolver, asked with recursion (RD=1).",
-        "required": ["address", "port", "status", "reason", "rcode", "answer", "ttl", "latency"],
-        "properties": {
-            "address": {"type": "string"},
-            "port": {"type": "integer"},
-            "status": _STATUS,
-            "reason": {"type": "string"},
-            "rcode": _NULLABLE_STRING,
-            "answer": _STRINGS,
-            "ttl": {**_NULLABLE_INTEGER, "description": "What the resolver has left of its cache."},
-            "latency": _NULLABLE_NUMBER,
-        },
-    },
-    "PropagationMirror": {
-        "type": "object",
-        "description": "A mirrored name: the provider's last known record and last reply.",
-        "required": [
-            "mirror",
-            "kind",
-            "name",
-            "type",
-            "status",
-            "state",
-            "desired",
-            "provider",
-            "records",
-            "last_reply",
-            "last_error",
-            "last_attempt",
-            "last_ok",
-        ],
-        "properties": {
-            "mirror": {"type": "string"},
-            "kind": {"type": "string"},
-            "name": {"type": "string"},
-            "type": {"type": "string"},
-            "status": _STATUS,
-            "state": {"type": "string", "enum": ["pending", "ok", "retrying", "failed"]},
-            "desired": _STRINGS,
-            "provider": {"type": ["array", "null"], "items": {"type": "string"}},
-            "records": {"type": "array", "items": {"type": "object"}},
-            "last_reply": {"type": "string"},
-            "last_error": _NULLABLE_STRING,
-            "last_attempt": _NULLABLE_NUMBER,
-            "last_ok": _NULLABLE_NUMBER,
-        },
-    },
-    "CnameCheck": {
-        "type": ["object", "null"],
-        "description": "The hostname's CNAME chain, through the first resolver (null: no hostname given).",
-        "required": [
-            "hostname",
-            "resolver",
-            "hops",
-            "end",
-            "answer",
-            "rcode",
-            "reaches_record",
-            "reason",
-            "error",
-        ],
-        "properties": {
-            "hostname": {"type": "string"},
-            "resolver": _NULLABLE_STRING,
-            "hops": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "cname", "ttl"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "cname": {"type": "string"},
-                        "ttl": {"type": "integer"},
-                    },
-                },
-            },
-            "end": {"type": "string"},
-            "answer": _STRINGS,
-            "rcode": _NULLABLE_STRING,
-            "reaches_record": {"type": "boolean"},
-            "reason": {"type": "string"},
-            "error": _NULLABLE_STRING,
-        },
-    },
-    "Propagation": {
-        "type": "object",
-        "required": [
-            "record",
-            "type",
-            "zone",
-            "checked_at",
-            "duration",
-            "timeout",
-            "age",
-            "expected",
-            "summary",
-            "warnings",
-            "delegation",
-            "zone_nameservers",
-            "nameservers",
-            "resolvers",
-            "mirrors",
-            "cname_check",
-        ],
-        "properties": {
-            "record": {"type": "string"},
-            "type": {"type": "string", "enum": ["A", "AAAA", "CNAME"]},
-            "zone": {"type": "string"},
-            "checked_at": {"type": "number", "description": "Unix time the check finished."},
-            "duration": {"type": "number", "description": "Seconds the check took."},
-            "timeout": {"type": "number", "description": "Seconds each query may take."},
-            "age": {"type": "number", "description": "Seconds since the check (results are shared briefly)."},
-            "expected": {
-                "type": "object",
-                "description": "What dynserver answers now.",
-                "required": ["answer", "ttl", "serial", "rcode"],
-                "properties": {
-                    "answer": _STRINGS,
-                    "ttl": _NULLABLE_INTEGER,
-                    "serial": {"type": "integer"},
-                    "rcode": {"type": "string"},
-                },
-            },
-            "summary": {
-                "type": "object",
-                "required": list(STATUSES),
-                "properties": {status: {"type": "integer"} for status in STATUSES},
-            },
-            "warnings": {**_STRINGS, "description": "Where the delegation and the zone's NS set disagree."},
-            "delegation": {
-                "type": "object",
-                "required": ["parent", "source", "nameservers", "error"],
-                "properties": {
-                    "parent": _NULLABLE_STRING,
-                    "source": {"type": "string", "enum": ["parent", "resolver", "none"]},
-                    "nameservers": {"type": "array", "items": _ref("PropagationNameserver")},
-                    "error": _NULLABLE_STRING,
-                },
-            },
-            "zone_nameservers": {"type": "array", "items": _ref("PropagationNameserver")},
-            "nameservers": {"type": "array", "items": _ref("PropagationServer")},
-            "resolvers": {"type": "array", "items": _ref("PropagationResolver")},
-            "mirrors": {"type": "array", "items": _ref("PropagationMirror")},
-            "cname_check": _ref("CnameCheck"),
-        },
-    },
-}
-
 
 def _error_body(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+    return _json(schema.Error, description)
 
 
 _RESPONSES = {
@@ -459,14 +112,7 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "listZones",
                 "summary": "Zones served, with their serials and dynamic records",
                 "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["zones"],
-                            "properties": {"zones": {"type": "array", "items": _ref("Zone")}},
-                        },
-                        "The zones.",
-                    ),
+                    "200": _json(schema.ZoneList, "The zones."),
                     **_AUTH_ERRORS,
                 },
             }
@@ -476,14 +122,7 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "listRecords",
                 "summary": "Dynamic records, their targets' states and the current answer",
                 "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["records"],
-                            "properties": {"records": {"type": "array", "items": _ref("Record")}},
-                        },
-                        "The records.",
-                    ),
+                    "200": _json(schema.RecordList, "The records."),
                     **_AUTH_ERRORS,
                 },
             }
@@ -494,7 +133,7 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "getRecord",
                 "summary": "One dynamic record with its targets",
                 "responses": {
-                    "200": _json(_ref("Record"), "The record."),
+                    "200": _json(schema.Record, "The record."),
                     "404": _error("NotFound"),
                     **_AUTH_ERRORS,
                 },
@@ -526,7 +165,7 @@ DOCUMENT: dict[str, Any] = {
                     }
                 ],
                 "responses": {
-                    "200": _json(_ref("Propagation"), "The record's propagation."),
+                    "200": _json(schema.Propagation, "The record's propagation."),
                     "400": _error("BadRequest"),
                     "404": _error("NotFound"),
                     **_AUTH_ERRORS,
@@ -539,14 +178,7 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "checkRecord",
                 "summary": "Check the record's targets now (admin)",
                 "responses": {
-                    "202": _json(
-                        {
-                            "type": "object",
-                            "required": ["checking"],
-                            "properties": {"checking": {"type": "array", "items": {"type": "string"}}},
-                        },
-                        "Checks started; results arrive as health events.",
-                    ),
+                    "202": _json(schema.Checking, "Checks started; results arrive as health events."),
                     "404": _error("NotFound"),
                     "409": _error("Conflict"),
                     **_ADMIN_ERRORS,
@@ -559,7 +191,7 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "getTarget",
                 "summary": "One target's value and state",
                 "responses": {
-                    "200": _json(_ref("Target"), "The target."),
+                    "200": _json(schema.Target, "The target."),
                     "404": _error("NotFound"),
                     **_AUTH_ERRORS,
                 },
@@ -571,10 +203,10 @@ DOCUMENT: dict[str, Any] = {
                 "is the one answered now), and checked at once.",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("ValueUpdate")}},
+                    "content": {"application/json": {"schema": _schema(schema.ValueUpdateBody)}},
                 },
                 "responses": {
-                    "200": _json(_ref("UpdateResult"), "Set (or already so)."),
+                    "200": _json(schema.UpdateResult, "Set (or already so)."),
                     "400": _error("BadRequest"),
                     "404": _error("NotFound"),
                     "409": _error("Conflict"),
@@ -589,7 +221,7 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "startMaintenance",
                 "summary": "Drain the target (admin)",
                 "responses": {
-                    "200": _json(_ref("MaintenanceResult"), "In maintenance."),
+                    "200": _json(schema.MaintenanceResult, "In maintenance."),
                     "404": _error("NotFound"),
                     **_ADMIN_ERRORS,
                 },
@@ -598,7 +230,7 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "endMaintenance",
                 "summary": "End the target's maintenance (admin)",
                 "responses": {
-                    "200": _json(_ref("MaintenanceResult"), "Out of maintenance."),
+                    "200": _json(schema.MaintenanceResult, "Out of maintenance."),
                     "404": _error("NotFound"),
                     **_ADMIN_ERRORS,
                 },
@@ -608,10 +240,10 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "Set maintenance on or off (admin)",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("Maintenance")}},
+                    "content": {"application/json": {"schema": _schema(schema.Maintenance)}},
                 },
                 "responses": {
-                    "200": _json(_ref("MaintenanceResult"), "Set."),
+                    "200": _json(schema.MaintenanceResult, "Set."),
                     "400": _error("BadRequest"),
                     "404": _error("NotFound"),
                     "422": _error("Invalid"),
@@ -657,17 +289,7 @@ DOCUMENT: dict[str, Any] = {
                     },
                 ],
                 "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["events", "next_before"],
-                            "properties": {
-                                "events": {"type": "array", "items": _ref("Event")},
-                                "next_before": {"type": ["integer", "null"]},
-                            },
-                        },
-                        "Events.",
-                    ),
+                    "200": _json(schema.EventList, "Events."),
                     "400": _error("BadRequest"),
                     **_ADMIN_ERRORS,
                 },
@@ -678,7 +300,7 @@ DOCUMENT: dict[str, Any] = {
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "A credential's secret."}
         },
-        "schemas": _SCHEMAS,
+        "schemas": SCHEMAS,
         "responses": _RESPONSES,
     },
 }
