@@ -25,11 +25,14 @@ import dns.rcode
 import dns.rdatatype
 
 from dynserver import __version__
+from dynserver.backoff import Backoff
 from dynserver.health import http
 from dynserver.health.state import Result
 from dynserver.model import Monitor
 
 USER_AGENT = f"dynserver-healthcheck/{__version__}"
+# The wait before a check's first retry; it doubles, never past the check's timeout.
+FIRST_RETRY = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,7 @@ Clock = Callable[[], float]
 
 
 async def run_check(check: Check, clock: Clock = time.monotonic) -> Result:
-    """Run a check with its retries (backoff 0.1 s, doubling, within the timeout)."""
+    """Run a check with its retries (backoff FIRST_RETRY, doubling, within the timeout)."""
     await _tls_ready(check)
     attempt = 0
     while True:
@@ -67,7 +70,8 @@ async def run_check(check: Check, clock: Clock = time.monotonic) -> Result:
         if result.ok or attempt >= check.monitor.retries:
             return result
         attempt += 1
-        await asyncio.sleep(min(0.1 * 2 ** (attempt - 1), check.monitor.timeout))
+        # Built on a retry only: a passing check (nearly all of them) pays nothing.
+        await asyncio.sleep(Backoff(FIRST_RETRY, cap=check.monitor.timeout).delay(attempt))
 
 
 async def _once(check: Check, clock: Clock) -> Result:

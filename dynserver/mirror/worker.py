@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dynserver.backoff import Backoff
 from dynserver.dns import wire
 from dynserver.mirror.base import Desired, MirrorError, Outcome, Provider, canonical_values, redact
 from dynserver.model import Config, DynamicRecord, MirrorRecord
@@ -37,7 +38,7 @@ from dynserver.store.db import EventRow
 log = logging.getLogger(__name__)
 
 SETTLE = 0.5  # seconds a change waits for the rest of its burst before it is pushed
-FIRST_BACKOFF = 1.0
+FIRST_BACKOFF = 1.0  # after a failure: 1, 2, 4... s, up to MAX_BACKOFF (or a 429's Retry-After)
 MAX_BACKOFF = 300.0
 # Which reason wins when several wake one name before it runs (drift is only claimed
 # by a reconcile that found nothing else to push).
@@ -137,8 +138,7 @@ class MirrorWorker:
         self._event = event or (lambda row: None)
         self._attempt = attempt or (lambda mirror, result: None)
         self._settle = settle
-        self._first_backoff = first_backoff
-        self._max_backoff = max_backoff
+        self._backoff = Backoff(first_backoff, cap=max_backoff)
         self._slots: dict[SlotKey, _Slot] = {}
         for record in records:
             for target in record.mirror:
@@ -272,7 +272,7 @@ class MirrorWorker:
     async def _run(self, slot: _Slot) -> None:
         loop = asyncio.get_running_loop()
         provider = self._providers[slot.key.mirror]
-        backoff = self._first_backoff
+        failures = 0  # retryable failures in a row: the backoff's attempt number
         while True:
             await slot.wake.wait()
             if slot.reason in ("change", "start") and slot.failures == 0 and self._settle > 0:
@@ -295,16 +295,15 @@ class MirrorWorker:
                 retry = self._failed(slot, desired, reason, MirrorError(f"{type(error).__name__}: {error}"))
             else:
                 self._succeeded(slot, desired, reason, outcome)
-                backoff = self._first_backoff
+                failures = 0
                 continue
             if retry is None:
-                backoff = self._first_backoff
+                failures = 0
                 continue  # permanent: wait for a change or the next reconcile
-            delay = backoff if retry == 0 else retry
+            failures += 1
             if retry > 0:
                 self._paused_until[slot.key.mirror] = loop.time() + retry
-            backoff = min(backoff * 2, self._max_backoff)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(self._backoff.delay(failures, retry_after=retry))
             slot.want(reason)
 
     def _succeeded(self, slot: _Slot, desired: Desired, reason: str, outcome: Outcome) -> None:

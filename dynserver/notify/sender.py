@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 import httpx
 
 from dynserver import __version__
+from dynserver.backoff import Backoff
 from dynserver.model import NotifyConfig
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 5
-FIRST_BACKOFF = 1.0
+RETRY = Backoff(first=1.0)  # 1, 2, 4, 8 s between the ATTEMPTS deliveries of an alert
 DELIVERY_TIMEOUT = 10.0
 QUEUE_LIMIT = 10_000
 
@@ -62,9 +63,10 @@ Report = Callable[[str, Alert, bool, str], None]  # (url, alert, delivered, deta
 
 
 class Notifier:
-    def __init__(self, config: NotifyConfig, report: Report | None = None) -> None:
+    def __init__(self, config: NotifyConfig, report: Report | None = None, *, retry: Backoff = RETRY) -> None:
         self.config = config
         self._report = report or (lambda url, alert, ok, detail: None)
+        self._retry = retry
         # One queue and one worker per destination: alerts reach each receiver in the
         # order they happened (DOWN before UP), and a slow one delays only itself.
         self._queues: dict[Destination, asyncio.Queue[Alert]] = {}
@@ -133,7 +135,6 @@ class Notifier:
                 queue.task_done()
 
     async def _deliver(self, kind: str, url: str, alert: Alert) -> None:
-        backoff = FIRST_BACKOFF
         detail = ""
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -148,8 +149,7 @@ class Notifier:
             except Exception as error:  # every failure is retried, then reported
                 detail = f"{type(error).__name__}: {error}"
             if attempt < ATTEMPTS:
-                await asyncio.sleep(backoff)
-                backoff *= 2
+                await asyncio.sleep(self._retry.delay(attempt))
         self.failed += 1
         self._report(_redact(url), alert, False, detail)
 

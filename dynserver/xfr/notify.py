@@ -28,6 +28,7 @@ import dns.opcode
 import dns.rcode
 import dns.tsig
 
+from dynserver.backoff import Backoff
 from dynserver.dns import wire
 from dynserver.dns.zone import Zone
 from dynserver.model import Secondary, TsigKey, ZoneConfig
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 ANSWER_WAIT = 1.0  # seconds a NOTIFY waits for its answer
 MAX_PAUSE = 30.0  # between two sends of one serial: 1, 2, 4... seconds, up to this
 MAX_ATTEMPTS = 8  # sends of one serial before giving up (about two minutes in all)
+RESEND = Backoff(ANSWER_WAIT, cap=MAX_PAUSE)  # the pause after send n of one serial
 _HEADER = struct.Struct("!HHHHHH")
 
 
@@ -94,7 +96,7 @@ class Outbox:
             return Wait(self.next_at - now)
         self.attempts += 1
         self.in_flight, self.deadline = self.wanted, now + ANSWER_WAIT
-        self.next_at = now + min(ANSWER_WAIT * 2 ** (self.attempts - 1), MAX_PAUSE)
+        self.next_at = now + RESEND.delay(self.attempts)
         return Send(self.wanted, ANSWER_WAIT, self.attempts)
 
     def answered(self, serial: int) -> None:
