@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from dnslib import RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from dynserver.dns import wire
+from dynserver.dns.names import name_from_dnslib
 from dynserver.dns.zone import RRset, Zone
 from dynserver.types import Name
 
@@ -101,7 +102,7 @@ def resolve(zones: Mapping[Name, Zone], qname: Name, qtype: int) -> Resolution:
         if cname is None:
             return _negative(zone, wire.NOERROR, answer)
         answer.extend(cname.records(owner))
-        target = tuple(label.lower() for label in cname.rdatas[0].label.label)
+        target = name_from_dnslib(cname.rdatas[0].label)
         next_zone = find_zone(zones, target, qtype)
         if next_zone is None or target in seen or len(seen) > MAX_CHAIN:
             # The chain leaves our data (the resolver continues it) or loops.

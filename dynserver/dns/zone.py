@@ -15,9 +15,11 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-from dnslib import CNAME, MX, NS, PTR, RD, RR, SOA, DNSLabel
+from dnslib import CNAME, MX, NS, PTR, RD, RR, SOA, DNSBuffer, DNSLabel
 
 from dynserver.dns import wire
+from dynserver.dns.names import name_from_dnslib
+from dynserver.dns.names import name_from_dnspython as name_from_dnspython  # config/masterfile.py's import
 from dynserver.types import Name
 
 # RFC 3597 4: only the RFC 1035 types may have names compressed in their RDATA; every
@@ -59,8 +61,6 @@ def _rdata_text(rtype: int, rd: RD) -> str:
 
 
 def _rd_wire(rd: RD) -> bytes:
-    from dnslib import DNSBuffer
-
     buffer = DNSBuffer()
     rd.pack(buffer)  # a fresh buffer: no compression pointers can appear
     return bytes(buffer.data)
@@ -86,10 +86,6 @@ def rd_from_rdata(rdata: Any) -> RD:
 
 def _label(name: dns.name.Name) -> DNSLabel:
     return DNSLabel(list(name.labels[:-1]))
-
-
-def name_from_dnspython(name: dns.name.Name) -> Name:
-    return tuple(label.lower() for label in name.labels[:-1])
 
 
 def additional_targets(rdata: Any) -> Name | None:
@@ -146,8 +142,8 @@ def soa_fields(rrset: RRset) -> SoaFields:
     assert isinstance(rd, SOA)
     serial, refresh, retry, expire, minimum = rd.times
     return SoaFields(
-        mname=tuple(label.lower() for label in rd.mname.label),
-        rname=tuple(label.lower() for label in rd.rname.label),
+        mname=name_from_dnslib(rd.mname),
+        rname=name_from_dnslib(rd.rname),
         serial=serial,
         refresh=refresh,
         retry=retry,
