@@ -5,7 +5,6 @@ over many addresses."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,7 +31,7 @@ async def served(folder: Path, limits: LimitPolicy | None = None) -> AsyncIterat
     path = write_config(folder, f'\n[web]\nadmin_password_hash = "{HASH}"\n')
     app = App(with_listeners(config.load(path), [Listener(loopback(), 0)], None))
     await app.start()
-    asgi = create_app(app, limits=limits)
+    asgi = create_app(app.runtime, limits=limits)
 
     def client(address: str) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=asgi, client=(address, 40000))  # type: ignore[arg-type]
@@ -45,8 +44,8 @@ async def served(folder: Path, limits: LimitPolicy | None = None) -> AsyncIterat
 
 
 async def events(app: App, kind: str) -> list[EventRow]:
-    await asyncio.sleep(0.35)  # the writer commits events in batches
-    assert app.store is not None
+    assert app.writer is not None and app.store is not None
+    await app.writer.flush()  # the writer commits events in batches
     return list(reversed(await app.store.events(kind=kind, limit=100)))
 
 
@@ -69,7 +68,7 @@ def test_logins_logouts_and_failures_are_events_with_the_client(tmp_path: Path) 
                 ("ok", "web:admin", "login from 203.0.113.9", "203.0.113.9"),
                 ("ok", "web:admin", "logout from 203.0.113.9", "203.0.113.9"),
             ]
-            samples = app.metrics.render().decode()
+            samples = app.runtime.metrics.render().decode()
             assert 'dynserver_logins_total{result="ok"} 1.0' in samples
             assert 'dynserver_logins_total{result="fail"} 1.0' in samples
 
@@ -107,8 +106,8 @@ def test_check_now_is_an_event_from_the_page_and_the_api(tmp_path: Path) -> None
 def test_an_update_that_moves_the_answer_is_an_answer_event_by_the_same_actor(tmp_path: Path) -> None:
     async def test() -> None:
         async with served(tmp_path) as (app, _):
-            charlie = next(k for k in app.engine.states if k[2] == "charlie")
-            await app.update_target(
+            charlie = next(k for k in app.runtime.engine.states if k[2] == "charlie")
+            await app.runtime.update_target(
                 charlie, "192.0.2.99", actor="charlie-backup", source="192.0.2.1", via="dyndns2"
             )
             [update] = await events(app, "update")
@@ -155,6 +154,6 @@ def test_a_guesser_spread_over_many_addresses_locks_the_admin_login(tmp_path: Pa
             assert "set-cookie" not in blocked.headers
             # Three failures are events; the refused attempt is only counted (no flood).
             assert [e.result for e in await events(app, "auth")] == ["fail", "fail", "fail"]
-            assert 'dynserver_logins_total{result="limited"} 1.0' in app.metrics.render().decode()
+            assert 'dynserver_logins_total{result="limited"} 1.0' in app.runtime.metrics.render().decode()
 
     run(test)

@@ -40,7 +40,7 @@ async def running(
     path = write_config(folder, f"\n[web]\n{web}\n")
     app = App(with_listeners(config.load(path), [Listener(loopback(), 0)], None))
     await app.start()
-    transport = httpx.ASGITransport(app=create_app(app, limits=limits), client=("198.51.100.7", 40000))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=create_app(app.runtime, limits=limits), client=("198.51.100.7", 40000))  # type: ignore[arg-type]
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://dynserver.test") as client:
             yield app, client
@@ -72,7 +72,7 @@ def test_dashboard_shows_every_record_answer_reason_and_target_state(tmp_path: P
             assert "<h1>Zones</h1>" in page
             for name in (APP, "v6.dyn.example.test", "www.dyn.example.test", "mon.dyn.example.test"):
                 assert f'href="/records/{name}"' in page
-            decision = app.engine.decisions[next(iter(app.engine.decisions))]
+            decision = app.runtime.engine.decisions[next(iter(app.runtime.engine.decisions))]
             assert decision.reason in page
             assert "192.0.2.21" in page and 'class="state state-up"' in page
             # No admin password configured: read-only, no buttons, no login link.
@@ -141,8 +141,8 @@ def test_login_is_rate_limited(tmp_path: Path) -> None:
 def test_maintenance_needs_csrf_changes_the_answer_and_is_an_event_with_who(tmp_path: Path) -> None:
     async def test() -> None:
         async with running(tmp_path, f'admin_password_hash = "{HASH}"') as (app, client):
-            bravo = next(k for k in app.engine.states if k[2] == "bravo")
-            await app.update_target(bravo, "192.0.2.22", actor="test")  # bravo: up, no monitor
+            bravo = next(k for k in app.runtime.engine.states if k[2] == "bravo")
+            await app.runtime.update_target(bravo, "192.0.2.22", actor="test")  # bravo: up, no monitor
             token = await login(client)
             action = f"/records/{APP}/targets/charlie/maintenance?next=/"
             assert (await client.post(action, data={"on": "1"})).status_code == 403
@@ -153,7 +153,8 @@ def test_maintenance_needs_csrf_changes_the_answer_and_is_an_event_with_who(tmp_
             assert ask(app, APP) == ["192.0.2.22"]  # failed over to bravo
             page = (await client.get("/")).text
             assert 'class="state state-maintenance"' in page and "End maintenance</button>" in page
-            await asyncio.sleep(0.3)  # the writer commits events in batches
+            assert app.writer is not None
+            await app.writer.flush()  # the writer commits events in batches
             events = (await client.get("/events?kind=maintenance")).text
             assert "charlie" in events and "web:admin" in events
             assert (await client.post(action, data={"on": "0", "csrf": token})).status_code == 303
@@ -170,7 +171,7 @@ def test_check_now_from_the_dashboard(tmp_path: Path) -> None:
         async with running(tmp_path, f'admin_password_hash = "{HASH}"') as (app, client):
             token = await login(client)
             checked: list[object] = []
-            app.check_now = checked.extend  # type: ignore[method-assign,assignment]
+            app.runtime.check_now = checked.extend  # type: ignore[method-assign,assignment]
             response = await client.post("/records/mon.dyn.example.test/check", data={"csrf": token})
             assert response.status_code == 303
             assert [key[2] for key in checked] == ["foxtrot", "golf"]  # type: ignore[index]
@@ -203,11 +204,12 @@ def test_record_page_draws_the_chart_and_lists_events(tmp_path: Path) -> None:
 def test_event_log_filters(tmp_path: Path) -> None:
     async def test() -> None:
         async with running(tmp_path) as (app, client):
-            bravo = next(k for k in app.engine.states if k[2] == "bravo")
-            await app.update_target(bravo, "192.0.2.22", actor="test")
-            key = next(k for k in app.engine.states if k[2] == "charlie")
-            app.set_maintenance(key, True, actor="tester")  # the answer moves to bravo
-            await asyncio.sleep(0.3)
+            bravo = next(k for k in app.runtime.engine.states if k[2] == "bravo")
+            await app.runtime.update_target(bravo, "192.0.2.22", actor="test")
+            key = next(k for k in app.runtime.engine.states if k[2] == "charlie")
+            app.runtime.set_maintenance(key, True, actor="tester")  # the answer moves to bravo
+            assert app.writer is not None
+            await app.writer.flush()
             everything = (await client.get("/events")).text
             assert "maintenance" in everything and "tester" in everything
             answers = (await client.get("/events?kind=answer")).text
