@@ -1,0 +1,1 @@
+"""Tests of dynserver/propagation, one file per module; helpers in replies.py."""
