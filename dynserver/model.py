@@ -1,13 +1,25 @@
-"""The validated configuration: frozen dataclasses, built only by dynserver.config."""
+"""The validated configuration: frozen dataclasses, built only by dynserver.config.
+
+The enums of its concepts live here or below and are imported from here by the config,
+the views and the API: MonitorType, and Policy, Fallback and Health (defined beside the
+pure policy and state machine that decide with them).
+"""
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynserver.demo import DemoBackend
 from dynserver.dns.zone import RRset
+
+# Re-exported (`X as X`): the config, views and API import every enum from this module.
+from dynserver.health.policy import Fallback as Fallback
+from dynserver.health.policy import Policy as Policy
+from dynserver.health.state import Health as Health
+from dynserver.health.state import Thresholds
 from dynserver.types import Name
 from dynserver.update.limits import LimitPolicy
 
@@ -114,23 +126,41 @@ class Config:
     web: WebConfig = WebConfig()
 
 
+class MonitorType(enum.StrEnum):
+    """How a monitor checks a target."""
+
+    HTTP = "http"  #: an HTTP request; the status (and optionally the body) decide
+    HTTPS = "https"  #: the same over TLS (the certificate is verified unless allow_insecure)
+    TCP = "tcp"  #: a TCP connection (optionally send, then expect a reply)
+    DNS = "dns"  #: a DNS query; the rcode (and optionally the data) decide
+    ICMP = "icmp"  #: an echo request (ping)
+
+
+# The state machine's defaults are the monitor's: one place for both.
+_THRESHOLDS = Thresholds()
+
+
 @dataclass(frozen=True, slots=True)
 class Monitor:
-    """A reusable health-check definition (option names follow Cloudflare's monitors)."""
+    """A reusable health-check definition (option names follow Cloudflare's monitors).
+
+    The defaults here are the defaults of the config file: [monitors.NAME] reads them
+    from this class, and docs/configuration.md lists them.
+    """
 
     name: str
-    type: str  # http | https | tcp | dns | icmp
+    type: MonitorType
     port: int | None = None
     path: str = "/"
-    interval: float = 10.0
-    timeout: float = 2.0
+    interval: float = _THRESHOLDS.interval
+    timeout: float = _THRESHOLDS.timeout  # at most the interval: the config lowers it to fit
     retries: int = 0
-    consecutive_up: int = 1
-    consecutive_down: int = 1
-    failback_delay: float = 0.0
+    consecutive_up: int = _THRESHOLDS.consecutive_up
+    consecutive_down: int = _THRESHOLDS.consecutive_down
+    failback_delay: float = _THRESHOLDS.failback_delay
     method: str = "GET"
     header: tuple[tuple[str, str], ...] = ()
-    expected_codes: tuple[tuple[int, int], ...] = ((200, 399),)
+    expected_codes: tuple[tuple[int, int], ...] = ((200, 299), (300, 399))  # "2xx,3xx"
     expected_body: str | None = None
     unexpected_body: str | None = None
     follow_redirects: bool = False
@@ -168,8 +198,8 @@ class DynamicRecord:
     ttl: int
     targets: tuple[Target, ...]
     monitor: str | None = None  # None: never checked, targets count as up
-    policy: str = "failover"  # failover | check-only
-    fallback: str = "preferred"  # preferred | all | none
+    policy: Policy = Policy.FAILOVER
+    fallback: Fallback = Fallback.PREFERRED
     min_up: int = 1
     pending_ttl: int | None = None  # TTL while a target is pending or the answer is in flux
     mirror: tuple[MirrorRecord, ...] = ()  # the records at mirrors that follow this answer

@@ -7,9 +7,11 @@ from typing import Any
 from dynserver.config.reader import KeyPath, Reader
 from dynserver.health import http
 from dynserver.health.probes import parse_expected_codes
-from dynserver.model import Monitor
+from dynserver.model import Monitor, MonitorType
 
-_MONITOR_TYPES = {"http", "https", "tcp", "dns", "icmp"}
+# Every key's default is the model's: Monitor is the one place they are written.
+_DEFAULT = Monitor(name="", type=MonitorType.HTTP)
+_ONE_OF_TYPES = "one of: " + ", ".join(sorted(MonitorType))
 _MONITOR_KEYS = {
     "type",
     "port",
@@ -45,11 +47,9 @@ def read_monitors(reader: Reader, raw: Any) -> tuple[Monitor, ...]:
         path: KeyPath = ("monitors", name)
         m = reader.table(monitor_raw, path)
         reader.unknown(m, path, _MONITOR_KEYS)
-        kind = reader.get(m, path, "type", str, "", "one of: " + ", ".join(sorted(_MONITOR_TYPES)))
-        if kind not in _MONITOR_TYPES:
-            raise reader.error((*path, "type"), f"expected one of: {', '.join(sorted(_MONITOR_TYPES))}")
-        interval = reader.number(m, path, "interval", 10.0, 0.1, 86400, float)
-        timeout = reader.number(m, path, "timeout", min(2.0, interval), 0.05, 600, float)
+        kind = reader.choice(m, path, "type", MonitorType, None, _ONE_OF_TYPES)
+        interval = reader.number(m, path, "interval", _DEFAULT.interval, 0.1, 86400, float)
+        timeout = reader.number(m, path, "timeout", min(_DEFAULT.timeout, interval), 0.05, 600, float)
         if timeout > interval:
             raise reader.error(
                 (*path, "timeout"), f"expected at most the interval ({interval} s), got {timeout}"
@@ -57,26 +57,16 @@ def read_monitors(reader: Reader, raw: Any) -> tuple[Monitor, ...]:
         port = m.get("port")
         if port is not None:
             port = reader.number(m, path, "port", 0, 1, 65535, int)
-        elif kind == "tcp":
+        elif kind is MonitorType.TCP:
             raise reader.error((*path, "port"), "a tcp monitor needs a port")
-        codes_raw = m.get("expected_codes", "2xx,3xx")
-        if isinstance(codes_raw, int) and not isinstance(codes_raw, bool):
-            codes_raw = str(codes_raw)
-        elif isinstance(codes_raw, list):
-            codes_raw = ",".join(str(c) for c in codes_raw)
-        if not isinstance(codes_raw, str):
-            raise reader.error((*path, "expected_codes"), 'expected e.g. "2xx", "200" or "200-299"')
-        try:
-            codes = parse_expected_codes(codes_raw)
-        except ValueError as error:
-            raise reader.error((*path, "expected_codes"), str(error)) from None
-        query_name = reader.get(m, path, "query_name", str, None, "a domain name")
-        if kind == "dns" and not query_name:
+        codes = _expected_codes(reader, m, path)
+        query_name = reader.get(m, path, "query_name", str, _DEFAULT.query_name, "a domain name")
+        if kind is MonitorType.DNS and not query_name:
             raise reader.error((*path, "query_name"), "a dns monitor needs query_name (the name to ask)")
         text = "a string"
-        url_path = reader.get(m, path, "path", str, "/", "a URL path")
-        method = reader.get(m, path, "method", str, "GET", "an HTTP method").upper()
-        user_agent = reader.get(m, path, "user_agent", str, None, text)
+        url_path = reader.get(m, path, "path", str, _DEFAULT.path, "a URL path")
+        method = reader.get(m, path, "method", str, _DEFAULT.method, "an HTTP method").upper()
+        user_agent = reader.get(m, path, "user_agent", str, _DEFAULT.user_agent, text)
         http_valid(reader, (*path, "path"), http.path_problem(url_path))
         http_valid(reader, (*path, "method"), http.method_problem(method))
         if user_agent is not None:
@@ -89,28 +79,61 @@ def read_monitors(reader: Reader, raw: Any) -> tuple[Monitor, ...]:
                 path=url_path,
                 interval=interval,
                 timeout=timeout,
-                retries=reader.number(m, path, "retries", 0, 0, 10, int),
-                consecutive_up=reader.number(m, path, "consecutive_up", 1, 1, 1000, int),
-                consecutive_down=reader.number(m, path, "consecutive_down", 1, 1, 1000, int),
-                failback_delay=reader.number(m, path, "failback_delay", 0, 0, 86400 * 7, float),
+                retries=reader.number(m, path, "retries", _DEFAULT.retries, 0, 10, int),
+                consecutive_up=reader.number(
+                    m, path, "consecutive_up", _DEFAULT.consecutive_up, 1, 1000, int
+                ),
+                consecutive_down=reader.number(
+                    m, path, "consecutive_down", _DEFAULT.consecutive_down, 1, 1000, int
+                ),
+                failback_delay=reader.number(
+                    m, path, "failback_delay", _DEFAULT.failback_delay, 0, 86400 * 7, float
+                ),
                 method=method,
                 header=_headers(reader, m.get("header", {}), (*path, "header")),
                 expected_codes=codes,
-                expected_body=reader.get(m, path, "expected_body", str, None, text),
-                unexpected_body=reader.get(m, path, "unexpected_body", str, None, text),
-                follow_redirects=reader.get(m, path, "follow_redirects", bool, False, "true or false"),
-                allow_insecure=reader.get(m, path, "allow_insecure", bool, False, "true or false"),
-                max_response_bytes=reader.number(m, path, "max_response_bytes", 1 << 20, 1, 1 << 30, int),
+                expected_body=reader.get(m, path, "expected_body", str, _DEFAULT.expected_body, text),
+                unexpected_body=reader.get(m, path, "unexpected_body", str, _DEFAULT.unexpected_body, text),
+                follow_redirects=reader.get(
+                    m, path, "follow_redirects", bool, _DEFAULT.follow_redirects, "true or false"
+                ),
+                allow_insecure=reader.get(
+                    m, path, "allow_insecure", bool, _DEFAULT.allow_insecure, "true or false"
+                ),
+                max_response_bytes=reader.number(
+                    m, path, "max_response_bytes", _DEFAULT.max_response_bytes, 1, 1 << 30, int
+                ),
                 user_agent=user_agent,
-                send=reader.get(m, path, "send", str, None, text),
-                expect=reader.get(m, path, "expect", str, None, text),
+                send=reader.get(m, path, "send", str, _DEFAULT.send, text),
+                expect=reader.get(m, path, "expect", str, _DEFAULT.expect, text),
                 query_name=query_name,
-                query_type=reader.get(m, path, "query_type", str, "A", "a record type").upper(),
-                expected_rcode=reader.get(m, path, "expected_rcode", str, "NOERROR", "an rcode").upper(),
-                expected_data=reader.get(m, path, "expected_data", str, None, text),
+                query_type=reader.get(
+                    m, path, "query_type", str, _DEFAULT.query_type, "a record type"
+                ).upper(),
+                expected_rcode=reader.get(
+                    m, path, "expected_rcode", str, _DEFAULT.expected_rcode, "an rcode"
+                ).upper(),
+                expected_data=reader.get(m, path, "expected_data", str, _DEFAULT.expected_data, text),
             )
         )
     return tuple(result)
+
+
+def _expected_codes(reader: Reader, m: dict[str, Any], path: KeyPath) -> tuple[tuple[int, int], ...]:
+    """Cloudflare's shape: "2xx", "200-299", 200 or a list of them."""
+    codes_raw = m.get("expected_codes")
+    if codes_raw is None:
+        return _DEFAULT.expected_codes
+    if isinstance(codes_raw, int) and not isinstance(codes_raw, bool):
+        codes_raw = str(codes_raw)
+    elif isinstance(codes_raw, list):
+        codes_raw = ",".join(str(c) for c in codes_raw)
+    if not isinstance(codes_raw, str):
+        raise reader.error((*path, "expected_codes"), 'expected e.g. "2xx", "200" or "200-299"')
+    try:
+        return parse_expected_codes(codes_raw)
+    except ValueError as error:
+        raise reader.error((*path, "expected_codes"), str(error)) from None
 
 
 def _headers(reader: Reader, raw: Any, path: KeyPath) -> tuple[tuple[str, str], ...]:

@@ -3,9 +3,10 @@ and the key (TOML parsers do not keep positions, so this module finds them)."""
 
 from __future__ import annotations
 
+import enum
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from dynserver.errors import ConfigError
 from dynserver.types import Name
 
 T = TypeVar("T")
+E = TypeVar("E", bound=enum.StrEnum)
 KeyPath = tuple[str, ...]
 
 
@@ -109,6 +111,22 @@ class Reader:
             raise self.error((*key_path, key), f"expected {what}, got {describe(value)}")
         return value  # type: ignore[return-value]
 
+    def choice(
+        self,
+        table: dict[str, Any],
+        key_path: KeyPath,
+        key: str,
+        options: type[E],
+        default: E | None,
+        what: str,
+    ) -> E:
+        """One of an enum's values (None: the key is required); ``what`` names them all."""
+        text = self.get(table, key_path, key, str, "" if default is None else default.value, what)
+        try:
+            return options(text)
+        except ValueError:
+            raise self.error((*key_path, key), f"expected {what}") from None
+
     def number(
         self,
         table: dict[str, Any],
@@ -141,6 +159,12 @@ def host_name(reader: Reader, key_path: KeyPath, text: str) -> Name:
         raise reader.error(
             key_path, f"{text!r} is not a host name ({detail}); expected e.g. ns1.example.com"
         ) from None
+
+
+def alternatives(options: Iterable[str]) -> str:
+    """The allowed values as a sentence lists them: "a or b", "a, b or c"."""
+    *rest, last = options
+    return f"{', '.join(rest)} or {last}" if rest else last
 
 
 def describe(value: Any) -> str:

@@ -8,11 +8,11 @@ from typing import Any
 
 from dynserver.config.mirrors import Mirrors, mirror_records
 from dynserver.config.monitors import http_valid
-from dynserver.config.reader import KeyPath, Reader, parse_name
+from dynserver.config.reader import KeyPath, Reader, alternatives, parse_name
 from dynserver.dns import wire
 from dynserver.dns.zone import RRset
 from dynserver.health import http
-from dynserver.model import DynamicRecord, Monitor, Target
+from dynserver.model import DynamicRecord, Fallback, Monitor, Policy, Target
 from dynserver.types import Name
 
 _RECORD_KEYS = {"type", "monitor", "ttl", "targets", "policy", "fallback", "min_up", "pending_ttl", "mirror"}
@@ -56,12 +56,8 @@ def read_records(
         if monitor is not None and monitor not in monitors:
             known = ", ".join(sorted(monitors)) or "none defined"
             raise reader.error((*path, "monitor"), f"no monitor named {monitor!r}; expected one of: {known}")
-        policy = reader.get(r, path, "policy", str, "failover", "failover or check-only")
-        if policy not in ("failover", "check-only"):
-            raise reader.error((*path, "policy"), "expected failover or check-only")
-        fallback = reader.get(r, path, "fallback", str, "preferred", "preferred, all or none")
-        if fallback not in ("preferred", "all", "none"):
-            raise reader.error((*path, "fallback"), "expected preferred, all or none")
+        policy = reader.choice(r, path, "policy", Policy, Policy.FAILOVER, alternatives(Policy))
+        fallback = reader.choice(r, path, "fallback", Fallback, Fallback.PREFERRED, alternatives(Fallback))
         ttl = reader.number(r, path, "ttl", 60, 0, 2**31 - 1, int)
         pending_ttl = r.get("pending_ttl")
         if pending_ttl is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from dynserver.dns import wire
 from dynserver.dns.zone import RRset, rrset_from_texts
 from dynserver.health import state as machine
-from dynserver.health.policy import Candidate, Decision, Fallback, Policy, decide
+from dynserver.health.policy import Candidate, Decision, decide
 from dynserver.health.probes import Check
 from dynserver.health.state import Health, Result, TargetState, Thresholds, Transition
 from dynserver.model import DynamicRecord, Monitor, Target
@@ -230,8 +230,8 @@ class Engine:
         ]
         return decide(
             candidates,
-            policy=Policy(record.policy),
-            fallback=Fallback(record.fallback),
+            policy=record.policy,
+            fallback=record.fallback,
             min_up=record.min_up,
             single=record.type == "CNAME",
         )

@@ -18,11 +18,17 @@ from dynserver.health.state import Health
 
 
 class Policy(enum.StrEnum):
+    """How a record's targets become its answer (a record's ``policy``). Config errors
+    list the values in this order."""
+
     FAILOVER = "failover"  #: answer the up members of the best group
     CHECK_ONLY = "check-only"  #: never change the answer; only check and notify
 
 
 class Fallback(enum.StrEnum):
+    """What a record answers when no target is up (a record's ``fallback``). Config errors
+    list the values in this order."""
+
     PREFERRED = "preferred"  #: nothing up: answer the best group (never empty)
     ALL = "all"  #: nothing up: answer every target
     NONE = "none"  #: nothing up: answer nothing (NODATA)

@@ -22,6 +22,8 @@ STALE_INTERVALS = 3
 
 
 class Health(enum.StrEnum):
+    """A target's health, as the policy, the dashboard, the API and the store name it."""
+
     UNKNOWN = "unknown"  #: no verdict yet (start-up, or results went stale)
     UP = "up"  #: passing: may be answered
     DOWN = "down"  #: failing: never answered (unless a fallback says so)
