@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from dynserver.store.db import StoredCredential
 from dynserver.types import TargetKey
-from dynserver.update.targets import in_scope
+from dynserver.update.scopes import in_scope
 
 SALT_BYTES = 16
 SECRET_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits

@@ -14,25 +14,18 @@ from dataclasses import dataclass
 
 from dynserver.config import parse_name
 from dynserver.dns import wire
+from dynserver.dns.names import fqdn as fqdn  # web/ imports it from here until it imports dns.names
+from dynserver.dns.names import name_text
 from dynserver.health.engine import target_key
 from dynserver.model import DynamicRecord
 from dynserver.types import TargetKey
+from dynserver.update import scopes
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def fqdn(text: str) -> str:
-    """The form used in scopes, URLs and events: lower case, no trailing dot."""
-    return text.strip().rstrip(".").lower()
-
-
 def record_text(record: DynamicRecord) -> str:
-    return fqdn(wire.name_to_text(record.name))
-
-
-def ref(key: TargetKey) -> str:
-    """``app.dyn.example.test/bravo``: how a credential's scope names a target."""
-    return f"{fqdn(wire.name_to_text(key[0]))}/{key[2]}"
+    return name_text(record.name)
 
 
 class InvalidValue(ValueError):
@@ -76,12 +69,12 @@ class Targets:
     def check_scope(self, scope: str) -> str:
         """A credential scope, normalised: ``RECORD/TARGET`` or ``RECORD/*``; ValueError
         names what is known when the record or target does not exist."""
-        record_name, slash, target_name = fqdn(scope).partition("/")
-        record_name = fqdn(record_name)
-        if not slash or not record_name or not target_name:
+        parts = scopes.split(scope)
+        if parts is None:
             raise ValueError(
                 f"{scope!r}: expected RECORD/TARGET, e.g. app.dyn.example.test/bravo (or RECORD/*)"
             )
+        record_name, target_name = parts
         record = self.record(record_name)
         if record is None:
             known = ", ".join(sorted(self.records)) or "none"
@@ -92,14 +85,7 @@ class Targets:
         return f"{record_name}/{target_name}"
 
     def hostname(self, key: TargetKey) -> str:
-        return f"{key[2]}.{fqdn(wire.name_to_text(key[0]))}"
-
-
-def in_scope(scopes: Iterable[str], key: TargetKey) -> bool:
-    """Whether a list of ``RECORD/TARGET`` / ``RECORD/*`` scopes covers the target."""
-    exact = ref(key)
-    every = exact.rpartition("/")[0] + "/*"
-    return any(scope in (exact, every) for scope in scopes)
+        return f"{key[2]}.{name_text(key[0])}"
 
 
 def parse_value(record_type: str, text: str) -> str:

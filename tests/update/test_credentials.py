@@ -21,7 +21,8 @@ from dynserver.config import parse_name
 from dynserver.store.db import Store
 from dynserver.update import credentials
 from dynserver.update.credentials import Principal
-from dynserver.update.targets import InvalidValue, Targets, in_scope, parse_value
+from dynserver.update.scopes import in_scope
+from dynserver.update.targets import InvalidValue, Targets, parse_value
 from tests.support import dynserver, free_port, loopback
 from tests.update.common import APP, BRAVO, add, cli, wait_for_http, write_config
 
