@@ -20,12 +20,10 @@ import re
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,8 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from tests.backends import Backend, Backends, LocalHTTPServer, backends, self_signed
+from tests.backends import Backend, Backends, backends, self_signed
+from tests.notify.receiver import receiver
 from tests.support import ROOT, Server, dynserver, free_port, loopback, poll, require_program, write_config
 
 ZONE = "fo.example.test"
@@ -621,39 +620,6 @@ def test_restart_does_not_end_a_failback_wait(tmp_path: Path) -> None:
 
 
 # -- notifications ------------------------------------------------------------------------------
-
-
-class _Receiver(LocalHTTPServer):
-    daemon_threads = True
-    posts: list[tuple[str, dict[str, Any]]]
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: _Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.posts.append((self.path, json.loads(body)))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextmanager
-def receiver() -> Iterator[_Receiver]:
-    """A webhook receiver in this process, on its own loopback address."""
-    server = _Receiver((loopback(), 0), _ReceiverHandler)
-    server.posts = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.slow
