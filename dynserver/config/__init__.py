@@ -8,6 +8,7 @@ section; ``reader`` holds what they share.
 from dynserver.config.loader import load
 from dynserver.config.reader import parse_name
 from dynserver.config.server import parse_listener
+from dynserver.config.web import ENV_HASH, ENV_TOKEN
 from dynserver.model import Config
 
-__all__ = ["Config", "load", "parse_listener", "parse_name"]
+__all__ = ["ENV_HASH", "ENV_TOKEN", "Config", "load", "parse_listener", "parse_name"]

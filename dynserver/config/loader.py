@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from dynserver.config.demo import read_demo
@@ -19,14 +21,20 @@ from dynserver.model import Config
 _TOP_KEYS = {"server", "zones", "monitors", "notifications", "demo", "keys", "mirrors", "web"}
 
 
-def load(path: str | Path) -> Config:
-    """Read, validate and return the configuration, or raise ConfigError."""
+def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and return the configuration, or raise ConfigError.
+
+    ``environ`` (default: the process environment) is where api_token_env names are looked
+    up and where ENV_HASH and ENV_TOKEN override [web]: the one place dynserver reads
+    configuration from the environment.
+    """
     path = Path(path)
+    environ = os.environ if environ is None else environ
     data, reader = read_document(path)
     reader.unknown(data, (), _TOP_KEYS)
     server = read_server(reader, data.get("server", {}))
     monitors = read_monitors(reader, data.get("monitors", {}))
-    mirrors = read_mirrors(reader, data.get("mirrors", {}), path.parent, data.get("keys", {}))
+    mirrors = read_mirrors(reader, data.get("mirrors", {}), path.parent, data.get("keys", {}), environ)
     zones = read_zones(reader, data.get("zones", {}), path.parent, {m.name: m for m in monitors}, mirrors)
     keys = read_keys(reader, data.get("keys", {}), path.parent, zones)
     zones = read_transfers(reader, data.get("zones", {}), zones, keys)
@@ -43,5 +51,5 @@ def load(path: str | Path) -> Config:
         demo=read_demo(reader, data.get("demo", {})),
         keys=keys,
         mirrors=tuple(mirrors.mirrors.values()),
-        web=read_web(reader, data.get("web", {})),
+        web=read_web(reader, data.get("web", {}), environ),
     )

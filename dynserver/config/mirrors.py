@@ -4,9 +4,9 @@ receive the answers."""
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,9 @@ class Mirrors:
     seen: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
 
-def read_mirrors(reader: Reader, raw: Any, folder: Path, keys_raw: Any) -> Mirrors:
+def read_mirrors(
+    reader: Reader, raw: Any, folder: Path, keys_raw: Any, environ: Mapping[str, str]
+) -> Mirrors:
     """[mirrors.NAME]: providers that receive the answers. Parsed before the zones, so a
     record's ``mirror = [{ to = ... }]`` can be checked where it is written; an rfc2136
     mirror's key is checked against the names of [keys] (the keys are parsed later)."""
@@ -65,7 +67,9 @@ def read_mirrors(reader: Reader, raw: Any, folder: Path, keys_raw: Any) -> Mirro
         }
         if kind == "cloudflare":
             result.mirrors[name] = MirrorConfig(
-                **common, api_token=_api_token(reader, m, path, folder), api_base=_api_base(reader, m, path)
+                **common,
+                api_token=_api_token(reader, m, path, folder, environ),
+                api_base=_api_base(reader, m, path),
             )
             continue
         primary = reader.get(m, path, "primary", str, "", 'a "host:port" string')
@@ -83,7 +87,9 @@ def read_mirrors(reader: Reader, raw: Any, folder: Path, keys_raw: Any) -> Mirro
     return result
 
 
-def _api_token(reader: Reader, m: dict[str, Any], path: KeyPath, folder: Path) -> Secret:
+def _api_token(
+    reader: Reader, m: dict[str, Any], path: KeyPath, folder: Path, environ: Mapping[str, str]
+) -> Secret:
     """The token, from a file or the environment; no message ever includes it."""
     if "api_token" in m:
         raise reader.error(
@@ -114,7 +120,7 @@ def _api_token(reader: Reader, m: dict[str, Any], path: KeyPath, folder: Path) -
     else:
         where = (*path, "api_token_env")
         variable = reader.get(m, path, "api_token_env", str, "", "an environment variable name")
-        found = os.environ.get(variable) if variable else None
+        found = environ.get(variable) if variable else None
         if found is None:
             raise reader.error(
                 where, f"the environment variable {variable!r} is not set; expected it to hold the API token"

@@ -4,23 +4,31 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dynserver.config.reader import KeyPath, Reader
+from dynserver.errors import ConfigError
 from dynserver.model import DEFAULT_RESOLVERS, WebConfig
 from dynserver.update.limits import LimitPolicy
 
+# Environment variables that win over [web] keys, so a container can keep the secret out
+# of the config file. Read here only, and checked as the key they replace.
+ENV_HASH = "DYNSERVER_ADMIN_PASSWORD_HASH"  # [web] admin_password_hash
+ENV_TOKEN = "DYNSERVER_METRICS_TOKEN"  # [web] metrics_token
 
-def read_web(reader: Reader, raw: Any) -> WebConfig:
+
+def read_web(reader: Reader, raw: Any, environ: Mapping[str, str]) -> WebConfig:
     """[web]: the admin password hash, public read-only pages, the resolvers to compare,
-    how long the propagation page waits for each server, and the /metrics token."""
+    how long the propagation page waits for each server, and the /metrics token; the
+    hash and the token from ``environ`` when set there (ENV_HASH, ENV_TOKEN)."""
     path: KeyPath = ("web",)
     table = reader.table(raw, path)
     keys = {"admin_password_hash", "public", "resolvers", "propagation_timeout", "metrics_token", "limits"}
     reader.unknown(table, path, keys)
     hashed = reader.get(table, path, "admin_password_hash", str, "", "a hash from `dynserver hash-password`")
-    if hashed and not hashed.startswith("scrypt$"):
-        raise reader.error((*path, "admin_password_hash"), "expected a hash from `dynserver hash-password`")
+    if hashed and (problem := _hash_problem(hashed)):
+        raise reader.error((*path, "admin_password_hash"), problem)
     resolvers = table.get("resolvers", list(DEFAULT_RESOLVERS))
     if not isinstance(resolvers, list) or not all(isinstance(r, str) for r in resolvers):
         raise reader.error(
@@ -37,11 +45,10 @@ def read_web(reader: Reader, raw: Any) -> WebConfig:
                 (*path, "resolvers"), f"{text!r}: expected an IP address, optionally :port"
             ) from None
     token = reader.get(table, path, "metrics_token", str, "", "a random string")
-    if token and (len(token) < 16 or not token.isprintable() or " " in token):
-        raise reader.error(
-            (*path, "metrics_token"),
-            "expected at least 16 printable characters without spaces, e.g. from `openssl rand -hex 32`",
-        )
+    if token and (problem := _token_problem(token)):
+        raise reader.error((*path, "metrics_token"), problem)
+    hashed = _override(environ, ENV_HASH, _hash_problem, "admin_password_hash") or hashed
+    token = _override(environ, ENV_TOKEN, _token_problem, "metrics_token") or token
     return WebConfig(
         admin_password_hash=hashed or None,
         public=reader.get(table, path, "public", bool, False, "true or false"),
@@ -50,6 +57,30 @@ def read_web(reader: Reader, raw: Any) -> WebConfig:
         metrics_token=token or None,
         limits=_limits(reader, table.get("limits", {}), (*path, "limits")),
     )
+
+
+def _hash_problem(hashed: str) -> str | None:
+    return None if hashed.startswith("scrypt$") else "expected a hash from `dynserver hash-password`"
+
+
+def _token_problem(token: str) -> str | None:
+    if len(token) < 16 or not token.isprintable() or " " in token:
+        return "expected at least 16 printable characters without spaces, e.g. from `openssl rand -hex 32`"
+    return None
+
+
+def _override(
+    environ: Mapping[str, str], variable: str, problem: Callable[[str], str | None], key: str
+) -> str | None:
+    """The variable's value when set and not empty, checked as [web] ``key`` is; the error
+    names the variable, never its value (a secret)."""
+    value = environ.get(variable)
+    if not value:
+        return None
+    message = problem(value)
+    if message:
+        raise ConfigError(f"{message} (it stands in for [web] {key})", path="environment", key=variable)
+    return value
 
 
 def _limits(reader: Reader, raw: Any, path: KeyPath) -> LimitPolicy:

@@ -1,5 +1,6 @@
-"""Admin login for the HTML pages: one password (a hash in the config or the
-environment), server-side sessions, a CSRF token per session, a login rate limit.
+"""Admin login for the HTML pages: one password (its hash from the config, where the
+environment may override it), server-side sessions, a CSRF token per session, a login
+rate limit.
 
 Sessions live in memory: a restart logs everyone out, which is the safe failure, and no
 signing key has to be configured or stored. The cookie holds only a random token.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -24,7 +24,6 @@ from dynserver.web.password import verify_password
 log = logging.getLogger("dynserver.web")
 
 COOKIE = "dynserver_session"
-ENV_HASH = "DYNSERVER_ADMIN_PASSWORD_HASH"
 SESSION_IDLE = 12 * 3600.0  # an unused session ends after this many seconds
 ADMIN = "admin"  # the one user: named in events as web:admin
 
@@ -40,8 +39,8 @@ class Auth:
     """Who is logged in, and whether a page may be read without a login."""
 
     def __init__(self, web: WebConfig, limits: LimitPolicy | None = None) -> None:
-        # The environment wins: a container can keep the hash out of the config file.
-        self.password_hash = os.environ.get(ENV_HASH) or web.admin_password_hash
+        # The config loader has applied DYNSERVER_ADMIN_PASSWORD_HASH already.
+        self.password_hash = web.admin_password_hash
         # Without an admin password nobody can log in; the pages are then read-only and
         # open (as before there was a login), since hiding them would show nothing at all.
         self.public = web.public or not self.password_hash

@@ -93,6 +93,49 @@ def test_web_limits(tmp_path: Path) -> None:
     assert config.load(write(tmp_path, ZONE)).web.limits == LimitPolicy()
 
 
+FILE_HASH = "scrypt$from-the-file"
+ENV_HASH = "scrypt$from-the-environment"
+FILE_TOKEN = "from-the-file-0123456789"
+ENV_TOKEN = "from-the-environment-0123456789"
+
+
+def test_the_environment_overrides_the_web_secrets(tmp_path: Path) -> None:
+    """DYNSERVER_ADMIN_PASSWORD_HASH and DYNSERVER_METRICS_TOKEN win over [web], and are
+    applied by the loader, the one place configuration is read from the environment."""
+    path = write(
+        tmp_path, f'{ZONE}[web]\nadmin_password_hash = "{FILE_HASH}"\nmetrics_token = "{FILE_TOKEN}"\n'
+    )
+    web = config.load(path, environ={}).web
+    assert (web.admin_password_hash, web.metrics_token) == (FILE_HASH, FILE_TOKEN)
+    web = config.load(path, environ={config.ENV_HASH: ENV_HASH, config.ENV_TOKEN: ENV_TOKEN}).web
+    assert (web.admin_password_hash, web.metrics_token) == (ENV_HASH, ENV_TOKEN)
+    web = config.load(path, environ={config.ENV_HASH: "", config.ENV_TOKEN: ""}).web  # empty: unset
+    assert (web.admin_password_hash, web.metrics_token) == (FILE_HASH, FILE_TOKEN)
+    web = config.load(write(tmp_path, ZONE), environ={config.ENV_HASH: ENV_HASH}).web
+    assert (web.admin_password_hash, web.metrics_token) == (ENV_HASH, None)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "DYNSERVER_ADMIN_PASSWORD_HASH",
+            "hunter2-in-clear",
+            "expected a hash from `dynserver hash-password`",
+        ),
+        ("DYNSERVER_METRICS_TOKEN", "short-secret", "expected at least 16 printable characters"),
+        ("DYNSERVER_METRICS_TOKEN", "a token with spaces in it", "expected at least 16 printable characters"),
+    ],
+)
+def test_a_bad_override_names_the_variable_and_not_its_value(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(write(tmp_path, ZONE), environ={variable: value})
+    assert str(caught.value).startswith(f"environment: {variable}: {expected}")
+    assert value not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("dns_value", "listeners"),
     [
