@@ -28,4 +28,5 @@ def propagation_stays_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
 
         return checked
 
-    monkeypatch.setattr(propagation, "dns_asker", guarded)
+    # Checker looks the asker up in the module that defines it, not in the package.
+    monkeypatch.setattr(propagation.cache, "dns_asker", guarded)
