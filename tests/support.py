@@ -39,6 +39,16 @@ T = TypeVar("T")
 _addresses = itertools.count(random.randrange(1, 200) * 256 + 10)
 
 
+def master_file(origin: str, records: str = "", *, nameserver: str = "ns1", serial: int = 1) -> str:
+    """A test zone's master file: the SOA every test zone uses, one NS, then ``records``
+    (lines relative to ``origin``)."""
+    return (
+        f"$ORIGIN {origin.rstrip('.')}.\n$TTL 300\n"
+        f"@    IN SOA ns1 hostmaster {serial} 3600 600 86400 60\n"
+        f"     IN NS  {nameserver}\n{records}"
+    )
+
+
 def loopback() -> str:
     """A fresh 127.x.y.z address (Linux routes all of 127/8 to lo)."""
     n = next(_addresses)

@@ -35,15 +35,20 @@ import pytest
 
 from tests.backends import Backend, Backends, backends, self_signed
 from tests.notify.receiver import receiver
-from tests.support import ROOT, Server, dynserver, free_port, loopback, poll, require_program, write_config
+from tests.support import (
+    ROOT,
+    Server,
+    dynserver,
+    free_port,
+    loopback,
+    master_file,
+    poll,
+    require_program,
+    write_config,
+)
 
 ZONE = "fo.example.test"
-ZONE_FILE = f"""$ORIGIN {ZONE}.
-$TTL 300
-@   IN SOA ns1 hostmaster 1 3600 600 86400 60
-    IN NS  ns1
-ns1 IN A   127.0.0.1
-"""
+ZONE_FILE = master_file(ZONE, "ns1 IN A 127.0.0.1\n")
 INTERVAL = 0.3  # seconds between checks of one target
 TIMEOUT = 0.3  # a hung backend fails after this long
 FAILBACK = 1.0  # a recovered target stays pending this long

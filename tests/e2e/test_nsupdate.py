@@ -20,17 +20,11 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
-from tests.support import Server, dynserver, require_program
+from tests.support import Server, dynserver, master_file, require_program
 
 SECRET = base64.b64encode(b"dynserver-test-secret-0123456789").decode()
 OTHER = base64.b64encode(b"someone-else-secret-9876543210ab").decode()
-ZONE = """\
-$ORIGIN dyn.example.test.
-$TTL 300
-@ IN SOA ns1 hostmaster 1 3600 600 86400 60
-  IN NS ns1
-ns1 IN A 192.0.2.53
-"""
+ZONE = master_file("dyn.example.test", "ns1 IN A 192.0.2.53\n")
 CONFIG = f"""\
 [server]
 dns = ["127.0.0.1:0"]

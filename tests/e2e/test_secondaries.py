@@ -38,7 +38,7 @@ from tests.secondaries import (
     primary_config,
     secondary,
 )
-from tests.support import Server, dynserver, free_port, loopback, poll, require_program
+from tests.support import Server, dynserver, free_port, loopback, master_file, poll, require_program
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +52,7 @@ POLL = 0.01  # seconds: when each secondary first answered is measured to this
 
 def zone_file() -> str:
     hosts = "".join(f"host{i} IN A 198.51.100.{i}\n" for i in range(1, 40))
-    return f"""\
-$ORIGIN {ZONE}.
-$TTL 300
-@    IN SOA ns1 hostmaster 1 3600 600 86400 60
-     IN NS  ns1
-ns1  IN A   192.0.2.53
-www  IN A   192.0.2.10
-{hosts}"""
+    return master_file(ZONE, f"ns1 IN A 192.0.2.53\nwww IN A 192.0.2.10\n{hosts}")
 
 
 @dataclass

@@ -27,18 +27,11 @@ from dynserver.mirror.rfc2136 import Rfc2136
 from dynserver.model import Listener, MirrorConfig, TsigKey
 from tests.backends import backends
 from tests.e2e.test_failover import make_config, monitor, record, running, target, wait_answer, wait_up
-from tests.support import free_port, loopback, poll, require_program, server_process
+from tests.support import free_port, loopback, master_file, poll, require_program, server_process
 
 KEY = "mirror-key"
 SECRET = base64.b64encode(b"knot-and-dynserver-share-this-32").decode()
-ZONE_FILE = """\
-$ORIGIN example.com.
-$TTL 300
-@    IN SOA ns1 hostmaster 1 3600 600 86400 60
-     IN NS  ns1
-ns1  IN A   192.0.2.53
-www  IN A   203.0.113.7
-"""
+ZONE_FILE = master_file("example.com", "ns1 IN A 192.0.2.53\nwww IN A 203.0.113.7\n")
 KNOT_CONF = """\
 server:
     rundir: "{folder}/run"

@@ -55,7 +55,17 @@ from tests.backends import Backend, Backends, backends
 from tests.delegation import serve_dynserver, serve_nsd, serve_unbound
 from tests.netns import NetNamespace, net_namespace
 from tests.secondaries import Primary, command, nsd_config
-from tests.support import IN_CI, ROOT, Server, dynserver, free_port, loopback, poll, require_program
+from tests.support import (
+    IN_CI,
+    ROOT,
+    Server,
+    dynserver,
+    free_port,
+    loopback,
+    master_file,
+    poll,
+    require_program,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Request, Response, Route
@@ -194,12 +204,7 @@ targets = [
     # asks no nameserver on port 53 (it shows that row as an error); the netns test
     # below has real nameservers.
     (folder / f"{ZONE}.zone").write_text(
-        f"""$ORIGIN {ZONE}.
-$TTL 300
-@    IN SOA ns1 hostmaster 1 3600 600 86400 60
-     IN NS  ns1.example.invalid.
-shop IN CNAME app
-"""
+        master_file(ZONE, "shop IN CNAME app\n", nameserver="ns1.example.invalid.")
     )
     path = folder / "dynserver.toml"
     path.write_text(config)
