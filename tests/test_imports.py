@@ -10,13 +10,15 @@ files look acyclic.
 from __future__ import annotations
 
 import ast
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import grimp
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "dynserver"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "dynserver"
 
 # Until App is split into the composition root and the Runtime (issue 12), web/ and
 # update/service.py import dynserver.app under TYPE_CHECKING and app.py imports web/app.py
@@ -92,6 +94,26 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     graph.add_import(importer="pkg.b", imported="pkg.a")
     graph.add_import(importer="pkg.c", imported="pkg.a")
     assert _strongly_connected(graph) == [["pkg.a", "pkg.b"]]
+
+
+def _layered() -> set[str]:
+    """The modules the layers contract in pyproject.toml names (each with what is below it)."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c["layers"] for c in contracts if c["type"] == "layers")
+    return {name.strip().strip("()") for layer in layers for name in layer.replace("|", ":").split(":")}
+
+
+def test_every_module_has_a_place_in_the_layers(graph: grimp.ImportGraph) -> None:
+    """A new module is placed in the layers when it is added, so that the contract keeps
+    describing the whole tree. Only the packages that hold modules of several layers
+    (whose __init__ is empty) stand outside."""
+    layered = _layered()
+    outside = {
+        module
+        for module in graph.modules
+        if not any(module == name or module.startswith(name + ".") for name in layered)
+    }
+    assert outside == {"dynserver", "dynserver.health", "dynserver.update"}
 
 
 def _modules() -> Iterator[tuple[str, ast.Module]]:
