@@ -48,10 +48,10 @@ POLL_S = 0.002
 PHASE_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 20.0
 
-# Runs in the child (`--serve`): wrap the scheduler's check and App.swap, then serve.
+# Runs in the child (`--serve`): wrap the scheduler's check and Runtime.swap, then serve.
 TRACED_SERVE = """
 import sys, time
-import dynserver.app as app_module
+import dynserver.runtime as runtime_module
 import dynserver.health.scheduler as scheduler_module
 from dynserver.cli import main
 
@@ -64,14 +64,14 @@ async def traced_check(check, clock=time.monotonic):
     trace.write(f"check {check.address} {started:.6f} {time.monotonic():.6f} {int(result.ok)}\\n")
     return result
 
-swap = app_module.App.swap
+swap = runtime_module.Runtime.swap
 
 def traced_swap(self, snapshot):
     swap(self, snapshot)
     trace.write(f"swap {time.monotonic():.6f}\\n")
 
 scheduler_module.run_check = traced_check
-app_module.App.swap = traced_swap
+runtime_module.Runtime.swap = traced_swap
 sys.exit(main(sys.argv[2:]))
 """
 

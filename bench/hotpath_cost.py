@@ -103,7 +103,9 @@ def batched_reader(app: App, data: bytes) -> tuple[Callable[[], int], Callable[[
     server.setblocking(False)
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
-    batch = udp._MmsgBatch(server, app.answer, lambda *args: None, lambda: app.snapshot.packet_cache())
+    batch = udp._MmsgBatch(
+        server, app.runtime.answer, lambda *args: None, lambda: app.runtime.snapshot.packet_cache()
+    )
     for _ in range(BATCH):
         client.sendto(data, server.getsockname())
     time.sleep(0.05)
@@ -138,7 +140,7 @@ async def measure(repeat: int, number: int) -> dict[str, tuple[float, float | No
         app = App(config.load(Path(folder) / "dynserver.toml"))
     results = {}
     for label, data in queries().items():
-        server = UdpServer(app.config.server.dns[0], app.answer)
+        server = UdpServer(app.config.server.dns[0], app.runtime.answer)
         sock = FakeSocket(data)
         server._sock = sock  # type: ignore[assignment]
         on_readable = server._on_readable

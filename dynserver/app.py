@@ -1,9 +1,7 @@
-"""The composition root: wires config, storage, the health engine, the answer snapshot,
-transports, notifications and the web UI. Only this module knows the whole.
-
-The data flow of a failover: probe result -> engine (state machine transition) ->
-policy recomputes the record -> new zone with serial + 1 -> new snapshot swapped in ->
-the next query gets the new answer -> events stored, notifications queued.
+"""The composition root: builds the runtime, storage, scheduler, notifications, mirrors,
+secondaries, the DNS listeners and the web server, and starts and stops them in order.
+It does nothing else; the running state is dynserver.runtime. Only the command line
+imports this module.
 """
 
 from __future__ import annotations
@@ -11,626 +9,84 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
-import hashlib
 import logging
 import socket
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 
 from dynserver.demo import DemoServers
-from dynserver.dns import wire
-from dynserver.dns.serial import next_serial, serial_gt
-from dynserver.dns.snapshot import Snapshot
-from dynserver.dns.zone import RRset, Zone, soa_fields
-from dynserver.health.engine import Change, Engine, target_key
+from dynserver.health.probes import close_clients
 from dynserver.health.scheduler import Scheduler
-from dynserver.health.state import Health, Result, TargetState
-from dynserver.metrics import Metrics, TargetSample
 from dynserver.mirror.worker import MirrorWorker
-from dynserver.model import Config, Listener, ZoneConfig
-from dynserver.notify.sender import Alert, Notifier
+from dynserver.model import Config, Listener
+from dynserver.notify.sender import Notifier
+from dynserver.runtime import Runtime
 from dynserver.server.tcp import TcpServer
 from dynserver.server.udp import UdpServer
-from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredState
+from dynserver.store.db import Store
 from dynserver.store.writer import Writer
-from dynserver.types import CheckKey, Name, RecordKey, Stream, TargetKey
-from dynserver.update import rfc2136
-from dynserver.xfr import journal
+from dynserver.types import CheckKey
+from dynserver.web.app import WebServer, create_app
 from dynserver.xfr.notify import SecondaryNotifier
 from dynserver.xfr.transfer import Transfers
 
 log = logging.getLogger("dynserver")
 
-# How often stale results and old history are looked for.
-SWEEP_INTERVAL = 1.0
-PRUNE_INTERVAL = 3600.0
-# A check result that changes no target's health goes to disk at most this often (its
-# history sample goes at once). Transitions, maintenance and addresses are written at
-# once, and a clean stop writes everything: a crash loses at most this much of the
-# counters and last results, never a health state.
-STATE_REFRESH = 30.0
-
-
-@functools.lru_cache(maxsize=1 << 16)  # every check result names its record (state, sample)
-def _text(name: Name) -> str:
-    return wire.name_to_text(name)
-
-
-def _label(name: Name) -> str:
-    """A name as /metrics labels show it: as the API writes it, without the final dot."""
-    return _text(name).rstrip(".") or "."
-
 
 class App:
-    """A running dynserver: owns the current snapshot, the engine and every listener."""
+    """A dynserver process's parts, wired: the runtime and everything around it."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.zone_configs: dict[Name, ZoneConfig] = {zone.name: zone for zone in config.zones}
-        records = [record for zone in config.zones for record in zone.records]
-        self.engine = Engine(records, {m.name: m for m in config.monitors})
-        self.serials: dict[Name, int] = {}
-        for origin, zone_config in self.zone_configs.items():
-            soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
-            self.serials[origin] = soa_fields(soa).serial
-        self.zones: dict[Name, Zone] = {origin: self._build_zone(origin) for origin in self.zone_configs}
-        # /metrics: target states and serials are read from here when scraped.
-        self.metrics = Metrics(targets=self._target_samples, serials=self._serial_texts)
-        # Secondaries: transfers (and signed queries) are answered by `transfers`, which
-        # keeps each zone's IXFR journal; `secondaries` sends them NOTIFY on every change.
+        # Secondaries: transfers (and signed queries) are answered by the runtime through
+        # `transfers`, which keeps each zone's IXFR journal; `secondaries` sends NOTIFY.
         self.transfers = Transfers(config.zones, config.keys)
-        self.secondaries = SecondaryNotifier(config.zones, config.keys, self.zones.__getitem__)
-        self.snapshot = self._snapshot()
+        self.runtime = Runtime(config, self.transfers)
+        runtime = self.runtime
+        self.scheduler: Scheduler[CheckKey] = Scheduler(
+            runtime.on_result, on_lateness=runtime.metrics.check_lateness.observe
+        )
+        self.notifier = Notifier(config.notify, report=runtime.on_delivery)
+        # Mirrors (Cloudflare, RFC 2136 primaries) get each changed answer; queued, never awaited.
+        self.mirrors = MirrorWorker.from_config(
+            config, event=runtime.add_event, attempt=runtime.on_mirror_attempt
+        )
+        self.secondaries = SecondaryNotifier(config.zones, config.keys, runtime.zone)
+        runtime.attach(
+            scheduler=self.scheduler,
+            notifier=self.notifier,
+            mirrors=self.mirrors,
+            secondaries=self.secondaries,
+        )
         self.udp: list[UdpServer] = []
         self.tcp: list[TcpServer] = []
-        self._web_server: object | None = None
+        self._web_server: WebServer | None = None
         self.stopping = asyncio.Event()
         self.store: Store | None = None
         self.writer: Writer | None = None
-        self.scheduler: Scheduler[CheckKey] = Scheduler(
-            self._on_result, on_lateness=self.metrics.check_lateness.observe
-        )
-        self._check_targets: dict[CheckKey, list[TargetKey]] = {}
-        self.notifier = Notifier(config.notify, report=self._on_delivery)
-        # Mirrors (Cloudflare, RFC 2136 primaries) get each changed answer; queued, never awaited.
-        self.mirrors = MirrorWorker.from_config(config, event=self._event, attempt=self._on_mirror_attempt)
         self._tasks: list[asyncio.Task[None]] = []
-        self._wake_sweeper = asyncio.Event()
-        self._unsaved: set[TargetKey] = set()  # newer result than on disk (STATE_REFRESH)
-        self.answer_changes = 0
-        self.started_at = time.time()
-        self.value_set_at: dict[TargetKey, float] = {}
         self._demo: DemoServers | None = None
 
-    # -- DNS ------------------------------------------------------------------------
-
-    def answer(
-        self, data: bytes, tcp: bool, peer: tuple[str, int] | None = None
-    ) -> bytes | Stream | Awaitable[bytes | None] | None:
-        # Opcode UPDATE (5) waits for the disk; everything else is answered from the
-        # snapshot, whose reference is read once per query (a swap is atomic).
-        if len(data) > 2 and data[2] & 0xF8 == 0x28:  # QR=0, opcode UPDATE (a reply is dropped)
-            return self._update(data, tcp, peer)
-        return self.snapshot.answer(data, tcp, peer)
-
-    async def _update(self, data: bytes, tcp: bool, peer: tuple[str, int] | None) -> bytes | None:
-        reply = await self._apply_update(data, peer)
-        self.metrics.queries.count(data, reply, tcp)
-        return reply
-
-    async def _apply_update(self, data: bytes, peer: tuple[str, int] | None) -> bytes | None:
-        """RFC 2136: verify and plan (pure), commit every new value, then acknowledge."""
-        outcome = rfc2136.handle(
-            data,
-            keys={k.name: k for k in self.config.keys},
-            zones=self.snapshot.zones,
-            records=self.engine.records,
-            now=int(time.time()),
-        )
-        if not isinstance(outcome, rfc2136.Plan):
-            if outcome is not None:  # NOTAUTH: a signature that does not verify, mostly
-                unauthorized = len(outcome) >= 4 and outcome[3] & 0xF == wire.NOTAUTH
-                self.metrics.update("rfc2136", "unauthorized" if unauthorized else "refused")
-            return outcome
-        source = peer[0] if peer else None
-        try:
-            for key, value in outcome.changes:
-                await self.update_target(
-                    key, value, actor=f"tsig:{outcome.key}", source=source, via="rfc2136"
-                )
-        except Exception:
-            log.exception("event=update_failed via=rfc2136 key=%s", outcome.key)
-            return outcome.reply(wire.SERVFAIL)
-        return outcome.reply(wire.NOERROR)
-
-    def swap(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-
-    def _snapshot(self) -> Snapshot:
-        """A snapshot built from scratch, counting queries into the same /metrics counters."""
-        chaos = {}
-        if self.config.server.chaos_version:
-            chaos["version"] = self.config.server.chaos_version
-        if self.config.server.chaos_hostname:
-            chaos["hostname"] = self.config.server.chaos_hostname
-        return Snapshot(dict(self.zones), chaos=chaos, transfers=self._transfer, stats=self.metrics.queries)
-
-    def _build_zone(self, origin: Name) -> Zone:
-        """Static data + the current answers of the zone's dynamic records."""
-        zone_config = self.zone_configs[origin]
-        rrsets: list[RRset] = [r for r in zone_config.rrsets if r.rtype != wire.TYPE_SOA]
-        empty: list[Name] = []
-        for record in zone_config.records:
-            rrset = self.engine.rrset((record.name, record.type))
-            if rrset is None:
-                empty.append(record.name)  # fallback none: the name exists, with no data
-            else:
-                rrsets.append(rrset)
-            rrsets.extend(self.engine.target_rrsets(record))
-        soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
-        zone = Zone.build(origin, [soa, *rrsets], empty_names=empty)
-        return zone.with_serial(self.serials[origin])
-
-    def publish(self, records: Iterable[RecordKey]) -> None:
-        """New answers for these records: serial + 1 in their zones, swap the snapshot.
-
-        Only the records' own names (and their targets' names) are rebuilt, and the new
-        snapshot keeps every template of the zones that did not change."""
-        changes: dict[Name, dict[Name, dict[int, RRset]]] = {}
-        for key in records:
-            record = self.engine.records[key]
-            nodes = changes.setdefault(record.zone, {})
-            rrset = self.engine.rrset(key)
-            nodes[record.name] = {rrset.rtype: rrset} if rrset is not None else {}
-            self.mirrors.submit(record, self.engine.decisions[key].values)
-            for target_rrset in self.engine.target_rrsets(record):
-                nodes[target_rrset.name] = {target_rrset.rtype: target_rrset}
-        if not changes:
-            return
-        before = {origin: self.zones[origin] for origin in changes}
-        for origin, nodes in changes.items():
-            self.serials[origin] = next_serial(self.serials[origin])
-            self.zones[origin] = self.zones[origin].with_nodes(nodes).with_serial(self.serials[origin])
-            if self.writer is not None:
-                # The content digest is written at a clean stop; "" says "unknown" after a crash.
-                self.writer.serial(_text(origin), self.serials[origin], "")
-        self.swap(self.snapshot.derive(dict(self.zones), changes))
-        self._tell_secondaries(before, changes)
-        self.answer_changes += 1
-
-    # -- secondaries: AXFR/IXFR and NOTIFY ---------------------------------------------
-
-    def _transfer(
-        self, query: wire.Query, data: bytes, tcp: bool, peer: tuple[str, int] | None, snapshot: Snapshot
-    ) -> bytes | Stream | None:
-        return self.transfers.answer(query, data, tcp, peer, snapshot, int(time.time()))
-
-    def _tell_secondaries(
-        self, before: dict[Name, Zone], changes: dict[Name, dict[Name, dict[int, RRset]]]
-    ) -> None:
-        """Journal what each changed zone's new serial changed (IXFR), and NOTIFY."""
-        for origin, old in before.items():
-            zone_journal = self.transfers.journals.get(origin)
-            if zone_journal is None:
-                continue  # no [zones.X.transfer]: nobody copies this zone
-            delta = journal.diff(old, self.zones[origin], changes[origin])
-            seq = zone_journal.add(delta)
-            if self.writer is not None:
-                row = JournalRow(seq, delta.serial_from, delta.serial_to, journal.encode(delta))
-                self.writer.journal(_text(origin), row, zone_journal.first_seq)
-            self.secondaries.changed(origin)
-
-    async def _restore_journal(self, store: Store) -> None:
-        """Load the stored journals that still lead to each zone's current serial.
-
-        A journal that ends elsewhere (the zone was rebuilt with a new serial after a
-        crash, or its master file changed) cannot be continued: it is dropped, and a
-        secondary that is behind gets a full transfer."""
-        stored = await store.journal()
-        drop: dict[str, int] = {}
-        for origin, zone_journal in self.transfers.journals.items():
-            rows = stored.get(_text(origin), [])
-            try:
-                entries = [(r.seq, journal.decode(r.serial_from, r.serial_to, r.data)) for r in rows]
-            except ValueError:
-                entries = []
-            restored = journal.Journal(zone_journal.limit, entries)
-            if restored.last_serial != self.serials[origin]:
-                if rows:
-                    log.info(
-                        "event=journal_dropped zone=%s journal_ends=%s serial=%d",
-                        _text(origin),
-                        restored.last_serial,
-                        self.serials[origin],
-                    )
-                restored = journal.Journal(zone_journal.limit, [])
-            if rows:
-                drop[_text(origin)] = restored.first_seq if len(restored) else rows[-1].seq + 1
-            self.transfers.journals[origin] = restored
-        if drop:
-            await store.keep_journal(drop)
-
-    # -- health ---------------------------------------------------------------------
-
-    def _on_result(self, key: CheckKey, result: Result) -> None:
-        monitor = self.engine.monitors.get(key.monitor)
-        if monitor is not None:
-            self.metrics.check_result(key.monitor, monitor.type, result.ok, result.latency)
-        targets = self._check_targets.get(key, [])
-        changes = self.engine.apply(targets, result)
-        if self.writer is not None:
-            now = time.time()
-            changed = {target_key(c.record, c.target) for c in changes} if changes else ()
-            for target in targets:
-                if target not in self.engine.states:
-                    continue
-                if target in changed:
-                    self._save_state(target)
-                else:
-                    self._unsaved.add(target)
-                state = self.engine.states[target].health.value
-                self.writer.sample(Sample(now, _text(target[0]), target[2], result.ok, result.latency, state))
-        self.handle_changes(changes)
-        if any(c.transition.current is Health.PENDING for c in changes):
-            self._wake_sweeper.set()  # a failback wait started: wake exactly when it ends
-
-    def handle_changes(self, changes: list[Change], actor: str | None = None) -> list[RecordKey]:
-        """Record events and alerts for transitions, then republish changed answers."""
-        if not changes:
-            return []
-        before = {key: self.engine.decisions[key].values for key in self._keys(changes)}
-        changed = self.engine.recompute(before)
-        self.publish(changed)  # the answer first: events, alerts and logs may not delay it
-        for change in changes:
-            self._event_for(change, actor)
-            self._alert_for(change)
-            record = change.record
-            state = change.transition.current.value
-            self.metrics.transitions.labels(_label(record.name), record.type, change.target.name, state).inc()
-        for key in changed:
-            self._answer_changed(key, before[key], actor)
-        return changed
-
-    def _answer_changed(self, key: RecordKey, before: tuple[str, ...], actor: str | None) -> None:
-        """A record answers differently (values or TTL): an event, a log line, a count."""
-        decision = self.engine.decisions[key]
-        self._event(
-            EventRow(
-                kind="answer",
-                record=_text(key[0]),
-                previous=",".join(before),
-                current=",".join(decision.values),
-                reason=decision.reason,
-                actor=actor,
-                detail={"type": key[1], "ttl": self.engine.ttl(key)},
-            )
-        )
-        log.info(
-            "event=answer_changed record=%s type=%s previous=%s current=%s reason=%r actor=%s",
-            _text(key[0]),
-            key[1],
-            ",".join(before) or "-",
-            ",".join(decision.values) or "-",
-            decision.reason,
-            actor or "-",
-        )
-        self.metrics.answer_changes.labels(_label(key[0]), key[1]).inc()
-
-    def set_maintenance(self, key: TargetKey, on: bool, actor: str | None = None) -> bool:
-        change = self.engine.set_maintenance(key, on, asyncio.get_running_loop().time())
-        if change is None:
-            return False
-        self._save_state(key)
-        self.handle_changes([change], actor=actor)
-        return True
-
-    async def update_target(
-        self, key: TargetKey, value: str, *, actor: str, source: str | None = None, via: str = "api"
-    ) -> tuple[bool, str | None]:
-        """Set a target's address: on disk first, then live in the same step.
-
-        Returns (changed, previous value). The database commit is awaited before the
-        answer changes and before the caller acknowledges, so an acknowledged update
-        survives a crash; the new address is checked at once.
-        """
-        previous = self.engine.values[key]
-        if previous == value:
-            self.metrics.update(via, "unchanged")
-            return False, previous
-        now = time.time()
-        if self.store is not None:
-            event = EventRow(
-                kind="update",
-                record=_text(key[0]),
-                target=key[2],
-                previous=previous,
-                current=value,
-                actor=actor,
-                reason=f"{via} from {source or 'unknown'}",
-                detail={"type": key[1], "source": source, "via": via},
-            )
-            try:
-                await self.store.save_states(
-                    [self._stored_state(key, value=value, value_set_at=now)], commit=False
-                )
-                await self.store.add_events([event], commit=False)
-                await self.store.commit()
-            except Exception:
-                # Not on disk, so not applied: and the half-written rows must not ride
-                # along with the writer's next commit.
-                with contextlib.suppress(Exception):
-                    await self.store.rollback()
-                self.metrics.update(via, "failed")
-                raise
-        self.metrics.update(via, "changed")
-        self.value_set_at[key] = now
-        self.engine.set_value(key, value)
-        log.info(
-            "event=target_update record=%s target=%s previous=%s current=%s actor=%s source=%s via=%s",
-            _text(key[0]),
-            key[2],
-            previous or "-",
-            value,
-            actor,
-            source or "-",
-            via,
-        )
-        record_key = (key[0], key[1])
-        before = self.engine.decisions[record_key].values
-        for changed in self.engine.recompute([record_key]):  # the new address is answered now
-            self._answer_changed(changed, before, actor)
-        self.publish([record_key])  # the target's own name answers the new address in any case
-        self._refresh_checks()
-        self.check_now([key])
-        return True, previous
-
-    def check_now(self, targets: Iterable[TargetKey] | None = None) -> None:
-        if targets is None:
-            self.scheduler.check_now()
-            return
-        wanted = set(targets)
-        self.scheduler.check_now([k for k, ts in self._check_targets.items() if wanted & set(ts)])
-
-    def _refresh_checks(self) -> None:
-        checks = self.engine.checks()
-        self._check_targets = {key: targets for key, (_, _, targets) in checks.items()}
-        self.scheduler.set_checks(
-            {key: (check, monitor.interval) for key, (check, monitor, _) in checks.items()}
-        )
-
-    async def _sweep(self) -> None:
-        """End failback waits on time and notice stalled checkers (staleness)."""
-        loop = asyncio.get_running_loop()
-        last_prune = 0.0
-        last_refresh = loop.time()
-        while True:
-            deadline = self.engine.next_deadline()
-            wait = (
-                SWEEP_INTERVAL if deadline is None else max(0.0, min(SWEEP_INTERVAL, deadline - loop.time()))
-            )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._wake_sweeper.wait()
-            self._wake_sweeper.clear()
-            changes = self.engine.tick(loop.time())
-            for change in changes:
-                self._save_state(target_key(change.record, change.target))
-            self.handle_changes(changes)
-            if loop.time() - last_refresh >= STATE_REFRESH:
-                last_refresh = loop.time()
-                self._save_unsaved()
-            if self.store is not None and time.time() - last_prune > PRUNE_INTERVAL:
-                last_prune = time.time()
-                cutoff = time.time() - self.config.history_hours * 3600
-                with contextlib.suppress(Exception):
-                    await self.store.prune(cutoff)
-
-    # -- events, alerts, persistence -----------------------------------------------
-
-    def _keys(self, changes: list[Change]) -> list[RecordKey]:
-        return list(dict.fromkeys((c.record.name, c.record.type) for c in changes))
-
-    def _event(self, event: EventRow) -> None:
-        if self.writer is not None:
-            self.writer.event(event)
-
-    def add_event(self, event: EventRow) -> None:
-        """Record an event from outside the engine (a login, a check-now request)."""
-        self._event(event)
-
-    def _event_for(self, change: Change, actor: str | None) -> None:
-        transition = change.transition
-        last = self.engine.states[target_key(change.record, change.target)].last_result
-        kind = "maintenance" if Health.MAINTENANCE in (transition.previous, transition.current) else "health"
-        self._event(
-            EventRow(
-                kind=kind,
-                record=_text(change.record.name),
-                target=change.target.name,
-                result=None if last is None else ("ok" if last.ok else "fail"),
-                reason=transition.reason,
-                previous=transition.previous.value,
-                current=transition.current.value,
-                actor=actor,
-                detail={"type": change.record.type, "latency": None if last is None else last.latency},
-            )
-        )
-        log.info(
-            "event=target_%s record=%s target=%s previous=%s current=%s reason=%r",
-            kind,
-            _text(change.record.name),
-            change.target.name,
-            transition.previous.value,
-            transition.current.value,
-            transition.reason,
-        )
-
-    def _alert_for(self, change: Change) -> None:
-        transition = change.transition
-        if Health.MAINTENANCE in (transition.previous, transition.current):
-            return  # maintenance changes do not alert
-        event = None
-        if transition.current is Health.DOWN:
-            event = "failure"
-        elif transition.current is Health.UP and transition.previous in (Health.DOWN, Health.PENDING):
-            event = "recovery"  # not UNKNOWN -> UP: a start-up is not a recovery
-        elif transition.current is Health.PENDING:
-            event = "pending"
-        if event is None or not self.notifier.enabled:
-            return
-        key = target_key(change.record, change.target)
-        self.notifier.notify(
-            Alert.now(
-                event=event,
-                record=_text(change.record.name),
-                type=change.record.type,
-                target=change.target.name,
-                value=self.engine.values.get(key),
-                previous=transition.previous.value,
-                current=transition.current.value,
-                reason=transition.reason,
-            )
-        )
-
-    def _on_delivery(self, url: str, alert: Alert, ok: bool, detail: str) -> None:
-        self.metrics.notifications.labels("ok" if ok else "fail").inc()
-        self._event(
-            EventRow(
-                kind="notify",
-                record=alert.record,
-                target=alert.target,
-                result="ok" if ok else "fail",
-                reason=f"{alert.event} to {url}: {detail}",
-            )
-        )
-
-    def _on_mirror_attempt(self, mirror: str, result: str) -> None:
-        self.metrics.mirror_pushes.labels(mirror, result).inc()
-
-    def _target_samples(self) -> list[TargetSample]:
-        """Every target's current health, for /metrics (read when scraped)."""
-        return [
-            TargetSample(_label(name), rtype, target, state.health.value)
-            for (name, rtype, target), state in self.engine.states.items()
-        ]
-
-    def _serial_texts(self) -> dict[str, int]:
-        return {_label(origin): zone.serial for origin, zone in self.snapshot.zones.items()}
-
-    def _save_state(self, key: TargetKey) -> None:
-        if self.writer is not None:
-            self.writer.state(self._stored_state(key))
-            self._unsaved.discard(key)
-
-    def _save_unsaved(self) -> None:
-        for key in list(self._unsaved):
-            self._save_state(key)
-
-    def _stored_state(
-        self, key: TargetKey, *, value: str | None = None, value_set_at: float | None = None
-    ) -> StoredState:
-        state = self.engine.states[key]
-        record = self.engine.records[(key[0], key[1])]
-        configured = next(t for t in record.targets if t.name == key[2])
-        last = state.last_result
-        offset = time.time() - asyncio.get_running_loop().time()  # monotonic -> wall clock
-        return StoredState(
-            record=_text(key[0]),
-            type=key[1],
-            target=key[2],
-            observed=state.observed.value,
-            since=state.since + offset,
-            successes=state.successes,
-            failures=state.failures,
-            pending_until=None if state.pending_until is None else state.pending_until + offset,
-            maintenance=state.maintenance,
-            config_maintenance=configured.maintenance,
-            last_ok=None if last is None else last.ok,
-            last_reason=None if last is None else last.reason,
-            last_at=None if last is None else last.at + offset,
-            last_latency=None if last is None else last.latency,
-            value=value if value is not None else self.engine.values.get(key),
-            value_set_at=value_set_at if value_set_at is not None else self.value_set_at.get(key),
-            config_value=configured.value,
-        )
-
-    async def _restore(self, store: Store) -> None:
-        """Resume target states and zone serials from the database."""
-        loop_now = asyncio.get_running_loop().time()
-        offset = time.time() - loop_now
-        records = {(_text(r.name), r.type): r for r in self.engine.records.values()}
-        restored: dict[TargetKey, TargetState] = {}
-        values: dict[TargetKey, str | None] = {}
-        for row in await store.load_states():
-            record = records.get((row.record, row.type))
-            if record is None or not any(t.name == row.target for t in record.targets):
-                continue  # the config no longer has it
-            target = next(t for t in record.targets if t.name == row.target)
-            maintenance = (
-                row.maintenance if row.config_maintenance == target.maintenance else target.maintenance
-            )
-            last = None
-            if row.last_at is not None and row.last_ok is not None:
-                last = Result(
-                    ok=row.last_ok,
-                    reason=row.last_reason or "",
-                    at=row.last_at - offset,
-                    latency=row.last_latency,
-                )
-            restored[target_key(record, target)] = TargetState(
-                observed=Health(row.observed),
-                since=row.since - offset,
-                successes=row.successes,
-                failures=row.failures,
-                pending_until=_resumed_wait(row, loop_now),
-                last_result=last,
-                maintenance=maintenance,
-                watched_since=loop_now,  # checks resume now: the downtime is not staleness
-            )
-            # An address set by an update survives restarts, unless the config's own
-            # value changed since (then the operator's newer word wins).
-            if row.value_set_at is not None and row.config_value == target.value:
-                values[target_key(record, target)] = row.value
-                self.value_set_at[target_key(record, target)] = row.value_set_at
-        records_list = list(self.engine.records.values())
-        self.engine = Engine(records_list, self.engine.monitors, restored=restored, values=values)
-        stored_serials = await store.serials()
-        digests = {}
-        for origin in self.zone_configs:
-            self.zones[origin] = self._build_zone(origin)
-            digests[origin] = _digest(self.zones[origin])
-            stored = stored_serials.get(_text(origin))
-            if stored is not None:
-                serial, digest = stored
-                if serial_gt(serial, self.serials[origin]) or serial == self.serials[origin]:
-                    # Continue from the stored serial; a different content needs a new one.
-                    self.serials[origin] = serial if digest == digests[origin] else next_serial(serial)
-                    self.zones[origin] = self._build_zone(origin)
-        self.swap(self._snapshot())
-        await store.save_serials({_text(o): (self.serials[o], digests[o]) for o in self.zone_configs})
-
-    # -- lifecycle ------------------------------------------------------------------
-
     async def start(self) -> None:
+        runtime = self.runtime
         database = self.config.database
         if database is not None:
             self.store = await Store.open(database)
-            await self._restore(self.store)
-            await self._restore_journal(self.store)
+            await runtime.restore(self.store)
             self.writer = Writer(self.store)
             self.writer.start()
-            self._event(EventRow(kind="system", reason="started", detail={"zones": len(self.zones)}))
+            runtime.record_to(self.writer)
         for listener in self.config.server.dns:
             udp_sock, tcp_sock = _bind_pair(listener)
-            udp = UdpServer(listener, self.answer, packets=lambda: self.snapshot.packet_cache())
+            udp = UdpServer(listener, runtime.answer, packets=lambda: runtime.snapshot.packet_cache())
             udp.start(udp_sock)
-            tcp = TcpServer(listener, self.answer, self.config.server)
+            tcp = TcpServer(listener, runtime.answer, self.config.server)
             await tcp.start(tcp_sock)
             self.udp.append(udp)
             self.tcp.append(tcp)
             host, port = udp.address
             log.info("event=listening proto=dns address=%s", Listener(host, port))
+        if self.udp and self.tcp:
+            runtime.dns_listening()
         if self.secondaries.enabled:
             self.secondaries.start(udp.address[0] for udp in self.udp)
         if self.config.demo:
@@ -640,18 +96,14 @@ class App:
         if self.notifier.enabled:
             await self.notifier.start()
         if self.mirrors.enabled:  # the current answers first: the worker adopts or fixes them
-            await self.mirrors.start(
-                [(r, self.engine.decisions[k].values) for k, r in self.engine.records.items()]
-            )
-        self._refresh_checks()  # every target is checked from start-up, queries or not
-        self._tasks.append(asyncio.create_task(self._sweep(), name="sweeper"))
+            await self.mirrors.start(runtime.current_answers())
+        runtime.refresh_checks()  # every target is checked from start-up, queries or not
+        self._tasks.append(asyncio.create_task(runtime.sweep(), name="sweeper"))
         if self.config.server.http is not None:
             await self._start_web(self.config.server.http)
 
     async def _start_web(self, listener: Listener) -> None:
-        from dynserver.web.app import WebServer, create_app
-
-        server = WebServer(create_app(self), listener)
+        server = WebServer(create_app(self.runtime), listener)
         await server.start()
         self._web_server = server
         log.info("event=listening proto=http address=%s", Listener(*server.address))
@@ -671,16 +123,12 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._web_server is not None:
-            await self._web_server.stop()  # type: ignore[attr-defined]
+            await self._web_server.stop()
         await self.notifier.stop()
         await self.mirrors.stop()
-        from dynserver.health.probes import close_clients
-
         await close_clients()
         if self.writer is not None:
-            self._save_unsaved()  # the latest results, for the next start
-            for origin, zone in self.zones.items():  # what the current serial stands for
-                self.writer.serial(_text(origin), self.serials[origin], _digest(zone))
+            self.runtime.save_at_stop()
             await self.writer.stop()
         if self.store is not None:
             await self.store.close()
@@ -696,35 +144,6 @@ class App:
             await self.stopping.wait()
         finally:
             await self.stop()
-
-
-def build_snapshot(config: Config) -> Snapshot:
-    """The snapshot a fresh start would serve (no stored state): for tests and tools."""
-    return App(config).snapshot
-
-
-def _resumed_wait(row: StoredState, now: float) -> float | None:
-    """When a restored failback wait ends (loop time), or None if there is none.
-
-    The wait is paused while dynserver is stopped: nobody saw the target up meanwhile,
-    so what was left of it at the last check before the stop is served after the
-    restart. Ending it from the wall clock would answer a target that may have died
-    while nobody was watching."""
-    if row.pending_until is None:
-        return None
-    last_seen = row.last_at if row.last_at is not None else row.since
-    return now + max(0.0, row.pending_until - last_seen)
-
-
-def _digest(zone: Zone) -> str:
-    """A content hash of a zone without its serial: has the data changed since last run?"""
-    digest = hashlib.sha256()
-    for name in sorted(zone.nodes):
-        for rtype, rrset in sorted(zone.nodes[name].items()):
-            if rtype == wire.TYPE_SOA:
-                continue
-            digest.update(repr((name, rtype, rrset.ttl, sorted(rrset.texts()))).encode())
-    return digest.hexdigest()
 
 
 def _bind_pair(listener: Listener) -> tuple[socket.socket, socket.socket]:

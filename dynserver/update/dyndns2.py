@@ -2,7 +2,7 @@
 
 Pure: query parameters and the client's address come in; a plan (what to set, what to
 refuse) and the reply come out. The web route authenticates, applies the plan through
-App.update_target (on disk before the reply) and sends what ``reply`` builds.
+Runtime.update_target (on disk before the reply) and sends what ``reply`` builds.
 
 Replies are the words clients parse, one line per hostname in request order:
 ``good <ip>`` (changed), ``nochg <ip>`` (already so), ``nohost`` (unknown, or not this
@@ -51,7 +51,7 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Update:
-    """Set this target to this value (through App.update_target), then say good/nochg."""
+    """Set this target to this value (through Runtime.update_target), then say good/nochg."""
 
     key: TargetKey
     value: str

@@ -3,7 +3,7 @@
 dyndns2 and the REST API share this: credentials are read from the database on every
 request (``dynserver credential add`` and ``revoke`` write from another process, and the
 running server obeys them on the next request), limits are counted in memory, and a
-value is set through App.update_target, which commits it before the caller answers.
+value is set through Runtime.update_target, which commits it before the caller answers.
 """
 
 from __future__ import annotations
@@ -13,17 +13,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from dynserver.runtime import Runtime
+from dynserver.store.db import Store
 from dynserver.types import TargetKey
 from dynserver.update import credentials
 from dynserver.update.credentials import Principal
 from dynserver.update.limits import Block, Limiter, LimitPolicy
 from dynserver.update.targets import Targets
-
-if TYPE_CHECKING:
-    from dynserver.app import App
-    from dynserver.store.db import Store
 
 log = logging.getLogger("dynserver.update")
 
@@ -35,14 +32,14 @@ LAST_USED_EVERY = 60.0
 class Updates:
     def __init__(
         self,
-        app: App,
+        runtime: Runtime,
         limits: LimitPolicy | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.app = app
-        self.targets = Targets.build(r for zone in app.config.zones for r in zone.records)
+        self.runtime = runtime
+        self.targets = Targets.build(r for zone in runtime.config.zones for r in zone.records)
         self.limiter = Limiter(limits)
         self._clock = clock
         self._wall = wall
@@ -99,7 +96,9 @@ class Updates:
 
         async def apply() -> tuple[bool, str | None]:
             async with lock:
-                return await self.app.update_target(key, value, actor=principal.name, source=client, via=via)
+                return await self.runtime.update_target(
+                    key, value, actor=principal.name, source=client, via=via
+                )
 
         return await asyncio.shield(asyncio.ensure_future(apply()))
 
@@ -117,7 +116,7 @@ class Updates:
         return principal
 
     def _store(self) -> Store | None:
-        store = self.app.store
+        store = self.runtime.database()
         if store is None and not self._warned_no_store:
             self._warned_no_store = True
             log.warning("event=updates_disabled reason='no database: credentials live in it'")

@@ -8,14 +8,12 @@ with its HTTP status; the OpenAPI document (dynserver.web.openapi) lists them al
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,18 +23,16 @@ from starlette.routing import Route
 
 from dynserver import propagation
 from dynserver.dns import wire
-from dynserver.health.engine import target_key
+from dynserver.errors import RequestError
 from dynserver.model import DynamicRecord
-from dynserver.store.db import EventRow
+from dynserver.runtime import Runtime
 from dynserver.types import TargetKey
 from dynserver.update.credentials import Principal
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
 from dynserver.update.targets import InvalidValue, fqdn, parse_value, record_text
 from dynserver.web import openapi, views
-
-if TYPE_CHECKING:
-    from dynserver.app import App
+from dynserver.web.client import client_address
 
 log = logging.getLogger("dynserver.update")
 
@@ -46,7 +42,7 @@ PROPAGATION_PARAMETERS = frozenset({"hostname"})
 MAX_BODY = 64 * 1024
 
 
-class ApiError(Exception):
+class ApiError(RequestError):
     """An error answered as JSON: raised anywhere in a handler."""
 
     def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
@@ -60,24 +56,24 @@ class ApiError(Exception):
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
 
-def create_api(app: App, updates: Updates, checker: propagation.Checker | None = None) -> Starlette:
+def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker | None = None) -> Starlette:
     """The ``/api/v1`` application (mounted by dynserver.web.app). ``checker`` runs and
     caches propagation checks (shared with the pages)."""
-    checker = checker or propagation.Checker(timeout=app.config.web.propagation_timeout)
+    checker = checker or propagation.Checker(timeout=runtime.config.web.propagation_timeout)
 
     def authenticated(
         handler: Handler, *, admin: bool = False, update: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
         """``update``: the handler sets a value, and /metrics counts the requests it
-        refuses (applied ones are counted by App.update_target)."""
+        refuses (applied ones are counted by Runtime.update_target)."""
 
         def refused(result: str, error: ApiError) -> ApiError:
             if update:
-                app.metrics.update("api", result)
+                runtime.metrics.update("api", result)
             return error
 
         async def endpoint(request: Request) -> Response:
-            client = request.client.host if request.client else ""
+            client = client_address(request)
             block = updates.admit(client)
             if block is not None:
                 raise refused("limited", _too_many(block))
@@ -108,10 +104,10 @@ def create_api(app: App, updates: Updates, checker: propagation.Checker | None =
     # -- views ----------------------------------------------------------------------
 
     def target_view(record: DynamicRecord, name: str) -> dict[str, Any]:
-        return views.target_view(app, updates, record, name)
+        return views.target_view(runtime, updates, record, name)
 
     def record_view(record: DynamicRecord) -> dict[str, Any]:
-        return views.record_view(app, updates, record)
+        return views.record_view(runtime, updates, record)
 
     def find_record(request: Request) -> DynamicRecord:
         name = request.path_params["fqdn"]
@@ -136,11 +132,10 @@ def create_api(app: App, updates: Updates, checker: propagation.Checker | None =
 
     async def zones(request: Request, principal: Principal) -> Response:
         result = []
-        for origin, zone in sorted(app.snapshot.zones.items(), key=lambda item: item[0][::-1]):
-            config = app.zone_configs.get(origin)
+        for zone, config in runtime.served_zones():
             records = [record_text(r) for r in config.records] if config else []
             result.append(
-                {"name": fqdn(wire.name_to_text(origin)), "serial": zone.serial, "records": records}
+                {"name": fqdn(wire.name_to_text(zone.origin)), "serial": zone.serial, "records": records}
             )
         return JSONResponse({"zones": result})
 
@@ -168,7 +163,7 @@ def create_api(app: App, updates: Updates, checker: propagation.Checker | None =
             raise ApiError(422, "invalid", 'expected {"value": "..."} (or seed 000\'s {"ip": "..."})')
         if any(not isinstance(v, str) for v in given) or len(set(given)) > 1:
             raise ApiError(422, "invalid", '"value" and "ip" must be one string')
-        client = request.client.host if request.client else ""
+        client = client_address(request)
         text = given[0] or client  # "" = the address the request came from (a dial-up script)
         try:
             value = parse_value(record.type, text)
@@ -192,7 +187,7 @@ def create_api(app: App, updates: Updates, checker: propagation.Checker | None =
             if not isinstance(body.get("maintenance"), bool):
                 raise ApiError(422, "invalid", 'expected {"maintenance": true} or {"maintenance": false}')
             on = body["maintenance"]
-        changed = app.set_maintenance(key, on, actor=principal.name)
+        changed = runtime.set_maintenance(key, on, actor=principal.name)
         return JSONResponse({"changed": changed, "target": target_view(record, key[2])})
 
     async def check(request: Request, principal: Principal) -> Response:
@@ -200,24 +195,7 @@ def create_api(app: App, updates: Updates, checker: propagation.Checker | None =
         if record.monitor is None:
             detail = f"{record_text(record)} has no monitor: there is nothing to check"
             raise ApiError(409, "conflict", detail)
-        keys = [target_key(record, t) for t in record.targets]
-        checked = [k[2] for k in keys if app.engine.values[k] is not None]
-        app.check_now(keys)
-        app.add_event(
-            EventRow(
-                kind="check",
-                record=wire.name_to_text(record.name),
-                reason=f"check now requested from {_client(request)}",
-                actor=principal.name,
-                detail={"type": record.type, "targets": checked, "client": _client(request)},
-            )
-        )
-        log.info(
-            "event=check_now record=%s actor=%s client=%s",
-            record_text(record),
-            principal.name,
-            _client(request),
-        )
+        checked = runtime.check_record(record, actor=principal.name, client=client_address(request))
         return JSONResponse({"checking": checked}, status_code=202)
 
     async def events(request: Request, principal: Principal) -> Response:
@@ -235,10 +213,8 @@ def create_api(app: App, updates: Updates, checker: propagation.Checker | None =
             "limit": _integer(query, "limit", 100, 1, MAX_EVENTS),
             "before_id": _integer(query, "before", None, 1, openapi.MAX_ID),
         }
-        if app.store is None:
-            return JSONResponse({"events": [], "next_before": None})
         try:
-            rows = await app.store.events(**filters)
+            rows = await runtime.events(**filters)
         except Exception:
             log.exception("event=api_failed step=events")
             raise ApiError(500, "server_error", "could not read the event log; try again") from None
@@ -274,7 +250,7 @@ def create_api(app: App, updates: Updates, checker: propagation.Checker | None =
             except ValueError as error:
                 raise ApiError(400, "bad_request", f"hostname: {error}") from None
         try:
-            body = await views.propagation_view(app, checker, record, hostname)
+            body = await views.propagation_view(runtime, checker, record, hostname)
         except propagation.Busy as busy:
             retry = str(max(1, math.ceil(busy.retry_after)))
             raise ApiError(429, "too_many_requests", str(busy), {"Retry-After": retry}) from None
@@ -325,15 +301,6 @@ def _by_method(
         return await handlers[method](request)
 
     return endpoint
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else ""
-
-
-def _wall_offset() -> float:
-    """Engine times are the event loop's clock: this turns them into Unix time."""
-    return time.time() - asyncio.get_running_loop().time()
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
@@ -19,14 +19,12 @@ from starlette.templating import Jinja2Templates
 
 from dynserver.model import Listener
 from dynserver.propagation import Checker
+from dynserver.runtime import Runtime
 from dynserver.update.limits import LimitPolicy
 from dynserver.update.service import Updates
 from dynserver.web import dyndns2, metrics, pages
 from dynserver.web.api import api_aware_http_error, create_api
 from dynserver.web.auth import Auth
-
-if TYPE_CHECKING:
-    from dynserver.app import App
 
 
 def web_dir() -> Path:
@@ -39,43 +37,34 @@ def web_dir() -> Path:
     raise FileNotFoundError("web assets not found: set DYNSERVER_WEB_DIR to the web/ folder")
 
 
-def create_app(app: App, *, limits: LimitPolicy | None = None, checker: Checker | None = None) -> Starlette:
-    """The web app. ``limits`` overrides the rate limits and lockout of [web.limits];
-    ``checker`` the propagation checks' cache and budget."""
+def create_app(
+    runtime: Runtime, *, limits: LimitPolicy | None = None, checker: Checker | None = None
+) -> Starlette:
+    """The web app of a runtime. ``limits`` overrides the rate limits and lockout of
+    [web.limits]; ``checker`` the propagation checks' cache and budget."""
     assets = web_dir()
-    limits = limits or app.config.web.limits
-    checker = checker or Checker(timeout=app.config.web.propagation_timeout)
-    updates = Updates(app, limits)
+    limits = limits or runtime.config.web.limits
+    checker = checker or Checker(timeout=runtime.config.web.propagation_timeout)
+    updates = Updates(runtime, limits)
     templates = Jinja2Templates(directory=str(assets / "templates"))
-    auth = Auth(app.config.web, limits)
+    auth = Auth(runtime.config.web, limits)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
     async def readyz(request: Request) -> Response:
-        """Ready = answering DNS, the database open (when one is configured) and every
-        monitored target being checked: a load balancer should not send traffic before."""
-        dns_listening = bool(app.udp) and bool(app.tcp)
-        database_open = app.config.database is None or app.store is not None
-        monitored = sum(1 for r in app.engine.records.values() if r.monitor is not None)
-        checks_running = monitored == 0 or (dns_listening and app.scheduler.running > 0)
-        ready = dns_listening and database_open and checks_running
-        body = {
-            "ready": ready,
-            "dns_listening": dns_listening,
-            "database_open": database_open,
-            "checks_running": checks_running,
-        }
-        return JSONResponse(body, status_code=200 if ready else 503)
+        """Ready or not, and why (Runtime.ready): a load balancer waits for 200."""
+        body = runtime.ready()
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     web = Starlette(
         routes=[
-            *pages.routes(app, updates, auth, templates, checker),
+            *pages.routes(runtime, updates, auth, templates, checker),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            *metrics.routes(app, auth),
+            *metrics.routes(runtime, auth),
             *dyndns2.routes(updates),
-            Mount("/api/v1", create_api(app, updates, checker)),
+            Mount("/api/v1", create_api(runtime, updates, checker)),
             Mount("/static", StaticFiles(directory=str(assets / "static")), name="static"),
         ],
         exception_handlers={HTTPException: api_aware_http_error},  # type: ignore[dict-item]
@@ -90,8 +79,6 @@ class _Server(uvicorn.Server):
 
     def capture_signals(self):  # type: ignore[no-untyped-def]
         # dynserver owns the process's signals (see cli.py); uvicorn must not take them.
-        import contextlib
-
         return contextlib.nullcontext()
 
 

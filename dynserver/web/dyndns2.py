@@ -16,6 +16,7 @@ from dynserver.update import dyndns2
 from dynserver.update.dyndns2 import Code, Update
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
+from dynserver.web.client import client_address
 
 log = logging.getLogger("dynserver.update")
 
@@ -23,11 +24,11 @@ log = logging.getLogger("dynserver.update")
 def routes(updates: Updates) -> list[Route]:
     def count(result: str) -> None:
         """/metrics: a request refused before any target was looked at (applied updates
-        are counted by App.update_target)."""
-        updates.app.metrics.update("dyndns2", result)
+        are counted by Runtime.update_target)."""
+        updates.runtime.metrics.update("dyndns2", result)
 
     async def nic_update(request: Request) -> Response:
-        client = request.client.host if request.client else ""
+        client = client_address(request)
         query = dyndns2.parse(request.query_params.multi_items(), client)
         hostnames = len(query.hostnames)
         block = updates.admit(client)

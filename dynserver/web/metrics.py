@@ -18,34 +18,32 @@ import hmac
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from dynserver.metrics import CONTENT_TYPE
+from dynserver.runtime import Runtime
 from dynserver.web.auth import Auth
-
-if TYPE_CHECKING:
-    from dynserver.app import App
+from dynserver.web.client import client_address
 
 log = logging.getLogger("dynserver.web")
 
 ENV_TOKEN = "DYNSERVER_METRICS_TOKEN"
 
 
-def routes(app: App, auth: Auth) -> list[Route]:
+def routes(runtime: Runtime, auth: Auth) -> list[Route]:
     # The environment wins, as for the admin password hash: a container keeps it out of
     # the config file.
-    token = os.environ.get(ENV_TOKEN) or app.config.web.metrics_token
+    token = os.environ.get(ENV_TOKEN) or runtime.config.web.metrics_token
 
     def refuse(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
         return PlainTextResponse(detail + "\n", status_code=status, headers=headers)
 
     async def metrics(request: Request) -> Response:
         if token is not None:
-            client = request.client.host if request.client else ""
+            client = client_address(request)
             now = time.monotonic()
             block = auth.limiter.admit(client, now)
             if block is not None:
@@ -59,6 +57,6 @@ def routes(app: App, auth: Auth) -> list[Route]:
                 return refuse(401, "send Authorization: Bearer <[web] metrics_token>", challenge)
         elif not auth.may_read(request):
             return refuse(401, "log in, or set [web] metrics_token for a scraper")
-        return Response(app.metrics.render(), media_type=CONTENT_TYPE)
+        return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
     return [Route("/metrics", metrics)]

@@ -13,7 +13,7 @@ import html
 import logging
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -25,15 +25,14 @@ from dynserver import __version__, propagation
 from dynserver.dns import wire
 from dynserver.health.engine import target_key
 from dynserver.model import DynamicRecord
+from dynserver.runtime import Runtime
 from dynserver.store.db import EventRow, Sample
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
 from dynserver.update.targets import fqdn, record_text
 from dynserver.web import views
 from dynserver.web.auth import ADMIN, COOKIE, Auth, Session, set_cookie
-
-if TYPE_CHECKING:
-    from dynserver.app import App
+from dynserver.web.client import client_address
 
 log = logging.getLogger("dynserver.web")
 
@@ -61,7 +60,7 @@ STATE_COLOURS = {  # the same as the .state-* badges in style.css (the chart's l
 
 
 def routes(
-    app: App,
+    runtime: Runtime,
     updates: Updates,
     auth: Auth,
     templates: Jinja2Templates,
@@ -69,7 +68,7 @@ def routes(
 ) -> list[Route]:
     """The page routes, for dynserver.web.app to mount at the root. ``checker`` runs and
     caches propagation checks (shared with the API)."""
-    checker = checker or propagation.Checker(timeout=app.config.web.propagation_timeout)
+    checker = checker or propagation.Checker(timeout=runtime.config.web.propagation_timeout)
 
     templates.env.filters["ago"] = _ago
     templates.env.filters["clock"] = _clock
@@ -93,26 +92,25 @@ def routes(
         """The API's target view plus what only a page shows: time left in pending."""
         now = asyncio.get_running_loop().time()
         rows = []
-        for view in views.record_view(app, updates, record)["targets"]:
+        for view in views.record_view(runtime, updates, record)["targets"]:
             target = next(t for t in record.targets if t.name == view["name"])
-            state = app.engine.states[target_key(record, target)]
+            state = runtime.target_state(target_key(record, target))
             left = state.pending_until - now if state.pending_until is not None else None
             rows.append({**view, "pending_left": max(0.0, left) if left is not None else None})
         return rows
 
     def record_card(record: DynamicRecord) -> dict[str, Any]:
-        view = views.record_view(app, updates, record)
+        view = views.record_view(runtime, updates, record)
         return {**view, "targets": target_rows(record)}
 
     async def dashboard(request: Request) -> Response:
         if not auth.may_read(request):
             return login_redirect(request)
         zones = []
-        for origin, zone in sorted(app.snapshot.zones.items(), key=lambda item: item[0][::-1]):
-            config = app.zone_configs.get(origin)
+        for zone, config in runtime.served_zones():
             zones.append(
                 {
-                    "name": wire.name_to_text(origin),
+                    "name": wire.name_to_text(zone.origin),
                     "serial": zone.serial,
                     "names": len(zone.nodes),
                     "rrsets": sum(1 for _ in zone.rrsets()),
@@ -131,12 +129,8 @@ def routes(
         if record is None:
             return render(request, "missing.html", {"what": fqdn(request.path_params["fqdn"])}, 404)
         since = time.time() - CHART_HOURS * 3600
-        samples: list[Sample] = []
-        events: list[Any] = []
-        if app.store is not None:
-            stored = wire.name_to_text(record.name)
-            samples = await app.store.samples(stored, since)
-            events = await app.store.events(record=stored, limit=50)
+        samples: list[Sample] = await runtime.samples(record, since)
+        events: list[Any] = await runtime.events(record=wire.name_to_text(record.name), limit=50)
         chart = chart_svg(samples, [t.name for t in record.targets], since, time.time())
         context = {"record": record_card(record), "chart": chart, "events": events, "hours": CHART_HOURS}
         return render(request, "record.html", context)
@@ -157,7 +151,7 @@ def routes(
             except ValueError as error:
                 hostname_error = str(error)
         context: dict[str, Any] = {
-            "record": views.record_view(app, updates, record),
+            "record": views.record_view(runtime, updates, record),
             "hostname": typed[: propagation.MAX_HOSTNAME + 1],
             "hostname_error": hostname_error,
             "labels": PROPAGATION_LABELS,
@@ -166,7 +160,7 @@ def routes(
         }
         status = 400 if hostname_error else 200
         try:
-            context["view"] = await views.propagation_view(app, checker, record, hostname)
+            context["view"] = await views.propagation_view(runtime, checker, record, hostname)
         except propagation.Busy as busy:
             context["busy"] = str(busy)
             response = render(request, "propagation.html", context, 429)
@@ -184,7 +178,7 @@ def routes(
             detail = f"no dynamic record {fqdn(request.path_params['fqdn'])!r}"
             return JSONResponse({"error": "not_found", "detail": detail}, status_code=404)
         try:
-            view = await views.propagation_view(app, checker, record)
+            view = await views.propagation_view(runtime, checker, record)
         except propagation.Busy as busy:
             retry = str(max(1, round(busy.retry_after)))
             body = {"error": "too_many_requests", "detail": str(busy)}
@@ -200,14 +194,12 @@ def routes(
             "target": query.get("target", "").strip().lower(),
             "kind": query.get("kind", "").strip(),
         }
-        rows: list[Any] = []
-        if app.store is not None:
-            rows = await app.store.events(
-                record=fqdn(filters["record"]) + "." if filters["record"] else None,
-                target=filters["target"] or None,
-                kind=filters["kind"] or None,
-                limit=200,
-            )
+        rows: list[Any] = await runtime.events(
+            record=fqdn(filters["record"]) + "." if filters["record"] else None,
+            target=filters["target"] or None,
+            kind=filters["kind"] or None,
+            limit=200,
+        )
         records = [record_text(r) for r in updates.targets.records.values()]
         context = {"events": rows, "filters": filters, "kinds": EVENT_KINDS, "records": records}
         return render(request, "events.html", context)
@@ -218,21 +210,21 @@ def routes(
             return render(request, "login.html", context)
         form = await _form(request)
         context["next"] = _local(str(form.get("next", "/")))
-        client = _client(request)
+        client = client_address(request)
         outcome = auth.login(client, str(form.get("password", "")))
         if isinstance(outcome, Block):
             # Not an event: a locked-out guesser would fill the log; the lock-out itself
             # followed failures that are events.
-            app.metrics.logins.labels("limited").inc()
+            runtime.metrics.logins.labels("limited").inc()
             retry = max(1, round(outcome.retry_after))
             context["error"] = f"Too many attempts ({outcome.why.value}); try again in {retry} s."
             response = render(request, "login.html", context, 429)
             response.headers["Retry-After"] = str(retry)
             return response
         if outcome is None:
-            app.metrics.logins.labels("fail").inc()
+            runtime.metrics.logins.labels("fail").inc()
             why = "wrong password" if auth.password_hash else "no admin password is configured"
-            app.add_event(
+            runtime.add_event(
                 EventRow(
                     kind="auth",
                     result="fail",
@@ -242,8 +234,8 @@ def routes(
             )
             context["error"] = "Wrong password." if auth.password_hash else "No admin password is configured."
             return render(request, "login.html", context, 401)
-        app.metrics.logins.labels("ok").inc()
-        app.add_event(
+        runtime.metrics.logins.labels("ok").inc()
+        runtime.add_event(
             EventRow(
                 kind="auth",
                 result="ok",
@@ -261,8 +253,8 @@ def routes(
         if error is not None or session is None:
             return error or Response(status_code=401)
         auth.logout(request)
-        client = _client(request)
-        app.add_event(
+        client = client_address(request)
+        runtime.add_event(
             EventRow(
                 kind="auth",
                 result="ok",
@@ -299,7 +291,7 @@ def routes(
             return Response("no such record or target\n", status_code=404)
         on = (await _form(request)).get("on") == "1"
         actor = f"web:{session.user}"
-        changed = app.set_maintenance(key, on, actor=actor)
+        changed = runtime.set_maintenance(key, on, actor=actor)
         log.info(
             "event=maintenance_request record=%s target=%s on=%s actor=%s changed=%s",
             record_text(record),
@@ -317,24 +309,7 @@ def routes(
         record = find_record(request)
         if record is None:
             return Response("no such record\n", status_code=404)
-        checked: list[str] = []
-        if record.monitor is not None:
-            keys = [target_key(record, t) for t in record.targets]
-            checked = [k[2] for k in keys if app.engine.values[k] is not None]
-            app.check_now(keys)
-        client = _client(request)
-        app.add_event(
-            EventRow(
-                kind="check",
-                record=wire.name_to_text(record.name),
-                reason=f"check now requested from {client}",
-                actor=f"web:{session.user}",
-                detail={"type": record.type, "targets": checked, "client": client},
-            )
-        )
-        log.info(
-            "event=check_now record=%s actor=web:%s client=%s", record_text(record), session.user, client
-        )
+        runtime.check_record(record, actor=f"web:{session.user}", client=client_address(request))
         return back(request, record)
 
     return [
@@ -415,10 +390,6 @@ async def _form(request: Request) -> dict[str, str]:
             form[name] = values[0]
     request.state.form = form
     return form
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 def _local(path: str) -> str:

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dynserver import propagation
 from dynserver.dns import wire
 from dynserver.health.engine import target_key
 from dynserver.mirror.worker import MirrorStatus
 from dynserver.model import DynamicRecord
+from dynserver.runtime import Runtime
 from dynserver.types import RecordKey
 from dynserver.update.service import Updates
 from dynserver.update.targets import fqdn, record_text
-
-if TYPE_CHECKING:
-    from dynserver.app import App
 
 
 def wall_offset() -> float:
@@ -25,19 +23,19 @@ def wall_offset() -> float:
     return time.time() - asyncio.get_running_loop().time()
 
 
-def target_view(app: App, updates: Updates, record: DynamicRecord, name: str) -> dict[str, Any]:
+def target_view(runtime: Runtime, updates: Updates, record: DynamicRecord, name: str) -> dict[str, Any]:
     """One target as the API and the pages show it (times are Unix seconds)."""
     key = target_key(record, next(t for t in record.targets if t.name == name))
     configured = next(t for t in record.targets if t.name == name)
-    state = app.engine.states[key]
+    state = runtime.target_state(key)
     offset = wall_offset()
     last = state.last_result
     return {
         "name": name,
         "hostname": updates.targets.hostname(key),
-        "value": app.engine.values[key],
+        "value": runtime.value(key),
         "configured_value": configured.value,
-        "value_set_at": app.value_set_at.get(key),
+        "value_set_at": runtime.value_set_at(key),
         "priority": configured.priority,
         "health": state.health.value,
         "observed": state.observed.value,
@@ -54,10 +52,10 @@ def target_view(app: App, updates: Updates, record: DynamicRecord, name: str) ->
     }
 
 
-def record_view(app: App, updates: Updates, record: DynamicRecord) -> dict[str, Any]:
+def record_view(runtime: Runtime, updates: Updates, record: DynamicRecord) -> dict[str, Any]:
     """A record, its answer and why, and its targets: shared by the API and the pages."""
     key: RecordKey = (record.name, record.type)
-    decision = app.engine.decisions[key]
+    decision = runtime.decision(key)
     return {
         "name": record_text(record),
         "zone": fqdn(wire.name_to_text(record.zone)),
@@ -71,9 +69,9 @@ def record_view(app: App, updates: Updates, record: DynamicRecord) -> dict[str, 
             "targets": list(decision.targets),
             "reason": decision.reason,
             "priority": decision.priority,
-            "ttl": app.engine.ttl(key),
+            "ttl": runtime.ttl(key),
         },
-        "targets": [target_view(app, updates, record, t.name) for t in record.targets],
+        "targets": [target_view(runtime, updates, record, t.name) for t in record.targets],
     }
 
 
@@ -83,10 +81,11 @@ def record_view(app: App, updates: Updates, record: DynamicRecord) -> dict[str, 
 MIRROR_STATUS = {"ok": propagation.IN_SYNC, "pending": propagation.STALE}
 
 
-def propagation_plan(app: App, record: DynamicRecord) -> propagation.Plan:
-    web = app.config.web
-    zone = app.zone_configs[record.zone]
-    return propagation.make_plan(app.snapshot, zone, record, web.resolvers, web.propagation_timeout)
+def propagation_plan(runtime: Runtime, record: DynamicRecord) -> propagation.Plan:
+    web = runtime.config.web
+    zone = runtime.zone_config(record.zone)
+    snapshot = runtime.current_snapshot()
+    return propagation.make_plan(snapshot, zone, record, web.resolvers, web.propagation_timeout)
 
 
 def mirror_view(status: MirrorStatus) -> dict[str, Any]:
@@ -109,14 +108,14 @@ def mirror_view(status: MirrorStatus) -> dict[str, Any]:
 
 
 async def propagation_view(
-    app: App, checker: propagation.Checker, record: DynamicRecord, hostname: str | None = None
+    runtime: Runtime, checker: propagation.Checker, record: DynamicRecord, hostname: str | None = None
 ) -> dict[str, Any]:
     """The propagation of a record, as the API and the page show it. Raises
     propagation.Busy when the check budget is spent and nothing is cached."""
-    plan = propagation_plan(app, record)
+    plan = propagation_plan(runtime, record)
 
     def current() -> propagation.Expected:
-        return propagation.expected_from(app.snapshot, record.zone, plan.name, plan.type)
+        return propagation.expected_from(runtime.current_snapshot(), record.zone, plan.name, plan.type)
 
     async def chain() -> dict[str, Any] | None:
         if hostname is None:
@@ -130,5 +129,5 @@ async def propagation_view(
 
     (report, age), checked = await asyncio.gather(checker.report(plan, current), chain())
     name = wire.name_to_text(record.name)
-    mirrors = [mirror_view(s) for s in app.mirrors.status() if s.record == name]
+    mirrors = [mirror_view(s) for s in runtime.mirror_status() if s.record == name]
     return {**report.to_json(), "age": round(age, 3), "mirrors": mirrors, "cname_check": checked}

@@ -16,21 +16,18 @@ import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import dns.rdatatype
 
 from dynserver.dns import wire
 from dynserver.dns.serial import serial_gt
+from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import Zone
 from dynserver.model import TransferConfig, TsigKey, ZoneConfig
 from dynserver.types import Name, Stream
 from dynserver.xfr import tsig
 from dynserver.xfr.journal import Delta, Journal
 from dynserver.xfr.records import record_count, soa_wire, zone_body
-
-if TYPE_CHECKING:
-    from dynserver.dns.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 

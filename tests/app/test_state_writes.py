@@ -2,7 +2,7 @@
 
 Every result adds a history sample at once. The target's state row is written at once
 when its health changes; a result that changes nothing is written by the next refresh
-(app.STATE_REFRESH) or at a clean stop, so thousands of checks a second do not each
+(runtime.STATE_REFRESH) or at a clean stop, so thousands of checks a second do not each
 rewrite a row that only differs in its counters.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dynserver import app as app_module
 from dynserver import config
+from dynserver import runtime as runtime_module
 from dynserver.app import App
 from dynserver.health.state import Result
 
@@ -60,21 +60,23 @@ def test_transitions_go_to_disk_at_once_other_results_on_refresh_and_at_stop(
     path = tmp_path / "dynserver.toml"
     path.write_text(CONFIG)
     database = tmp_path / "state.db"
-    monkeypatch.setattr(app_module, "STATE_REFRESH", 0.5)
+    monkeypatch.setattr(runtime_module, "STATE_REFRESH", 0.5)
 
     async def main() -> None:
         app = App(dataclasses.replace(config.load(path), database=database))
-        monkeypatch.setattr(app, "_refresh_checks", lambda: None)  # results come from the test
+        monkeypatch.setattr(app.runtime, "refresh_checks", lambda: None)  # results come from the test
         await app.start()
-        app._check_targets = {key: targets for key, (_, _, targets) in app.engine.checks().items()}
-        (key,) = app._check_targets
+        app.runtime._check_targets = {
+            key: targets for key, (_, _, targets) in app.runtime.engine.checks().items()
+        }
+        (key,) = app.runtime._check_targets
         loop = asyncio.get_running_loop()
         assert app.writer is not None
         try:
-            app._on_result(key, Result(ok=True, reason="status 200", at=loop.time()))  # unknown -> up
+            app.runtime.on_result(key, Result(ok=True, reason="status 200", at=loop.time()))  # unknown -> up
             await app.writer.flush()
             assert stored(database) == ("up", "status 200", 1)
-            app._on_result(key, Result(ok=True, reason="status 204", at=loop.time()))  # no change
+            app.runtime.on_result(key, Result(ok=True, reason="status 204", at=loop.time()))  # no change
             await app.writer.flush()
             assert stored(database) == ("up", "status 200", 1)  # not rewritten for this one
             assert samples(database) == 2  # but its history sample is there
@@ -84,7 +86,7 @@ def test_transitions_go_to_disk_at_once_other_results_on_refresh_and_at_stop(
                 if stored(database)[1] == "status 204":
                     break
             assert stored(database) == ("up", "status 204", 2)
-            app._on_result(key, Result(ok=True, reason="status 202", at=loop.time()))
+            app.runtime.on_result(key, Result(ok=True, reason="status 202", at=loop.time()))
         finally:
             await app.stop()
         assert stored(database) == ("up", "status 202", 3)  # a clean stop writes the latest

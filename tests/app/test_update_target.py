@@ -1,4 +1,4 @@
-"""App.update_target: on disk before it returns, live in the same step, kept on restart."""
+"""Runtime.update_target: on disk before it returns, live in the same step, kept on restart."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ APP = parse_name("app.dyn.example.test")
 
 def ask(app: App, name: str) -> tuple[str, list[str]]:
     query = dns.message.make_query(name, dns.rdatatype.A)
-    reply = app.answer(query.to_wire(), False)
+    reply = app.runtime.answer(query.to_wire(), False)
     assert reply is not None
     message = dns.message.from_wire(reply)
     return dns.rcode.to_text(message.rcode()), sorted(r.to_text() for rrset in message.answer for r in rrset)
@@ -61,8 +61,10 @@ def test_update_is_durable_live_and_restored(tmp_path: Path) -> None:
         await app.start()
         try:
             assert ask(app, "bravo.app.dyn.example.test") == ("NXDOMAIN", [])  # no value yet
-            serial = app.serials[parse_name("dyn.example.test")]
-            changed, previous = await app.update_target((APP, "A", "bravo"), "192.0.2.23", actor="test")
+            serial = app.runtime.serials[parse_name("dyn.example.test")]
+            changed, previous = await app.runtime.update_target(
+                (APP, "A", "bravo"), "192.0.2.23", actor="test"
+            )
             assert (changed, previous) == (True, None)
             # committed before update_target returned: another connection sees it
             with sqlite3.connect(tmp_path / "dynserver.db") as db:
@@ -71,12 +73,12 @@ def test_update_is_durable_live_and_restored(tmp_path: Path) -> None:
                 kinds = [r[0] for r in db.execute("SELECT kind FROM event WHERE kind = 'update'")]
                 assert kinds == ["update"]
             assert ask(app, "bravo.app.dyn.example.test") == ("NOERROR", ["192.0.2.23"])
-            assert app.serials[parse_name("dyn.example.test")] == serial + 1
+            assert app.runtime.serials[parse_name("dyn.example.test")] == serial + 1
             # unmonitored targets count as up: the currently answered one changes at once
-            changed, _ = await app.update_target((APP, "A", "charlie"), "192.0.2.31", actor="test")
+            changed, _ = await app.runtime.update_target((APP, "A", "charlie"), "192.0.2.31", actor="test")
             assert changed
             assert ask(app, "app.dyn.example.test") == ("NOERROR", ["192.0.2.31"])
-            assert await app.update_target((APP, "A", "charlie"), "192.0.2.31", actor="test") == (
+            assert await app.runtime.update_target((APP, "A", "charlie"), "192.0.2.31", actor="test") == (
                 False,
                 "192.0.2.31",
             )
@@ -104,7 +106,7 @@ def test_a_changed_config_value_wins_over_an_old_update(tmp_path: Path) -> None:
         await app.start()
         try:
             if update:
-                await app.update_target((APP, "A", "charlie"), update, actor="test")
+                await app.runtime.update_target((APP, "A", "charlie"), update, actor="test")
             assert ask(app, "app.dyn.example.test") == ("NOERROR", [expect])
         finally:
             await app.stop()

@@ -41,7 +41,9 @@ mirror = [{{ to = "cf", name = "www.example.com", ttl = 120, comment = "dynserve
 
 
 def answer(app: App) -> list[str]:
-    reply = app.answer(dns.message.make_query("app.dyn.example.test", dns.rdatatype.A).to_wire(), False)
+    reply = app.runtime.answer(
+        dns.message.make_query("app.dyn.example.test", dns.rdatatype.A).to_wire(), False
+    )
     assert isinstance(reply, bytes)
     return sorted(r.to_text() for rrset in dns.message.from_wire(reply).answer for r in rrset)
 
@@ -63,7 +65,7 @@ def test_the_answer_at_start_and_every_change_reach_the_mirror(tmp_path: Path) -
             assert (record["ttl"], record["comment"]) == (120, "dynserver")  # adopted, not duplicated
             fake.fail(502, times=50)  # the provider is down: DNS does not care
             started = time.monotonic()
-            assert app.set_maintenance((APP, "A", "a"), True, actor="test")
+            assert app.runtime.set_maintenance((APP, "A", "a"), True, actor="test")
             assert answer(app) == ["192.0.2.2"]
             assert time.monotonic() - started < 0.1
             await until(lambda: app.mirrors.status()[0].state == "retrying")

@@ -113,7 +113,7 @@ async def running(folder: Path, *, limits: LimitPolicy | None = None) -> AsyncIt
     app = App(loaded)
     await app.start()
     try:
-        yield Running(app, create_app(app, limits=limits))
+        yield Running(app, create_app(app.runtime, limits=limits))
     finally:
         await app.stop()
 
@@ -143,7 +143,7 @@ def live_server(folder: Path, *, limits: LimitPolicy | None = None, extra: str =
         loaded = with_listeners(config.load(write_config(folder, extra)), [Listener(host, 0)], None)
         app = App(loaded)
         await app.start()
-        server = WebServer(create_app(app, limits=limits), Listener(host, 0))
+        server = WebServer(create_app(app.runtime, limits=limits), Listener(host, 0))
         await server.start()
         return app, server
 
@@ -163,7 +163,7 @@ def live_server(folder: Path, *, limits: LimitPolicy | None = None, extra: str =
 
 def ask(app: App, name: str, rtype: str = "A") -> list[str]:
     query = dns.message.make_query(name, getattr(dns.rdatatype, rtype))
-    reply = app.answer(query.to_wire(), False)
+    reply = app.runtime.answer(query.to_wire(), False)
     assert isinstance(reply, bytes)
     return sorted(r.to_text() for rrset in dns.message.from_wire(reply).answer for r in rrset)
 

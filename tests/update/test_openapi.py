@@ -81,7 +81,7 @@ def test_every_route_answers_as_documented(case: Case, url: str) -> None:
 
 def test_the_document_covers_every_api_route(tmp_path: Path) -> None:
     """Every route the app has is in the document, with the same methods."""
-    app = create_app(App(config.load(write_config(tmp_path))))
+    app = create_app(App(config.load(write_config(tmp_path))).runtime)
     [api] = [r for r in app.routes if isinstance(r, Mount) and r.path == "/api/v1"]
     routes: dict[str, set[str]] = {}
     for route in api.routes:

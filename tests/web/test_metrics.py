@@ -77,13 +77,13 @@ def test_every_family_is_there_and_parses(tmp_path: Path) -> None:
             # Each target: exactly one state is 1. Unchecked targets are up; golf has no
             # address (unknown until an update gives it one).
             expected = {"charlie": "up", "bravo": "up", "delta": "up", "echo": "up", "golf": "unknown"}
-            for name, rtype, target in app.engine.states:
+            for name, rtype, target in app.runtime.engine.states:
                 if target not in expected:
                     continue  # foxtrot: down or still unknown, depending on its first check
                 labels = {"record": b".".join(name).decode(), "type": rtype, "target": target}
                 states = {s: value(samples, "dynserver_target_state", state=s, **labels) for s in STATES}
                 assert states == {s: float(s == expected[target]) for s in STATES}, (target, states)
-            serial = app.snapshot.zones[(b"dyn", b"example", b"test")].serial
+            serial = app.runtime.snapshot.zones[(b"dyn", b"example", b"test")].serial
             assert value(samples, "dynserver_zone_serial", zone="dyn.example.test") == serial
             # Update counters exist at 0 before the first update, so rate() sees it.
             assert ("dynserver_updates_total", (("path", "api"), ("result", "changed"))) in samples
@@ -98,7 +98,7 @@ def test_dns_replies_are_counted_by_transport_type_and_rcode(tmp_path: Path) -> 
             assert ask(app, APP) == ["192.0.2.21"]  # NOERROR
             assert ask(app, "nope.dyn.example.test", "AAAA") == []  # NXDOMAIN
             assert ask(app, "example.com", "MX") == []  # REFUSED
-            tcp = app.answer(dns.message.make_query(APP, "A").to_wire(), True)
+            tcp = app.runtime.answer(dns.message.make_query(APP, "A").to_wire(), True)
             assert isinstance(tcp, bytes)
             after = await scrape(client)
 
@@ -132,10 +132,10 @@ def test_checks_transitions_and_answer_changes(tmp_path: Path) -> None:
             mon = {"record": "mon.dyn.example.test", "type": "A", "target": "foxtrot"}
             assert value(samples, "dynserver_target_transitions_total", state="down", **mon) == 1
             assert value(samples, "dynserver_target_state", state="down", **mon) == 1
-            key = next(k for k in app.engine.states if k[2] == "charlie")
-            bravo = next(k for k in app.engine.states if k[2] == "bravo")
-            await app.update_target(bravo, "192.0.2.22", actor="test")
-            app.set_maintenance(key, True, actor="test")
+            key = next(k for k in app.runtime.engine.states if k[2] == "charlie")
+            bravo = next(k for k in app.runtime.engine.states if k[2] == "bravo")
+            await app.runtime.update_target(bravo, "192.0.2.22", actor="test")
+            app.runtime.set_maintenance(key, True, actor="test")
             after = await scrape(client)
             labels = {"record": APP, "type": "A"}
             assert value(after, "dynserver_answer_changes_total", **labels) == 1  # charlie -> bravo

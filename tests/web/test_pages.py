@@ -40,7 +40,9 @@ async def running(
     path = write_config(folder, f"\n[web]\n{web}\n")
     app = App(with_listeners(config.load(path), [Listener(loopback(), 0)], None))
     await app.start()
-    transport = httpx.ASGITransport(app=create_app(app.runtime, limits=limits), client=("198.51.100.7", 40000))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(
+        app=create_app(app.runtime, limits=limits), client=("198.51.100.7", 40000)
+    )  # type: ignore[arg-type]
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://dynserver.test") as client:
             yield app, client

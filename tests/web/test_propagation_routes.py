@@ -167,7 +167,7 @@ async def world(folder: Path, web: str = "", checker: Checker | None = None) -> 
             )
             assert app.store is not None and await app.store.add_credential(stored)
             transport = httpx.ASGITransport(
-                app=create_app(app, checker=checker), client=("198.51.100.7", 40000)
+                app=create_app(app.runtime, checker=checker), client=("198.51.100.7", 40000)
             )  # type: ignore[arg-type]
             async with httpx.AsyncClient(transport=transport, base_url="http://dynserver.test") as client:
                 yield World(app, client, token, me, stale, dead, hung, checker)
@@ -193,7 +193,7 @@ def test_the_json_marks_each_server_in_sync_stale_or_error(tmp_path: Path) -> No
             response = await w.api(f"/records/{APP}/propagation")
             assert response.status_code == 200, response.text
             body = response.json()
-            serial = w.app.snapshot.zones[(b"dyn", b"example", b"test")].serial
+            serial = w.app.runtime.snapshot.zones[(b"dyn", b"example", b"test")].serial
             assert body["record"] == APP and body["zone"] == "dyn.example.test"
             assert body["expected"] == {
                 "answer": ["192.0.2.21"],
@@ -370,8 +370,8 @@ def test_a_check_is_shared_briefly_and_shows_a_change_once_it_expires(tmp_path: 
             assert first.json()["checked_at"] == second.json()["checked_at"]
             before = first.json()["expected"]["serial"]
 
-            charlie = next(k for k in w.app.engine.states if k[2] == "charlie")
-            w.app.set_maintenance(charlie, True, actor="test")  # fail over to bravo: serial + 1
+            charlie = next(k for k in w.app.runtime.engine.states if k[2] == "charlie")
+            w.app.runtime.set_maintenance(charlie, True, actor="test")  # fail over to bravo: serial + 1
             cached = (await w.api(f"/records/{APP}/propagation")).json()
             assert cached["expected"]["answer"] == ["192.0.2.21"] and cached["age"] >= 0
 
@@ -486,7 +486,7 @@ def test_stopping_the_web_server_ends_the_checks_in_flight(tmp_path: Path) -> No
         slow = Checker(timeout=60)
         async with world(tmp_path, checker=slow) as w:
             host = loopback()
-            server = WebServer(create_app(w.app, checker=slow), Listener(host, 0))
+            server = WebServer(create_app(w.app.runtime, checker=slow), Listener(host, 0))
             await server.start()
             url = f"http://{host}:{server.address[1]}/records/{APP}/propagation.json"
             async with httpx.AsyncClient() as client:

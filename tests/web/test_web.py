@@ -1,7 +1,7 @@
 """The web UI and health endpoints, driven through Starlette's TestClient.
 
 The app is built the way the composition root builds it: ``App(config)`` makes the
-snapshot without opening a socket, and ``create_app(app)`` gives the Starlette app. DNS
+snapshot without opening a socket, and ``create_app(app.runtime)`` gives the Starlette app. DNS
 listeners are started inside the TestClient's own event loop (its portal), so /readyz is
 seen before and after DNS listens. One test runs the real process to cover uvicorn.
 """
@@ -51,7 +51,7 @@ def app(loaded: Config) -> App:
 
 @pytest.fixture
 def client(app: App) -> Iterator[TestClient]:
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app.runtime)) as client:
         yield client
 
 
@@ -77,9 +77,9 @@ def test_index_lists_the_zones_of_the_current_snapshot(client: TestClient) -> No
 
 def test_index_follows_a_snapshot_swap(app: App, client: TestClient, loaded: Config) -> None:
     """The page reads the snapshot reference per request, as the DNS path does."""
-    zone = app.snapshot.zones[loaded.zones[0].name]
+    zone = app.runtime.snapshot.zones[loaded.zones[0].name]
     serial = zone.serial + 41
-    app.swap(Snapshot({zone.origin: zone.with_serial(serial)}))
+    app.runtime.swap(Snapshot({zone.origin: zone.with_serial(serial)}))
     assert f"<td>{serial}</td>" in client.get("/").text
 
 
@@ -155,7 +155,7 @@ def test_web_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_the_snapshot_is_built_without_listening(loaded: Config) -> None:
     app = App(loaded)
     assert app.udp == [] and app.tcp == []
-    assert set(app.snapshot.zones) == {zone.name for zone in loaded.zones}
+    assert set(app.runtime.snapshot.zones) == {zone.name for zone in loaded.zones}
 
 
 @pytest.mark.slow

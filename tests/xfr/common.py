@@ -86,8 +86,8 @@ def make_app(tmp_path: Path, **options: Any) -> App:
 def set_alpha(app: App, value: str) -> None:
     """A target update, as the health engine and updates publish it (serial + 1)."""
     name = tuple(b"app.dyn.example.test".split(b"."))
-    app.engine.set_value((name, "A", "alpha"), value)
-    app.publish(app.engine.recompute([(name, "A")]))
+    app.runtime.engine.set_value((name, "A", "alpha"), value)
+    app.runtime.publish(app.runtime.engine.recompute([(name, "A")]))
 
 
 def messages(reply: bytes | Stream | object) -> list[bytes]:
@@ -112,7 +112,7 @@ def transfer(
     query, serial_used = dns.xfr.make_query(
         secondary, serial=serial, keyring=keyring, keyname=keyname, use_edns=None if tcp else 0
     )
-    replies = messages(app.answer(query.to_wire(), tcp, peer))
+    replies = messages(app.runtime.answer(query.to_wire(), tcp, peer))
     out = []
     is_ixfr = query.question[0].rdtype == dns.rdatatype.IXFR
     with dns.xfr.Inbound(secondary, query.question[0].rdtype, serial_used, not tcp) as inbound:
@@ -152,6 +152,6 @@ def served(app: App) -> set[str]:
 def ask_raw(
     app: App, query: dns.message.Message | bytes, *, peer: tuple[str, int] = SECONDARY, tcp: bool = True
 ) -> bytes:
-    reply = app.answer(query if isinstance(query, bytes) else query.to_wire(), tcp, peer)
+    reply = app.runtime.answer(query if isinstance(query, bytes) else query.to_wire(), tcp, peer)
     assert isinstance(reply, bytes), reply
     return reply

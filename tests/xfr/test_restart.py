@@ -21,7 +21,7 @@ async def run(app: App, *values: str) -> None:
     await app.start()
     try:
         for value in values:
-            await app.update_target((APP, "A", "alpha"), value, actor="test")
+            await app.runtime.update_target((APP, "A", "alpha"), value, actor="test")
     finally:
         await app.stop()
 

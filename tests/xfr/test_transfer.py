@@ -1,4 +1,4 @@
-"""AXFR and IXFR in-process: queries go straight into ``App.answer`` (no sockets), and
+"""AXFR and IXFR in-process: queries go straight into ``Runtime.answer`` (no sockets), and
 dnspython's own transfer client (``dns.xfr.Inbound``) applies the replies to a zone, so
 what a secondary ends up with is judged by an independent implementation."""
 
@@ -41,7 +41,7 @@ def test_axfr_is_the_zone_as_served_now(tmp_path: Path) -> None:
     assert "app 30 IN A 192.0.2.1" in text  # the dynamic record's answer
     assert "alpha.app 30 IN A 192.0.2.1" in text
     assert 'txt 300 IN TXT "hello" "world"' in text
-    assert secondary.get_soa().serial == app.zones[(b"dyn", b"example", b"test")].serial
+    assert secondary.get_soa().serial == app.runtime.zones[(b"dyn", b"example", b"test")].serial
     first = replies[0]
     assert first.flags & dns.flags.AA and first.rcode() == dns.rcode.NOERROR
     assert first.answer[0].rdtype == dns.rdatatype.SOA
@@ -139,7 +139,7 @@ def test_ixfr_over_udp_fits_or_is_just_the_soa(tmp_path: Path) -> None:
     query, _ = dns.xfr.make_query(secondary, use_edns=0)
     reply = dns.message.from_wire(ask_raw(app, query, tcp=False))
     assert [r.rdtype for r in reply.answer] == [dns.rdatatype.SOA]
-    assert reply.answer[0][0].serial == app.zones[(b"dyn", b"example", b"test")].serial
+    assert reply.answer[0][0].serial == app.runtime.zones[(b"dyn", b"example", b"test")].serial
     transfer(app, secondary)
     assert contents(secondary) == served(app)
 
@@ -159,7 +159,7 @@ def test_only_allowed_addresses_may_transfer(tmp_path: Path) -> None:
     assert dns.message.from_wire(ask_raw(app, query, peer=STRANGER)).rcode() == dns.rcode.REFUSED
     assert app.transfers.served["refused"] == 1
     for peer in (SECONDARY, ("10.1.2.3", 1), ("::ffff:10.1.2.3", 1)):
-        assert isinstance(app.answer(query.to_wire(), True, peer), Stream), peer
+        assert isinstance(app.runtime.answer(query.to_wire(), True, peer), Stream), peer
 
 
 def test_a_keyed_secondary_needs_its_key(tmp_path: Path) -> None:
@@ -199,8 +199,8 @@ def test_a_signed_soa_query_gets_a_signed_answer(tmp_path: Path) -> None:
     for tcp in (False, True):
         query = dns.message.make_query(ORIGIN, dns.rdatatype.SOA, use_edns=0)
         query.use_tsig(ring, keyname="xfr.")
-        data = app.answer(query.to_wire(), tcp, STRANGER)
+        data = app.runtime.answer(query.to_wire(), tcp, STRANGER)
         assert isinstance(data, bytes)
         reply = dns.message.from_wire(data, keyring=ring, request_mac=query.mac)
         assert reply.had_tsig and reply.rcode() == dns.rcode.NOERROR
-        assert reply.answer[0][0].serial == app.zones[(b"dyn", b"example", b"test")].serial
+        assert reply.answer[0][0].serial == app.runtime.zones[(b"dyn", b"example", b"test")].serial
