@@ -30,6 +30,7 @@ debs-bench:
 lint: $(BIN)/dynserver
 	$(BIN)/ruff check dynserver tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 unit: $(BIN)/dynserver
 	$(BIN)/pytest
