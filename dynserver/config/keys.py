@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dynserver.config.reader import KeyPath, Reader
-from dynserver.dns import wire
+from dynserver.dns.names import name_text
 from dynserver.model import TsigKey, ZoneConfig
 
 _ALGORITHMS = {"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"}
@@ -16,13 +16,8 @@ _ALGORITHMS = {"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac
 def read_keys(reader: Reader, raw: Any, folder: Path, zones: tuple[ZoneConfig, ...]) -> tuple[TsigKey, ...]:
     """[keys.NAME]: TSIG keys, each allowed to update the targets it names."""
     table = reader.table(raw, ("keys",))
-    targets = {
-        f"{wire.name_to_text(r.name).rstrip('.')}/{t.name}"
-        for z in zones
-        for r in z.records
-        for t in r.targets
-    }
-    records = {wire.name_to_text(r.name).rstrip(".") for z in zones for r in z.records}
+    targets = {f"{name_text(r.name)}/{t.name}" for z in zones for r in z.records for t in r.targets}
+    records = {name_text(r.name) for z in zones for r in z.records}
     result = []
     for name, key_raw in table.items():
         path: KeyPath = ("keys", name)

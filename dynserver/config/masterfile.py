@@ -20,7 +20,8 @@ import dns.rdatatype
 
 from dynserver.config.reader import read_text
 from dynserver.dns import wire
-from dynserver.dns.zone import RRset, make_rrset, name_from_dnspython
+from dynserver.dns.names import name_from_dnspython
+from dynserver.dns.zone import RRset, make_rrset
 from dynserver.errors import ConfigError
 from dynserver.types import Name
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from dynserver.config.reader import KeyPath, Reader, dotted, host_name, parse_name
 from dynserver.config.server import parse_listener
-from dynserver.dns import wire
+from dynserver.dns.names import fqdn, name_text
 from dynserver.model import CLOUDFLARE_API, Listener, MirrorConfig, MirrorRecord, Secret
 
 _MIRROR_COMMON_KEYS = {"type", "zone", "reconcile_interval", "timeout"}
@@ -52,12 +52,12 @@ def read_mirrors(
         if kind not in _MIRROR_KEYS:
             raise reader.error((*path, "type"), "expected cloudflare or rfc2136")
         reader.unknown(m, path, _MIRROR_KEYS[kind])
-        zone_text = reader.get(m, path, "zone", str, "", "a zone name").strip().rstrip(".").lower()
+        zone_text = fqdn(reader.get(m, path, "zone", str, "", "a zone name"))
         if not zone_text:
             what = "its name or its 32-character zone id" if kind == "cloudflare" else "its name"
             raise reader.error(path, f'expected zone = "example.com": the zone at the provider ({what})')
         if not (kind == "cloudflare" and _ZONE_ID_RE.fullmatch(zone_text)):
-            zone_text = wire.name_to_text(host_name(reader, (*path, "zone"), zone_text)).rstrip(".")
+            zone_text = name_text(host_name(reader, (*path, "zone"), zone_text))
         common: dict[str, Any] = {
             "name": name,
             "type": kind,
@@ -216,7 +216,7 @@ def mirror_records(
         try:
             if not isinstance(name_raw, str) or not name_raw.strip(". "):
                 raise ValueError
-            name = wire.name_to_text(parse_name(name_raw)).rstrip(".")
+            name = name_text(parse_name(name_raw))
         except Exception:
             raise reader.error(
                 mirror_path,

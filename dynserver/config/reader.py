@@ -15,6 +15,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
+from dynserver.dns.names import name_from_dnspython
 from dynserver.errors import ConfigError
 from dynserver.types import Name
 
@@ -147,8 +148,7 @@ class Reader:
 
 def parse_name(text: str) -> Name:
     """A domain name in presentation form (trailing dot optional) -> label tuple."""
-    name = dns.name.from_text(text.strip().rstrip(".") + ".")
-    return tuple(label.lower() for label in name.labels[:-1])
+    return name_from_dnspython(dns.name.from_text(text.strip().rstrip(".") + "."))
 
 
 def host_name(reader: Reader, key_path: KeyPath, text: str) -> Name:
