@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from dynserver.model import WebConfig
 from dynserver.update.limits import Block, Limiter, LimitPolicy
+from dynserver.web.client import client_address
 from dynserver.web.password import verify_password
 
 log = logging.getLogger("dynserver.web")
@@ -84,8 +85,7 @@ class Auth:
     def logout(self, request: Request) -> None:
         token = request.cookies.get(COOKIE)
         if token and self.sessions.pop(token, None) is not None:
-            client = request.client.host if request.client else ""
-            log.info("event=logout user=%s client=%s", ADMIN, client)
+            log.info("event=logout user=%s client=%s", ADMIN, client_address(request))
 
 
 def secure(request: Request) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import time
 
 from starlette.requests import Request
@@ -30,13 +29,9 @@ from dynserver.web.client import client_address
 
 log = logging.getLogger("dynserver.web")
 
-ENV_TOKEN = "DYNSERVER_METRICS_TOKEN"
-
-
 def routes(runtime: Runtime, auth: Auth) -> list[Route]:
-    # The environment wins, as for the admin password hash: a container keeps it out of
-    # the config file.
-    token = os.environ.get(ENV_TOKEN) or runtime.config.web.metrics_token
+    # DYNSERVER_METRICS_TOKEN, when set, is already in the config: the loader applies it.
+    token = runtime.config.web.metrics_token
 
     def refuse(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
         return PlainTextResponse(detail + "\n", status_code=status, headers=headers)

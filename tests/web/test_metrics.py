@@ -18,8 +18,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dynserver import config
+from dynserver.config import ENV_TOKEN
 from dynserver.errors import ConfigError
-from dynserver.web.metrics import ENV_TOKEN
 from tests.support import dynserver, free_port, loopback
 from tests.update.common import APP, BRAVO, add, ask, write_config
 from tests.update.common import running as running_updates
