@@ -13,8 +13,9 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,8 +32,9 @@ from dynserver.update.credentials import Principal
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
 from dynserver.update.targets import InvalidValue, fqdn, parse_value, record_text
-from dynserver.web import openapi, views
+from dynserver.web import openapi, schema, views
 from dynserver.web.client import client_address
+from dynserver.web.schema import ErrorCode
 
 log = logging.getLogger("dynserver.update")
 
@@ -45,7 +47,9 @@ MAX_BODY = 64 * 1024
 class ApiError(RequestError):
     """An error answered as JSON: raised anywhere in a handler."""
 
-    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, error: ErrorCode, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.error = error
@@ -84,14 +88,14 @@ def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker 
                 principal = await updates.bearer(token.strip(), client)
             except Exception:
                 log.exception("event=api_failed step=credentials client=%s", client)
-                error = ApiError(500, "server_error", "could not read credentials; try again")
+                error = ApiError(500, ErrorCode.SERVER_ERROR, "could not read credentials; try again")
                 raise refused("failed", error) from None
             if isinstance(principal, Block):
                 raise refused("limited", _too_many(principal))
             if principal is None:
                 raise refused("unauthorized", _unauthorized("the token is not the secret of any credential"))
             if admin and not principal.admin:
-                raise ApiError(403, "forbidden", f"credential {principal.name!r} is not admin")
+                raise ApiError(403, ErrorCode.FORBIDDEN, f"credential {principal.name!r} is not admin")
             try:
                 return await handler(request, principal)
             except ApiError as error:
@@ -103,17 +107,17 @@ def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker 
 
     # -- views ----------------------------------------------------------------------
 
-    def target_view(record: DynamicRecord, name: str) -> dict[str, Any]:
-        return views.target_view(runtime, updates, record, name)
+    def target_body(record: DynamicRecord, name: str) -> schema.Target:
+        return views.target_body(runtime, updates, record, name)
 
-    def record_view(record: DynamicRecord) -> dict[str, Any]:
-        return views.record_view(runtime, updates, record)
+    def record_body(record: DynamicRecord) -> schema.Record:
+        return views.record_body(runtime, updates, record)
 
     def find_record(request: Request) -> DynamicRecord:
         name = request.path_params["fqdn"]
         record = updates.targets.record(name)
         if record is None:
-            raise ApiError(404, "not_found", f"no dynamic record {fqdn(name)!r}")
+            raise ApiError(404, ErrorCode.NOT_FOUND, f"no dynamic record {fqdn(name)!r}")
         return record
 
     def find_target(request: Request) -> tuple[DynamicRecord, TargetKey]:
@@ -123,7 +127,7 @@ def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker 
             known = ", ".join(t.name for t in record.targets)
             raise ApiError(
                 404,
-                "not_found",
+                ErrorCode.NOT_FOUND,
                 f"{record_text(record)} has no target {request.path_params['name']!r}; known: {known}",
             )
         return record, key
@@ -135,46 +139,54 @@ def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker 
         for zone, config in runtime.served_zones():
             records = [record_text(r) for r in config.records] if config else []
             result.append(
-                {"name": fqdn(wire.name_to_text(zone.origin)), "serial": zone.serial, "records": records}
+                schema.Zone(name=fqdn(wire.name_to_text(zone.origin)), serial=zone.serial, records=records)
             )
-        return JSONResponse({"zones": result})
+        return _encoded(schema.ZoneList(zones=result))
 
     async def records(request: Request, principal: Principal) -> Response:
-        return JSONResponse({"records": [record_view(r) for r in updates.targets.records.values()]})
+        return _encoded(schema.RecordList(records=[record_body(r) for r in updates.targets.records.values()]))
 
     async def record(request: Request, principal: Principal) -> Response:
-        return JSONResponse(record_view(find_record(request)))
+        return _encoded(record_body(find_record(request)))
 
     async def target(request: Request, principal: Principal) -> Response:
         record, key = find_target(request)
-        return JSONResponse(target_view(record, key[2]))
+        return _encoded(target_body(record, key[2]))
 
     async def set_value(request: Request, principal: Principal) -> Response:
         record, key = find_target(request)
         if not principal.may_update(key):
             hostname = updates.targets.hostname(key)
-            raise ApiError(403, "forbidden", f"credential {principal.name!r} may not update {hostname}")
+            raise ApiError(
+                403, ErrorCode.FORBIDDEN, f"credential {principal.name!r} may not update {hostname}"
+            )
         body = await _json_object(request)
         named = body.get("name")
         if named is not None and (not isinstance(named, str) or named.lower() != key[2]):
-            raise ApiError(409, "conflict", f"the body names target {named!r} but the URL names {key[2]!r}")
+            raise ApiError(
+                409, ErrorCode.CONFLICT, f"the body names target {named!r} but the URL names {key[2]!r}"
+            )
         given = [body[k] for k in ("value", "ip") if k in body]
         if not given:
-            raise ApiError(422, "invalid", 'expected {"value": "..."} (or seed 000\'s {"ip": "..."})')
+            raise ApiError(422, ErrorCode.INVALID, 'expected {"value": "..."} (or seed 000\'s {"ip": "..."})')
         if any(not isinstance(v, str) for v in given) or len(set(given)) > 1:
-            raise ApiError(422, "invalid", '"value" and "ip" must be one string')
+            raise ApiError(422, ErrorCode.INVALID, '"value" and "ip" must be one string')
         client = client_address(request)
         text = given[0] or client  # "" = the address the request came from (a dial-up script)
         try:
             value = parse_value(record.type, text)
         except InvalidValue as error:
-            raise ApiError(422, "invalid", str(error)) from None
+            raise ApiError(422, ErrorCode.INVALID, str(error)) from None
         try:
             changed, previous = await updates.update(principal, key, value, client=client, via="api")
         except Exception:
             log.exception("event=update_failed via=api credential=%s client=%s", principal.name, client)
-            raise ApiError(500, "server_error", "the update could not be stored; nothing changed") from None
-        return JSONResponse({"changed": changed, "previous": previous, "target": target_view(record, key[2])})
+            raise ApiError(
+                500, ErrorCode.SERVER_ERROR, "the update could not be stored; nothing changed"
+            ) from None
+        return _encoded(
+            schema.UpdateResult(changed=changed, previous=previous, target=target_body(record, key[2]))
+        )
 
     async def maintenance(request: Request, principal: Principal) -> Response:
         record, key = find_target(request)
@@ -185,25 +197,29 @@ def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker 
         else:
             body = await _json_object(request)
             if not isinstance(body.get("maintenance"), bool):
-                raise ApiError(422, "invalid", 'expected {"maintenance": true} or {"maintenance": false}')
+                raise ApiError(
+                    422, ErrorCode.INVALID, 'expected {"maintenance": true} or {"maintenance": false}'
+                )
             on = body["maintenance"]
         changed = runtime.set_maintenance(key, on, actor=principal.name)
-        return JSONResponse({"changed": changed, "target": target_view(record, key[2])})
+        return _encoded(schema.MaintenanceResult(changed=changed, target=target_body(record, key[2])))
 
     async def check(request: Request, principal: Principal) -> Response:
         record = find_record(request)
         if record.monitor is None:
             detail = f"{record_text(record)} has no monitor: there is nothing to check"
-            raise ApiError(409, "conflict", detail)
+            raise ApiError(409, ErrorCode.CONFLICT, detail)
         checked = runtime.check_record(record, actor=principal.name, client=client_address(request))
-        return JSONResponse({"checking": checked}, status_code=202)
+        return _encoded(schema.Checking(checking=checked), 202)
 
     async def events(request: Request, principal: Principal) -> Response:
         query = request.query_params
         unknown = sorted(set(query) - EVENT_FILTERS)
         if unknown:  # a misspelt filter must not silently return everything
             expected = ", ".join(sorted(EVENT_FILTERS))
-            raise ApiError(400, "bad_request", f"unknown parameter {unknown[0]!r}; expected: {expected}")
+            raise ApiError(
+                400, ErrorCode.BAD_REQUEST, f"unknown parameter {unknown[0]!r}; expected: {expected}"
+            )
         filters: dict[str, Any] = {
             "record": fqdn(query["record"]) + "." if query.get("record") else None,
             "target": query["target"].lower() if query.get("target") else None,
@@ -217,44 +233,46 @@ def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker 
             rows = await runtime.events(**filters)
         except Exception:
             log.exception("event=api_failed step=events")
-            raise ApiError(500, "server_error", "could not read the event log; try again") from None
+            raise ApiError(500, ErrorCode.SERVER_ERROR, "could not read the event log; try again") from None
         items = [
-            {
-                "id": e.id,
-                "at": e.at,
-                "kind": e.kind,
-                "record": fqdn(e.record) if e.record else None,
-                "target": e.target,
-                "result": e.result,
-                "reason": e.reason,
-                "previous": e.previous,
-                "current": e.current,
-                "actor": e.actor,
-                "detail": e.detail,
-            }
+            schema.Event(
+                id=cast(int, e.id),  # read from the store: always set
+                at=e.at,
+                kind=e.kind,
+                record=fqdn(e.record) if e.record else None,
+                target=e.target,
+                result=e.result,
+                reason=e.reason,
+                previous=e.previous,
+                current=e.current,
+                actor=e.actor,
+                detail=e.detail,
+            )
             for e in rows
         ]
         more = len(rows) == filters["limit"]
-        return JSONResponse({"events": items, "next_before": rows[-1].id if more and rows else None})
+        return _encoded(schema.EventList(events=items, next_before=rows[-1].id if more and rows else None))
 
     async def propagation_report(request: Request, principal: Principal) -> Response:
         record = find_record(request)
         query = request.query_params
         unknown = sorted(set(query) - PROPAGATION_PARAMETERS)
         if unknown:
-            raise ApiError(400, "bad_request", f"unknown parameter {unknown[0]!r}; expected: hostname")
+            raise ApiError(
+                400, ErrorCode.BAD_REQUEST, f"unknown parameter {unknown[0]!r}; expected: hostname"
+            )
         hostname = None
         if "hostname" in query:
             try:
                 hostname = propagation.parse_hostname(query["hostname"])
             except ValueError as error:
-                raise ApiError(400, "bad_request", f"hostname: {error}") from None
+                raise ApiError(400, ErrorCode.BAD_REQUEST, f"hostname: {error}") from None
         try:
-            body = await views.propagation_view(runtime, checker, record, hostname)
+            body = await views.propagation_body(runtime, checker, record, hostname)
         except propagation.Busy as busy:
             retry = str(max(1, math.ceil(busy.retry_after)))
-            raise ApiError(429, "too_many_requests", str(busy), {"Retry-After": retry}) from None
-        return JSONResponse(body)
+            raise ApiError(429, ErrorCode.TOO_MANY_REQUESTS, str(busy), {"Retry-After": retry}) from None
+        return _encoded(body)
 
     async def document(request: Request) -> Response:
         return JSONResponse(openapi.DOCUMENT)
@@ -306,13 +324,13 @@ def _by_method(
 async def _json_object(request: Request) -> dict[str, Any]:
     body = await request.body()
     if len(body) > MAX_BODY:
-        raise ApiError(400, "bad_request", f"the body is larger than {MAX_BODY} bytes")
+        raise ApiError(400, ErrorCode.BAD_REQUEST, f"the body is larger than {MAX_BODY} bytes")
     try:
         data = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "bad_request", "the body is not JSON") from None
+        raise ApiError(400, ErrorCode.BAD_REQUEST, "the body is not JSON") from None
     if not isinstance(data, dict):
-        raise ApiError(400, "bad_request", "expected a JSON object")
+        raise ApiError(400, ErrorCode.BAD_REQUEST, "expected a JSON object")
     return data
 
 
@@ -323,9 +341,9 @@ def _integer(query: Any, name: str, default: int | None, low: int, high: int) ->
     try:
         value = int(text)
     except ValueError:
-        raise ApiError(400, "bad_request", f"{name}={text!r}: expected a whole number") from None
+        raise ApiError(400, ErrorCode.BAD_REQUEST, f"{name}={text!r}: expected a whole number") from None
     if not low <= value <= high:
-        raise ApiError(400, "bad_request", f"{name}={value}: expected {low} to {high}")
+        raise ApiError(400, ErrorCode.BAD_REQUEST, f"{name}={value}: expected {low} to {high}")
     return value
 
 
@@ -341,31 +359,38 @@ def _time(query: Any, name: str) -> float | None:
             moment = datetime.datetime.fromisoformat(text.upper())  # RFC 3339 allows "t" and "z"
         except ValueError:
             raise ApiError(
-                400, "bad_request", f"{name}={text!r}: expected Unix seconds or an ISO 8601 date-time"
+                400, ErrorCode.BAD_REQUEST, f"{name}={text!r}: expected Unix seconds or an ISO 8601 date-time"
             ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=datetime.UTC)
         return moment.timestamp()
     if math.isnan(value):
-        raise ApiError(400, "bad_request", f"{name}={text!r}: expected a number")
+        raise ApiError(400, ErrorCode.BAD_REQUEST, f"{name}={text!r}: expected a number")
     return value
 
 
 def _unauthorized(detail: str) -> ApiError:
-    return ApiError(401, "unauthorized", detail, {"WWW-Authenticate": 'Bearer realm="dynserver"'})
+    return ApiError(401, ErrorCode.UNAUTHORIZED, detail, {"WWW-Authenticate": 'Bearer realm="dynserver"'})
 
 
 def _too_many(block: Block) -> ApiError:
     return ApiError(
         429,
-        "too_many_requests",
+        ErrorCode.TOO_MANY_REQUESTS,
         f"{block.why.value}: retry after {max(1, round(block.retry_after))} s",
         {"Retry-After": str(max(1, round(block.retry_after)))},
     )
 
 
-def error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+def _encoded(body: schema.ResponseBody, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A typed body as JSON: msgspec writes the bytes straight from the Struct."""
+    return Response(msgspec.json.encode(body), status, headers, media_type="application/json")
+
+
+def error_response(
+    status: int, error: ErrorCode, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    return _encoded(schema.Error(error=error, detail=detail), status, headers)
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -373,7 +398,7 @@ async def _api_error(request: Request, exc: ApiError) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    return error_response(500, "server_error", "an unexpected error; it has been logged")
+    return error_response(500, ErrorCode.SERVER_ERROR, "an unexpected error; it has been logged")
 
 
 async def api_aware_http_error(request: Request, exc: HTTPException) -> Response:
@@ -388,10 +413,10 @@ async def api_aware_http_error(request: Request, exc: HTTPException) -> Response
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     """Starlette's own 404/405 for unknown paths and methods, as JSON like the rest."""
-    codes = {404: "not_found", 405: "method_not_allowed"}
+    codes = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
     headers = dict(exc.headers) if exc.headers else None
     detail = str(exc.detail)
     if exc.status_code in codes:
         what = "no such path" if exc.status_code == 404 else f"{request.method} is not allowed on"
         detail = f"{what} {request.url.path}; the routes are in /api/v1/openapi.json"
-    return error_response(exc.status_code, codes.get(exc.status_code, "error"), detail, headers)
+    return error_response(exc.status_code, codes.get(exc.status_code, ErrorCode.ERROR), detail, headers)

@@ -1,11 +1,14 @@
 """The read model of records and targets, shared by the REST API and the HTML pages, so
-both always show the same thing."""
+both always show the same thing: the API's typed bodies (dynserver.web.schema), and the
+same as plain dicts for the pages' templates."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
+
+import msgspec
 
 from dynserver import propagation
 from dynserver.dns import wire
@@ -16,6 +19,7 @@ from dynserver.runtime import Runtime
 from dynserver.types import RecordKey
 from dynserver.update.service import Updates
 from dynserver.update.targets import fqdn, record_text
+from dynserver.web import schema
 
 
 def wall_offset() -> float:
@@ -23,62 +27,66 @@ def wall_offset() -> float:
     return time.time() - asyncio.get_running_loop().time()
 
 
-def target_view(runtime: Runtime, updates: Updates, record: DynamicRecord, name: str) -> dict[str, Any]:
+def target_body(runtime: Runtime, updates: Updates, record: DynamicRecord, name: str) -> schema.Target:
     """One target as the API and the pages show it (times are Unix seconds)."""
-    key = target_key(record, next(t for t in record.targets if t.name == name))
     configured = next(t for t in record.targets if t.name == name)
+    key = target_key(record, configured)
     state = runtime.target_state(key)
     offset = wall_offset()
     last = state.last_result
-    return {
-        "name": name,
-        "hostname": updates.targets.hostname(key),
-        "value": runtime.value(key),
-        "configured_value": configured.value,
-        "value_set_at": runtime.value_set_at(key),
-        "priority": configured.priority,
-        "health": state.health.value,
-        "observed": state.observed.value,
-        "maintenance": state.maintenance,
-        "since": state.since + offset if state.since else None,
-        "last_result": None
+    return schema.Target(
+        name=name,
+        hostname=updates.targets.hostname(key),
+        value=runtime.value(key),
+        configured_value=configured.value,
+        value_set_at=runtime.value_set_at(key),
+        priority=configured.priority,
+        health=state.health,
+        observed=state.observed,
+        maintenance=state.maintenance,
+        since=state.since + offset if state.since else None,
+        last_result=None
         if last is None
-        else {
-            "ok": last.ok,
-            "reason": last.reason,
-            "at": last.at + offset,
-            "latency": last.latency,
-        },
-    }
+        else schema.LastResult(ok=last.ok, reason=last.reason, at=last.at + offset, latency=last.latency),
+    )
 
 
-def record_view(runtime: Runtime, updates: Updates, record: DynamicRecord) -> dict[str, Any]:
+def record_body(runtime: Runtime, updates: Updates, record: DynamicRecord) -> schema.Record:
     """A record, its answer and why, and its targets: shared by the API and the pages."""
     key: RecordKey = (record.name, record.type)
     decision = runtime.decision(key)
-    return {
-        "name": record_text(record),
-        "zone": fqdn(wire.name_to_text(record.zone)),
-        "type": record.type,
-        "ttl": record.ttl,
-        "monitor": record.monitor,
-        "policy": record.policy,
-        "fallback": record.fallback,
-        "answer": {
-            "values": list(decision.values),
-            "targets": list(decision.targets),
-            "reason": decision.reason,
-            "priority": decision.priority,
-            "ttl": runtime.ttl(key),
-        },
-        "targets": [target_view(runtime, updates, record, t.name) for t in record.targets],
-    }
+    return schema.Record(
+        name=record_text(record),
+        zone=fqdn(wire.name_to_text(record.zone)),
+        type=cast(schema.RecordType, record.type),  # config admits no other type
+        ttl=record.ttl,
+        monitor=record.monitor,
+        policy=record.policy,
+        fallback=record.fallback,
+        answer=schema.Answer(
+            values=list(decision.values),
+            targets=list(decision.targets),
+            reason=decision.reason,
+            priority=decision.priority,
+            ttl=runtime.ttl(key),
+        ),
+        targets=[target_body(runtime, updates, record, t.name) for t in record.targets],
+    )
+
+
+def record_view(runtime: Runtime, updates: Updates, record: DynamicRecord) -> dict[str, Any]:
+    """record_body as the pages' templates read it."""
+    view: dict[str, Any] = msgspec.to_builtins(record_body(runtime, updates, record))
+    return view
 
 
 # -- propagation ---------------------------------------------------------------------
 
-# A mirror's state as the propagation page marks it.
-MIRROR_STATUS = {"ok": propagation.IN_SYNC, "pending": propagation.STALE}
+# A mirror's state as the propagation page marks it (any other: error).
+MIRROR_STATUS = {
+    schema.MirrorState.OK: schema.PropagationStatus.IN_SYNC,
+    schema.MirrorState.PENDING: schema.PropagationStatus.STALE,
+}
 
 
 def propagation_plan(runtime: Runtime, record: DynamicRecord) -> propagation.Plan:
@@ -88,28 +96,29 @@ def propagation_plan(runtime: Runtime, record: DynamicRecord) -> propagation.Pla
     return propagation.make_plan(snapshot, zone, record, web.resolvers, web.propagation_timeout)
 
 
-def mirror_view(status: MirrorStatus) -> dict[str, Any]:
+def mirror_body(status: MirrorStatus) -> schema.PropagationMirror:
     """One mirrored name: what the provider last had and said (the worker's memory)."""
-    return {
-        "mirror": status.mirror,
-        "kind": status.kind,
-        "name": status.name,
-        "type": status.type,
-        "status": MIRROR_STATUS.get(status.state, propagation.ERROR),
-        "state": status.state,
-        "desired": list(status.desired),
-        "provider": list(status.provider) if status.provider is not None else None,
-        "records": [dict(r) for r in status.records],
-        "last_reply": status.last_reply,
-        "last_error": status.last_error,
-        "last_attempt": status.last_attempt,
-        "last_ok": status.last_ok,
-    }
+    state = schema.MirrorState(status.state)
+    return schema.PropagationMirror(
+        mirror=status.mirror,
+        kind=status.kind,
+        name=status.name,
+        type=status.type,
+        status=MIRROR_STATUS.get(state, schema.PropagationStatus.ERROR),
+        state=state,
+        desired=list(status.desired),
+        provider=list(status.provider) if status.provider is not None else None,
+        records=[dict(r) for r in status.records],
+        last_reply=status.last_reply,
+        last_error=status.last_error,
+        last_attempt=status.last_attempt,
+        last_ok=status.last_ok,
+    )
 
 
-async def propagation_view(
+async def propagation_body(
     runtime: Runtime, checker: propagation.Checker, record: DynamicRecord, hostname: str | None = None
-) -> dict[str, Any]:
+) -> schema.Propagation:
     """The propagation of a record, as the API and the page show it. Raises
     propagation.Busy when the check budget is spent and nothing is cached."""
     plan = propagation_plan(runtime, record)
@@ -129,5 +138,16 @@ async def propagation_view(
 
     (report, age), checked = await asyncio.gather(checker.report(plan, current), chain())
     name = wire.name_to_text(record.name)
-    mirrors = [mirror_view(s) for s in runtime.mirror_status() if s.record == name]
-    return {**report.to_json(), "age": round(age, 3), "mirrors": mirrors, "cname_check": checked}
+    mirrors = [mirror_body(s) for s in runtime.mirror_status() if s.record == name]
+    # The report's JSON is propagation's own (its model writes it); read into the type, a
+    # field that the model adds, drops or renames fails here rather than in a client.
+    body = {**report.to_json(), "age": round(age, 3), "mirrors": mirrors, "cname_check": checked}
+    return msgspec.convert(body, schema.Propagation)
+
+
+async def propagation_view(
+    runtime: Runtime, checker: propagation.Checker, record: DynamicRecord, hostname: str | None = None
+) -> dict[str, Any]:
+    """propagation_body as the pages read it (the page's template and its script)."""
+    view: dict[str, Any] = msgspec.to_builtins(await propagation_body(runtime, checker, record, hostname))
+    return view
