@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import sys
 
 import pytest
 
@@ -28,5 +29,9 @@ def propagation_stays_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
 
         return checked
 
-    # Checker looks the asker up in the module that defines it, not in the package.
-    monkeypatch.setattr(propagation.cache, "dns_asker", guarded)
+    # Every module that holds the asker by name (the package, where it is defined, and the
+    # Checker's module, which calls it) gets the guarded one.
+    for module in list(sys.modules.values()):
+        held = getattr(module, "dns_asker", None) is real
+        if held and module.__name__.startswith("dynserver.propagation"):
+            monkeypatch.setattr(module, "dns_asker", guarded)
