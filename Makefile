@@ -32,8 +32,10 @@ lint: $(BIN)/dynserver
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+# Coverage of the test process, printed as a table of the files not fully covered and
+# the total ([tool.coverage.*] in pyproject.toml says what is measured).
 unit: $(BIN)/dynserver
-	$(BIN)/pytest
+	$(BIN)/pytest --cov=dynserver --cov-report=term:skip-covered
 
 test: debs-test $(BIN)/dynserver lint unit
 
