@@ -11,7 +11,7 @@ Over UDP, a query that repeats the bytes of an earlier one after its ID and flag
 question, same case, same EDNS size and DO bit: what a resolver sends again and again)
 is answered from a packet cache of this snapshot: one slice, one dictionary read and
 one concatenation. Only replies the fast path produced are cached, so the cache can
-never answer differently from it.
+never answer differently from it; its layout and rules are in dynserver/dns/packet.py.
 
 A state change never edits a snapshot: it builds a new one and swaps one reference.
 The template memo and the packet cache filled while answering are caches of pure
@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 from dnslib import RR, TXT, DNSLabel
 
-from dynserver.dns import wire
+from dynserver.dns import packet, wire
 from dynserver.dns.answer import REFUSED, Resolution, find_zone, render, resolve
+from dynserver.dns.packet import FLAGS, ID_END, KEY_START, NOT_QUERY, RD_BIT, STAT, PacketCache
 from dynserver.dns.stats import QueryStats, slot
 from dynserver.dns.zone import Zone
 from dynserver.types import Name, Stream
@@ -40,13 +41,6 @@ MEMO_LIMIT = 50_000
 # Packets remembered per snapshot; a flood of distinct queries (random case, sizes)
 # empties the cache when it is full, so memory stays bounded and hot entries return.
 PACKET_LIMIT = 20_000
-# The UDP packet cache as a transport may serve from it (dynserver.server.udp does, in
-# its receive loop, without a Python call per query): query bytes after ID and flags ->
-# (reply tail for RD clear, for RD set, counter slot in QueryStats.hits). An entry is
-# valid for a query only if its QR and opcode bits are clear (flags byte & 0xF8 == 0);
-# the reply is the query's ID and then the tail for its RD bit, and the server adds 1
-# to hits[slot]. Snapshot.answer serves it the same way.
-PacketCache = dict[bytes, tuple[bytes, bytes, int]]
 # Zones up to this many names get their common replies built with the snapshot.
 WARM_LIMIT = 5_000
 _WARM_TYPES = (wire.TYPE_A, wire.TYPE_AAAA)
@@ -75,11 +69,9 @@ class Template:
 
     @classmethod
     def from_reply(cls, reply: bytes, question_length: int) -> Template:
-        head = reply[2:12]
-        with_rd = bytes((head[0] | (wire.RD >> 8),)) + head[1:]
         qtype = int.from_bytes(reply[8 + question_length : 10 + question_length], "big")
         stat = slot(qtype, reply[3] & 0xF)
-        return cls(heads=(head, with_rd), body=reply[12 + question_length :], stat=stat)
+        return cls(heads=packet.heads(reply[2:12]), body=reply[12 + question_length :], stat=stat)
 
 
 class Snapshot:
@@ -103,8 +95,7 @@ class Snapshot:
         # One table per EDNS mode: no OPT, OPT, OPT with DO.
         self._tables: tuple[dict[bytes, Template], ...] = ({}, {}, {})
         self._memo_room = MEMO_LIMIT
-        # UDP query bytes after ID and flags -> (reply tail without RD, with RD, stats slot)
-        self._packets: PacketCache = {}
+        self._packets: PacketCache = {}  # see dynserver/dns/packet.py
         # Which templates a change invalidates: keys by every name their reply mentions
         # (the question and each record's owner: negative answers mention the apex, whose
         # SOA serial changes every time), and keys whose reply holds another zone's data.
@@ -141,7 +132,7 @@ class Snapshot:
     # -- the hot path ---------------------------------------------------------------
 
     def packet_cache(self) -> tuple[PacketCache, list[int]]:
-        """This snapshot's UDP packet cache and the reply counters (see PacketCache)."""
+        """This snapshot's UDP packet cache and the reply counters (dynserver/dns/packet.py)."""
         return self._packets, self._hits
 
     def answer(self, data: bytes, tcp: bool, peer: tuple[str, int] | None = None) -> bytes | Stream | None:
@@ -150,15 +141,13 @@ class Snapshot:
         ``peer`` (the client's address) matters only to transfers; a Stream (several
         messages) is only ever returned over TCP."""
         if not tcp:
-            # Only a query the checks below accepted is in the cache, so equal bytes after
-            # the flags (counts, question, OPT) mean the same checks pass; the flags
-            # they read are QR and opcode (must be 0) and RD (selects the tail).
-            hit = self._packets.get(data[4:])
-            if hit is not None and not data[2] & 0xF8:
-                self._hits[hit[2]] += 1
-                return data[:2] + hit[data[2] & 1]  # type: ignore[operator]  # 0 or 1: bytes
+            # packet.serve, inlined (a call per query would cost more than the lookup).
+            hit = self._packets.get(data[KEY_START:])
+            if hit is not None and not data[FLAGS] & NOT_QUERY:
+                self._hits[hit[STAT]] += 1
+                return data[:ID_END] + hit[data[FLAGS] & RD_BIT]  # type: ignore[operator]  # 0 or 1: bytes
         # Plain query: QR=0, opcode QUERY, one question, no answer/authority records.
-        if len(data) >= 17 and not data[2] & 0xF8 and data[4:10] == b"\x00\x01\x00\x00\x00\x00":
+        if len(data) >= 17 and not data[FLAGS] & NOT_QUERY and data[4:10] == b"\x00\x01\x00\x00\x00\x00":
             end = data.find(0, 12)  # the root label (see docs/architecture.md: why safe)
             qend = end + 5
             arcount = data[10:12]
@@ -190,19 +179,21 @@ class Snapshot:
         template = table.get(data[12 : end + 1].lower() + data[end + 1 : qend])
         if template is None or (not tcp and qend + len(template.body) > limit):
             return self._answer_slow(data, tcp, peer)
-        head = template.heads[data[2] & 1]
+        head = template.heads[data[FLAGS] & RD_BIT]
         self._hits[template.stat + tcp] += 1
         if not tcp:
+            # packet.entry, inlined: under 0x20 case randomisation most queries fill an
+            # entry, and a call would add about a tenth of a microsecond to each.
             question = data[12:qend]
             packets = self._packets
             if len(packets) >= PACKET_LIMIT:
                 packets.clear()
-            packets[data[4:]] = (
+            packets[data[KEY_START:]] = (
                 template.heads[0] + question + template.body,
                 template.heads[1] + question + template.body,
                 template.stat,
             )
-        return data[:2] + head + data[12:qend] + template.body
+        return data[:ID_END] + head + data[12:qend] + template.body
 
     # -- the full path --------------------------------------------------------------
 
