@@ -18,8 +18,7 @@ import dns.rdatatype
 from dnslib import CNAME, MX, NS, PTR, RD, RR, SOA, DNSBuffer, DNSLabel
 
 from dynserver.dns import wire
-from dynserver.dns.names import name_from_dnslib
-from dynserver.dns.names import name_from_dnspython as name_from_dnspython  # config/masterfile.py's import
+from dynserver.dns.names import name_from_dnslib, name_from_dnspython
 from dynserver.types import Name
 
 # RFC 3597 4: only the RFC 1035 types may have names compressed in their RDATA; every
