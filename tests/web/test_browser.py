@@ -491,10 +491,7 @@ def test_dashboard_maintenance_record_events_and_propagation_in_a_real_browser(
         before = len(charlie.requests())
         card.get_by_role("button", name="Check now").click()
         expect(page).to_have_url(demo.http + "/")
-        deadline = time.monotonic() + DEADLINE
-        while len(charlie.requests()) <= before:
-            assert time.monotonic() < deadline, "Check now did not check charlie"
-            time.sleep(0.05)
+        poll(lambda: len(charlie.requests()), lambda n: n > before, "Check now to check charlie", DEADLINE)
 
         # The record page: targets, the chart, and both maintenance events by web:admin.
         card.get_by_role("link", name=app, exact=True).click()
