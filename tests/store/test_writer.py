@@ -5,39 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredState
+from dynserver.store.db import EventRow, JournalRow, Sample, Store
 from dynserver.store.writer import Writer
+from tests.store.common import run, state
 from tests.support import until
 
 HOUR = 3600.0  # an interval the loop never reaches in a test: only events, flush and stop write
-
-
-def state(target: str, observed: str = "up", successes: int = 1) -> StoredState:
-    return StoredState(
-        record="app.dyn.example.test",
-        type="A",
-        target=target,
-        observed=observed,
-        since=1.0,
-        successes=successes,
-        failures=0,
-        pending_until=None,
-        maintenance=False,
-        config_maintenance=False,
-        last_ok=True,
-        last_reason="status 200",
-        last_at=2.0,
-        last_latency=0.01,
-        value=None,
-        value_set_at=None,
-    )
 
 
 def event(reason: str) -> EventRow:
@@ -56,17 +35,6 @@ def events_on_disk(database: Path) -> list[str]:
 
 def states_on_disk(database: Path) -> list[tuple[Any, ...]]:
     return rows(database, "SELECT target, observed, successes FROM target_state ORDER BY target")
-
-
-def run(database: Path, test: Callable[[Store], Awaitable[None]]) -> None:
-    async def main() -> None:
-        store = await Store.open(database)
-        try:
-            await test(store)
-        finally:
-            await store.close()
-
-    asyncio.run(main())
 
 
 def test_flush_writes_the_latest_state_per_target_and_everything_else_in_order(tmp_path: Path) -> None:
