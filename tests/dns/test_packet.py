@@ -12,10 +12,9 @@ import pytest
 
 from dynserver.dns import packet
 from dynserver.dns.snapshot import Snapshot
+from dynserver.dns.wire import AA, CD, OPCODE_MASK, OPCODE_NOTIFY, OPCODE_UPDATE, QR, RD, TC
 from tests.dns.zones import DYN
 from tests.snapshots import load_snapshot
-
-QR, OPCODE_NOTIFY, RD, CD = 0x8000, 0x2000, 0x0100, 0x0010
 
 
 @pytest.fixture
@@ -65,12 +64,12 @@ def test_an_entry_is_the_reply_after_its_id_for_rd_clear_and_set(
         (0, True),
         (RD, True),
         (RD | CD, True),  # the second flags byte is not looked at
-        (0x0400 | 0x0200, True),  # AA and TC mean nothing in a query
+        (AA | TC, True),  # they mean nothing in a query
         (QR, False),  # a reply is not a query
         (QR | RD, False),
-        (OPCODE_NOTIFY, False),
-        (0x2800, False),  # UPDATE
-        (0x7800 | RD, False),
+        (OPCODE_NOTIFY << 11, False),
+        (OPCODE_UPDATE << 11, False),
+        (OPCODE_MASK | RD, False),
     ],
 )
 def test_serve_applies_only_to_queries_and_copies_id_and_rd(
@@ -88,7 +87,7 @@ def test_serve_applies_only_to_queries_and_copies_id_and_rd(
     assert reply == snapshot.answer(repeat, False), "Snapshot.answer inlines packet.serve"
     assert reply[: packet.ID_END] == b"\xbe\xef"
     assert reply[packet.FLAGS] & packet.RD_BIT == bool(flags & RD)
-    assert not reply[3] & 0x10, "CD is never copied"
+    assert not reply[3] & CD, "CD is never copied"
 
 
 def test_serve_misses_what_is_not_cached(snapshot: Snapshot) -> None:
