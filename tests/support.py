@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -136,6 +137,20 @@ def wait_for_dns(
             # the server bound it, and received its own query (seen once in CI): retry.
             time.sleep(0.05)
     raise TimeoutError(f"no DNS answer from {host}:{port} within {timeout}s")
+
+
+def wait_for_http(url: str, timeout: float = 15.0) -> None:
+    """Until the web listener answers (it starts after DNS, so DNS answering is not enough)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                response.read()
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -182,17 +181,3 @@ def add(config_path: Path, name: str, *scope: str) -> str:
     result = cli("add", "--config", str(config_path), "--name", name, *scope)
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()[-1]
-
-
-def wait_for_http(url: str, timeout: float = 15.0) -> None:
-    """Until the web listener answers (it starts after DNS, so DNS answering is not enough)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                response.read()
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Server, dynserver, free_port, loopback, require_program
-from tests.update.common import APP, BRAVO, add, wait_for_http, write_config
+from tests.support import Server, dynserver, free_port, loopback, require_program, wait_for_http
+from tests.update.common import APP, BRAVO, add, write_config
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,8 +23,8 @@ from dynserver.update import credentials
 from dynserver.update.credentials import Principal
 from dynserver.update.scopes import in_scope
 from dynserver.update.targets import InvalidValue, Targets, parse_value
-from tests.support import dynserver, free_port, loopback
-from tests.update.common import APP, BRAVO, add, cli, wait_for_http, write_config
+from tests.support import dynserver, free_port, loopback, wait_for_http
+from tests.update.common import APP, BRAVO, add, cli, write_config
 
 APP_NAME = parse_name(APP)
 

@@ -25,8 +25,8 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from tests.support import dynserver, free_port, loopback
-from tests.update.common import add, wait_for_http, write_config
+from tests.support import dynserver, free_port, loopback, wait_for_http
+from tests.update.common import add, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

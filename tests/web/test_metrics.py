@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dynserver import config
 from dynserver.config import ENV_TOKEN
 from dynserver.errors import ConfigError
-from tests.support import dynserver, free_port, loopback
+from tests.support import dynserver, free_port, loopback, wait_for_http
 from tests.update.common import APP, BRAVO, add, ask, write_config
 from tests.update.common import running as running_updates
 from tests.web.test_pages import HASH, login, run, running
@@ -265,15 +265,11 @@ targets = [{{ name = "hotel", value = "{host}" }}]
             url = f"http://{http}"
 
             def samples() -> Samples:
-                for _ in range(200):
-                    try:
-                        response = httpx.get(f"{url}/metrics", timeout=2)
-                        break
-                    except httpx.ConnectError:
-                        time.sleep(0.05)
+                response = httpx.get(f"{url}/metrics", timeout=2)
                 assert response.status_code == 200
                 return parse(response.text)
 
+            wait_for_http(f"{url}/healthz")
             before = samples()
             for name, rdtype in ((APP, "A"), ("nope.dyn.example.test", "A"), ("example.com", "A")):
                 dns.query.udp(dns.message.make_query(name, rdtype), host, port=server.port, timeout=5)

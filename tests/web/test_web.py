@@ -9,7 +9,6 @@ seen before and after DNS listens. One test runs the real process to cover uvico
 from __future__ import annotations
 
 import re
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from dynserver.app import App, with_listeners
 from dynserver.dns.snapshot import Snapshot
 from dynserver.model import Config, Listener
 from dynserver.web.app import create_app, web_dir
-from tests.support import ROOT, ZONES, dynserver, free_port, loopback, write_config
+from tests.support import ROOT, ZONES, dynserver, free_port, loopback, wait_for_http, write_config
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers the httpx2 package for its TestClient and warns (at import) when
@@ -165,16 +164,8 @@ def test_the_served_process_answers_http(tmp_path: Path) -> None:
     host = loopback()
     http = f"{host}:{free_port(host)}"
     with dynserver(path, host=host, http=http):
-        # The web listener is started after DNS, but the process is already answering DNS
-        # when dynserver() returns; give uvicorn a moment if it is still binding.
-        response = None
-        for _ in range(100):
-            try:
-                response = httpx.get(f"http://{http}/readyz", timeout=2)
-                break
-            except httpx.ConnectError:
-                time.sleep(0.05)
-        assert response is not None, "the web listener never accepted a connection"
+        wait_for_http(f"http://{http}/healthz")
+        response = httpx.get(f"http://{http}/readyz", timeout=2)
         assert response.status_code == 200
         assert response.json()["ready"] is True
         assert httpx.get(f"http://{http}/healthz", timeout=2).text == "ok\n"
