@@ -331,8 +331,8 @@ def test_the_page_shows_the_same_marks_without_script(world: World) -> None:
 def test_a_change_reaches_the_secondary_and_the_page_says_who_caught_up(world: World) -> None:
     before = world.serial(OURS)
     assert before is not None
-    status, body, _ = world.http(f"/api/v1/records/{APP}/targets/charlie/maintenance", method="PUT")
-    assert status == 200, body  # charlie drained: the answer fails over to bravo
+    status, reply, _ = world.http(f"/api/v1/records/{APP}/targets/charlie/maintenance", method="PUT")
+    assert status == 200, reply  # charlie drained: the answer fails over to bravo
 
     def caught_up() -> dict[str, Any] | None:
         body = world.propagation()
@@ -341,6 +341,7 @@ def test_a_change_reaches_the_secondary_and_the_page_says_who_caught_up(world: W
         return body if synced and body["expected"]["serial"] == before + 1 else None
 
     body = poll(caught_up, bool, "the secondary to take the change", WAIT, every=0.2)
+    assert body is not None
     assert body["expected"]["answer"] == ["192.0.2.22"]
     rows = by_address(body["nameservers"])
     assert rows[OURS]["status"] == "in_sync" and rows[OURS]["answer"] == ["192.0.2.22"]
