@@ -107,9 +107,11 @@ def dns_asker(timeout: float) -> Ask:
     immediate "refused" rather than a timeout), TCP if the reply is truncated; the whole
     exchange bounded by ``timeout``. Network trouble is a Reply with an error, never an
     exception."""
-    backend = dns.asyncbackend.get_default_backend()
 
     async def ask(where: Endpoint, qname: str, qtype: str, recursion: bool) -> Reply:
+        # Looked up here, in the running loop: dnspython detects the async library from
+        # it, so an asker made before the loop starts (the web app is built first) works.
+        backend = dns.asyncbackend.get_default_backend()
         query = dns.message.make_query(absolute_name(qname), qtype, use_edns=0, payload=wire.OUR_UDP_SIZE)
         if not recursion:
             query.flags &= ~dns.flags.RD
