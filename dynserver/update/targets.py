@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from dynserver.config import parse_name
 from dynserver.dns import wire
-from dynserver.dns.names import fqdn as fqdn  # web/ imports it from here until it imports dns.names
-from dynserver.dns.names import name_text
+from dynserver.dns.names import fqdn, name_text
 from dynserver.health.engine import target_key
 from dynserver.model import DynamicRecord
 from dynserver.types import TargetKey

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from dynserver import propagation
-from dynserver.dns import wire
+from dynserver.dns.names import fqdn, name_text
 from dynserver.errors import RequestError
 from dynserver.model import DynamicRecord
 from dynserver.runtime import Runtime
@@ -31,7 +31,7 @@ from dynserver.types import TargetKey
 from dynserver.update.credentials import Principal
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
-from dynserver.update.targets import InvalidValue, fqdn, parse_value, record_text
+from dynserver.update.targets import InvalidValue, parse_value, record_text
 from dynserver.web import openapi, schema, views
 from dynserver.web.client import client_address
 from dynserver.web.schema import ErrorCode
@@ -138,9 +138,7 @@ def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker 
         result = []
         for zone, config in runtime.served_zones():
             records = [record_text(r) for r in config.records] if config else []
-            result.append(
-                schema.Zone(name=fqdn(wire.name_to_text(zone.origin)), serial=zone.serial, records=records)
-            )
+            result.append(schema.Zone(name=name_text(zone.origin), serial=zone.serial, records=records))
         return _encoded(schema.ZoneList(zones=result))
 
     async def records(request: Request, principal: Principal) -> Response:

@@ -23,13 +23,14 @@ from starlette.templating import Jinja2Templates
 
 from dynserver import __version__, propagation
 from dynserver.dns import wire
+from dynserver.dns.names import fqdn
 from dynserver.health.engine import target_key
 from dynserver.model import DynamicRecord
 from dynserver.runtime import Runtime
 from dynserver.store.db import EventRow, Sample
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
-from dynserver.update.targets import fqdn, record_text
+from dynserver.update.targets import record_text
 from dynserver.web import views
 from dynserver.web.auth import ADMIN, COOKIE, Auth, Session, set_cookie
 from dynserver.web.client import client_address

@@ -12,13 +12,14 @@ import msgspec
 
 from dynserver import propagation
 from dynserver.dns import wire
+from dynserver.dns.names import name_text
 from dynserver.health.engine import target_key
 from dynserver.mirror.worker import MirrorStatus
 from dynserver.model import DynamicRecord
 from dynserver.runtime import Runtime
 from dynserver.types import RecordKey
 from dynserver.update.service import Updates
-from dynserver.update.targets import fqdn, record_text
+from dynserver.update.targets import record_text
 from dynserver.web import schema
 
 
@@ -57,7 +58,7 @@ def record_body(runtime: Runtime, updates: Updates, record: DynamicRecord) -> sc
     decision = runtime.decision(key)
     return schema.Record(
         name=record_text(record),
-        zone=fqdn(wire.name_to_text(record.zone)),
+        zone=name_text(record.zone),
         type=cast(schema.RecordType, record.type),  # config admits no other type
         ttl=record.ttl,
         monitor=record.monitor,
