@@ -20,8 +20,9 @@ from dynserver.health.policy import Fallback as Fallback
 from dynserver.health.policy import Policy as Policy
 from dynserver.health.state import Health as Health
 from dynserver.health.state import Thresholds
-from dynserver.types import Name
+from dynserver.types import Name, TargetKey
 from dynserver.update.limits import LimitPolicy
+from dynserver.update.scopes import in_scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +107,8 @@ class TsigKey:
     secret: bytes
     update: tuple[str, ...] = ()  # "app.dyn.example.test/bravo", "app.dyn.example.test/*", "*"
 
-    def may_update(self, target: tuple[Name, str, str]) -> bool:
-        record = b".".join(target[0]).decode("ascii", "replace")
-        return any(scope in ("*", f"{record}/*", f"{record}/{target[2]}") for scope in self.update)
+    def may_update(self, target: TargetKey) -> bool:
+        return in_scope(self.update, target)
 
 
 @dataclass(frozen=True, slots=True)
