@@ -13,6 +13,14 @@ from dynserver.model import TsigKey, ZoneConfig
 _ALGORITHMS = {"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"}
 
 
+def written_name(text: str) -> str:
+    """A key name or a key's scope as the config compares them: lower case, no final dot.
+    Not dns.names.fqdn (nor scopes.split): those also strip surrounding space (and a
+    record's final dot, ``app.example./bravo``), so they would accept a key reference or
+    a scope that the config has always refused."""
+    return text.rstrip(".").lower()
+
+
 def read_keys(reader: Reader, raw: Any, folder: Path, zones: tuple[ZoneConfig, ...]) -> tuple[TsigKey, ...]:
     """[keys.NAME]: TSIG keys, each allowed to update the targets it names."""
     table = reader.table(raw, ("keys",))
@@ -48,7 +56,7 @@ def read_keys(reader: Reader, raw: Any, folder: Path, zones: tuple[ZoneConfig, .
         for scope in scopes:
             if not isinstance(scope, str):
                 raise reader.error((*path, "update"), "expected strings")
-            record, _, target = scope.rstrip(".").lower().partition("/")
+            record, _, target = written_name(scope).partition("/")
             if scope != "*" and not (
                 (target == "*" and record in records) or f"{record}/{target}" in targets
             ):
@@ -59,10 +67,10 @@ def read_keys(reader: Reader, raw: Any, folder: Path, zones: tuple[ZoneConfig, .
                 )
         result.append(
             TsigKey(
-                name=name.rstrip(".").lower(),
+                name=written_name(name),
                 algorithm=algorithm,
                 secret=secret,
-                update=tuple(s.rstrip(".").lower() if s != "*" else s for s in scopes),
+                update=tuple(written_name(s) if s != "*" else s for s in scopes),
             )
         )
     return tuple(result)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dynserver.config.keys import written_name
 from dynserver.config.reader import KeyPath, Reader, dotted, host_name, parse_name
 from dynserver.config.server import parse_listener
 from dynserver.dns.names import fqdn, name_text
@@ -43,7 +44,7 @@ def read_mirrors(
     record's ``mirror = [{ to = ... }]`` can be checked where it is written; an rfc2136
     mirror's key is checked against the names of [keys] (the keys are parsed later)."""
     table = reader.table(raw, ("mirrors",))
-    key_names = {str(k).rstrip(".").lower() for k in keys_raw} if isinstance(keys_raw, dict) else set()
+    key_names = {written_name(str(k)) for k in keys_raw} if isinstance(keys_raw, dict) else set()
     result = Mirrors()
     for name, mirror_raw in table.items():
         path: KeyPath = ("mirrors", name)
@@ -75,7 +76,7 @@ def read_mirrors(
         primary = reader.get(m, path, "primary", str, "", 'a "host:port" string')
         if not primary:
             raise reader.error(path, 'expected primary = "192.0.2.53:53": the primary that takes the UPDATEs')
-        key = reader.get(m, path, "key", str, "", "a key name").rstrip(".").lower()
+        key = written_name(reader.get(m, path, "key", str, "", "a key name"))
         if not key:
             raise reader.error(path, 'expected key = "NAME" naming a [keys.NAME]: UPDATEs are signed (TSIG)')
         if key not in key_names:

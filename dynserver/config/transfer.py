@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 from typing import Any
 
+from dynserver.config.keys import written_name
 from dynserver.config.reader import KeyPath, Reader
 from dynserver.config.server import parse_listener
 from dynserver.model import Secondary, TransferConfig, TsigKey, ZoneConfig
@@ -60,7 +61,7 @@ def _strings(reader: Reader, table: dict[str, Any], key_path: KeyPath, example: 
 
 
 def _known_key(reader: Reader, key_path: KeyPath, text: str, known: set[str], where: str = "") -> str:
-    name = text.rstrip(".").lower()
+    name = written_name(text)
     if name not in known:
         choices = ", ".join(sorted(known)) or "none defined"
         raise reader.error(key_path, f"{where}no [keys.{name}]; expected one of: {choices}")
