@@ -189,15 +189,17 @@ def _settle_gc() -> None:
 
 async def _probe(loaded: config.Config, record_text: str, target_name: str | None) -> int:
     """Cloudflare's "preview monitor": check every target now, print result and reason."""
+    from dynserver.dns.names import name_text
     from dynserver.dns.wire import name_to_text
     from dynserver.health.engine import build_check
     from dynserver.health.probes import close_clients, run_check
 
     records = [record for zone in loaded.zones for record in zone.records]
+    # Not fqdn: it also strips surrounding space, and " app" names no record today.
     wanted = record_text.rstrip(".").lower()
 
     def names(record: DynamicRecord) -> tuple[str, str]:
-        full, zone = name_to_text(record.name).rstrip("."), name_to_text(record.zone).rstrip(".")
+        full, zone = name_text(record.name), name_text(record.zone)
         return full, full[: -len(zone) - 1] if full != zone else "@"
 
     matches = [r for r in records if wanted in names(r)]

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from dynserver.dns import wire
+from dynserver.dns.names import name_text
 from dynserver.dns.serial import next_serial, serial_gt
 from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import RRset, Zone, soa_fields
@@ -58,7 +59,7 @@ def _text(name: Name) -> str:
 
 def _label(name: Name) -> str:
     """A name as /metrics labels show it: as the API writes it, without the final dot."""
-    return _text(name).rstrip(".") or "."
+    return name_text(name) or "."
 
 
 class Runtime:
