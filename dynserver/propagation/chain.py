@@ -11,6 +11,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
+from dynserver.dns.names import fqdn
 from dynserver.propagation.model import Ask, Endpoint
 from dynserver.propagation.replies import rcode_text, sorted_values, text, value_text
 
@@ -39,7 +40,7 @@ def parse_hostname(value: str) -> str:
             f"{value[:80]!r} is not a hostname: expected labels of letters, digits, '-' and '_' "
             "(1 to 63 each, no '-' at either end) separated by dots, e.g. www.example.com"
         )
-    return value.rstrip(".").lower()
+    return fqdn(value)  # the pattern admits no space, so fqdn's strip() refuses nothing new
 
 
 @dataclass(frozen=True, slots=True)

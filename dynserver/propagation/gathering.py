@@ -17,6 +17,7 @@ import dns.message
 import dns.rcode
 
 from dynserver.dns import wire
+from dynserver.dns.names import name_text
 from dynserver.dns.snapshot import Snapshot
 from dynserver.model import DynamicRecord, ZoneConfig
 from dynserver.propagation.delegation import find_delegation, resolve_addresses
@@ -68,8 +69,8 @@ def make_plan(
     timeout: float,
 ) -> Plan:
     """Who to ask about ``record``, and what we answer for it now."""
-    name = text(wire.name_to_text(record.name))
-    zone_name = text(wire.name_to_text(zone.name))
+    name = name_text(record.name)
+    zone_name = name_text(zone.name)
     served = snapshot.zones[zone.name]
     apex_ns = served.nodes[zone.name].get(wire.TYPE_NS)
     nameservers = []

@@ -13,10 +13,13 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from dynserver.dns.names import fqdn
+
 
 def text(name: dns.name.Name | str) -> str:
-    """Absolute, lower case, no final dot (the root is "")."""
-    return str(name).lower().rstrip(".") if isinstance(name, str) else name.to_text().lower().rstrip(".")
+    """Absolute, lower case, no final dot (the root is ""): dns.names.fqdn, which takes a
+    dnspython Name here too (in its own presentation form, escapes as dnspython writes them)."""
+    return fqdn(name if isinstance(name, str) else name.to_text())
 
 
 def absolute_name(name: str) -> dns.name.Name:
