@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import dns.message
-import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -22,6 +21,7 @@ import dns.rrset
 import dns.update
 
 from dynserver.dns import wire
+from dynserver.dns.names import name_from_dnspython
 from dynserver.dns.zone import Zone
 from dynserver.model import DynamicRecord, TsigKey
 from dynserver.types import Name, RecordKey, TargetKey
@@ -67,7 +67,7 @@ def handle(
     key = request.key_name or ""
     if len(message.zone) != 1 or message.zone[0].rdtype != dns.rdatatype.SOA:
         return reply(wire.FORMERR)
-    origin = tuple(label.lower() for label in message.zone[0].name.labels[:-1])
+    origin = name_from_dnspython(message.zone[0].name)
     zone = zones.get(origin)
     if zone is None:
         return reply(wire.NOTAUTH)  # RFC 2136 3.1.1: not a zone we are authoritative for
@@ -80,15 +80,11 @@ def handle(
     return Plan(changes=tuple(changes), key=key, reply=reply)
 
 
-def _labels(name: dns.name.Name) -> Name:
-    return tuple(label.lower() for label in name.labels[:-1])
-
-
 def _prerequisites(message: dns.update.UpdateMessage, zone: Zone) -> int:
     """RFC 2136 3.2: every prerequisite must hold in the zone as it is now."""
     required: dict[tuple[Name, int], set[str]] = {}
     for rrset in message.prerequisite:
-        name = _labels(rrset.name)
+        name = name_from_dnspython(rrset.name)
         if name[len(name) - len(zone.origin) :] != zone.origin:
             return 10  # NOTZONE
         node = zone.nodes.get(name) or {}
@@ -124,7 +120,7 @@ def _changes(
     adds: dict[TargetKey, str] = {}
     deletes: set[tuple[Name, int | None]] = set()
     for rrset in message.update:
-        name = _labels(rrset.name)
+        name = name_from_dnspython(rrset.name)
         if name[len(name) - len(origin) :] != origin:
             return [], 10  # NOTZONE
         if rrset.deleting is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import dns.rdatatype
 
 from dynserver.dns import wire
+from dynserver.dns.names import name_from_dnspython
 from dynserver.dns.serial import serial_gt
 from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import Zone
@@ -310,7 +311,7 @@ def _client_serial(request: tsig.Request, origin: Name) -> int | None:
     """The serial of the SOA an IXFR request carries in its authority section."""
     for rrset in request.message.authority:
         if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
-            owner = tuple(label.lower() for label in rrset.name.labels[:-1])
+            owner = name_from_dnspython(rrset.name)
             if owner == origin:
                 return int(rrset[0].serial)
     return None

@@ -22,6 +22,7 @@ import dns.tsig
 from dns.rdtypes.ANY.TSIG import TSIG
 
 from dynserver.dns import wire
+from dynserver.dns.names import fqdn
 from dynserver.model import TsigKey
 
 FUDGE = 300  # seconds of clock difference allowed (RFC 8945 10: 300 recommended)
@@ -44,7 +45,7 @@ def keyring(keys: Iterable[TsigKey]) -> Keyring:
 
 def key_name(key: dns.tsig.Key) -> str:
     """The name as the config writes it: lower-case, no final dot."""
-    return str(key.name).rstrip(".").lower()
+    return fqdn(key.name.to_text())  # dnspython writes no surrounding space: as before
 
 
 @dataclass(frozen=True, slots=True)
