@@ -12,15 +12,8 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class DemoBackend:
-    host: str
-    port: int
-    outage: tuple[float, float] | None  # [start, end) seconds within each cycle
-    cycle: float = 60.0
+from dynserver.model import DemoBackend
 
 
 def failing(backend: DemoBackend, now: float) -> bool:

@@ -12,7 +12,6 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dynserver.demo import DemoBackend
 from dynserver.dns.zone import RRset
 
 # Re-exported (`X as X`): the config, views and API import every enum from this module.
@@ -109,6 +108,16 @@ class TsigKey:
 
     def may_update(self, target: TargetKey) -> bool:
         return in_scope(self.update, target)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoBackend:
+    """[demo] backends: a local web server (dynserver.demo) that fails on a schedule (make run)."""
+
+    host: str
+    port: int
+    outage: tuple[float, float] | None  # [start, end) seconds within each cycle
+    cycle: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 from dynserver.config.reader import KeyPath, Reader
 from dynserver.config.server import parse_listener
-from dynserver.demo import DemoBackend
+from dynserver.model import DemoBackend
 
 
 def read_demo(reader: Reader, raw: Any) -> tuple[DemoBackend, ...]:
