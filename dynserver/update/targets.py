@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dynserver.config import parse_name
 from dynserver.dns import wire
 from dynserver.dns.names import fqdn, name_text
+from dynserver.errors import RequestError
 from dynserver.health.engine import target_key
 from dynserver.model import DynamicRecord
 from dynserver.types import TargetKey
@@ -27,7 +28,7 @@ def record_text(record: DynamicRecord) -> str:
     return name_text(record.name)
 
 
-class InvalidValue(ValueError):
+class InvalidValue(RequestError, ValueError):
     """The value does not fit the record type; the message says what was expected."""
 
 
