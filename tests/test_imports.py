@@ -20,11 +20,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "dynserver"
 
-# mirror/worker.py imports its providers inside MirrorWorker.from_config (issue 12: they
-# move to the top of the file). Not strict: the mark goes as soon as they do.
-PENDING_WORKER = pytest.mark.xfail(reason="mirror/worker.py defers two imports (issue 12)", strict=False)
-
-
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
     # grimp reads every import statement, also those under TYPE_CHECKING and inside
@@ -159,7 +154,6 @@ def test_no_type_checking_imports() -> None:
     assert found == []
 
 
-@PENDING_WORKER
 def test_no_deferred_imports_of_dynserver_modules(graph: grimp.ImportGraph) -> None:
     """An import inside a function can close a cycle that module-level imports would
     refuse. The command line may defer (`dynserver check-config` need not load the

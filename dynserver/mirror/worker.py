@@ -32,6 +32,8 @@ from typing import Any
 from dynserver.backoff import Backoff
 from dynserver.dns import wire
 from dynserver.mirror.base import Desired, MirrorError, Outcome, Provider, canonical_values, redact
+from dynserver.mirror.cloudflare import Cloudflare
+from dynserver.mirror.rfc2136 import Rfc2136
 from dynserver.model import Config, DynamicRecord, MirrorRecord
 from dynserver.store.db import EventRow
 
@@ -153,9 +155,6 @@ class MirrorWorker:
     @classmethod
     def from_config(cls, config: Config, *, event: EventSink | None = None, **options: Any) -> MirrorWorker:
         """Providers for every [mirrors.NAME] a dynamic record uses."""
-        from dynserver.mirror.cloudflare import Cloudflare
-        from dynserver.mirror.rfc2136 import Rfc2136
-
         records = [r for zone in config.zones for r in zone.records]
         used = {t.to for r in records for t in r.mirror}
         keys = {k.name: k for k in config.keys}
