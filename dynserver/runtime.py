@@ -20,6 +20,7 @@ from typing import Any
 
 from dynserver.dns import wire
 from dynserver.dns.names import name_text
+from dynserver.dns.packet import FLAGS, NOT_QUERY
 from dynserver.dns.serial import next_serial, serial_gt
 from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import RRset, Zone, soa_fields
@@ -50,6 +51,8 @@ PRUNE_INTERVAL = 3600.0
 # once, and a clean stop writes everything: a crash loses at most this much of the
 # counters and last results, never a health state.
 STATE_REFRESH = 30.0
+# QR clear and opcode UPDATE, as the first flags byte of a message holds them.
+_UPDATE = wire.OPCODE_UPDATE << 3
 
 
 @functools.lru_cache(maxsize=1 << 16)  # every check result names its record (state, sample)
@@ -143,7 +146,7 @@ class Runtime:
     ) -> bytes | Stream | Awaitable[bytes | None] | None:
         # Opcode UPDATE (5) waits for the disk; everything else is answered from the
         # snapshot, whose reference is read once per query (a swap is atomic).
-        if len(data) > 2 and data[2] & 0xF8 == 0x28:  # QR=0, opcode UPDATE (a reply is dropped)
+        if len(data) > FLAGS and data[FLAGS] & NOT_QUERY == _UPDATE:  # a reply (QR=1) is dropped
             return self._update(data, tcp, peer)
         return self.snapshot.answer(data, tcp, peer)
 

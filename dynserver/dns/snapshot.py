@@ -28,6 +28,7 @@ from dnslib import RR, TXT, DNSLabel
 
 from dynserver.dns import packet, wire
 from dynserver.dns.answer import REFUSED, Resolution, find_zone, render, resolve
+from dynserver.dns.names import name_from_dnslib
 from dynserver.dns.packet import FLAGS, ID_END, KEY_START, NOT_QUERY, RD_BIT, STAT, PacketCache
 from dynserver.dns.stats import QueryStats, slot
 from dynserver.dns.zone import Zone
@@ -304,7 +305,7 @@ class Snapshot:
         sections = (resolution.answer, resolution.authority, *resolution.glue, *resolution.additional)
         for section in sections:
             for record in section:
-                owner = tuple(label.lower() for label in record.rname.label)
+                owner = name_from_dnslib(record.rname)
                 if owner[len(owner) - depth :] != origin:
                     self._cross.add(key)  # a CNAME chain or an address from another zone
                     return

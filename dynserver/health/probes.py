@@ -28,7 +28,7 @@ from dynserver import __version__
 from dynserver.backoff import Backoff
 from dynserver.health import http
 from dynserver.health.state import Result
-from dynserver.model import Monitor
+from dynserver.model import Monitor, MonitorType
 
 USER_AGENT = f"dynserver-healthcheck/{__version__}"
 # The wait before a check's first retry; it doubles, never past the check's timeout.
@@ -47,7 +47,7 @@ class Check:
     headers: tuple[tuple[str, str], ...]
 
     @property
-    def type(self) -> str:
+    def type(self) -> MonitorType:
         return self.monitor.type
 
     @property
@@ -111,7 +111,7 @@ async def _tls_ready(check: Check) -> None:
     """Build the TLS context (it loads the CA bundle: ~0.25 s of CPU) in a thread, once,
     before the check's timeout starts: neither DNS nor the first checks at start-up may
     pay for it (a false "timeout" for every first check on a busy machine)."""
-    if check.type != "https":
+    if check.type is not MonitorType.HTTPS:
         return
     verify = not check.monitor.allow_insecure
     task = _tls_building.get(verify)
@@ -136,7 +136,7 @@ async def _http(check: Check) -> tuple[bool, str]:
     response = await http.fetch(
         scheme=check.type,
         address=check.address,
-        port=check.port or (443 if check.type == "https" else 80),
+        port=check.port or (443 if check.type is MonitorType.HTTPS else 80),
         path=path,
         method=check.monitor.method,
         headers=headers,
@@ -265,12 +265,12 @@ def _ping_group_range() -> tuple[str, str]:
         return "?", "?"
 
 
-PROBES: dict[str, Callable[[Check], Awaitable[tuple[bool, str]]]] = {
-    "http": _http,
-    "https": _http,
-    "tcp": _tcp,
-    "dns": _dns,
-    "icmp": _icmp,
+PROBES: dict[MonitorType, Callable[[Check], Awaitable[tuple[bool, str]]]] = {
+    MonitorType.HTTP: _http,
+    MonitorType.HTTPS: _http,
+    MonitorType.TCP: _tcp,
+    MonitorType.DNS: _dns,
+    MonitorType.ICMP: _icmp,
 }
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dynserver.dns.names import fqdn
 from dynserver.errors import PeerError
 
 REDACTED = "***"
@@ -88,7 +89,7 @@ def canonical(rtype: str, value: str) -> str:
             return str(ipaddress.ip_address(value.strip()))
         except ValueError:
             return value.strip()
-    return value.strip().rstrip(".").lower()
+    return fqdn(value)
 
 
 def canonical_values(rtype: str, values: Iterable[str]) -> tuple[str, ...]:
