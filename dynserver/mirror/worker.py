@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -58,6 +59,15 @@ class SlotKey:
     type: str
 
 
+class MirrorState(enum.StrEnum):
+    """Where a mirror's push stands: failed is permanent, until the configuration is fixed."""
+
+    PENDING = "pending"  #: not pushed yet, or the answer changed since
+    OK = "ok"  #: the last push or reconcile left the provider equal to the answer
+    RETRYING = "retrying"  #: the last attempt failed; retried with backoff
+    FAILED = "failed"  #: a permanent error: not retried until the answer changes or the next reconcile
+
+
 @dataclass(frozen=True, slots=True)
 class MirrorStatus:
     """One mirrored name as the dashboard and the propagation page show it."""
@@ -69,7 +79,7 @@ class MirrorStatus:
     type: str
     desired: tuple[str, ...]  # the answer it should have
     ttl: int
-    state: str  # pending | ok | retrying | failed (permanent, until fixed)
+    state: MirrorState
     in_sync: bool  # the last push or reconcile left the provider equal to ``desired``
     provider: tuple[str, ...] | None  # the values last seen at the provider (None: never)
     records: tuple[dict[str, Any], ...]  # the provider's records (id, content, ttl, ...)
@@ -195,13 +205,13 @@ class MirrorWorker:
             desired = slot.desired
             in_sync = desired is not None and slot.applied == desired and slot.failures == 0
             if slot.permanent:
-                state = "failed"
+                state = MirrorState.FAILED
             elif slot.failures:
-                state = "retrying"
+                state = MirrorState.RETRYING
             elif in_sync:
-                state = "ok"
+                state = MirrorState.OK
             else:
-                state = "pending"
+                state = MirrorState.PENDING
             result.append(
                 MirrorStatus(
                     mirror=slot.key.mirror,
