@@ -21,7 +21,8 @@ used to make dynserver spray queries at the world.
 
 One module per job, all of it reachable as ``propagation.X``:
 
-- ``model``: what is asked and what came back, the rows and the report, their JSON;
+- ``model``: what is asked and what came back, the rows and the report, their statuses;
+- ``body``: the report's JSON as typed definitions (the API document derives from them);
 - ``replies``: names, values, TTLs and serials read from parsed replies;
 - ``verdicts``: observations, in sync / stale / error and why, the rows, the warnings;
 - ``delegation``: the parent's referral and the nameservers' addresses;
@@ -29,12 +30,13 @@ One module per job, all of it reachable as ``propagation.X``:
 - ``gathering``: the plan, asking over the network, one whole check;
 - ``cache``: ``Checker``, sharing recent checks and budgeting new ones.
 
-``model``, ``replies``, ``verdicts`` and ``chain`` are pure: no asyncio, sockets or
+``model``, ``body``, ``replies``, ``verdicts`` and ``chain`` are pure: no asyncio, sockets or
 database (``chain`` awaits only the ``Ask`` it is given).
 """
 
 from __future__ import annotations
 
+from dynserver.propagation.body import CnameCheck, cname_check_body, report_body
 from dynserver.propagation.cache import (
     BUDGET_BURST,
     BUDGET_RATE,
@@ -77,16 +79,18 @@ from dynserver.propagation.gathering import (
 from dynserver.propagation.model import (
     ERROR,
     IN_SYNC,
-    SOURCES,
     STALE,
-    STATUSES,
     Ask,
     Delegation,
+    DelegationSource,
     Endpoint,
     Expected,
     Nameserver,
+    NameserverSource,
     Observation,
     Plan,
+    PropagationStatus,
+    RecordType,
     Reply,
     Report,
     ResolverRow,
@@ -122,20 +126,23 @@ __all__ = [
     "MAX_HOSTNAME",
     "MAX_NAMESERVER_ADDRESSES",
     "MAX_PARENT_ASKED",
-    "SOURCES",
     "STALE",
-    "STATUSES",
     "Ask",
     "Busy",
     "Chain",
     "Checker",
+    "CnameCheck",
     "Delegation",
+    "DelegationSource",
     "Endpoint",
     "Expected",
     "Hop",
     "Nameserver",
+    "NameserverSource",
     "Observation",
     "Plan",
+    "PropagationStatus",
+    "RecordType",
     "Reply",
     "Report",
     "ResolverRow",
@@ -148,6 +155,7 @@ __all__ = [
     "chain_type",
     "classify_authoritative",
     "classify_resolver",
+    "cname_check_body",
     "dns_asker",
     "enclosing_zone",
     "expected_from",
@@ -165,6 +173,7 @@ __all__ = [
     "query_authoritative",
     "rcode_text",
     "referral",
+    "report_body",
     "resolve_addresses",
     "soa_serial",
     "text",

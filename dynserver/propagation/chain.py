@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import dns.message
 import dns.rcode
@@ -115,20 +114,6 @@ class Chain:
                 return False, f"{self.hostname} has no CNAME: it answers {', '.join(self.values)} itself"
             return False, f"{self.hostname} has no CNAME and no data ({self.rcode})"
         return False, f"the chain ends at {self.end}, not at {record}"
-
-    def to_json(self, record: str) -> dict[str, Any]:
-        reaches, reason = self.verdict(record)
-        return {
-            "hostname": self.hostname,
-            "resolver": str(self.resolver) if self.resolver else None,
-            "hops": [{"name": h.name, "cname": h.cname, "ttl": h.ttl} for h in self.hops],
-            "end": self.end or self.hostname,
-            "answer": list(self.values),
-            "rcode": self.rcode,
-            "reaches_record": reaches,
-            "reason": reason,
-            "error": self.error,
-        }
 
 
 async def follow_chain(hostname: str, qtype: str, resolver: Endpoint | None, ask: Ask) -> Chain:

@@ -11,7 +11,7 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
-from dynserver.propagation.model import Ask, Delegation, Endpoint, Nameserver, Reply
+from dynserver.propagation.model import Ask, Delegation, DelegationSource, Endpoint, Nameserver, Reply
 from dynserver.propagation.replies import (
     absolute_name,
     answer_values,
@@ -123,7 +123,7 @@ async def find_delegation(zone: str, resolver: Endpoint | None, ask: Ask) -> Del
                     missing = [ns.name for ns in given if not ns.addresses]
                     resolved = {ns.name: ns for ns in await resolve_addresses(missing, resolver, ask)}
                     complete = tuple(resolved.get(ns.name, ns) for ns in given)
-                    return Delegation(parent, complete, "parent")
+                    return Delegation(parent, complete, DelegationSource.PARENT)
                 why = f"{address}: {_no_referral(reply)}"
         else:
             why = "no address for any of its nameservers"
@@ -135,7 +135,7 @@ async def find_delegation(zone: str, resolver: Endpoint | None, ask: Ask) -> Del
     if fallback.message is None or not ns_names(fallback.message, zone):
         return Delegation(parent, error=f"no referral from the parent's servers ({why})")
     located = await resolve_addresses(ns_names(fallback.message, zone), resolver, ask)
-    return Delegation(parent, tuple(located), "resolver", note)
+    return Delegation(parent, tuple(located), DelegationSource.RESOLVER, note)
 
 
 def _no_referral(reply: Reply) -> str:

@@ -8,6 +8,7 @@ import ipaddress
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import cast
 
 import dns.asyncbackend
 import dns.asyncquery
@@ -29,6 +30,7 @@ from dynserver.propagation.model import (
     Nameserver,
     Observation,
     Plan,
+    RecordType,
     Reply,
     Report,
     ResolverRow,
@@ -81,7 +83,7 @@ def make_plan(
     )
     return Plan(
         name=name,
-        type=record.type,
+        type=cast(RecordType, record.type),  # config admits no other type
         zone=zone_name,
         expected=expected_from(snapshot, zone.name, name, record.type),
         zone_nameservers=tuple(nameservers),

@@ -1,21 +1,53 @@
-"""The data of a propagation check: what is asked, what came back, the rows and the report
-with their JSON (no I/O, nothing that decides)."""
+"""The data of a propagation check: what is asked, what came back, the rows and the report,
+and the closed sets they use (no I/O, nothing that decides; their JSON is in ``body``)."""
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import dns.message
 
-IN_SYNC = "in_sync"
-STALE = "stale"
-ERROR = "error"
-STATUSES = (IN_SYNC, STALE, ERROR)
+# The record types a dynamic record has (config checks the same three names).
+RecordType = Literal["A", "AAAA", "CNAME"]
 
-SOURCES = ("delegation", "zone", "secondary")
+
+# The docstrings of these enums say what each value means: they are the descriptions of
+# the OpenAPI document's enums.
+class PropagationStatus(enum.StrEnum):
+    """in_sync: our answer (and, for a nameserver, one of our serials); stale: it answers,
+    but an older serial or another answer; error: no usable reply (timeout, refused,
+    SERVFAIL, REFUSED, lame)."""
+
+    IN_SYNC = "in_sync"
+    STALE = "stale"
+    ERROR = "error"
+
+
+# The statuses by their short names, as the verdicts (and the pages) write them.
+IN_SYNC, STALE, ERROR = PropagationStatus.IN_SYNC, PropagationStatus.STALE, PropagationStatus.ERROR
+
+
+class NameserverSource(enum.StrEnum):
+    """Who lists an authoritative server: delegation: the parent's NS set; zone: our apex
+    NS; secondary: configured."""
+
+    # a row names its sources, and the rows are sorted, in this order
+    DELEGATION = "delegation"
+    ZONE = "zone"
+    SECONDARY = "secondary"
+
+
+class DelegationSource(enum.StrEnum):
+    """How the parent's NS set was found: parent: a parent server's referral; resolver: the
+    resolver's NS answer; none: not found."""
+
+    PARENT = "parent"
+    RESOLVER = "resolver"
+    NONE = "none"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -78,7 +110,7 @@ class Plan:
     """Everything a check needs from the configuration and the snapshot (no I/O)."""
 
     name: str  # the record, absolute, lower case, no final dot
-    type: str  # A | AAAA | CNAME
+    type: RecordType
     zone: str  # no final dot
     expected: Expected
     zone_nameservers: tuple[Nameserver, ...]  # the apex NS set, with addresses we serve
@@ -108,48 +140,18 @@ class Row:
     host: str | None  # None: the name has no address
     port: int
     names: tuple[str, ...]
-    sources: tuple[str, ...]  # delegation | zone | secondary
-    status: str
+    sources: tuple[NameserverSource, ...]
+    status: PropagationStatus
     reason: str
     observation: Observation
-
-    def to_json(self) -> dict[str, Any]:
-        seen = self.observation
-        return {
-            "address": self.host,
-            "port": self.port,
-            "names": list(self.names),
-            "sources": list(self.sources),
-            "status": self.status,
-            "reason": self.reason,
-            "rcode": seen.rcode,
-            "aa": seen.aa if seen.rcode is not None else None,
-            "answer": list(seen.values),
-            "ttl": seen.ttl,
-            "serial": seen.serial,
-            "latency": seen.latency,
-        }
 
 
 @dataclass(frozen=True, slots=True)
 class ResolverRow:
     endpoint: Endpoint
-    status: str
+    status: PropagationStatus
     reason: str
     observation: Observation
-
-    def to_json(self) -> dict[str, Any]:
-        seen = self.observation
-        return {
-            "address": self.endpoint.host,
-            "port": self.endpoint.port,
-            "status": self.status,
-            "reason": self.reason,
-            "rcode": seen.rcode,
-            "answer": list(seen.values),
-            "ttl": seen.ttl,
-            "latency": seen.latency,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +160,8 @@ class Delegation:
 
     parent: str | None  # the parent zone, no final dot
     nameservers: tuple[Nameserver, ...] = ()
-    source: str = "none"  # parent: a parent server's referral | resolver: the resolver's NS answer
+    source: DelegationSource = DelegationSource.NONE
     error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "parent": self.parent,
-            "source": self.source,
-            "nameservers": [_nameserver_json(ns) for ns in self.nameservers],
-            "error": self.error,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,36 +178,10 @@ class Report:
     resolvers: tuple[ResolverRow, ...]
     warnings: tuple[str, ...]
 
-    def summary(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
+    def summary(self) -> dict[PropagationStatus, int]:
+        """How many servers and resolvers are in each status."""
+        counts = dict.fromkeys(PropagationStatus, 0)
         rows: list[Row | ResolverRow] = [*self.nameservers, *self.resolvers]
         for row in rows:
             counts[row.status] += 1
         return counts
-
-    def to_json(self) -> dict[str, Any]:
-        expected = self.expected
-        return {
-            "record": self.plan.name,
-            "type": self.plan.type,
-            "zone": self.plan.zone,
-            "checked_at": self.checked_at,
-            "duration": round(self.duration, 3),
-            "timeout": self.plan.timeout,
-            "expected": {
-                "answer": list(expected.values),
-                "ttl": expected.ttl,
-                "serial": expected.serial,
-                "rcode": expected.rcode,
-            },
-            "summary": self.summary(),
-            "warnings": list(self.warnings),
-            "delegation": self.delegation.to_json(),
-            "zone_nameservers": [_nameserver_json(ns) for ns in self.zone_nameservers],
-            "nameservers": [row.to_json() for row in self.nameservers],
-            "resolvers": [row.to_json() for row in self.resolvers],
-        }
-
-
-def _nameserver_json(ns: Nameserver) -> dict[str, Any]:
-    return {"name": ns.name, "addresses": list(ns.addresses), "error": ns.error}

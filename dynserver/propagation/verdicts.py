@@ -14,14 +14,16 @@ from dynserver.dns.serial import serial_gt
 from dynserver.propagation.model import (
     ERROR,
     IN_SYNC,
-    SOURCES,
     STALE,
     Delegation,
+    DelegationSource,
     Endpoint,
     Expected,
     Nameserver,
+    NameserverSource,
     Observation,
     Plan,
+    PropagationStatus,
     Reply,
     Row,
 )
@@ -77,7 +79,9 @@ def _shown(values: Sequence[str]) -> str:
     return ", ".join(values) if values else "no data"
 
 
-def classify_authoritative(observation: Observation, expected: Sequence[Expected]) -> tuple[str, str]:
+def classify_authoritative(
+    observation: Observation, expected: Sequence[Expected]
+) -> tuple[PropagationStatus, str]:
     """In sync, stale or error, and why, for an authoritative server.
 
     ``expected`` is what we answered at the start and at the end of the check (a change
@@ -115,7 +119,9 @@ def classify_authoritative(observation: Observation, expected: Sequence[Expected
     return STALE, f"serial {serial} (ours {current.serial}) answers {what}: not caught up"
 
 
-def classify_resolver(observation: Observation, expected: Sequence[Expected]) -> tuple[str, str]:
+def classify_resolver(
+    observation: Observation, expected: Sequence[Expected]
+) -> tuple[PropagationStatus, str]:
     """In sync, stale or error, and why, for a resolver (no serial: the answer decides)."""
     seen = observation
     if seen.error is not None:
@@ -139,7 +145,8 @@ def nameserver_warnings(delegation: Delegation, zone: Sequence[Nameserver], zone
         warnings.append(delegation.error)
     delegated = {ns.name: ns for ns in delegation.nameservers}
     ours = {ns.name: ns for ns in zone}
-    where = f"the parent ({delegation.parent})" if delegation.source == "parent" else "the resolver"
+    from_parent = delegation.source == DelegationSource.PARENT
+    where = f"the parent ({delegation.parent})" if from_parent else "the resolver"
     for name in sorted(delegated.keys() - ours.keys()):
         warnings.append(
             f"{name} is delegated to by {where} but is not in the zone's NS set: "
@@ -151,12 +158,16 @@ def nameserver_warnings(delegation: Delegation, zone: Sequence[Nameserver], zone
         )
     for name in sorted(delegated.keys() & ours.keys()):
         glue, mine = set(delegated[name].addresses), set(ours[name].addresses)
-        if delegation.source == "parent" and glue and mine and glue != mine:
+        if from_parent and glue and mine and glue != mine:
             warnings.append(
                 f"the parent's glue for {name} ({', '.join(sorted(glue))}) differs from "
                 f"the zone's address ({', '.join(sorted(mine))})"
             )
     return warnings
+
+
+# A row names its sources, and the rows are sorted, in NameserverSource's order.
+_SOURCE_RANK = {source: rank for rank, source in enumerate(NameserverSource)}
 
 
 def build_rows(
@@ -168,10 +179,10 @@ def build_rows(
 ) -> list[Row]:
     """One row per address asked (names and sources merged), plus one error row per
     name that has no address."""
-    listed: dict[Endpoint, tuple[list[str], set[str]]] = {}
-    nameless: dict[str, tuple[set[str], str]] = {}
+    listed: dict[Endpoint, tuple[list[str], set[NameserverSource]]] = {}
+    nameless: dict[str, tuple[set[NameserverSource], str]] = {}
 
-    def add(ns: Nameserver, source: str) -> None:
+    def add(ns: Nameserver, source: NameserverSource) -> None:
         if not ns.addresses:
             sources, _ = nameless.get(ns.name, (set(), ""))
             nameless[ns.name] = (sources | {source}, ns.error or "no A or AAAA record")
@@ -182,24 +193,24 @@ def build_rows(
             sources.add(source)
 
     for ns in delegation.nameservers:
-        add(ns, "delegation")
+        add(ns, NameserverSource.DELEGATION)
     for ns in zone_nameservers:
-        add(ns, "zone")
+        add(ns, NameserverSource.ZONE)
     for endpoint in plan.secondaries:
-        listed.setdefault(endpoint, ([], set()))[1].add("secondary")
+        listed.setdefault(endpoint, ([], set()))[1].add(NameserverSource.SECONDARY)
 
     rows = []
     for endpoint, (names, sources) in listed.items():
         seen = observations.get(endpoint, Observation(error="not asked: too many addresses"))
         status, reason = classify_authoritative(seen, expected)
-        ordered = tuple(s for s in SOURCES if s in sources)
+        ordered = tuple(s for s in NameserverSource if s in sources)
         rows.append(Row(endpoint.host, endpoint.port, tuple(names), ordered, status, reason, seen))
     for name, (sources, error) in nameless.items():
-        ordered = tuple(s for s in SOURCES if s in sources)
+        ordered = tuple(s for s in NameserverSource if s in sources)
         reason = f"no address for {name}: {error}"
         rows.append(Row(None, 53, (name,), ordered, ERROR, reason, Observation(error=error)))
 
     def order(row: Row) -> tuple[Any, ...]:
-        return (SOURCES.index(row.sources[0]), row.names[:1], row.host is None, row.host or "", row.port)
+        return (_SOURCE_RANK[row.sources[0]], row.names[:1], row.host is None, row.host or "", row.port)
 
     return sorted(rows, key=order)

@@ -9,20 +9,20 @@ that decodes what a handler sent proves it sent exactly these fields.
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 import msgspec
 from msgspec import Meta, Struct
 
 from dynserver.health.policy import Fallback, Policy
 from dynserver.health.state import Health
+from dynserver.mirror.worker import MirrorState
+from dynserver.propagation import PropagationStatus, RecordType
+from dynserver.propagation.body import CnameCheck, Seconds
+from dynserver.propagation.body import Report as PropagationReport
 
-# Record types have no enum of their own yet (config checks the same three names).
-RecordType = Literal["A", "AAAA", "CNAME"]
-
-# Times are Unix seconds; durations are seconds.
+# Times are Unix seconds; durations are Seconds, as in the propagation report.
 UnixTime = Annotated[float, Meta(description="Unix time.")]
-Seconds = Annotated[float | None, Meta(description="Seconds.")]
 # The store's kinds of event: a stored column, open to kinds a later version adds.
 _EVENT_KINDS = "health, answer, maintenance, update, check, auth, credential, mirror, notify, system."
 
@@ -40,43 +40,6 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_REQUESTS = "too_many_requests"  #: 429: rate-limited or locked out
     SERVER_ERROR = "server_error"  #: 500: our fault; try again
     ERROR = "error"  #: another HTTP error starlette raised, with its own status
-
-
-class PropagationStatus(enum.StrEnum):
-    """in_sync: our answer (and, for a nameserver, one of our serials); stale: it answers,
-    but an older serial or another answer; error: no usable reply (timeout, refused,
-    SERVFAIL, REFUSED, lame)."""
-
-    IN_SYNC = "in_sync"
-    STALE = "stale"
-    ERROR = "error"
-
-
-class NameserverSource(enum.StrEnum):
-    """Who lists an authoritative server: delegation: the parent's NS set; zone: our apex
-    NS; secondary: configured."""
-
-    DELEGATION = "delegation"
-    ZONE = "zone"
-    SECONDARY = "secondary"
-
-
-class DelegationSource(enum.StrEnum):
-    """How the parent's NS set was found: parent: a parent server's referral; resolver: the
-    resolver's NS answer; none: not found."""
-
-    PARENT = "parent"
-    RESOLVER = "resolver"
-    NONE = "none"
-
-
-class MirrorState(enum.StrEnum):
-    """Where a mirror's push stands: failed is permanent, until the configuration is fixed."""
-
-    PENDING = "pending"
-    OK = "ok"
-    RETRYING = "retrying"
-    FAILED = "failed"
 
 
 class ResponseBody(Struct, frozen=True, forbid_unknown_fields=True):
@@ -227,42 +190,6 @@ class EventList(ResponseBody, frozen=True):
 # -- propagation ---------------------------------------------------------------------
 
 
-class PropagationNameserver(ResponseBody, frozen=True):
-    name: str
-    addresses: list[str]
-    error: Annotated[str | None, Meta(description="Why no address was found.")]
-
-
-class PropagationServer(ResponseBody, frozen=True):
-    """An authoritative server, asked directly (RD=0) for the record and the SOA."""
-
-    address: Annotated[str | None, Meta(description="null: the name has no address.")]
-    port: int
-    names: Annotated[list[str], Meta(description="The NS names with this address.")]
-    sources: list[NameserverSource]
-    status: PropagationStatus
-    reason: str
-    rcode: Annotated[str | None, Meta(description="null: no reply.")]
-    aa: bool | None
-    answer: list[str]
-    ttl: int | None
-    serial: int | None
-    latency: Seconds
-
-
-class PropagationResolver(ResponseBody, frozen=True):
-    """A configured resolver, asked with recursion (RD=1)."""
-
-    address: str
-    port: int
-    status: PropagationStatus
-    reason: str
-    rcode: str | None
-    answer: list[str]
-    ttl: Annotated[int | None, Meta(description="What the resolver has left of its cache.")]
-    latency: Seconds
-
-
 class PropagationMirror(ResponseBody, frozen=True):
     """A mirrored name: the provider's last known record and last reply."""
 
@@ -281,65 +208,12 @@ class PropagationMirror(ResponseBody, frozen=True):
     last_ok: UnixTime | None
 
 
-class Hop(ResponseBody, frozen=True):
-    name: str
-    cname: str
-    ttl: int
+# The report's fields are propagation's own (dynserver.propagation.body); the web adds
+# the check's age, the mirrors and the CNAME check.
+class Propagation(PropagationReport, ResponseBody, frozen=True):
+    """A record's propagation: who already answers what dynserver answers now."""
 
-
-class CnameCheck(ResponseBody, frozen=True):
-    """The hostname's CNAME chain, through the first resolver."""
-
-    hostname: str
-    resolver: str | None
-    hops: list[Hop]
-    end: str
-    answer: list[str]
-    rcode: str | None
-    reaches_record: bool
-    reason: str
-    error: str | None
-
-
-class Expected(ResponseBody, frozen=True):
-    """What dynserver answers now."""
-
-    answer: list[str]
-    ttl: int | None
-    serial: int
-    rcode: str
-
-
-class Summary(ResponseBody, frozen=True):
-    """How many servers and resolvers are in each status."""
-
-    in_sync: int
-    stale: int
-    error: int
-
-
-class Delegation(ResponseBody, frozen=True):
-    parent: str | None
-    source: DelegationSource
-    nameservers: list[PropagationNameserver]
-    error: str | None
-
-
-class Propagation(ResponseBody, frozen=True):
-    record: str
-    type: RecordType
-    zone: str
-    checked_at: Annotated[float, Meta(description="Unix time the check finished.")]
-    duration: Annotated[float, Meta(description="Seconds the check took.")]
-    timeout: Annotated[float, Meta(description="Seconds each query may take.")]
     age: Annotated[float, Meta(description="Seconds since the check (results are shared briefly).")]
-    expected: Expected
-    summary: Summary
-    warnings: Annotated[list[str], Meta(description="Where the delegation and the zone's NS set disagree.")]
-    delegation: Delegation
-    zone_nameservers: list[PropagationNameserver]
-    nameservers: list[PropagationServer]
-    resolvers: list[PropagationResolver]
     mirrors: list[PropagationMirror]
     cname_check: Annotated[CnameCheck | None, Meta(description="null: no hostname given.")]
 

@@ -14,7 +14,7 @@ from dynserver import propagation
 from dynserver.dns import wire
 from dynserver.dns.names import name_text
 from dynserver.health.engine import target_key
-from dynserver.mirror.worker import MirrorStatus
+from dynserver.mirror.worker import MirrorState, MirrorStatus
 from dynserver.model import DynamicRecord
 from dynserver.runtime import Runtime
 from dynserver.types import RecordKey
@@ -59,7 +59,7 @@ def record_body(runtime: Runtime, updates: Updates, record: DynamicRecord) -> sc
     return schema.Record(
         name=record_text(record),
         zone=name_text(record.zone),
-        type=cast(schema.RecordType, record.type),  # config admits no other type
+        type=cast(propagation.RecordType, record.type),  # config admits no other type
         ttl=record.ttl,
         monitor=record.monitor,
         policy=record.policy,
@@ -85,8 +85,8 @@ def record_view(runtime: Runtime, updates: Updates, record: DynamicRecord) -> di
 
 # A mirror's state as the propagation page marks it (any other: error).
 MIRROR_STATUS = {
-    schema.MirrorState.OK: schema.PropagationStatus.IN_SYNC,
-    schema.MirrorState.PENDING: schema.PropagationStatus.STALE,
+    MirrorState.OK: propagation.PropagationStatus.IN_SYNC,
+    MirrorState.PENDING: propagation.PropagationStatus.STALE,
 }
 
 
@@ -99,14 +99,13 @@ def propagation_plan(runtime: Runtime, record: DynamicRecord) -> propagation.Pla
 
 def mirror_body(status: MirrorStatus) -> schema.PropagationMirror:
     """One mirrored name: what the provider last had and said (the worker's memory)."""
-    state = schema.MirrorState(status.state)
     return schema.PropagationMirror(
         mirror=status.mirror,
         kind=status.kind,
         name=status.name,
         type=status.type,
-        status=MIRROR_STATUS.get(state, schema.PropagationStatus.ERROR),
-        state=state,
+        status=MIRROR_STATUS.get(status.state, propagation.PropagationStatus.ERROR),
+        state=status.state,
         desired=list(status.desired),
         provider=list(status.provider) if status.provider is not None else None,
         records=[dict(r) for r in status.records],
@@ -127,7 +126,7 @@ async def propagation_body(
     def current() -> propagation.Expected:
         return propagation.expected_from(runtime.current_snapshot(), record.zone, plan.name, plan.type)
 
-    async def chain() -> dict[str, Any] | None:
+    async def chain() -> propagation.CnameCheck | None:
         if hostname is None:
             return None
         resolver = plan.resolvers[0] if plan.resolvers else None
@@ -135,15 +134,14 @@ async def propagation_body(
             found = await checker.chain(hostname, propagation.chain_type(record.type), resolver)
         except propagation.Busy as busy:
             found = propagation.Chain(hostname, resolver, error=str(busy))
-        return found.to_json(plan.name)
+        return propagation.cname_check_body(found, plan.name)
 
     (report, age), checked = await asyncio.gather(checker.report(plan, current), chain())
     name = wire.name_to_text(record.name)
     mirrors = [mirror_body(s) for s in runtime.mirror_status() if s.record == name]
-    # The report's JSON is propagation's own (its model writes it); read into the type, a
-    # field that the model adds, drops or renames fails here rather than in a client.
-    body = {**report.to_json(), "age": round(age, 3), "mirrors": mirrors, "cname_check": checked}
-    return msgspec.convert(body, schema.Propagation)
+    # The report's fields are propagation's own (its Struct, which Propagation extends).
+    fields = msgspec.structs.asdict(propagation.report_body(report))
+    return schema.Propagation(**fields, age=round(age, 3), mirrors=mirrors, cname_check=checked)
 
 
 async def propagation_view(

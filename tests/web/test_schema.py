@@ -19,6 +19,8 @@ import schemathesis
 
 from dynserver import propagation
 from dynserver.health.state import Health
+from dynserver.mirror.worker import MirrorState
+from dynserver.propagation.body import Summary
 from dynserver.update import credentials
 from dynserver.web import openapi, schema
 from tests.support import free_port, loopback
@@ -88,9 +90,15 @@ def test_every_body_of_the_document_is_a_type() -> None:
 
 
 def test_the_propagation_values_are_propagations_own() -> None:
-    assert tuple(schema.PropagationStatus) == propagation.STATUSES
-    assert tuple(schema.NameserverSource) == propagation.SOURCES
-    assert tuple(schema.Summary.__struct_fields__) == propagation.STATUSES
+    """The document's closed sets are the ones the domain sets (no copy in web), and the
+    summary counts each status."""
+    reachable = _reachable()
+    domain = (propagation.PropagationStatus, propagation.NameserverSource, propagation.DelegationSource)
+    for cls in (*domain, MirrorState):
+        assert cls in reachable, cls
+    assert {cls.__module__ for cls in domain} == {"dynserver.propagation.model"}
+    assert MirrorState.__module__ == "dynserver.mirror.worker"
+    assert tuple(Summary.__struct_fields__) == tuple(propagation.PropagationStatus)
 
 
 # -- what the handlers send -------------------------------------------------------------
