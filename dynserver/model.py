@@ -19,7 +19,7 @@ from dynserver.health.policy import Fallback as Fallback
 from dynserver.health.policy import Policy as Policy
 from dynserver.health.state import Health as Health
 from dynserver.health.state import Thresholds
-from dynserver.types import Name, TargetKey
+from dynserver.types import Name, RecordType, TargetKey
 from dynserver.update.limits import LimitPolicy
 from dynserver.update.scopes import in_scope
 
@@ -203,7 +203,7 @@ class DynamicRecord:
 
     zone: Name
     name: Name  # absolute
-    type: str  # A | AAAA | CNAME
+    type: RecordType
     ttl: int
     targets: tuple[Target, ...]
     monitor: str | None = None  # None: never checked, targets count as up

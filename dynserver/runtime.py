@@ -696,7 +696,9 @@ class Runtime:
         """Resume target states and zone serials from the database."""
         loop_now = asyncio.get_running_loop().time()
         offset = time.time() - loop_now
-        records = {(_text(r.name), r.type): r for r in self.engine.records.values()}
+        records: dict[tuple[str, str], DynamicRecord] = {
+            (_text(r.name), r.type): r for r in self.engine.records.values()
+        }
         restored: dict[TargetKey, TargetState] = {}
         values: dict[TargetKey, str | None] = {}
         for row in await store.load_states():

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 # A domain name as a tuple of lower-cased labels, most specific first; the root is ().
 # Tuples make suffix tests cheap (name[-len(origin):] == origin) and hash well.
 Name = tuple[bytes, ...]
+
+# The types a dynamic record may have (the config refuses others).
+RecordType = Literal["A", "AAAA", "CNAME"]
+RECORD_TYPES: tuple[RecordType, ...] = get_args(RecordType)
 
 # The keys the health engine, the update paths and the web share; plain tuples so that a
 # pure module can name a record or a target without importing the engine.
@@ -26,6 +31,7 @@ class CheckKey:
     port: int | None
     host: str | None
     path: str | None
+
 
 # The transports' view of the server: wire message in, wire reply out (or None to drop).
 # The flag says whether it arrived over TCP (no UDP size limit); the peer is the client's

@@ -13,7 +13,7 @@ from dynserver.dns import wire
 from dynserver.dns.zone import RRset
 from dynserver.health import http
 from dynserver.model import DynamicRecord, Fallback, Monitor, Policy, Target
-from dynserver.types import Name
+from dynserver.types import RECORD_TYPES, Name
 
 _RECORD_KEYS = {"type", "monitor", "ttl", "targets", "policy", "fallback", "min_up", "pending_ttl", "mirror"}
 _TARGET_KEYS = {"name", "value", "priority", "maintenance", "host", "port", "path"}
@@ -48,7 +48,7 @@ def read_records(
         if any(name[len(name) - len(cut) :] == cut for cut in cuts):
             raise reader.error(path, "this name is at or below a delegation in the master file")
         kind = reader.get(r, path, "type", str, "A", "A, AAAA or CNAME").upper()
-        if kind not in ("A", "AAAA", "CNAME"):
+        if kind not in RECORD_TYPES:
             raise reader.error((*path, "type"), "expected A, AAAA or CNAME")
         if kind == "CNAME" and name == origin:
             raise reader.error((*path, "type"), "a CNAME cannot be at the zone apex (it has SOA and NS)")

@@ -15,7 +15,8 @@ from typing import Annotated
 from msgspec import Meta, Struct
 
 from dynserver.propagation import chain, model
-from dynserver.propagation.model import DelegationSource, NameserverSource, PropagationStatus, RecordType
+from dynserver.propagation.model import DelegationSource, NameserverSource, PropagationStatus
+from dynserver.types import RecordType
 
 # Durations are seconds (the API's times are Unix seconds).
 Seconds = Annotated[float | None, Meta(description="Seconds.")]

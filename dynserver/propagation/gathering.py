@@ -8,7 +8,6 @@ import ipaddress
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import cast
 
 import dns.asyncbackend
 import dns.asyncquery
@@ -30,7 +29,6 @@ from dynserver.propagation.model import (
     Nameserver,
     Observation,
     Plan,
-    RecordType,
     Reply,
     Report,
     ResolverRow,
@@ -83,7 +81,7 @@ def make_plan(
     )
     return Plan(
         name=name,
-        type=cast(RecordType, record.type),  # config admits no other type
+        type=record.type,
         zone=zone_name,
         expected=expected_from(snapshot, zone.name, name, record.type),
         zone_nameservers=tuple(nameservers),

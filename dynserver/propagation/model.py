@@ -7,12 +7,10 @@ import enum
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import dns.message
 
-# The record types a dynamic record has (config checks the same three names).
-RecordType = Literal["A", "AAAA", "CNAME"]
+from dynserver.types import RecordType
 
 
 # The docstrings of these enums say what each value means: they are the descriptions of

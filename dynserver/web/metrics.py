@@ -29,6 +29,7 @@ from dynserver.web.client import client_address
 
 log = logging.getLogger("dynserver.web")
 
+
 def routes(runtime: Runtime, auth: Auth) -> list[Route]:
     # DYNSERVER_METRICS_TOKEN, when set, is already in the config: the loader applies it.
     token = runtime.config.web.metrics_token

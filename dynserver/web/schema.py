@@ -17,9 +17,10 @@ from msgspec import Meta, Struct
 from dynserver.health.policy import Fallback, Policy
 from dynserver.health.state import Health
 from dynserver.mirror.worker import MirrorState
-from dynserver.propagation import PropagationStatus, RecordType
+from dynserver.propagation import PropagationStatus
 from dynserver.propagation.body import CnameCheck, Seconds
 from dynserver.propagation.body import Report as PropagationReport
+from dynserver.types import RecordType
 
 # Times are Unix seconds; durations are Seconds, as in the propagation report.
 UnixTime = Annotated[float, Meta(description="Unix time.")]

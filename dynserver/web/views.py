@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
@@ -59,7 +59,7 @@ def record_body(runtime: Runtime, updates: Updates, record: DynamicRecord) -> sc
     return schema.Record(
         name=record_text(record),
         zone=name_text(record.zone),
-        type=cast(propagation.RecordType, record.type),  # config admits no other type
+        type=record.type,
         ttl=record.ttl,
         monitor=record.monitor,
         policy=record.policy,
