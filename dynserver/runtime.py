@@ -30,7 +30,7 @@ from dynserver.health.scheduler import Scheduler
 from dynserver.health.state import Health, Result, TargetState
 from dynserver.metrics import Metrics, TargetSample
 from dynserver.mirror.worker import MirrorStatus, MirrorWorker
-from dynserver.model import Config, DynamicRecord, ZoneConfig
+from dynserver.model import Config, DynamicRecord, WebConfig, ZoneConfig
 from dynserver.notify.sender import Alert, Notifier
 from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredState
 from dynserver.store.writer import Writer
@@ -235,6 +235,27 @@ class Runtime:
         self._tell_secondaries(before, changes)
 
     # -- reads, for the web and the update paths --------------------------------------
+
+    def web_settings(self) -> WebConfig:
+        """[web]: login, public pages, propagation resolvers and timeout, limits, tokens."""
+        return self.config.web
+
+    def dynamic_records(self) -> list[DynamicRecord]:
+        """Every dynamic record of every zone, in config order."""
+        return [record for zone in self.config.zones for record in zone.records]
+
+    def count_update(self, via: str, result: str) -> None:
+        """An update request's outcome for /metrics: the web counts the ones it refuses,
+        update_target the ones it applies or finds unchanged."""
+        self.metrics.update(via, result)
+
+    def count_login(self, result: str) -> None:
+        """A dashboard login's outcome for /metrics: ok, fail or limited."""
+        self.metrics.logins.labels(result).inc()
+
+    def metrics_text(self) -> bytes:
+        """/metrics in the Prometheus text format, read now."""
+        return self.metrics.render()
 
     def current_snapshot(self) -> Snapshot:
         """The snapshot queries are answered from now (read once per use: a swap is atomic)."""

@@ -39,7 +39,7 @@ class Updates:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.runtime = runtime
-        self.targets = Targets.build(r for zone in runtime.config.zones for r in zone.records)
+        self.targets = Targets.build(runtime.dynamic_records())
         self.limiter = Limiter(limits)
         self._clock = clock
         self._wall = wall

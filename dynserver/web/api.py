@@ -63,7 +63,7 @@ Handler = Callable[[Request, Principal], Awaitable[Response]]
 def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker | None = None) -> Starlette:
     """The ``/api/v1`` application (mounted by dynserver.web.app). ``checker`` runs and
     caches propagation checks (shared with the pages)."""
-    checker = checker or propagation.Checker(timeout=runtime.config.web.propagation_timeout)
+    checker = checker or propagation.Checker(timeout=runtime.web_settings().propagation_timeout)
 
     def authenticated(
         handler: Handler, *, admin: bool = False, update: bool = False
@@ -73,7 +73,7 @@ def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker 
 
         def refused(result: str, error: ApiError) -> ApiError:
             if update:
-                runtime.metrics.update("api", result)
+                runtime.count_update("api", result)
             return error
 
         async def endpoint(request: Request) -> Response:

@@ -43,11 +43,12 @@ def create_app(
     """The web app of a runtime. ``limits`` overrides the rate limits and lockout of
     [web.limits]; ``checker`` the propagation checks' cache and budget."""
     assets = web_dir()
-    limits = limits or runtime.config.web.limits
-    checker = checker or Checker(timeout=runtime.config.web.propagation_timeout)
+    settings = runtime.web_settings()
+    limits = limits or settings.limits
+    checker = checker or Checker(timeout=settings.propagation_timeout)
     updates = Updates(runtime, limits)
     templates = Jinja2Templates(directory=str(assets / "templates"))
-    auth = Auth(runtime.config.web, limits)
+    auth = Auth(settings, limits)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")

@@ -25,7 +25,7 @@ def routes(updates: Updates) -> list[Route]:
     def count(result: str) -> None:
         """/metrics: a request refused before any target was looked at (applied updates
         are counted by Runtime.update_target)."""
-        updates.runtime.metrics.update("dyndns2", result)
+        updates.runtime.count_update("dyndns2", result)
 
     async def nic_update(request: Request) -> Response:
         client = client_address(request)

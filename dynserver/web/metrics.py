@@ -32,7 +32,7 @@ log = logging.getLogger("dynserver.web")
 
 def routes(runtime: Runtime, auth: Auth) -> list[Route]:
     # DYNSERVER_METRICS_TOKEN, when set, is already in the config: the loader applies it.
-    token = runtime.config.web.metrics_token
+    token = runtime.web_settings().metrics_token
 
     def refuse(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
         return PlainTextResponse(detail + "\n", status_code=status, headers=headers)
@@ -53,6 +53,6 @@ def routes(runtime: Runtime, auth: Auth) -> list[Route]:
                 return refuse(401, "send Authorization: Bearer <[web] metrics_token>", challenge)
         elif not auth.may_read(request):
             return refuse(401, "log in, or set [web] metrics_token for a scraper")
-        return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+        return Response(runtime.metrics_text(), media_type=CONTENT_TYPE)
 
     return [Route("/metrics", metrics)]

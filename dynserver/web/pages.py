@@ -69,7 +69,7 @@ def routes(
 ) -> list[Route]:
     """The page routes, for dynserver.web.app to mount at the root. ``checker`` runs and
     caches propagation checks (shared with the API)."""
-    checker = checker or propagation.Checker(timeout=runtime.config.web.propagation_timeout)
+    checker = checker or propagation.Checker(timeout=runtime.web_settings().propagation_timeout)
 
     templates.env.filters["ago"] = _ago
     templates.env.filters["clock"] = _clock
@@ -216,14 +216,14 @@ def routes(
         if isinstance(outcome, Block):
             # Not an event: a locked-out guesser would fill the log; the lock-out itself
             # followed failures that are events.
-            runtime.metrics.logins.labels("limited").inc()
+            runtime.count_login("limited")
             retry = max(1, round(outcome.retry_after))
             context["error"] = f"Too many attempts ({outcome.why.value}); try again in {retry} s."
             response = render(request, "login.html", context, 429)
             response.headers["Retry-After"] = str(retry)
             return response
         if outcome is None:
-            runtime.metrics.logins.labels("fail").inc()
+            runtime.count_login("fail")
             why = "wrong password" if auth.password_hash else "no admin password is configured"
             runtime.add_event(
                 EventRow(
@@ -235,7 +235,7 @@ def routes(
             )
             context["error"] = "Wrong password." if auth.password_hash else "No admin password is configured."
             return render(request, "login.html", context, 401)
-        runtime.metrics.logins.labels("ok").inc()
+        runtime.count_login("ok")
         runtime.add_event(
             EventRow(
                 kind="auth",

@@ -91,7 +91,7 @@ MIRROR_STATUS = {
 
 
 def propagation_plan(runtime: Runtime, record: DynamicRecord) -> propagation.Plan:
-    web = runtime.config.web
+    web = runtime.web_settings()
     zone = runtime.zone_config(record.zone)
     snapshot = runtime.current_snapshot()
     return propagation.make_plan(snapshot, zone, record, web.resolvers, web.propagation_timeout)
