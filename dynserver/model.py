@@ -193,8 +193,11 @@ class Target:
     priority: int = 1
     maintenance: bool = False
     host: str | None = None  # overrides the monitor's Host header (and TLS SNI)
-    port: int | None = None  # overrides the monitor's port
+    port: int | None = None  # overrides the monitor's port (config: port or check_port)
     path: str | None = None  # overrides the monitor's path
+    # What the probe connects to instead of the value (NAT, a load balancer, a health
+    # sidecar); DNS still answers the value, and updates move the value, not the check.
+    check_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,11 @@ from dynserver.model import DynamicRecord, Fallback, Monitor, Policy, Target
 from dynserver.types import RECORD_TYPES, Name
 
 _RECORD_KEYS = {"type", "monitor", "ttl", "targets", "policy", "fallback", "min_up", "pending_ttl", "mirror"}
-_TARGET_KEYS = {"name", "value", "priority", "maintenance", "host", "port", "path"}
+_TARGET_KEYS = {
+    *("name", "value", "priority", "maintenance"),
+    *("host", "port", "path"),  # the check's overrides of its monitor
+    *("check_address", "check_port"),  # what the check connects to, when not the value
+}
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
 
@@ -119,9 +123,18 @@ def _targets(reader: Reader, raw: Any, path: KeyPath, kind: str) -> tuple[Target
         priority = item.get("priority", 1)
         if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 65535:
             raise reader.error(path, f"target {name!r}: priority must be a whole number 0-65535")
-        port = item.get("port")
+        if "port" in item and "check_port" in item:
+            raise reader.error(
+                path,
+                f"target {name!r}: port and check_port are one setting; expected one of them",
+            )
+        port_key = "check_port" if "check_port" in item else "port"
+        port = item.get(port_key)
         if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
-            raise reader.error(path, f"target {name!r}: port must be 1-65535")
+            raise reader.error(path, f"target {name!r}: {port_key} must be 1-65535; expected a port number")
+        check_address = item.get("check_address")
+        if check_address is not None:
+            check_address = _check_address(reader, path, name, check_address)
         for key in ("host", "path"):
             if key in item and not isinstance(item[key], str):
                 raise reader.error(path, f"target {name!r}: {key} must be a string")
@@ -143,9 +156,24 @@ def _targets(reader: Reader, raw: Any, path: KeyPath, kind: str) -> tuple[Target
                 host=item.get("host"),
                 port=port,
                 path=item.get("path"),
+                check_address=check_address,
             )
         )
     return tuple(targets)
+
+
+def _check_address(reader: Reader, path: KeyPath, name: str, value: Any) -> str:
+    """The address the probe connects to instead of the value: an IP address of either
+    family (a sidecar may answer IPv4 for an AAAA record), for CNAME records too."""
+    if not isinstance(value, str):
+        raise reader.error(path, f"target {name!r}: check_address must be a string; expected an IP address")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise reader.error(
+            path,
+            f'target {name!r}: check_address {value!r} is not an IP address; expected one such as "10.0.0.5"',
+        ) from None
 
 
 def _target_value(reader: Reader, path: KeyPath, name: str, value: Any, kind: str) -> str:
