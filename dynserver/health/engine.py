@@ -49,14 +49,15 @@ def thresholds(monitor: Monitor) -> Thresholds:
     )
 
 
-def build_check(monitor: Monitor, target: Target, address: str) -> Check:
-    """The monitor's options with the target's overrides (the target's value wins)."""
+def build_check(monitor: Monitor, target: Target, value: str) -> Check:
+    """The monitor's options with the target's overrides (the target's value wins), run
+    against the target's check address, or its current value when it has none."""
     headers = [(k, v) for k, v in monitor.header if k.lower() != "host" or target.host is None]
     if target.host is not None:
         headers.append(("Host", target.host))
     return Check(
         monitor=monitor,
-        address=address,
+        address=target.check_address or value,
         port=target.port or monitor.port,
         path=target.path or monitor.path,
         headers=tuple(headers),
@@ -111,7 +112,9 @@ class Engine:
                 continue
             monitor = self.monitors[record.monitor]
             for target in record.targets:
-                address = self.values[target_key(record, target)]
+                # The check address, when set, is checked from the start and an update
+                # never moves it (build_check connects to it likewise).
+                address = target.check_address or self.values[target_key(record, target)]
                 if address is None:
                     continue  # no address yet: nothing to check until an update gives one
                 key = CheckKey(record.monitor, address, target.port, target.host, target.path)
@@ -162,7 +165,8 @@ class Engine:
         """A new address for a target (an update). Its health carries over: a target
         that is answered now is answered with the new address at once, and the check of
         the new address (run at once by the caller) confirms or corrects it. A target
-        that had no address is unknown until that check passes."""
+        that had no address is unknown until that check passes. A target with a check
+        address keeps its check: the update changes only what DNS answers."""
         if self.values[key] == value:
             return False
         self.values[key] = value
