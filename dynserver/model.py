@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynserver.dns.zone import RRset
+from dynserver.health.conditions import JsonCondition
 
 # Re-exported (`X as X`): the config, views and API import every enum from this module.
 from dynserver.health.policy import Fallback as Fallback
@@ -182,6 +183,10 @@ class Monitor:
     query_type: str = "A"
     expected_rcode: str = "NOERROR"
     expected_data: str | None = None
+    # Conditions on one result (health/conditions.py), applied by the probe.
+    expected_json: JsonCondition | None = None  # http(s): `$.path OP literal` on the body
+    max_response_time: float | None = None  # seconds, below timeout: slower passes fail
+    invert: bool = False  # the check must fail: the outcome after retries is flipped
 
 
 @dataclass(frozen=True, slots=True)

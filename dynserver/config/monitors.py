@@ -6,6 +6,7 @@ from typing import Any
 
 from dynserver.config.reader import KeyPath, Reader
 from dynserver.health import http
+from dynserver.health.conditions import JsonCondition, parse_json_condition
 from dynserver.health.probes import parse_expected_codes
 from dynserver.model import Monitor, MonitorType
 
@@ -37,6 +38,9 @@ _MONITOR_KEYS = {
     "query_type",
     "expected_rcode",
     "expected_data",
+    "expected_json",
+    "max_response_time",
+    "invert",
 }
 
 
@@ -71,6 +75,8 @@ def read_monitors(reader: Reader, raw: Any) -> tuple[Monitor, ...]:
         http_valid(reader, (*path, "method"), http.method_problem(method))
         if user_agent is not None:
             http_valid(reader, (*path, "user_agent"), http.header_problem("User-Agent", user_agent))
+        max_response_time = _max_response_time(reader, m, path, timeout)
+        expected_json = _expected_json(reader, m, path, kind)
         result.append(
             Monitor(
                 name=name,
@@ -114,6 +120,9 @@ def read_monitors(reader: Reader, raw: Any) -> tuple[Monitor, ...]:
                     m, path, "expected_rcode", str, _DEFAULT.expected_rcode, "an rcode"
                 ).upper(),
                 expected_data=reader.get(m, path, "expected_data", str, _DEFAULT.expected_data, text),
+                expected_json=expected_json,
+                max_response_time=max_response_time,
+                invert=reader.get(m, path, "invert", bool, _DEFAULT.invert, "true or false"),
             )
         )
     return tuple(result)
@@ -134,6 +143,35 @@ def _expected_codes(reader: Reader, m: dict[str, Any], path: KeyPath) -> tuple[t
         return parse_expected_codes(codes_raw)
     except ValueError as error:
         raise reader.error((*path, "expected_codes"), str(error)) from None
+
+
+def _max_response_time(reader: Reader, m: dict[str, Any], path: KeyPath, timeout: float) -> float | None:
+    """Seconds; below the timeout, or a slow answer would be a timeout first."""
+    if m.get("max_response_time") is None:
+        return _DEFAULT.max_response_time
+    limit = reader.number(m, path, "max_response_time", 0.0, 0.001, 600, float)
+    if limit >= timeout:
+        raise reader.error(
+            (*path, "max_response_time"), f"expected less than the timeout ({timeout} s), got {limit}"
+        )
+    return limit
+
+
+def _expected_json(
+    reader: Reader, m: dict[str, Any], path: KeyPath, kind: MonitorType
+) -> JsonCondition | None:
+    """`$.status == "ok"`: parsed and its path compiled here, so a mistake stops the load."""
+    raw = m.get("expected_json")
+    if raw is None:
+        return _DEFAULT.expected_json
+    where = (*path, "expected_json")
+    if kind not in (MonitorType.HTTP, MonitorType.HTTPS):
+        raise reader.error(where, f"expected an http or https monitor (it reads the body), got {kind}")
+    text = reader.get(m, path, "expected_json", str, "", 'a condition such as \'$.status == "ok"\'')
+    try:
+        return parse_json_condition(text)
+    except ValueError as error:
+        raise reader.error(where, str(error)) from None
 
 
 def _headers(reader: Reader, raw: Any, path: KeyPath) -> tuple[tuple[str, str], ...]:

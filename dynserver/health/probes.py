@@ -26,7 +26,7 @@ import dns.rdatatype
 
 from dynserver import __version__
 from dynserver.backoff import Backoff
-from dynserver.health import http
+from dynserver.health import conditions, http
 from dynserver.health.state import Result
 from dynserver.model import Monitor, MonitorType
 
@@ -68,6 +68,11 @@ async def run_check(check: Check, clock: Clock = time.monotonic) -> Result:
     while True:
         result = await _once(check, clock)
         if result.ok or attempt >= check.monitor.retries:
+            # invert flips the verdict reached after the retries, never one attempt's: a
+            # retry is for a transient failure of the probe itself, with invert or not.
+            if check.monitor.invert:
+                ok, reason = conditions.inverted(result.ok, result.reason)
+                return Result(ok=ok, reason=reason, at=result.at, latency=result.latency)
             return result
         attempt += 1
         # Built on a retry only: a passing check (nearly all of them) pays nothing.
@@ -99,6 +104,12 @@ async def _once(check: Check, clock: Clock) -> Result:
     except OSError as error:
         ok, reason = False, error.strerror or str(error)
     finished = clock()
+    limit = check.monitor.max_response_time
+    if ok and limit is not None:
+        # A slow answer is a failure of this attempt: a retry may be faster.
+        slow = conditions.slow_reason(finished - started, limit)
+        if slow is not None:
+            ok, reason = False, slow
     return Result(ok=ok, reason=reason, at=finished, latency=finished - started)
 
 
@@ -152,6 +163,11 @@ async def _http(check: Check) -> tuple[bool, str]:
         return False, f"body lacks {check.monitor.expected_body!r}"
     if check.monitor.unexpected_body is not None and check.monitor.unexpected_body in text:
         return False, f"body contains {check.monitor.unexpected_body!r}"
+    if check.monitor.expected_json is not None:
+        # The body is the one expected_body reads, bounded by max_response_bytes.
+        matched, why = check.monitor.expected_json.evaluate(response.body)
+        if not matched:
+            return False, why
     return True, f"status {status}"
 
 
