@@ -88,6 +88,10 @@ class Target(ResponseBody, frozen=True):
     hostname: Annotated[str, Meta(description="<target>.<record>: answers the value in DNS.")]
     value: Annotated[str | None, Meta(description="The current value (null until the first update).")]
     configured_value: str | None
+    check_address: Annotated[
+        str | None,
+        Meta(description="What the checks connect to instead of the value (null: the value)."),
+    ]
     value_set_at: Annotated[float | None, Meta(description="Unix time of the last update, if any.")]
     priority: Annotated[int, Meta(description="Lower is preferred.")]
     health: Health

@@ -40,6 +40,7 @@ def target_body(runtime: Runtime, updates: Updates, record: DynamicRecord, name:
         hostname=updates.targets.hostname(key),
         value=runtime.value(key),
         configured_value=configured.value,
+        check_address=configured.check_address,
         value_set_at=runtime.value_set_at(key),
         priority=configured.priority,
         health=state.health,
