@@ -9,7 +9,7 @@ import json
 import math
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonpath
@@ -37,7 +37,8 @@ class JsonCondition:
     path: str
     operator: str
     literal: Scalar
-    compiled: jsonpath.JSONPath | jsonpath.CompoundJSONPath
+    # Out of eq and hash: two loads of one config give equal monitors (path says it all).
+    compiled: jsonpath.JSONPath | jsonpath.CompoundJSONPath = field(compare=False, repr=False)
 
     def evaluate(self, body: bytes) -> tuple[bool, str]:
         """ok and a reason a person understands; never raises on what a target sends."""

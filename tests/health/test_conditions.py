@@ -86,3 +86,10 @@ def test_slow_reason_carries_the_measured_time() -> None:
 def test_inverted_flips_the_outcome_and_says_so() -> None:
     assert inverted(True, "status 200") == (False, "inverted: status 200")
     assert inverted(False, "timeout") == (True, "inverted: timeout")
+
+
+def test_one_condition_read_twice_is_equal_and_hashable() -> None:
+    """Monitors are compared and hashed (reloads, grouping checks): the compiled path is not."""
+    first, second = parse_json_condition("$.queue < 100"), parse_json_condition("$.queue < 100")
+    assert first == second and hash(first) == hash(second)
+    assert first != parse_json_condition("$.queue < 101")
