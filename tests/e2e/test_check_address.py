@@ -23,9 +23,11 @@ from tests.e2e.test_failover import (
 )
 from tests.support import dynserver, free_port, loopback, poll, wait_for_http
 from tests.update.common import add
+from tests.update.test_credentials import dyndns2
 
 NOTHING = "127.0.0.250"  # the answered value: no server listens there
 MOVED = "127.0.0.249"  # the value an update gives it: nothing listens there either
+DYNDNS2 = "127.0.0.248"  # ... and then a dyndns2 update
 
 
 def _api(base: str, secret: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -84,6 +86,12 @@ def test_the_check_address_is_checked_and_the_value_answered(tmp_path: Path) -> 
             poll(lambda: len(inside.requests()), lambda n: n >= seen + 2, "checks after the update")
             body = _api(base, secret, f"/records/app.{ZONE}/targets/nat")
             assert (body["value"], body["check_address"], body["health"]) == (MOVED, inside.host, "up")
+            # The same through dyndns2 (RFC 2136 takes the same path: Runtime.update_target).
+            assert dyndns2(base, "test", secret, f"nat.app.{ZONE}", DYNDNS2) == (200, f"good {DYNDNS2}\n")
+            poll(lambda: answer(server, "app").values, lambda v: v == (DYNDNS2,), "the dyndns2 answer")
+            seen = len(inside.requests())
+            poll(lambda: len(inside.requests()), lambda n: n >= seen + 2, "checks after dyndns2")
+            assert _api(base, secret, f"/records/app.{ZONE}/targets/nat")["health"] == "up"
 
             inside.kill()
             assert wait_reason(server, "app", "nat", "down") in KILL_REASONS
