@@ -196,7 +196,7 @@ async def _probe(loaded: config.Config, record_text: str, target_name: str | Non
     """Cloudflare's "preview monitor": check every target now, print result and reason."""
     from dynserver.dns.names import name_text
     from dynserver.dns.wire import name_to_text
-    from dynserver.health.engine import build_check
+    from dynserver.health.engine import build_check, checked_address
     from dynserver.health.probes import close_clients, run_check
 
     records = [record for zone in loaded.zones for record in zone.records]
@@ -221,10 +221,11 @@ async def _probe(loaded: config.Config, record_text: str, target_name: str | Non
             return 1
         for target in targets:
             label = f"{name_to_text(record.name)} {record.type} {target.name} ({target.value or 'no value'})"
-            if record.monitor is None or target.value is None:
+            address = checked_address(target, target.value)
+            if record.monitor is None or address is None:
                 print(f"{label}: not checked ({'no monitor' if record.monitor is None else 'no value yet'})")
                 continue
-            check = build_check(monitors[record.monitor], target, target.value)
+            check = build_check(monitors[record.monitor], target, address)
             result = await run_check(check)
             latency = f"{result.latency * 1000:.1f} ms" if result.latency is not None else "-"
             print(f"{label}: {'UP' if result.ok else 'DOWN'} {result.reason} [{check.type}, {latency}]")

@@ -24,7 +24,7 @@ from dynserver.dns.packet import FLAGS, NOT_QUERY
 from dynserver.dns.serial import next_serial, serial_gt
 from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import RRset, Zone, soa_fields
-from dynserver.health.engine import Change, Engine, target_key
+from dynserver.health.engine import Change, Engine, checked_address, target_key
 from dynserver.health.policy import Decision
 from dynserver.health.scheduler import Scheduler
 from dynserver.health.state import Health, Result, TargetState
@@ -527,13 +527,17 @@ class Runtime:
         self.scheduler.check_now([k for k, ts in self._check_targets.items() if wanted & set(ts)])
 
     def check_record(self, record: DynamicRecord, *, actor: str, client: str) -> list[str]:
-        """Check now, asked for a record (dashboard or API): its targets that have a value
-        are checked at once, and the request is an event. Returns the targets checked;
+        """Check now, asked for a record (dashboard or API): its targets that have an
+        address to check are checked at once, and the request is an event. Returns the targets checked;
         a record without a monitor has none, but the request is still recorded."""
         checked: list[str] = []
         if record.monitor is not None:
             keys = [target_key(record, t) for t in record.targets]
-            checked = [k[2] for k in keys if self.engine.values[k] is not None]
+            checked = [
+                t.name
+                for t, k in zip(record.targets, keys, strict=True)
+                if checked_address(t, self.engine.values[k]) is not None
+            ]
             self.check_now(keys)
         self._event(
             EventRow(

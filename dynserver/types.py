@@ -24,7 +24,8 @@ TargetKey = tuple[Name, str, str]  # (record name, type, target name)
 @dataclass(frozen=True, slots=True)
 class CheckKey:
     """One check is run per distinct (monitor, address, overrides), however many
-    records share it."""
+    records share it. The address is where the check connects: the target's
+    check_address when set, else its current value."""
 
     monitor: str
     address: str

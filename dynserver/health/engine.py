@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import overload
 
 from dynserver.dns import wire
 from dynserver.dns.zone import RRset, rrset_from_texts
@@ -49,6 +50,16 @@ def thresholds(monitor: Monitor) -> Thresholds:
     )
 
 
+@overload
+def checked_address(target: Target, value: str) -> str: ...
+@overload
+def checked_address(target: Target, value: str | None) -> str | None: ...
+def checked_address(target: Target, value: str | None) -> str | None:
+    """Where a target is checked: its check address when set (an update never moves it),
+    else its current value; None: nothing to check until an update gives one."""
+    return target.check_address or value
+
+
 def build_check(monitor: Monitor, target: Target, value: str) -> Check:
     """The monitor's options with the target's overrides (the target's value wins), run
     against the target's check address, or its current value when it has none."""
@@ -57,7 +68,7 @@ def build_check(monitor: Monitor, target: Target, value: str) -> Check:
         headers.append(("Host", target.host))
     return Check(
         monitor=monitor,
-        address=target.check_address or value,
+        address=checked_address(target, value),
         port=target.port or monitor.port,
         path=target.path or monitor.path,
         headers=tuple(headers),
@@ -112,11 +123,9 @@ class Engine:
                 continue
             monitor = self.monitors[record.monitor]
             for target in record.targets:
-                # The check address, when set, is checked from the start and an update
-                # never moves it (build_check connects to it likewise).
-                address = target.check_address or self.values[target_key(record, target)]
+                address = checked_address(target, self.values[target_key(record, target)])
                 if address is None:
-                    continue  # no address yet: nothing to check until an update gives one
+                    continue
                 key = CheckKey(record.monitor, address, target.port, target.host, target.path)
                 if key not in found:
                     found[key] = (build_check(monitor, target, address), monitor, [])

@@ -3,7 +3,7 @@ the probe connects to, and an update moves the value answered, not the check."""
 
 from __future__ import annotations
 
-from dynserver.health.engine import Engine, build_check, target_key
+from dynserver.health.engine import Engine, build_check, checked_address, target_key
 from dynserver.health.state import Health, Result
 from dynserver.model import Target
 from tests.health.test_engine import WEB, record
@@ -72,3 +72,10 @@ def test_a_target_without_a_value_is_checked_at_its_check_address() -> None:
     engine.apply([target_key(app, waiting)], Result(ok=True, reason="status 200", at=1))
     engine.recompute([(app.name, "A")])
     assert engine.rrset((app.name, "A")) is None  # up, but nothing to answer until an update
+
+
+def test_checked_address_is_the_check_address_else_the_value() -> None:
+    assert checked_address(Target("a", None, check_address=SIDECAR), None) == SIDECAR
+    assert checked_address(Target("b", "192.0.2.1", check_address=SIDECAR), "192.0.2.1") == SIDECAR
+    assert checked_address(Target("c", "192.0.2.1"), "192.0.2.9") == "192.0.2.9"
+    assert checked_address(Target("d", None), None) is None  # nothing to check yet
