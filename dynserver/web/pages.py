@@ -89,20 +89,17 @@ def routes(
     def login_redirect(request: Request) -> Response:
         return RedirectResponse(f"/login?next={_local(request.url.path)}", status_code=303)
 
-    def target_rows(record: DynamicRecord) -> list[dict[str, Any]]:
-        """The API's target view plus what only a page shows: time left in pending."""
+    def record_card(record: DynamicRecord) -> dict[str, Any]:
+        """The API's record view plus what only a page shows: each target's time left in
+        pending (the view lists the targets in config order)."""
+        view = views.record_view(runtime, updates, record)
         now = asyncio.get_running_loop().time()
         rows = []
-        for view in views.record_view(runtime, updates, record)["targets"]:
-            target = next(t for t in record.targets if t.name == view["name"])
+        for target, row in zip(record.targets, view["targets"], strict=True):
             state = runtime.target_state(target_key(record, target))
             left = state.pending_until - now if state.pending_until is not None else None
-            rows.append({**view, "pending_left": max(0.0, left) if left is not None else None})
-        return rows
-
-    def record_card(record: DynamicRecord) -> dict[str, Any]:
-        view = views.record_view(runtime, updates, record)
-        return {**view, "targets": target_rows(record)}
+            rows.append({**row, "pending_left": max(0.0, left) if left is not None else None})
+        return {**view, "targets": rows}
 
     async def dashboard(request: Request) -> Response:
         if not auth.may_read(request):
