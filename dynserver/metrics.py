@@ -11,7 +11,7 @@ Two kinds, by how often they move:
   the engine as they are when scraped, so they are never stale and cost nothing between
   scrapes.
 
-Each App has its own registry (no process-global state: tests run several Apps in one
+Each Runtime has its own registry (no process-global state: tests run several in one
 process). Labels are bounded: question types and rcodes are fixed sets, record, target,
 monitor and mirror names come from the config, results are the small sets below.
 """
@@ -57,7 +57,7 @@ class TargetSample:
 class Metrics:
     """Every metric of one running dynserver, and the registry that renders them.
 
-    ``targets`` and ``serials`` are read at scrape time (the App passes functions that
+    ``targets`` and ``serials`` are read at scrape time (the Runtime passes functions that
     read its current engine and zones)."""
 
     def __init__(
@@ -171,8 +171,8 @@ class _StateCollector(Collector):
         self._serials = serials
 
     def describe(self) -> Iterator[Metric]:
-        """The families without samples: registering must not read the App (it is
-        still being built then)."""
+        """The families without samples: registering must not read the Runtime (it
+        is still being built then)."""
         return self._families(samples=False)
 
     def collect(self) -> Iterator[Metric]:
