@@ -32,8 +32,10 @@ from dynserver.update.limits import Block
 from dynserver.update.service import Updates
 from dynserver.update.targets import record_text
 from dynserver.web import views
+from dynserver.web.api import error_response
 from dynserver.web.auth import ADMIN, COOKIE, Auth, Session, set_cookie
 from dynserver.web.client import client_address
+from dynserver.web.schema import ErrorCode
 
 log = logging.getLogger("dynserver.web")
 
@@ -170,17 +172,16 @@ def routes(
         """The propagation page's rows for its script: the API's JSON, under the pages'
         access rule (a session, or public pages) instead of a Bearer credential."""
         if not auth.may_read(request):
-            return JSONResponse({"error": "unauthorized", "detail": "log in first"}, status_code=401)
+            return error_response(401, ErrorCode.UNAUTHORIZED, "log in first")
         record = find_record(request)
         if record is None:
             detail = f"no dynamic record {fqdn(request.path_params['fqdn'])!r}"
-            return JSONResponse({"error": "not_found", "detail": detail}, status_code=404)
+            return error_response(404, ErrorCode.NOT_FOUND, detail)
         try:
             view = await views.propagation_view(runtime, checker, record)
         except propagation.Busy as busy:
             retry = str(max(1, round(busy.retry_after)))
-            body = {"error": "too_many_requests", "detail": str(busy)}
-            return JSONResponse(body, status_code=429, headers={"Retry-After": retry})
+            return error_response(429, ErrorCode.TOO_MANY_REQUESTS, str(busy), {"Retry-After": retry})
         return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
     async def events_page(request: Request) -> Response:
