@@ -519,10 +519,8 @@ class Runtime:
         self.check_now([key])
         return True, previous
 
-    def check_now(self, targets: Iterable[TargetKey] | None = None) -> None:
-        if targets is None:
-            self.scheduler.check_now()
-            return
+    def check_now(self, targets: Iterable[TargetKey]) -> None:
+        """Run now the checks of these targets (each check once, however many share it)."""
         wanted = set(targets)
         self.scheduler.check_now([k for k, ts in self._check_targets.items() if wanted & set(ts)])
 
