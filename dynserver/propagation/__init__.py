@@ -19,7 +19,7 @@ by a short timeout, so a dead server is an error row and never a stuck page.
 ``Checker`` caches results briefly and budgets new work, so a public page cannot be
 used to make dynserver spray queries at the world.
 
-One module per job, all of it reachable as ``propagation.X``:
+One module per job; what the web and the tests use is also reachable as ``propagation.X``:
 
 - ``model``: what is asked and what came back, the rows and the report, their statuses;
 - ``body``: the report's JSON as typed definitions (the API document derives from them);
@@ -37,45 +37,18 @@ database (``chain`` awaits only the ``Ask`` it is given).
 from __future__ import annotations
 
 from dynserver.propagation.body import CnameCheck, cname_check_body, report_body
-from dynserver.propagation.cache import (
-    BUDGET_BURST,
-    BUDGET_RATE,
-    CACHE_SECONDS,
-    CHAIN_CACHE_LIMIT,
-    Busy,
-    Checker,
-)
+from dynserver.propagation.cache import CACHE_SECONDS, Busy, Checker
 from dynserver.propagation.chain import (
     HOSTNAME_PATTERN,
-    MAX_HOPS,
     MAX_HOSTNAME,
     Chain,
-    Hop,
-    Step,
     chain_step,
     chain_type,
     follow_chain,
     parse_hostname,
 )
-from dynserver.propagation.delegation import (
-    MAX_PARENT_ASKED,
-    address_values,
-    enclosing_zone,
-    find_delegation,
-    ns_names,
-    referral,
-    resolve_addresses,
-)
-from dynserver.propagation.gathering import (
-    DEFAULT_TIMEOUT,
-    MAX_NAMESERVER_ADDRESSES,
-    dns_asker,
-    expected_from,
-    gather,
-    make_plan,
-    once,
-    query_authoritative,
-)
+from dynserver.propagation.delegation import enclosing_zone, find_delegation, referral
+from dynserver.propagation.gathering import dns_asker, expected_from, gather, make_plan
 from dynserver.propagation.model import (
     ERROR,
     IN_SYNC,
@@ -91,18 +64,8 @@ from dynserver.propagation.model import (
     Plan,
     PropagationStatus,
     Reply,
-    Report,
-    ResolverRow,
-    Row,
-    parse_endpoint,
 )
-from dynserver.propagation.replies import (
-    answer_values,
-    rcode_text,
-    soa_serial,
-    text,
-    value_text,
-)
+from dynserver.propagation.replies import answer_values
 from dynserver.propagation.verdicts import (
     build_rows,
     classify_authoritative,
@@ -113,18 +76,11 @@ from dynserver.propagation.verdicts import (
 )
 
 __all__ = [
-    "BUDGET_BURST",
-    "BUDGET_RATE",
     "CACHE_SECONDS",
-    "CHAIN_CACHE_LIMIT",
-    "DEFAULT_TIMEOUT",
     "ERROR",
     "HOSTNAME_PATTERN",
     "IN_SYNC",
-    "MAX_HOPS",
     "MAX_HOSTNAME",
-    "MAX_NAMESERVER_ADDRESSES",
-    "MAX_PARENT_ASKED",
     "STALE",
     "Ask",
     "Busy",
@@ -135,18 +91,12 @@ __all__ = [
     "DelegationSource",
     "Endpoint",
     "Expected",
-    "Hop",
     "Nameserver",
     "NameserverSource",
     "Observation",
     "Plan",
     "PropagationStatus",
     "Reply",
-    "Report",
-    "ResolverRow",
-    "Row",
-    "Step",
-    "address_values",
     "answer_values",
     "build_rows",
     "chain_step",
@@ -162,18 +112,9 @@ __all__ = [
     "gather",
     "make_plan",
     "nameserver_warnings",
-    "ns_names",
     "observe_authoritative",
     "observe_resolver",
-    "once",
-    "parse_endpoint",
     "parse_hostname",
-    "query_authoritative",
-    "rcode_text",
     "referral",
     "report_body",
-    "resolve_addresses",
-    "soa_serial",
-    "text",
-    "value_text",
 ]
