@@ -1,8 +1,8 @@
 """The validated configuration: frozen dataclasses, built only by dynserver.config.
 
-The enums of its concepts live here or below and are imported from here by the config,
-the views and the API: MonitorType, and Policy, Fallback and Health (defined beside the
-pure policy and state machine that decide with them).
+MonitorType is defined here; a record's Policy and Fallback are defined beside the pure
+policy that decides with them (dynserver.health.policy), and the config reads them from
+here with the rest of the model.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from pathlib import Path
 from dynserver.dns.zone import RRset
 from dynserver.health.conditions import JsonCondition
 
-# Re-exported (`X as X`): the config, views and API import every enum from this module.
+# Re-exported (`X as X`): the config imports them with the model.
 from dynserver.health.policy import Fallback as Fallback
 from dynserver.health.policy import Policy as Policy
-from dynserver.health.state import Health as Health
 from dynserver.health.state import Thresholds
 from dynserver.types import Name, RecordType, TargetKey
 from dynserver.update.limits import LimitPolicy
