@@ -60,6 +60,7 @@ def _text(name: Name) -> str:
     return wire.name_to_text(name)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every transition and every /metrics scrape names them
 def _label(name: Name) -> str:
     """A name as /metrics labels show it: as the API writes it, without the final dot."""
     return name_text(name) or "."
@@ -405,14 +406,14 @@ class Runtime:
                     self._unsaved.add(target)
                 state = self.engine.states[target].health.value
                 self.writer.sample(Sample(now, _text(target[0]), target[2], result.ok, result.latency, state))
-        self.handle_changes(changes)
+        self._handle_changes(changes)
         if any(c.transition.current is Health.PENDING for c in changes):
             self._wake_sweeper.set()  # a failback wait started: wake exactly when it ends
 
-    def handle_changes(self, changes: list[Change], actor: str | None = None) -> list[RecordKey]:
-        """Record events and alerts for transitions, then republish changed answers."""
+    def _handle_changes(self, changes: list[Change], actor: str | None = None) -> None:
+        """Republish changed answers, then record events and alerts for the transitions."""
         if not changes:
-            return []
+            return
         before = {key: self.engine.decisions[key].values for key in self._keys(changes)}
         changed = self.engine.recompute(before)
         self.publish(changed)  # the answer first: events, alerts and logs may not delay it
@@ -424,7 +425,6 @@ class Runtime:
             self.metrics.transitions.labels(_label(record.name), record.type, change.target.name, state).inc()
         for key in changed:
             self._answer_changed(key, before[key], actor)
-        return changed
 
     def _answer_changed(self, key: RecordKey, before: tuple[str, ...], actor: str | None) -> None:
         """A record answers differently (values or TTL): an event, a log line, a count."""
@@ -456,7 +456,7 @@ class Runtime:
         if change is None:
             return False
         self._save_state(key)
-        self.handle_changes([change], actor=actor)
+        self._handle_changes([change], actor=actor)
         return True
 
     async def update_target(
@@ -574,7 +574,7 @@ class Runtime:
             changes = self.engine.tick(loop.time())
             for change in changes:
                 self._save_state(target_key(change.record, change.target))
-            self.handle_changes(changes)
+            self._handle_changes(changes)
             if loop.time() - last_refresh >= STATE_REFRESH:
                 last_refresh = loop.time()
                 self._save_unsaved()

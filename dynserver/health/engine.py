@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import overload
 
 from dynserver.dns import wire
 from dynserver.dns.zone import RRset, rrset_from_texts
@@ -50,25 +49,21 @@ def thresholds(monitor: Monitor) -> Thresholds:
     )
 
 
-@overload
-def checked_address(target: Target, value: str) -> str: ...
-@overload
-def checked_address(target: Target, value: str | None) -> str | None: ...
 def checked_address(target: Target, value: str | None) -> str | None:
     """Where a target is checked: its check address when set (an update never moves it),
     else its current value; None: nothing to check until an update gives one."""
     return target.check_address or value
 
 
-def build_check(monitor: Monitor, target: Target, value: str) -> Check:
+def build_check(monitor: Monitor, target: Target, address: str) -> Check:
     """The monitor's options with the target's overrides (the target's value wins), run
-    against the target's check address, or its current value when it has none."""
+    against ``address``: where the target is checked (``checked_address``)."""
     headers = [(k, v) for k, v in monitor.header if k.lower() != "host" or target.host is None]
     if target.host is not None:
         headers.append(("Host", target.host))
     return Check(
         monitor=monitor,
-        address=checked_address(target, value),
+        address=address,
         port=target.port or monitor.port,
         path=target.path or monitor.path,
         headers=tuple(headers),

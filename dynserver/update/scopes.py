@@ -33,6 +33,5 @@ def split(scope: str) -> tuple[str, str] | None:
 
 def in_scope(scopes: Iterable[str], key: TargetKey) -> bool:
     """Whether normalised scopes (as ``split`` reads them) cover the target."""
-    record = name_text(key[0])
-    covering = (EVERYTHING, f"{record}/{key[2]}", f"{record}/*")
+    covering = (EVERYTHING, ref(key), f"{name_text(key[0])}/*")
     return any(scope in covering for scope in scopes)

@@ -21,8 +21,10 @@ def test_the_check_key_and_the_probe_use_the_check_address() -> None:
 
 
 def test_build_check_connects_to_the_check_address_or_the_value() -> None:
-    assert build_check(WEB, Target("a", "192.0.2.1", check_address=SIDECAR), "192.0.2.1").address == SIDECAR
-    assert build_check(WEB, Target("b", "192.0.2.1"), "192.0.2.1").address == "192.0.2.1"
+    behind = Target("a", "192.0.2.1", check_address=SIDECAR)
+    plain = Target("b", "192.0.2.1")
+    assert build_check(WEB, behind, checked_address(behind, "192.0.2.1")).address == SIDECAR
+    assert build_check(WEB, plain, checked_address(plain, "192.0.2.1")).address == "192.0.2.1"
 
 
 def test_targets_behind_one_sidecar_share_one_check() -> None:
