@@ -167,7 +167,7 @@ def _expected_json(
     where = (*path, "expected_json")
     if kind not in (MonitorType.HTTP, MonitorType.HTTPS):
         raise reader.error(where, f"expected an http or https monitor (it reads the body), got {kind}")
-    text = reader.get(m, path, "expected_json", str, "", 'a condition such as \'$.status == "ok"\'')
+    text = reader.get(m, path, "expected_json", str, "", "a condition such as '$.status == \"ok\"'")
     try:
         return parse_json_condition(text)
     except ValueError as error:

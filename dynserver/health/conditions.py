@@ -66,7 +66,7 @@ def parse_json_condition(text: str) -> JsonCondition:
     """`$.status == "ok"` -> a JsonCondition; ValueError says what is wrong with it."""
     split = _split(text)
     if split is None:
-        raise ValueError(f"expected `$.path OP value` with OP {ONE_OF_OPERATORS}, e.g. $.status == \"ok\"")
+        raise ValueError(f'expected `$.path OP value` with OP {ONE_OF_OPERATORS}, e.g. $.status == "ok"')
     path, op, right = split
     if not path.startswith("$"):
         raise ValueError(f"expected a JSON path starting with $, got {path!r}")
