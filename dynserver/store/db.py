@@ -1,7 +1,7 @@
 """SQLite (aiosqlite): the memory of dynserver, never its hot path.
 
 Target states (so a restart resumes where it stopped), the event log (seed 000's status
-table), check latencies for history, zone serials, and update credentials (hashed).
+table), check latencies for history, zone serials, update credentials and agents (hashed).
 WAL with synchronous=FULL: a committed write survives a crash or power loss. Times are
 wall-clock Unix seconds.
 """
@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE target_state (
@@ -68,6 +68,15 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (zone, seq)
     );
     """,
+    # Agents (checks from other locations): the token hashed as a credential's secret.
+    # last_contact and version are the hub's hints for `agent list` and the agents page.
+    5: """
+    CREATE TABLE agent (
+        name TEXT PRIMARY KEY,
+        salt BLOB NOT NULL, digest BLOB NOT NULL,
+        created REAL NOT NULL, last_contact REAL, version TEXT, canary TEXT
+    );
+    """,
 }
 
 
@@ -94,7 +103,8 @@ class StoredState:
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
-    kind: str  # health | answer | maintenance | update | check | auth | credential | mirror | notify | system
+    # health | answer | maintenance | update | check | auth | credential | agent | mirror | notify | system
+    kind: str
     record: str | None = None
     target: str | None = None
     result: str | None = None
@@ -118,6 +128,19 @@ class StoredCredential:
     targets: tuple[str, ...]
     created: float
     last_used: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAgent:
+    """An agent row as stored: the hash of its token, never the token."""
+
+    name: str  # its location name
+    salt: bytes
+    digest: bytes
+    created: float
+    last_contact: float | None = None
+    version: str | None = None  # the agent's, from its last stream
+    canary: str | None = None  # host:port this agent connects to for its connectivity
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +190,13 @@ class Store:
         updates did, tests/update/test_durability.py)."""
         async with self._db.execute(sql, parameters) as cursor:
             return cursor.rowcount
+
+    async def _changed_one(self, sql: str, parameters: Sequence[Any]) -> bool:
+        """Run one statement and commit it: whether it changed a row (an insert that was
+        ignored, a delete of a name that is not there: False)."""
+        changed = await self._execute(sql, parameters)
+        await self._db.commit()
+        return changed == 1
 
     async def _execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         async with self._db.executemany(sql, rows) as cursor:
@@ -422,7 +452,7 @@ class Store:
 
     async def add_credential(self, credential: StoredCredential) -> bool:
         """Insert a new credential; False if the name is taken (nothing is replaced)."""
-        added = await self._execute(
+        return await self._changed_one(
             f"INSERT OR IGNORE INTO credential ({_CREDENTIAL_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
             (
                 credential.name,
@@ -434,13 +464,9 @@ class Store:
                 credential.last_used,
             ),
         )
-        await self._db.commit()
-        return added == 1
 
     async def delete_credential(self, name: str) -> bool:
-        deleted = await self._execute("DELETE FROM credential WHERE name = ?", (name,))
-        await self._db.commit()
-        return deleted == 1
+        return await self._changed_one("DELETE FROM credential WHERE name = ?", (name,))
 
     async def touch_credentials(self, used: dict[str, float]) -> None:
         await self._execute_many(
@@ -449,8 +475,44 @@ class Store:
         )
         await self._db.commit()
 
+    # -- agents ---------------------------------------------------------------------
+    # Written by `dynserver agent add/remove` from another process: the hub re-reads them
+    # when data_version says another connection committed.
+
+    async def agents(self) -> list[StoredAgent]:
+        async with self._db.execute(f"SELECT {_AGENT_COLUMNS} FROM agent ORDER BY name") as cursor:
+            rows = await cursor.fetchall()
+        return [_agent(r) for r in rows]
+
+    async def add_agent(self, agent: StoredAgent) -> bool:
+        """Insert a new agent; False if the name is taken (nothing is replaced)."""
+        # The columns are StoredAgent's fields, in order.
+        return await self._changed_one(
+            f"INSERT OR IGNORE INTO agent ({_AGENT_COLUMNS}) VALUES (?,?,?,?,?,?,?)", astuple(agent)
+        )
+
+    async def delete_agent(self, name: str) -> bool:
+        return await self._changed_one("DELETE FROM agent WHERE name = ?", (name,))
+
+    async def touch_agents(self, contacts: dict[str, tuple[float, str | None]]) -> None:
+        """Each agent's last contact (Unix time) and version; an older time changes nothing."""
+        await self._execute_many(
+            "UPDATE agent SET last_contact = ?, version = coalesce(?, version) "
+            "WHERE name = ? AND (last_contact IS NULL OR last_contact < ?)",
+            [(at, version, name, at) for name, (at, version) in contacts.items()],
+        )
+        await self._db.commit()
+
+    async def data_version(self) -> int:
+        """Changes when another connection commits (SQLite's PRAGMA data_version): a cheap
+        way to notice `agent remove` without reading the table every second."""
+        async with self._db.execute("PRAGMA data_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
 
 _CREDENTIAL_COLUMNS = "name, salt, digest, admin, targets, created, last_used"
+_AGENT_COLUMNS = "name, salt, digest, created, last_contact, version, canary"
 
 
 def _credential(row: Sequence[Any]) -> StoredCredential:
@@ -463,3 +525,7 @@ def _credential(row: Sequence[Any]) -> StoredCredential:
         created=row[5],
         last_used=row[6],
     )
+
+
+def _agent(row: Sequence[Any]) -> StoredAgent:
+    return StoredAgent(row[0], bytes(row[1]), bytes(row[2]), *row[3:])
