@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite talks to (real clients and real peers; chromium for the
-# web UI in a real browser, driven by Playwright).
-TEST_DEBS  := dnsutils knot-dnsutils knot nsd bind9 unbound iproute2 util-linux openssl ddclient inadyn curl chromium
+# web UI in a real browser, driven by Playwright; nftables for the partitions between one
+# location and one backend in tests/e2e/test_locations.py).
+TEST_DEBS  := dnsutils knot-dnsutils knot nsd bind9 unbound iproute2 util-linux nftables openssl ddclient inadyn curl chromium
 # Peer servers and the load generator for `make bench`.
 BENCH_DEBS := dnsutils nsd knot gdnsd pdns-server pdns-backend-bind dnsperf util-linux
 
