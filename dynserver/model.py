@@ -111,6 +111,17 @@ class TsigKey:
 
 
 @dataclass(frozen=True, slots=True)
+class LocationsConfig:
+    """[locations]: checks from several places (the server and its agents), decided by vote."""
+
+    quorum: int = 2  # how many fresh locations must agree before a target changes state
+    local: bool = True  # whether the server checks too
+    name: str = "local"  # the server's location name
+    stale_after: int = 3  # intervals without a result before a location stops counting
+    canary: str | None = None  # "host:port" every location connects to: its own connectivity
+
+
+@dataclass(frozen=True, slots=True)
 class DemoBackend:
     """[demo] backends: a local web server (dynserver.demo) that fails on a schedule (make run)."""
 
@@ -133,6 +144,7 @@ class Config:
     keys: tuple[TsigKey, ...] = ()
     mirrors: tuple[MirrorConfig, ...] = ()  # providers that receive the answers (Cloudflare, RFC 2136)
     web: WebConfig = WebConfig()
+    locations: LocationsConfig | None = None  # None: the server alone decides, as without agents
 
 
 class MonitorType(enum.StrEnum):
@@ -186,6 +198,7 @@ class Monitor:
     expected_json: JsonCondition | None = None  # http(s): `$.path OP literal` on the body
     max_response_time: float | None = None  # seconds, below timeout: slower passes fail
     invert: bool = False  # the check must fail: the outcome after retries is flipped
+    quorum: int | None = None  # [locations]: how many locations must agree (None: the table's)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dynserver.config.demo import read_demo
 from dynserver.config.keys import read_keys
+from dynserver.config.locations import read_locations
 from dynserver.config.mirrors import read_mirrors
 from dynserver.config.monitors import read_monitors
 from dynserver.config.notifications import read_notifications
@@ -18,7 +19,7 @@ from dynserver.config.web import read_web
 from dynserver.config.zones import read_zones
 from dynserver.model import Config
 
-_TOP_KEYS = {"server", "zones", "monitors", "notifications", "demo", "keys", "mirrors", "web"}
+_TOP_KEYS = {"server", "zones", "monitors", "notifications", "demo", "keys", "mirrors", "web", "locations"}
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -52,4 +53,5 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
         keys=keys,
         mirrors=tuple(mirrors.mirrors.values()),
         web=read_web(reader, data.get("web", {}), environ),
+        locations=read_locations(reader, data.get("locations")),
     )

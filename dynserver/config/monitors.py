@@ -41,6 +41,7 @@ _MONITOR_KEYS = {
     "expected_json",
     "max_response_time",
     "invert",
+    "quorum",
 }
 
 
@@ -123,6 +124,7 @@ def read_monitors(reader: Reader, raw: Any) -> tuple[Monitor, ...]:
                 expected_json=expected_json,
                 max_response_time=max_response_time,
                 invert=reader.get(m, path, "invert", bool, _DEFAULT.invert, "true or false"),
+                quorum=reader.number(m, path, "quorum", 1, 1, 100, int) if "quorum" in m else None,
             )
         )
     return tuple(result)

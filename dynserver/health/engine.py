@@ -15,8 +15,9 @@ from dynserver.dns.zone import RRset, rrset_from_texts
 from dynserver.health import state as machine
 from dynserver.health.policy import Candidate, Decision, decide
 from dynserver.health.probes import Check
-from dynserver.health.state import Health, Result, TargetState, Thresholds, Transition
-from dynserver.model import DynamicRecord, Monitor, Target
+from dynserver.health.state import Event, Health, Result, TargetState, Thresholds, Transition
+from dynserver.locations.quorum import LocationView, Tally, is_fresh, last_failed, tally
+from dynserver.model import DynamicRecord, LocationsConfig, Monitor, Target
 from dynserver.types import CheckKey, RecordKey, TargetKey
 
 _RTYPES = {"A": wire.TYPE_A, "AAAA": wire.TYPE_AAAA, "CNAME": wire.TYPE_CNAME}
@@ -78,6 +79,8 @@ class Engine:
         *,
         restored: Mapping[TargetKey, TargetState] | None = None,
         values: Mapping[TargetKey, str | None] | None = None,
+        locations: LocationsConfig | None = None,
+        location_names: Sequence[str] = (),
     ) -> None:
         self.records: dict[RecordKey, DynamicRecord] = {record_key(r): r for r in records}
         self.monitors = dict(monitors)
@@ -95,13 +98,38 @@ class Engine:
                 self.states[key] = replace(state, maintenance=target.maintenance)
         # Each checked target's thresholds and how long its results stay fresh, built once
         # for apply() and tick(): both run for thousands of targets (tick: all, every second).
-        limits = {name: thresholds(monitor) for name, monitor in self.monitors.items()}
+        limits_by_name = {name: thresholds(monitor) for name, monitor in self.monitors.items()}
         self._watched: dict[TargetKey, tuple[Thresholds, float]] = {
-            target_key(record, target): (limits[record.monitor], machine.stale_after(limits[record.monitor]))
+            target_key(record, target): (
+                limits_by_name[record.monitor],
+                machine.stale_after(limits_by_name[record.monitor]),
+            )
             for record in records
             if record.monitor is not None
             for target in record.targets
         }
+        # [locations]: each location's own state per checked target (its machine has no
+        # failback delay: that applies to the voted state, self.states), the locations
+        # that vote, those excluded (and why), and per target the time its count may
+        # change without a new result (a location's last result going stale).
+        self.voting = locations
+        self.location_names: tuple[str, ...] = tuple(location_names)
+        self.excluded: dict[str, str] = {}
+        self.views: dict[TargetKey, dict[str, TargetState]] = {}
+        self._voters: dict[TargetKey, tuple[Thresholds, float, int]] = {}
+        self._recount_at: dict[TargetKey, float] = {}
+        if locations is not None:
+            for record in records:
+                if record.monitor is None:
+                    continue
+                monitor = self.monitors[record.monitor]
+                limits = limits_by_name[record.monitor]
+                fresh_for = locations.stale_after * monitor.interval + monitor.timeout
+                quorum = monitor.quorum or locations.quorum
+                for target in record.targets:
+                    key = target_key(record, target)
+                    self.views[key] = {}
+                    self._voters[key] = (replace(limits, failback_delay=0.0), fresh_for, quorum)
         self.decisions: dict[RecordKey, Decision] = {
             key: self._decide(record) for key, record in self.records.items()
         }
@@ -127,8 +155,13 @@ class Engine:
                 found[key][2].append(target_key(record, target))
         return found
 
-    def apply(self, targets: Iterable[TargetKey], result: Result) -> list[Change]:
-        """Feed one check result to every target it covers."""
+    def apply(
+        self, targets: Iterable[TargetKey], result: Result, location: str | None = None
+    ) -> list[Change]:
+        """Feed one check result to every target it covers. With [locations], ``location``
+        names where the check ran: its own view of each target changes, then the vote."""
+        if self.voting is not None:
+            return self._apply_vote(targets, result, location or self.voting.name)
         changes = []
         for key in targets:
             state = self.states.get(key)
@@ -144,6 +177,8 @@ class Engine:
 
     def tick(self, now: float) -> list[Change]:
         """Let time pass: failback delays end, silent checkers go stale."""
+        if self.voting is not None:
+            return self._tick_vote(now)
         changes = []
         states = self.states
         for key, (limits, fresh_for) in self._watched.items():
@@ -159,6 +194,161 @@ class Engine:
                 record = self.records[(key[0], key[1])]
                 changes.append(Change(record, self._target(record, key), transition))
         return changes
+
+    # -- the vote ([locations]) ---------------------------------------------------------
+
+    def set_locations(self, names: Sequence[str], now: float) -> list[Change]:
+        """The locations that vote (the server's, when it checks, and every agent's). A
+        removed location's views go: what it saw no longer counts."""
+        self.location_names = tuple(names)
+        for views in self.views.values():
+            for name in [n for n in views if n not in names]:
+                del views[name]
+        return self.recount(now)
+
+    def set_excluded(self, excluded: Mapping[str, str], now: float) -> list[Change]:
+        """Locations that lost their own connectivity (locations.quorum.Connectivity)."""
+        if dict(excluded) == self.excluded:
+            return []
+        self.excluded = dict(excluded)
+        return self.recount(now)
+
+    def recount(self, now: float) -> list[Change]:
+        """Count every target's vote again (the locations or their standing changed)."""
+        changes = []
+        for key in self._voters:
+            change = self._revote(key, now)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def tally(self, key: TargetKey, now: float) -> Tally:
+        voter = self._voters.get(key)
+        if voter is None:
+            return Tally()
+        _, fresh_for, quorum = voter
+        return tally(
+            self.views[key], self.location_names, self.excluded, quorum=quorum, now=now, fresh_for=fresh_for
+        )
+
+    def location_views(self, key: TargetKey, now: float) -> list[LocationView]:
+        """Each location's view of a target, in location order (the dashboard's grid)."""
+        voter = self._voters.get(key)
+        if voter is None:
+            return []
+        views = self.views[key]
+        return [
+            LocationView(
+                name=name,
+                health=views[name].observed if name in views else Health.UNKNOWN,
+                last_result=views[name].last_result if name in views else None,
+                fresh=is_fresh(views.get(name), now, voter[1]),
+                excluded=name in self.excluded,
+            )
+            for name in self.location_names
+        ]
+
+    def fresh_for(self, key: TargetKey) -> float | None:
+        voter = self._voters.get(key)
+        return None if voter is None else voter[1]
+
+    def _apply_vote(self, targets: Iterable[TargetKey], result: Result, location: str) -> list[Change]:
+        changes = []
+        for key in targets:
+            views = self.views.get(key)
+            if views is None or key not in self.states:
+                continue  # the target's address changed since this check started, or unchecked
+            view = views.get(location)
+            if view is None:
+                view = TargetState(watched_since=result.at)
+            views[location], _ = machine.step(view, result, self._voters[key][0])
+            change = self._revote(key, result.at, result)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def _tick_vote(self, now: float) -> list[Change]:
+        changes = []
+        states = self.states
+        recount_at = self._recount_at
+        for key in self._voters:
+            state = states[key]
+            if state.pending_until is None and now < recount_at.get(key, 0.0):
+                continue  # nearly every target: no location's last result went stale yet
+            change = self._revote(key, now)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def _revote(self, key: TargetKey, now: float, result: Result | None = None) -> Change | None:
+        """The target's voted state after its vote is counted again at ``now``."""
+        limits = self._watched[key][0]
+        _, fresh_for, quorum = self._voters[key]
+        views = self.views[key]
+        count = tally(views, self.location_names, self.excluded, quorum=quorum, now=now, fresh_for=fresh_for)
+        # The count can next change by itself when the oldest counted result goes stale.
+        oldest = [
+            last.at
+            for name, view in views.items()
+            if (last := view.last_result) is not None
+            and name not in self.excluded
+            and now - last.at <= fresh_for
+        ]
+        self._recount_at[key] = min(oldest) + fresh_for if oldest else float("inf")
+        state = self.states[key]
+        if result is not None:
+            state = replace(
+                state,
+                last_result=result,
+                successes=state.successes + 1 if result.ok else 0,
+                failures=0 if result.ok else state.failures + 1,
+            )
+        verdict = count.verdict
+        event: Event | None = None
+        if count.fresh == 0:
+            event = Event.STALE
+        elif verdict is Health.DOWN:
+            event = Event.FAILED
+        elif state.observed is Health.PENDING and last_failed(
+            views, self.location_names, self.excluded, now, fresh_for
+        ) >= max(1, count.need):
+            event = Event.FAILED_ONCE
+        elif verdict is Health.UP:
+            event = Event.PASSED
+        reason = ""
+        if event is not None and (state.observed, event) in machine.TRANSITIONS:
+            reason = self._vote_reason(views, count, event, now, fresh_for)
+        new, transition = machine.apply_event(state, event, now, reason, limits)
+        self.states[key] = new
+        if transition is None:
+            return None
+        record = self.records[(key[0], key[1])]
+        return Change(record, self._target(record, key), transition)
+
+    def _vote_reason(
+        self, views: Mapping[str, TargetState], count: Tally, event: Event, now: float, fresh_for: float
+    ) -> str:
+        """Which locations agreed, and what each saw: events and notifications say it."""
+        if event is Event.STALE:
+            return f"no fresh result from any of {count.total} locations"
+        want_ok = event is Event.PASSED
+        seen = []
+        for name in self.location_names:
+            view = views.get(name)
+            if name in self.excluded or not is_fresh(view, now, fresh_for):
+                continue
+            assert view is not None and view.last_result is not None
+            agrees = view.observed is Health.UP if want_ok else view.observed is Health.DOWN
+            if event is Event.FAILED_ONCE:
+                agrees = not view.last_result.ok
+            if agrees:
+                seen.append(f"{name}: {view.last_result.reason}")
+        verdict = "up" if want_ok else "down"
+        agreed = len(seen)
+        out_of = f"{agreed} of {count.total} locations"
+        if count.fresh < count.total:
+            out_of += f", deciding from {count.fresh}"
+        return f"{verdict} at {out_of} ({'; '.join(seen)})"
 
     def next_deadline(self) -> float | None:
         """The earliest failback delay to end, so the caller can wake exactly then."""

@@ -160,6 +160,18 @@ def set_maintenance(state: TargetState, on: bool, now: float) -> tuple[TargetSta
     return state, Transition(previous, state.health, reason, now)
 
 
+def apply_event(
+    state: TargetState, event: Event | None, now: float, reason: str, limits: Thresholds
+) -> tuple[TargetState, Transition | None]:
+    """Apply one event by the transition table (a vote of several locations decides the
+    events of a target's voted state: health/engine.py). A pending target whose failback
+    delay has ended by ``now`` is up."""
+    state, transition = _apply(state, event, now, reason, limits)
+    if state.observed is Health.PENDING and transition is None:
+        state, transition = tick(state, now, limits)
+    return state, transition
+
+
 def _apply(
     state: TargetState, event: Event | None, now: float, reason: str, limits: Thresholds
 ) -> tuple[TargetState, Transition | None]:

@@ -1,0 +1,166 @@
+"""The engine with [locations]: each location's own state machine, then the vote."""
+
+from __future__ import annotations
+
+from dynserver.config import parse_name
+from dynserver.health.engine import Engine, target_key
+from dynserver.health.state import Health, Result
+from dynserver.model import DynamicRecord, LocationsConfig, Monitor, MonitorType, Target
+
+ZONE = parse_name("dyn.example.test")
+WEB = Monitor(name="web", type=MonitorType.HTTP, port=8080, interval=10.0, timeout=2.0)
+PRIMARY = Target("primary", "127.0.0.21", priority=1)
+BACKUP = Target("backup", "127.0.0.22", priority=2)
+APP = DynamicRecord(
+    zone=ZONE,
+    name=parse_name("app.dyn.example.test"),
+    type="A",
+    ttl=30,
+    targets=(PRIMARY, BACKUP),
+    monitor="web",
+)
+KEY = target_key(APP, PRIMARY)
+THREE = ["local", "fra", "nyc"]
+
+
+def engine(quorum: int = 2, monitor: Monitor = WEB, names: list[str] = THREE) -> Engine:
+    return Engine(
+        [APP], {"web": monitor}, locations=LocationsConfig(quorum=quorum, stale_after=3), location_names=names
+    )
+
+
+def feed(e: Engine, location: str, ok: bool, at: float, target: Target = PRIMARY) -> list[str]:
+    changes = e.apply(
+        [target_key(APP, target)], Result(ok=ok, reason="ok" if ok else "timeout", at=at), location
+    )
+    return [f"{c.target.name}:{c.transition.current.value}" for c in changes]
+
+
+def answer(e: Engine) -> list[str]:
+    e.recompute([(APP.name, "A")])
+    rrset = e.rrset((APP.name, "A"))
+    return [] if rrset is None else rrset.texts()
+
+
+def test_one_location_down_of_three_keeps_the_target_up() -> None:
+    e = engine()
+    assert feed(e, "local", True, 1) == ["primary:up"]  # 1 fresh location: need min(2, 1) = 1
+    assert e.states[KEY].observed is Health.UP
+    feed(e, "fra", True, 1)
+    feed(e, "nyc", True, 1)
+    assert feed(e, "local", False, 2) == []  # one bad path: no failover
+    assert e.tally(KEY, 2).down == 1 and e.tally(KEY, 2).need == 2
+    assert feed(e, "fra", False, 3) == ["primary:down"]  # two agree: the answer moves
+    reason = e.states[KEY]
+    assert reason.observed is Health.DOWN
+
+
+def test_the_transition_reason_names_the_locations_that_agreed() -> None:
+    e = engine()
+    for name in THREE:
+        feed(e, name, True, 1)
+    feed(e, "nyc", False, 2)
+    changes = e.apply([KEY], Result(ok=False, reason="status 503", at=3), "fra")
+    assert changes[0].transition.reason == "down at 2 of 3 locations (fra: status 503; nyc: timeout)"
+
+
+def test_up_needs_the_quorum_too_and_down_wins_a_tie() -> None:
+    e = engine(quorum=1)
+    feed(e, "local", True, 1)
+    assert feed(e, "fra", False, 1) == ["primary:down"]  # quorum 1: any location
+    assert feed(e, "local", True, 2) == []  # one up, one down: down holds, no flapping
+    assert feed(e, "fra", True, 3) == ["primary:up"]
+
+
+def test_a_silent_location_stops_counting_and_the_vote_shrinks() -> None:
+    e = engine()
+    for name in THREE:
+        feed(e, name, True, 0)
+    # fra and nyc go silent (a dead agent); fresh window is 3 * 10 + 2 = 32 s.
+    assert e.tick(20) == []
+    feed(e, "local", True, 20)
+    assert e.tally(KEY, 40) == e.tally(KEY, 40)  # read-only
+    tally = e.tally(KEY, 40)
+    assert (tally.fresh, tally.total, tally.need) == (1, 3, 1)
+    # The dead agents did not cause a failover; now the one that reports decides alone.
+    assert feed(e, "local", False, 41) == ["primary:down"]
+
+
+def test_no_fresh_location_makes_the_target_unknown() -> None:
+    e = engine()
+    feed(e, "local", True, 0)
+    assert e.tick(30) == []
+    changes = e.tick(33)
+    assert [c.transition.current for c in changes] == [Health.UNKNOWN]
+    assert "no fresh result from any of 3 locations" in changes[0].transition.reason
+
+
+def test_excluded_location_does_not_vote() -> None:
+    e = engine()
+    for name in THREE:
+        feed(e, name, True, 1)
+    feed(e, "local", False, 2)
+    e.set_excluded({"local": "canary failed: timeout"}, 2)
+    assert feed(e, "fra", False, 3) == []  # fresh 2 (fra, nyc), need 2: only fra down
+    assert e.location_views(KEY, 3)[0].excluded
+    # local counts again: 2 down
+    assert [c.transition.current for c in e.set_excluded({}, 4)] == [Health.DOWN]
+
+
+def test_failback_delay_applies_to_the_voted_state() -> None:
+    monitor = Monitor(name="web", type=MonitorType.HTTP, port=8080, interval=10.0, failback_delay=5.0)
+    e = engine(monitor=monitor, names=["local", "fra"])
+    for name in ("local", "fra"):
+        feed(e, name, True, 0)
+        feed(e, name, True, 0, BACKUP)
+    feed(e, "local", False, 1)
+    assert feed(e, "fra", False, 1) == ["primary:down"]
+    assert answer(e) == ["127.0.0.22"]
+    feed(e, "local", True, 2)
+    assert feed(e, "fra", True, 2) == ["primary:pending"]
+    # One location failing during the wait is not the quorum: the wait goes on...
+    assert feed(e, "local", False, 3) == []
+    feed(e, "local", True, 3.5)
+    assert [c.transition.current for c in e.tick(7.1)] == [Health.UP]
+    assert answer(e) == ["127.0.0.21"]
+
+
+def test_a_pending_wait_restarts_when_the_quorum_fails_once() -> None:
+    monitor = Monitor(
+        name="web", type=MonitorType.HTTP, port=8080, interval=10.0, failback_delay=5.0, consecutive_down=3
+    )
+    e = engine(monitor=monitor, names=["local", "fra"])
+    for at in (0, 1, 2):
+        feed(e, "local", False, at)
+        feed(e, "fra", False, at)
+    assert e.states[KEY].observed is Health.DOWN
+    feed(e, "local", True, 3)
+    assert feed(e, "fra", True, 3) == ["primary:pending"]
+    feed(e, "local", False, 4)  # each location saw one failure: not down by its machine
+    assert feed(e, "fra", False, 4) == ["primary:down"]  # ...but both: the wait restarts
+
+
+def test_monitor_quorum_overrides_the_table() -> None:
+    monitor = Monitor(name="web", type=MonitorType.HTTP, port=8080, interval=10.0, quorum=3)
+    e = engine(quorum=1, monitor=monitor)
+    for name in THREE:
+        feed(e, name, True, 1)
+    feed(e, "local", False, 2)
+    assert feed(e, "fra", False, 2) == []
+    assert feed(e, "nyc", False, 2) == ["primary:down"]
+
+
+def test_removed_location_views_go() -> None:
+    e = engine()
+    for name in THREE:
+        feed(e, name, True, 1)
+    feed(e, "nyc", False, 2)
+    e.set_locations(["local", "fra"], 2)
+    assert [v.name for v in e.location_views(KEY, 2)] == ["local", "fra"]
+    assert "nyc" not in e.views[KEY]
+
+
+def test_without_locations_nothing_changes() -> None:
+    e = Engine([APP], {"web": WEB})
+    assert e.voting is None and e.views == {}
+    assert feed(e, "ignored", False, 1) == ["primary:down"]
