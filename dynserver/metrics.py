@@ -13,13 +13,16 @@ Two kinds, by how often they move:
 
 Each Runtime has its own registry (no process-global state: tests run several in one
 process). Labels are bounded: question types and rcodes are fixed sets, record, target,
-monitor and mirror names come from the config, results are the small sets below.
+monitor and mirror names come from the config, location names from the config and the
+registered agents, results are the small sets below.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -54,17 +57,32 @@ class TargetSample:
     state: str
 
 
+class LocationSample(Protocol):
+    """What the location gauges read of a location (dynserver.locations.quorum's
+    LocationStatus has these fields: the Runtime passes its location_statuses)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fresh_targets(self) -> int: ...
+    @property
+    def last_contact(self) -> float | None: ...  # Unix time; None: never heard from
+    @property
+    def excluded(self) -> str | None: ...  # why it is excluded from the vote; None: it votes
+
+
 class Metrics:
     """Every metric of one running dynserver, and the registry that renders them.
 
-    ``targets`` and ``serials`` are read at scrape time (the Runtime passes functions that
-    read its current engine and zones)."""
+    ``targets``, ``serials`` and ``locations`` are read at scrape time (the Runtime passes
+    functions that read its current engine, zones and locations)."""
 
     def __init__(
         self,
         *,
         targets: Callable[[], Iterable[TargetSample]] = tuple,
         serials: Callable[[], Mapping[str, int]] = dict,
+        locations: Callable[[], Iterable[LocationSample]] = tuple,
         process: bool = True,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -131,7 +149,14 @@ class Metrics:
                 self.updates.labels(path, result)
         for result in ("ok", "fail", "limited"):
             self.logins.labels(result)
-        registry.register(_StateCollector(self.queries, targets, serials))
+        self.location_results = Counter(
+            "dynserver_location_results",
+            "Check results by location (the server's own and each agent's) and result (ok or fail).",
+            ["location", "result"],
+            registry=registry,
+        )
+        self._location_children: dict[tuple[str, bool], Counter] = {}
+        registry.register(_StateCollector(self.queries, targets, serials, locations))
         if process:
             ProcessCollector(registry=registry)  # CPU, memory, open files (Linux /proc)
 
@@ -149,6 +174,15 @@ class Metrics:
         if latency is not None:
             children[1].observe(latency)
 
+    def location_result(self, location: str, ok: bool) -> None:
+        """One result from a location (the Runtime calls it for every result it feeds
+        into the vote): looked up once per label pair, as check_result does."""
+        child = self._location_children.get((location, ok))
+        if child is None:
+            child = self.location_results.labels(location, "ok" if ok else "fail")
+            self._location_children[(location, ok)] = child
+        child.inc()
+
     def update(self, path: str, result: str) -> None:
         self.updates.labels(path, result).inc()
 
@@ -158,17 +192,20 @@ class Metrics:
 
 
 class _StateCollector(Collector):
-    """What is read at scrape time: DNS reply counts, target states, zone serials."""
+    """What is read at scrape time: DNS reply counts, target states, zone serials,
+    locations."""
 
     def __init__(
         self,
         queries: QueryStats,
         targets: Callable[[], Iterable[TargetSample]],
         serials: Callable[[], Mapping[str, int]],
+        locations: Callable[[], Iterable[LocationSample]],
     ) -> None:
         self._queries = queries
         self._targets = targets
         self._serials = serials
+        self._locations = locations
 
     def describe(self) -> Iterator[Metric]:
         """The families without samples: registering must not read the Runtime (it
@@ -210,9 +247,37 @@ class _StateCollector(Collector):
         for zone, serial in sorted(self._serials().items()) if samples else ():
             serials.add_metric([zone], serial)
         yield serials
+        yield from self._location_families(samples)
         info = GaugeMetricFamily(
             "dynserver_build_info", "Always 1; the version is a label.", labels=["version"]
         )
         if samples:
             info.add_metric([__version__], 1)
         yield info
+
+    def _location_families(self, samples: bool) -> Iterator[Metric]:
+        """Each location's freshness, age and exclusion: empty without [locations]."""
+        fresh = GaugeMetricFamily(
+            "dynserver_location_fresh_targets",
+            "Targets whose last result from this location is fresh enough to vote.",
+            labels=["location"],
+        )
+        contact = GaugeMetricFamily(
+            "dynserver_location_last_contact_seconds",
+            "Seconds since this location was last heard from (absent: never).",
+            labels=["location"],
+        )
+        excluded = GaugeMetricFamily(
+            "dynserver_location_excluded",
+            "1 while this location is excluded from the vote (its own connectivity is gone), else 0.",
+            labels=["location"],
+        )
+        now = time.time()
+        for location in self._locations() if samples else ():
+            fresh.add_metric([location.name], location.fresh_targets)
+            if location.last_contact is not None:
+                contact.add_metric([location.name], max(0.0, now - location.last_contact))
+            excluded.add_metric([location.name], 1.0 if location.excluded else 0.0)
+        yield fresh
+        yield contact
+        yield excluded

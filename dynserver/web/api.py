@@ -1,6 +1,6 @@
 """The REST API, ``/api/v1``: JSON, Bearer auth with a credential's secret.
 
-Reads (zones, records, targets and their states) are open to every credential; a
+Reads (zones, records, targets and their states, locations) are open to every credential; a
 target's value may be set by admin or by a credential scoped to it; maintenance, check
 now and the event log are admin's. Every error is ``{"error": code, "detail": text}``
 with its HTTP status; the OpenAPI document (dynserver.web.openapi) lists them all.
@@ -251,6 +251,9 @@ def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker 
         more = len(rows) == filters["limit"]
         return _encoded(schema.EventList(events=items, next_before=rows[-1].id if more and rows else None))
 
+    async def locations(request: Request, principal: Principal) -> Response:
+        return _encoded(views.location_list(runtime))
+
     async def propagation_report(request: Request, principal: Principal) -> Response:
         record = find_record(request)
         query = request.query_params
@@ -297,6 +300,7 @@ def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker 
                 methods=["PUT", "DELETE", "POST"],
             ),
             Route("/events", authenticated(events, admin=True), methods=["GET"]),
+            Route("/locations", authenticated(locations), methods=["GET"]),
         ],
         exception_handlers={
             ApiError: _api_error,  # type: ignore[dict-item]

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from dynserver import __version__
+from dynserver.locations import protocol
 from dynserver.propagation import HOSTNAME_PATTERN, MAX_HOSTNAME
 from dynserver.web import schema
 
@@ -20,7 +21,12 @@ REF_TEMPLATE = "#/components/schemas/{name}"
 
 # The bodies the paths below name; each type's schema is a $ref into SCHEMAS, which also
 # holds every type they use (records, targets, enums...).
-_BODIES: tuple[Any, ...] = (*schema.RESPONSES, schema.ValueUpdateBody, schema.Maintenance)
+_BODIES: tuple[Any, ...] = (
+    *schema.RESPONSES,
+    schema.ValueUpdateBody,
+    schema.Maintenance,
+    protocol.ResultsBatch,
+)
 _BODY_SCHEMAS, SCHEMAS = msgspec.json.schema_components(_BODIES, ref_template=REF_TEMPLATE)
 
 
@@ -83,6 +89,7 @@ _RESPONSES = {
         "headers": {"Retry-After": {"schema": {"type": "string"}}},
     },
     "ServerError": _error_body("Our fault (e.g. the database did not commit); try again."),
+    "TooLarge": _error_body("The body is larger than the endpoint takes."),
 }
 
 _TARGET_PARAMETERS = [_FQDN, _TARGET]
@@ -93,8 +100,9 @@ DOCUMENT: dict[str, Any] = {
         "title": "dynserver API",
         "version": __version__,
         "description": "Zones, dynamic records and their targets; address updates, maintenance, "
-        "check now and the event log. Authenticate with `Authorization: Bearer <secret>` of a "
-        "credential made by `dynserver credential add`.",
+        "check now, the event log and the locations checks run from. Authenticate with "
+        "`Authorization: Bearer <secret>` of a credential made by `dynserver credential add` "
+        "(agents: the token of `dynserver agent add`).",
     },
     "servers": [{"url": "/api/v1"}],
     "security": [{"bearer": []}],
@@ -295,10 +303,79 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/agent/stream": {
+            "get": {
+                "operationId": "agentStream",
+                "summary": "An agent's stream: who it is, the checks to run, pings (agents only)",
+                "description": "One JSON object per line (`type` says which): first `hello` (the "
+                "agent's name, the session to name in results, the server's version, the heartbeat, "
+                "the canary and every check), then `checks` with the whole set whenever it changes, "
+                f"and `ping` every `heartbeat` seconds ({protocol.HEARTBEAT:g}); an agent that hears "
+                f"nothing for {protocol.MISSED_HEARTBEATS} heartbeats reconnects. The response ends "
+                "at once when the agent is removed (`dynserver agent remove`) or a newer stream of the "
+                "same agent opens: one session per agent. Agents send `User-Agent: "
+                f"{protocol.AGENT_PRODUCT}/<version>`.",
+                "security": [{"agent": []}],
+                "responses": {
+                    "200": {
+                        "description": "The stream, until it is cut.",
+                        "content": {
+                            protocol.STREAM_CONTENT_TYPE: {"schema": _schema(protocol.StreamMessage)}
+                        },
+                    },
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/agent/results": {
+            "post": {
+                "operationId": "agentResults",
+                "summary": "An agent's results for the checks of its stream (agents only)",
+                "description": "The whole batch is checked before any result is applied: a batch "
+                "refused for any reason changes nothing. The server stamps each result's arrival "
+                "time (the agent's clock is never used) and clamps its latency to the monitor's "
+                "timeout. `seq` increases strictly within a session; the canary, when the server "
+                "names one, is the agent's own connectivity.",
+                "security": [{"agent": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _schema(protocol.ResultsBatch)}},
+                },
+                "responses": {
+                    "200": _json(protocol.Accepted, "Applied: how many results."),
+                    "400": _error("BadRequest"),
+                    "403": _error_body("A check that was not handed to this agent (recorded as an event)."),
+                    "409": _error_body(
+                        "An unknown or ended session (the agent opens its stream again), or a seq "
+                        "not greater than the last accepted (a replay, recorded as an event)."
+                    ),
+                    "413": _error("TooLarge"),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/locations": {
+            "get": {
+                "operationId": "listLocations",
+                "summary": "The locations checks run from (this server and each agent) and how each is doing",
+                "description": "With a [locations] table, each target's health is the vote of the fresh, "
+                "non-excluded locations (records and targets then also carry `locations` and `vote`). "
+                "Without one, `locations` is empty and `quorum` null: this server alone decides.",
+                "responses": {
+                    "200": _json(schema.LocationList, "The locations."),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
     },
     "components": {
         "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "A credential's secret."}
+            "bearer": {"type": "http", "scheme": "bearer", "description": "A credential's secret."},
+            "agent": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An agent's token, the last line `dynserver agent add` prints.",
+            },
         },
         "schemas": SCHEMAS,
         "responses": _RESPONSES,

@@ -1,5 +1,6 @@
-"""The HTML pages: dashboard, record page (with a server-drawn chart), propagation page,
-event log, login, and the dashboard's actions (maintenance on/off, check now).
+"""The HTML pages: dashboard, record page (with a server-drawn chart and, with
+[locations], the target x location grid), propagation page, agents page, event log,
+login, and the dashboard's actions (maintenance on/off, check now).
 
 Pages read the same views as the REST API (dynserver.web.views). Every state change is a
 POST carrying the session's CSRF token and is recorded with who did it (``web:admin``).
@@ -15,6 +16,7 @@ import time
 import urllib.parse
 from typing import Any
 
+import msgspec
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -25,6 +27,7 @@ from dynserver import __version__, propagation
 from dynserver.dns import wire
 from dynserver.dns.names import fqdn
 from dynserver.health.engine import target_key
+from dynserver.locations.quorum import Tally
 from dynserver.model import DynamicRecord
 from dynserver.runtime import Runtime
 from dynserver.store.db import EventRow, Sample
@@ -51,6 +54,8 @@ EVENT_KINDS = (
     "mirror",
     "notify",
     "system",
+    "agent",
+    "location",
 )
 PROPAGATION_LABELS = {propagation.IN_SYNC: "in sync", propagation.STALE: "stale", propagation.ERROR: "error"}
 STATE_COLOURS = {  # the same as the .state-* badges in style.css (the chart's legend)
@@ -84,6 +89,7 @@ def routes(
             "session": session,
             "csrf": session.csrf if session else "",
             "login_enabled": bool(auth.password_hash),
+            "locations_enabled": runtime.locations_config() is not None,
             **context,
         }
         return templates.TemplateResponse(request, name, context, status_code=status)
@@ -100,7 +106,9 @@ def routes(
         for target, row in zip(record.targets, view["targets"], strict=True):
             state = runtime.target_state(target_key(record, target))
             left = state.pending_until - now if state.pending_until is not None else None
-            rows.append({**row, "pending_left": max(0.0, left) if left is not None else None})
+            pending_left = max(0.0, left) if left is not None else None
+            vote = vote_text(row["vote"]) if "vote" in row else None
+            rows.append({**row, "pending_left": pending_left, "vote_text": vote})
         return {**view, "targets": rows}
 
     async def dashboard(request: Request) -> Response:
@@ -202,6 +210,16 @@ def routes(
         records = [record_text(r) for r in updates.targets.records.values()]
         context = {"events": rows, "filters": filters, "kinds": EVENT_KINDS, "records": records}
         return render(request, "events.html", context)
+
+    async def agents_page(request: Request) -> Response:
+        """Each location checks run from: this server and every agent, how fresh and
+        whether it votes (an explanation instead without a [locations] table)."""
+        if not auth.may_read(request):
+            return login_redirect(request)
+        view: dict[str, Any] = msgspec.to_builtins(views.location_list(runtime))
+        settings = runtime.locations_config()
+        context = {"view": view, "canary": settings.canary if settings else None, "now": time.time()}
+        return render(request, "agents.html", context)
 
     async def login_page(request: Request) -> Response:
         context: dict[str, Any] = {"next": _local(request.query_params.get("next", "/")), "error": None}
@@ -319,9 +337,20 @@ def routes(
         Route("/records/{fqdn}/check", check, methods=["POST"]),
         Route("/records/{fqdn}/targets/{name}/maintenance", maintenance, methods=["POST"]),
         Route("/events", events_page),
+        Route("/agents", agents_page),
         Route("/login", login_page, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
     ]
+
+
+def vote_text(vote: dict[str, int]) -> str:
+    """A target's vote in words, as events say it ("down at 2 of 3 locations (need 2)"),
+    and whether stale or excluded locations shrank it."""
+    tally = Tally(**vote)
+    text = tally.describe()
+    if tally.fresh < tally.total:
+        text += f"; deciding from {tally.fresh} of {tally.total} locations"
+    return text
 
 
 def chart_svg(samples: list[Sample], targets: list[str], since: float, until: float) -> Markup:

@@ -16,6 +16,7 @@ from msgspec import Meta, Struct
 
 from dynserver.health.policy import Fallback, Policy
 from dynserver.health.state import Health
+from dynserver.locations.protocol import Accepted, ResultsBatch, StreamMessage
 from dynserver.mirror.worker import MirrorState
 from dynserver.propagation import PropagationStatus
 from dynserver.propagation.body import CnameCheck, Seconds
@@ -25,7 +26,9 @@ from dynserver.types import RecordType
 # Times are Unix seconds; durations are Seconds, as in the propagation report.
 UnixTime = Annotated[float, Meta(description="Unix time.")]
 # The store's kinds of event: a stored column, open to kinds a later version adds.
-_EVENT_KINDS = "health, answer, maintenance, update, check, auth, credential, mirror, notify, system."
+_EVENT_KINDS = (
+    "health, answer, maintenance, update, check, auth, credential, mirror, notify, system, agent, location."
+)
 
 
 class ErrorCode(enum.StrEnum):
@@ -38,6 +41,7 @@ class ErrorCode(enum.StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"  #: 405: the path has no such method
     CONFLICT = "conflict"  #: 409: the request contradicts the resource
     INVALID = "invalid"  #: 422: readable, but not a valid value
+    TOO_LARGE = "too_large"  #: 413: the body is larger than the endpoint takes
     TOO_MANY_REQUESTS = "too_many_requests"  #: 429: rate-limited or locked out
     SERVER_ERROR = "server_error"  #: 500: our fault; try again
     ERROR = "error"  #: another HTTP error starlette raised, with its own status
@@ -83,6 +87,26 @@ class LastResult(ResponseBody, frozen=True):
     latency: Seconds
 
 
+class TargetLocation(ResponseBody, frozen=True):
+    """What one location sees of a target: its own state machine on its own results."""
+
+    name: Annotated[str, Meta(description="The location: this server's ([locations] name) or an agent's.")]
+    health: Health
+    fresh: Annotated[bool, Meta(description="Its last result is recent enough to vote (stale_after).")]
+    excluded: Annotated[bool, Meta(description="Its own connectivity is gone: it does not vote.")]
+    last_result: LastResult | None
+
+
+class Vote(ResponseBody, frozen=True):
+    """How the fresh, non-excluded locations vote on a target's health."""
+
+    up: Annotated[int, Meta(description="Locations that see it up.")]
+    down: Annotated[int, Meta(description="Locations that see it down.")]
+    fresh: Annotated[int, Meta(description="Fresh, non-excluded locations: the ones that vote.")]
+    total: Annotated[int, Meta(description="Every location.")]
+    need: Annotated[int, Meta(description="Agreeing votes needed to change state: min(quorum, fresh).")]
+
+
 class Target(ResponseBody, frozen=True):
     name: str
     hostname: Annotated[str, Meta(description="<target>.<record>: answers the value in DNS.")]
@@ -105,6 +129,18 @@ class Target(ResponseBody, frozen=True):
     maintenance: bool
     since: Annotated[float | None, Meta(description="Unix time the health last changed.")]
     last_result: LastResult | None
+    # Only with a [locations] table: without one the body is what it always was.
+    locations: (
+        Annotated[
+            list[TargetLocation],
+            Meta(description="Only with [locations]: what each location sees, in location order."),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    vote: (
+        Annotated[Vote, Meta(description="Only with [locations]: the vote that decides health.")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class Answer(ResponseBody, frozen=True):
@@ -170,6 +206,39 @@ class Checking(ResponseBody, frozen=True):
     checking: Annotated[list[str], Meta(description="The targets being checked.")]
 
 
+# -- locations -----------------------------------------------------------------------
+
+
+class Location(ResponseBody, frozen=True):
+    """A place checks run from (this server, or an agent) and how it is doing."""
+
+    name: str
+    kind: Annotated[str, Meta(description='"local" (this server) or "agent".')]
+    connected: Annotated[bool, Meta(description="An agent's stream is open (this server: always).")]
+    version: Annotated[str | None, Meta(description="The agent's dynserver version (null: not seen yet).")]
+    client: Annotated[str | None, Meta(description="The address the agent connects from.")]
+    last_contact: Annotated[float | None, Meta(description="Unix time it was last heard from.")]
+    results: Annotated[int, Meta(description="Results received since the server started.")]
+    fresh_targets: Annotated[int, Meta(description="Targets whose last result from here is fresh.")]
+    targets: Annotated[int, Meta(description="Every target it checks.")]
+    excluded: Annotated[
+        str | None,
+        Meta(description="Why it is excluded from the vote (its own connectivity is gone); null: it votes."),
+    ]
+    canary_ok: Annotated[bool | None, Meta(description="Its last canary connect (null: no canary).")]
+
+
+class LocationList(ResponseBody, frozen=True):
+    quorum: Annotated[
+        int | None,
+        Meta(description="[locations] quorum (a monitor may override it); null: no [locations] table."),
+    ]
+    stale_after: Annotated[
+        int | None, Meta(description="Intervals without a result before a location is stale.")
+    ]
+    locations: Annotated[list[Location], Meta(description="Empty without a [locations] table.")]
+
+
 # -- events --------------------------------------------------------------------------
 
 
@@ -223,7 +292,9 @@ class Propagation(PropagationReport, ResponseBody, frozen=True):
     cname_check: Annotated[CnameCheck | None, Meta(description="null: no hostname given.")]
 
 
-# Every body the API answers or accepts, for the document and its tests.
+# Every body the API answers or accepts, for the document and its tests. The agent
+# endpoints' bodies are the protocol's own (dynserver.locations.protocol): the stream's
+# lines (StreamMessage, one of Hello, Checks, Ping), a results batch and its answer.
 RESPONSES: Final = (
     Error,
     ZoneList,
@@ -235,5 +306,8 @@ RESPONSES: Final = (
     Checking,
     EventList,
     Propagation,
+    LocationList,
+    StreamMessage,
+    Accepted,
 )
-REQUESTS: Final = (ValueUpdate, Maintenance)
+REQUESTS: Final = (ValueUpdate, Maintenance, ResultsBatch)

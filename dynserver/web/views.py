@@ -17,7 +17,7 @@ from dynserver.health.engine import target_key
 from dynserver.mirror.worker import MirrorState, MirrorStatus
 from dynserver.model import DynamicRecord
 from dynserver.runtime import Runtime
-from dynserver.types import RecordKey
+from dynserver.types import RecordKey, TargetKey
 from dynserver.update.service import Updates
 from dynserver.update.targets import record_text
 from dynserver.web import schema
@@ -35,6 +35,7 @@ def target_body(runtime: Runtime, updates: Updates, record: DynamicRecord, name:
     state = runtime.target_state(key)
     offset = wall_offset()
     last = state.last_result
+    locations, vote = target_vote(runtime, key)
     return schema.Target(
         name=name,
         hostname=updates.targets.hostname(key),
@@ -50,6 +51,61 @@ def target_body(runtime: Runtime, updates: Updates, record: DynamicRecord, name:
         last_result=None
         if last is None
         else schema.LastResult(ok=last.ok, reason=last.reason, at=last.at + offset, latency=last.latency),
+        locations=locations,
+        vote=vote,
+    )
+
+
+def target_vote(
+    runtime: Runtime, key: TargetKey
+) -> tuple[list[schema.TargetLocation] | msgspec.UnsetType, schema.Vote | msgspec.UnsetType]:
+    """What each location sees of a target and their vote; both unset (absent from the
+    body) without a [locations] table, so bodies stay what they were."""
+    if runtime.locations_config() is None:
+        return msgspec.UNSET, msgspec.UNSET
+    locations = []
+    for view in runtime.target_locations(key):
+        last = view.last_result
+        locations.append(
+            schema.TargetLocation(
+                name=view.name,
+                health=view.health,
+                fresh=view.fresh,
+                excluded=view.excluded,
+                last_result=None
+                if last is None
+                else schema.LastResult(
+                    ok=last.ok, reason=last.reason, at=runtime.wall(last.at), latency=last.latency
+                ),
+            )
+        )
+    tally = runtime.target_vote(key)
+    vote = schema.Vote(up=tally.up, down=tally.down, fresh=tally.fresh, total=tally.total, need=tally.need)
+    return locations, vote
+
+
+def location_list(runtime: Runtime) -> schema.LocationList:
+    """Every location and how it is doing: GET /api/v1/locations and the agents page."""
+    settings = runtime.locations_config()
+    return schema.LocationList(
+        quorum=settings.quorum if settings else None,
+        stale_after=settings.stale_after if settings else None,
+        locations=[
+            schema.Location(
+                name=status.name,
+                kind=status.kind,
+                connected=status.connected,
+                version=status.version,
+                client=status.client,
+                last_contact=status.last_contact,
+                results=status.results,
+                fresh_targets=status.fresh_targets,
+                targets=status.targets,
+                excluded=status.excluded,
+                canary_ok=status.canary_ok,
+            )
+            for status in runtime.location_statuses()
+        ],
     )
 
 

@@ -69,8 +69,10 @@ def test_every_field_and_enum_value_of_the_types_is_in_the_document() -> None:
             assert sorted(component["enum"]) == sorted(member.value for member in info.cls), cls
         else:
             assert isinstance(info, mi.StructType)
-            assert list(component["properties"]) == [f.encode_name for f in info.fields], cls
-            assert component["required"] == [f.encode_name for f in info.fields if f.required], cls
+            # A tagged Struct (the agent stream's lines) has its tag as its first property.
+            tag = [info.tag_field] if info.tag_field else []
+            assert list(component["properties"]) == [*tag, *(f.encode_name for f in info.fields)], cls
+            assert component["required"] == [*tag, *(f.encode_name for f in info.fields if f.required)], cls
     # and the document names no body schema that is not one of the types
     assert set(COMPONENTS) == {cls.__name__ for cls in reachable}
 
@@ -86,7 +88,11 @@ def test_every_body_of_the_document_is_a_type() -> None:
             for content in bodies:
                 for media in content.values():
                     if media:
-                        assert media["schema"]["$ref"].startswith("#/components/schemas/"), (path, method)
+                        # one type, or one of several (the agent stream's lines)
+                        body = media["schema"]
+                        options = [body] if "$ref" in body else body["anyOf"]
+                        for option in options:
+                            assert option["$ref"].startswith("#/components/schemas/"), (path, method)
 
 
 def test_the_propagation_values_are_propagations_own() -> None:
