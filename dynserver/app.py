@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dynserver.demo import DemoServers
 from dynserver.health.probes import close_clients
 from dynserver.health.scheduler import Scheduler
+from dynserver.locations.canary import CANARY_INTERVAL, canary_check
+from dynserver.locations.hub import Hub
 from dynserver.mirror.worker import MirrorWorker
 from dynserver.model import Config, Listener
 from dynserver.notify.sender import Notifier
@@ -57,6 +59,13 @@ class App:
             mirrors=self.mirrors,
             secondaries=self.secondaries,
         )
+        # [locations] canary: the server's own connectivity, checked as agents check theirs.
+        self.canary: Scheduler[str] | None = None
+        locations = config.locations
+        if locations is not None and locations.local and locations.canary:
+            name = locations.name
+            self.canary = Scheduler(lambda _key, result: runtime.on_canary(name, result.ok, result.reason))
+        self.hub = Hub(runtime)  # the agents' end ([locations]): their streams and results
         self.udp: list[UdpServer] = []
         self.tcp: list[TcpServer] = []
         self._web_server: WebServer | None = None
@@ -75,6 +84,7 @@ class App:
             self.writer = Writer(self.store)
             self.writer.start()
             runtime.record_to(self.writer)
+        await self.hub.start()  # the registered agents, before any check or vote
         for listener in self.config.server.dns:
             udp_sock, tcp_sock = _bind_pair(listener)
             udp = UdpServer(listener, runtime.answer, packets=lambda: runtime.snapshot.packet_cache())
@@ -98,12 +108,15 @@ class App:
         if self.mirrors.enabled:  # the current answers first: the worker adopts or fixes them
             await self.mirrors.start(runtime.current_answers())
         runtime.refresh_checks()  # every target is checked from start-up, queries or not
+        if self.canary is not None and self.config.locations and self.config.locations.canary:
+            check = canary_check(self.config.locations.canary)
+            self.canary.set_checks({"canary": (check, CANARY_INTERVAL)})
         self._tasks.append(asyncio.create_task(runtime.sweep(), name="sweeper"))
         if self.config.server.http is not None:
             await self._start_web(self.config.server.http)
 
     async def _start_web(self, listener: Listener) -> None:
-        server = WebServer(create_app(self.runtime), listener)
+        server = WebServer(create_app(self.runtime, hub=self.hub), listener)
         await server.start()
         self._web_server = server
         log.info("event=listening proto=http address=%s", Listener(*server.address))
@@ -115,6 +128,8 @@ class App:
         for tcp in self.tcp:
             await tcp.close()
         await self.scheduler.stop()
+        if self.canary is not None:
+            await self.canary.stop()
         if self._demo is not None:
             await self._demo.stop()
         for task in self._tasks:
@@ -122,6 +137,7 @@ class App:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.hub.stop()  # its streams end, so the web server's open requests do
         if self._web_server is not None:
             await self._web_server.stop()
         await self.notifier.stop()

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Collection, Iterable
 from typing import Any
 
 from dynserver.dns import wire
@@ -26,11 +27,14 @@ from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import RRset, Zone, soa_fields
 from dynserver.health.engine import Change, Engine, checked_address, target_key
 from dynserver.health.policy import Decision
+from dynserver.health.probes import Check
 from dynserver.health.scheduler import Scheduler
 from dynserver.health.state import Health, Result, TargetState
+from dynserver.locations.protocol import check_id
+from dynserver.locations.quorum import Connectivity, LocationStatus, LocationView, Tally
 from dynserver.metrics import Metrics, TargetSample
 from dynserver.mirror.worker import MirrorStatus, MirrorWorker
-from dynserver.model import Config, DynamicRecord, WebConfig, ZoneConfig
+from dynserver.model import Config, DynamicRecord, LocationsConfig, WebConfig, ZoneConfig
 from dynserver.notify.sender import Alert, Notifier
 from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredState
 from dynserver.store.writer import Writer
@@ -82,14 +86,22 @@ class Runtime:
         self.config = config
         self.zone_configs: dict[Name, ZoneConfig] = {zone.name: zone for zone in config.zones}
         records = [record for zone in config.zones for record in zone.records]
-        self.engine = Engine(records, {m.name: m for m in config.monitors})
+        self.locations = config.locations
+        self.engine = Engine(
+            records,
+            {m.name: m for m in config.monitors},
+            locations=self.locations,
+            location_names=self._location_names(()),
+        )
         self.serials: dict[Name, int] = {}
         for origin, zone_config in self.zone_configs.items():
             soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
             self.serials[origin] = soa_fields(soa).serial
         self.zones: dict[Name, Zone] = {origin: self._build_zone(origin) for origin in self.zone_configs}
         # /metrics: target states and serials are read from here when scraped.
-        self.metrics = Metrics(targets=self._target_samples, serials=self._serial_texts)
+        self.metrics = Metrics(
+            targets=self._target_samples, serials=self._serial_texts, locations=self.location_statuses
+        )
         # Transfers (and signed queries) are answered by `transfers`, which keeps each
         # zone's IXFR journal.
         self.transfers = transfers
@@ -101,6 +113,23 @@ class Runtime:
         self._unsaved: set[TargetKey] = set()  # newer result than on disk (STATE_REFRESH)
         self._dns_listening = False
         self._value_set_at: dict[TargetKey, float] = {}
+        # [locations]: the agents registered, what each last said of itself, and which
+        # locations lost their own connectivity. The checks handed to agents have an id
+        # (protocol.check_id) and a generation that changes with the set.
+        self._agents: dict[str, _Agent] = {}
+        self._local = _Agent(connected=True)
+        # A location that sent no result for stale_after of the longest interval (and a
+        # timeout) is stale for every target: said once, as an event.
+        stale_after = self.locations.stale_after if self.locations is not None else 3
+        longest = max((m.interval for m in config.monitors), default=10.0)
+        timeout = max((m.timeout for m in config.monitors), default=2.0)
+        self._location_window = stale_after * longest + timeout
+        self.connectivity = Connectivity(window=self._location_window)
+        self._check_ids: dict[str, CheckKey] = {}
+        self._agent_checks: dict[str, tuple[Check, float]] = {}
+        self._generation = 0
+        self._generation_changed: asyncio.Future[None] | None = None
+        self._silent: set[str] = set()  # locations with no result within the window
 
     def attach(
         self,
@@ -325,7 +354,12 @@ class Runtime:
         dns_listening = self._dns_listening
         database_open = self.config.database is None or self.store is not None
         monitored = sum(1 for r in self.engine.records.values() if r.monitor is not None)
-        checks_running = monitored == 0 or (dns_listening and self.scheduler.running > 0)
+        if self.locations is not None and not self.locations.local:
+            # Only agents check: ready once one of them is connected.
+            checking = any(agent.connected for agent in self._agents.values())
+        else:
+            checking = self.scheduler.running > 0
+        checks_running = monitored == 0 or (dns_listening and checking)
         return {
             "ready": dns_listening and database_open and checks_running,
             "dns_listening": dns_listening,
@@ -393,7 +427,13 @@ class Runtime:
         if monitor is not None:
             self.metrics.check_result(key.monitor, monitor.type, result.ok, result.latency)
         targets = self._check_targets.get(key, [])
+        if self.locations is not None:
+            self._location_result(self.locations.name, self._local, key, targets, result)
+            return
         changes = self.engine.apply(targets, result)
+        self._after_result(targets, result, changes)
+
+    def _after_result(self, targets: list[TargetKey], result: Result, changes: list[Change]) -> None:
         if self.writer is not None:
             now = time.time()
             changed = {target_key(c.record, c.target) for c in changes} if changes else ()
@@ -553,9 +593,12 @@ class Runtime:
         """Hand the scheduler the checks the engine needs now (at start, after an update)."""
         checks = self.engine.checks()
         self._check_targets = {key: targets for key, (_, _, targets) in checks.items()}
-        self.scheduler.set_checks(
-            {key: (check, monitor.interval) for key, (check, monitor, _) in checks.items()}
-        )
+        specs = {key: (check, monitor.interval) for key, (check, monitor, _) in checks.items()}
+        if self.locations is not None:
+            self._hand_to_agents(specs)
+            if not self.locations.local:
+                specs = {}  # only the agents check
+        self.scheduler.set_checks(specs)
 
     async def sweep(self) -> None:
         """End failback waits on time and notice stalled checkers (staleness)."""
@@ -572,6 +615,7 @@ class Runtime:
                     await self._wake_sweeper.wait()
             self._wake_sweeper.clear()
             changes = self.engine.tick(loop.time())
+            self._check_silence(loop.time())
             for change in changes:
                 self._save_state(target_key(change.record, change.target))
             self._handle_changes(changes)
@@ -583,6 +627,201 @@ class Runtime:
                 cutoff = time.time() - self.config.history_hours * 3600
                 with contextlib.suppress(Exception):
                     await self.store.prune(cutoff)
+
+    # -- locations: agents and the vote ([locations]) ----------------------------------
+
+    def locations_config(self) -> LocationsConfig | None:
+        return self.locations
+
+    def agent_checks(self) -> tuple[int, dict[str, tuple[Check, float]]]:
+        """(generation, check id -> (check, interval)): every check, as agents run them."""
+        return self._generation, self._agent_checks
+
+    async def checks_changed(self, generation: int) -> int:
+        """Wait until the checks handed to agents differ from ``generation``."""
+        while self._generation == generation:
+            if self._generation_changed is None or self._generation_changed.done():
+                self._generation_changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._generation_changed)
+        return self._generation
+
+    def _hand_to_agents(self, specs: dict[CheckKey, tuple[Check, float]]) -> None:
+        ids = {check_id(key): key for key in specs}
+        handed = {ids_key: specs[key] for ids_key, key in ids.items()}
+        if handed == self._agent_checks:
+            return
+        for gone in set(self._check_ids.values()) - set(ids.values()):
+            self.connectivity.forget_check(gone)
+        self._check_ids = ids
+        self._agent_checks = handed
+        self._generation += 1
+        if self._generation_changed is not None and not self._generation_changed.done():
+            self._generation_changed.set_result(None)
+
+    def on_location_result(self, location: str, check: str, result: Result) -> bool:
+        """A result from an agent (the hub stamped its arrival time). False: ``check`` is
+        not a check handed out now (or the agent is not registered): nothing changes."""
+        key = self._check_ids.get(check)
+        agent = self._agents.get(location)
+        if key is None or agent is None or self.locations is None:
+            return False
+        self._location_result(location, agent, key, self._check_targets.get(key, []), result)
+        return True
+
+    def _location_result(
+        self, location: str, seen: _Agent, key: CheckKey, targets: list[TargetKey], result: Result
+    ) -> None:
+        seen.results += 1
+        seen.last_result = result.at
+        seen.last_contact = time.time()
+        self.metrics.location_result(location, result.ok)
+        if location in self._silent:
+            self._location_back(location)
+        self.connectivity.result(location, key, result.ok, result.at)
+        changes = self.engine.apply(targets, result, location)
+        changes += self._check_connectivity(result.at)
+        self._after_result(targets, result, changes)
+
+    def on_canary(self, location: str, ok: bool, reason: str) -> None:
+        """A location's canary check (its own connectivity): failing excludes it from the vote."""
+        self.connectivity.canary(location, ok, reason)
+        self._handle_changes(self._check_connectivity(asyncio.get_running_loop().time()))
+
+    def set_agents(self, names: Collection[str]) -> None:
+        """The registered agents (the hub: at start and when the agents table changes)."""
+        if set(names) == set(self._agents):
+            return
+        for gone in set(self._agents) - set(names):
+            del self._agents[gone]
+            self.connectivity.forget(gone)
+            self._silent.discard(gone)
+        for name in names:
+            self._agents.setdefault(name, _Agent())
+        now = asyncio.get_running_loop().time()
+        self._handle_changes(self.engine.set_locations(self._location_names(names), now))
+
+    def agent_connected(self, name: str, version: str, client: str) -> None:
+        agent = self._agents.setdefault(name, _Agent())
+        agent.connected, agent.version, agent.client, agent.last_contact = True, version, client, time.time()
+        self._event(
+            EventRow(
+                kind="agent",
+                reason=f"agent {name} connected from {client} (version {version})",
+                detail={"location": name, "client": client, "version": version},
+            )
+        )
+        log.info("event=agent_connected location=%s client=%s version=%s", name, client, version)
+
+    def agent_disconnected(self, name: str, reason: str) -> None:
+        agent = self._agents.get(name)
+        if agent is None or not agent.connected:
+            return
+        agent.connected = False
+        agent.last_contact = time.time()
+        self._event(
+            EventRow(
+                kind="agent",
+                reason=f"agent {name} disconnected: {reason}",
+                detail={"location": name, "reason": reason},
+            )
+        )
+        log.info("event=agent_disconnected location=%s reason=%r", name, reason)
+
+    def location_statuses(self) -> list[LocationStatus]:
+        """Every location (the server's first, when it checks), as pages and /metrics show it."""
+        if self.locations is None:
+            return []
+        now = asyncio.get_running_loop().time()
+        excluded = self.engine.excluded
+        fresh = dict.fromkeys(self.engine.location_names, 0)
+        targets = 0
+        for key in self.engine.views:
+            targets += 1
+            for view in self.engine.location_views(key, now):
+                fresh[view.name] += view.fresh
+        out = []
+        for name in self.engine.location_names:
+            local = name == self.locations.name and self.locations.local
+            seen = self._local if local else self._agents.get(name, _Agent())
+            out.append(
+                LocationStatus(
+                    name=name,
+                    kind="local" if local else "agent",
+                    connected=seen.connected,
+                    version=seen.version,
+                    client=seen.client,
+                    last_contact=seen.last_contact,
+                    results=seen.results,
+                    fresh_targets=fresh[name],
+                    targets=targets,
+                    excluded=excluded.get(name),
+                    canary_ok=self.connectivity.canary_ok(name),
+                )
+            )
+        return out
+
+    def target_locations(self, key: TargetKey) -> list[LocationView]:
+        """Each location's view of a target, in location order (empty without [locations])."""
+        return self.engine.location_views(key, asyncio.get_running_loop().time())
+
+    def target_vote(self, key: TargetKey) -> Tally:
+        """How a target's vote stands now."""
+        return self.engine.tally(key, asyncio.get_running_loop().time())
+
+    def wall(self, loop_time: float) -> float:
+        """An event-loop time (results, states) as Unix time."""
+        return loop_time + time.time() - asyncio.get_running_loop().time()
+
+    def _location_names(self, agents: Iterable[str]) -> list[str]:
+        if self.locations is None:
+            return []
+        local = [self.locations.name] if self.locations.local else []
+        return local + sorted(a for a in agents if a != self.locations.name)
+
+    def _check_connectivity(self, now: float) -> list[Change]:
+        """Exclude (or let back) locations whose own connectivity is gone (or back)."""
+        excluded = self.connectivity.excluded(now)
+        before = self.engine.excluded
+        if excluded == before:
+            return []
+        changes = self.engine.set_excluded(excluded, now)
+        for name in excluded.keys() - before.keys():
+            self._location_event(name, f"excluded from the vote: {excluded[name]}")
+        for name in before.keys() - excluded.keys():
+            self._location_event(name, "counts again: its connectivity is back")
+        return changes
+
+    def _check_silence(self, now: float) -> None:
+        """A location with no result within the window stops counting: say so, once."""
+        if self.locations is None:
+            return
+        for name in self.engine.location_names:
+            local = name == self.locations.name and self.locations.local
+            seen = self._local if local else self._agents.get(name)
+            if seen is None or name in self._silent or seen.last_result is None:
+                continue
+            if now - seen.last_result > self._location_window:
+                self._silent.add(name)
+                self._location_event(name, f"stale: no result for {now - seen.last_result:.0f} s")
+
+    def _location_back(self, name: str) -> None:
+        self._silent.discard(name)
+        self._location_event(name, "reports again")
+
+    def _location_event(self, name: str, what: str) -> None:
+        counting = [
+            n for n in self.engine.location_names if n not in self._silent and n not in self.engine.excluded
+        ]
+        total = len(self.engine.location_names)
+        reason = f"location {name} {what}; deciding from {len(counting)} of {total} locations"
+        self._event(
+            EventRow(
+                kind="location",
+                reason=reason,
+                detail={"location": name, "counting": counting, "total": total},
+            )
+        )
+        log.info("event=location location=%s what=%r counting=%d total=%d", name, what, len(counting), total)
 
     # -- events, alerts, persistence -----------------------------------------------
 
@@ -756,7 +995,14 @@ class Runtime:
                 values[target_key(record, target)] = row.value
                 self._value_set_at[target_key(record, target)] = row.value_set_at
         records_list = list(self.engine.records.values())
-        self.engine = Engine(records_list, self.engine.monitors, restored=restored, values=values)
+        self.engine = Engine(
+            records_list,
+            self.engine.monitors,
+            restored=restored,
+            values=values,
+            locations=self.locations,
+            location_names=self.engine.location_names,
+        )
         stored_serials = await store.serials()
         digests = {}
         for origin in self.zone_configs:
@@ -795,3 +1041,15 @@ def _digest(zone: Zone) -> str:
                 continue
             digest.update(repr((name, rtype, rrset.ttl, sorted(rrset.texts()))).encode())
     return digest.hexdigest()
+
+
+@dataclasses.dataclass(slots=True)
+class _Agent:
+    """What a location last said of itself (the server's own, or an agent's)."""
+
+    connected: bool = False
+    version: str | None = None
+    client: str | None = None
+    last_contact: float | None = None  # Unix time
+    last_result: float | None = None  # loop time
+    results: int = 0
