@@ -316,9 +316,7 @@ class Locations:
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         """GET /api/v1/locations, by location name."""
-        body = self.api("/locations")
-        listed = body["locations"] if isinstance(body, dict) else body
-        return {status["name"]: status for status in listed}
+        return {status["name"]: status for status in self.api("/locations")["locations"]}
 
     def target(self, label: str, name: str) -> dict[str, Any]:
         """A target's API body: its ``locations`` (one view per location) and ``vote``."""
