@@ -90,6 +90,7 @@ _RESPONSES = {
     },
     "ServerError": _error_body("Our fault (e.g. the database did not commit); try again."),
     "TooLarge": _error_body("The body is larger than the endpoint takes."),
+    "NoLocations": _error_body("This server has no [locations] table: it takes no agents."),
 }
 
 _TARGET_PARAMETERS = [_FQDN, _TARGET]
@@ -323,6 +324,7 @@ DOCUMENT: dict[str, Any] = {
                             protocol.STREAM_CONTENT_TYPE: {"schema": _schema(protocol.StreamMessage)}
                         },
                     },
+                    "404": _error("NoLocations"),
                     **_AUTH_ERRORS,
                 },
             }
@@ -349,6 +351,7 @@ DOCUMENT: dict[str, Any] = {
                         "An unknown or ended session (the agent opens its stream again), or a seq "
                         "not greater than the last accepted (a replay, recorded as an event)."
                     ),
+                    "404": _error("NoLocations"),
                     "413": _error("TooLarge"),
                     **_AUTH_ERRORS,
                 },
