@@ -595,6 +595,9 @@ class Runtime:
         self._check_targets = {key: targets for key, (_, _, targets) in checks.items()}
         specs = {key: (check, monitor.interval) for key, (check, monitor, _) in checks.items()}
         if self.locations is not None:
+            if not self.engine.joined:  # start: every location joins now (quorum.joining)
+                now = asyncio.get_running_loop().time()
+                self._handle_changes(self.engine.set_locations(self.engine.location_names, now))
             self._hand_to_agents(specs)
             if not self.locations.local:
                 specs = {}  # only the agents check

@@ -16,7 +16,7 @@ from dynserver.health import state as machine
 from dynserver.health.policy import Candidate, Decision, decide
 from dynserver.health.probes import Check
 from dynserver.health.state import Event, Health, Result, TargetState, Thresholds, Transition
-from dynserver.locations.quorum import LocationView, Tally, is_fresh, last_failed, tally
+from dynserver.locations.quorum import LocationView, Tally, is_fresh, joining, last_failed, tally
 from dynserver.model import DynamicRecord, LocationsConfig, Monitor, Target
 from dynserver.types import CheckKey, RecordKey, TargetKey
 
@@ -115,6 +115,7 @@ class Engine:
         self.voting = locations
         self.location_names: tuple[str, ...] = tuple(location_names)
         self.excluded: dict[str, str] = {}
+        self.joined: dict[str, float] = {}  # when each location joined (see quorum.joining)
         self.views: dict[TargetKey, dict[str, TargetState]] = {}
         self._voters: dict[TargetKey, tuple[Thresholds, float, int]] = {}
         self._recount_at: dict[TargetKey, float] = {}
@@ -201,6 +202,10 @@ class Engine:
         """The locations that vote (the server's, when it checks, and every agent's). A
         removed location's views go: what it saw no longer counts."""
         self.location_names = tuple(names)
+        for name in names:
+            self.joined.setdefault(name, now)
+        for name in [n for n in self.joined if n not in names]:
+            del self.joined[name]
         for views in self.views.values():
             for name in [n for n in views if n not in names]:
                 del views[name]
@@ -228,7 +233,13 @@ class Engine:
             return Tally()
         _, fresh_for, quorum = voter
         return tally(
-            self.views[key], self.location_names, self.excluded, quorum=quorum, now=now, fresh_for=fresh_for
+            self.views[key],
+            self.location_names,
+            self.excluded,
+            quorum=quorum,
+            now=now,
+            fresh_for=fresh_for,
+            joined=self.joined,
         )
 
     def location_views(self, key: TargetKey, now: float) -> list[LocationView]:
@@ -285,14 +296,28 @@ class Engine:
         limits = self._watched[key][0]
         _, fresh_for, quorum = self._voters[key]
         views = self.views[key]
-        count = tally(views, self.location_names, self.excluded, quorum=quorum, now=now, fresh_for=fresh_for)
-        # The count can next change by itself when the oldest counted result goes stale.
+        count = tally(
+            views,
+            self.location_names,
+            self.excluded,
+            quorum=quorum,
+            now=now,
+            fresh_for=fresh_for,
+            joined=self.joined,
+        )
+        # The count can next change by itself when the oldest counted result goes stale,
+        # or a location that joined without reporting stops counting.
         oldest = [
             last.at
             for name, view in views.items()
             if (last := view.last_result) is not None
             and name not in self.excluded
             and now - last.at <= fresh_for
+        ]
+        oldest += [
+            at
+            for name, at in self.joined.items()
+            if name not in self.excluded and joining(views.get(name), at, now, fresh_for)
         ]
         self._recount_at[key] = min(oldest) + fresh_for if oldest else float("inf")
         state = self.states[key]

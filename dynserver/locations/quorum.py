@@ -9,6 +9,10 @@ it is not excluded. Of the n counted locations, ``need = min(quorum, n)`` must a
 down when at least ``need`` see the target down; else up when at least ``need`` see it
 up; else the target keeps its state. Down wins a tie, so quorum 1 means "any location
 that sees it down"; and a target never flaps between two disagreeing locations.
+
+A location that joined (the server started, or an agent was added) and has not yet
+reported counts as fresh but undecided for one fresh window: after a restart, the first
+location to report does not decide alone before the others had a chance to.
 """
 
 from __future__ import annotations
@@ -84,6 +88,11 @@ def is_fresh(state: TargetState | None, now: float, fresh_for: float) -> bool:
     return now - state.last_result.at <= fresh_for
 
 
+def joining(state: TargetState | None, joined: float | None, now: float, fresh_for: float) -> bool:
+    """No result yet, within a fresh window of joining: fresh, but undecided."""
+    return (state is None or state.last_result is None) and joined is not None and now - joined <= fresh_for
+
+
 def tally(
     views: Mapping[str, TargetState],
     locations: Iterable[str],
@@ -92,14 +101,19 @@ def tally(
     quorum: int,
     now: float,
     fresh_for: float,
+    joined: Mapping[str, float] | None = None,
 ) -> Tally:
     """Count the locations' views of one target (``locations``: every known location)."""
     out = set(excluded)
+    joined = joined or {}
     up = down = fresh = total = 0
     for name in locations:
         total += 1
         state = views.get(name)
-        if name in out or not is_fresh(state, now, fresh_for):
+        if name in out:
+            continue
+        if not is_fresh(state, now, fresh_for):
+            fresh += joining(state, joined.get(name), now, fresh_for)
             continue
         assert state is not None
         fresh += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dynserver.config import parse_name
 from dynserver.health.engine import Engine, target_key
-from dynserver.health.state import Health, Result
+from dynserver.health.state import Health, Result, TargetState
 from dynserver.model import DynamicRecord, LocationsConfig, Monitor, MonitorType, Target
 
 ZONE = parse_name("dyn.example.test")
@@ -164,3 +164,22 @@ def test_without_locations_nothing_changes() -> None:
     e = Engine([APP], {"web": WEB})
     assert e.voting is None and e.views == {}
     assert feed(e, "ignored", False, 1) == ["primary:down"]
+
+
+def test_after_a_restart_the_first_location_to_report_does_not_decide_alone() -> None:
+    e = Engine(
+        [APP],
+        {"web": WEB},
+        restored={KEY: TargetState(observed=Health.UP)},
+        locations=LocationsConfig(quorum=2, stale_after=3),
+        location_names=THREE,
+    )
+    e.set_locations(THREE, 100)  # the server started: every location joins at 100
+    assert feed(e, "local", False, 101) == []  # fra and nyc may still report: need 2
+    assert e.tally(KEY, 101).fresh == 3
+    assert feed(e, "fra", True, 102) == []
+    # nyc never reports: after one fresh window (32 s) it stops counting, and so does
+    # the joining grace; local's view is stale by then too, fra decides alone.
+    assert e.tick(131) == []
+    assert e.tally(KEY, 133.5).fresh == 1
+    assert feed(e, "local", False, 134) == []  # 1 up (fra), 1 down (local), need 2: keep
