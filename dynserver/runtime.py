@@ -853,7 +853,7 @@ class Runtime:
                 previous=transition.previous.value,
                 current=transition.current.value,
                 actor=actor,
-                detail={"type": change.record.type, "latency": None if last is None else last.latency},
+                detail=self._transition_detail(change, last),
             )
         )
         log.info(
@@ -865,6 +865,25 @@ class Runtime:
             transition.current.value,
             transition.reason,
         )
+
+    def _transition_detail(self, change: Change, last: Result | None) -> dict[str, Any]:
+        """What an event stores beside its reason; with [locations], what each location saw."""
+        detail: dict[str, Any] = {
+            "type": change.record.type,
+            "latency": None if last is None else last.latency,
+        }
+        if self.locations is not None:
+            now = asyncio.get_running_loop().time()
+            detail["locations"] = {
+                view.name: {
+                    "health": view.health.value,
+                    "fresh": view.fresh,
+                    "excluded": view.excluded,
+                    "reason": None if view.last_result is None else view.last_result.reason,
+                }
+                for view in self.engine.location_views(target_key(change.record, change.target), now)
+            }
+        return detail
 
     def _alert_for(self, change: Change) -> None:
         transition = change.transition

@@ -4,6 +4,7 @@ follows the vote, silent and cut-off locations stop counting, and it all says so
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -112,8 +113,18 @@ def test_agents_vote_and_the_answer_follows(tmp_path: Path) -> None:
         finally:
             await app.stop()
         with sqlite3.connect(tmp_path / "dynserver.db") as db:
-            reasons = [r for (r,) in db.execute("SELECT reason FROM event WHERE kind = 'health'")]
-        assert any(r.startswith("down at 2 of 3 locations (fra: timeout; nyc: timeout)") for r in reasons)
+            rows = list(db.execute("SELECT reason, detail FROM event WHERE kind = 'health'"))
+        down = [
+            json.loads(d)
+            for r, d in rows
+            if r.startswith("down at 2 of 3 locations (fra: timeout; nyc: timeout)")
+        ]
+        assert down[0]["locations"]["sfo"] == {
+            "health": "up",
+            "fresh": True,
+            "excluded": False,
+            "reason": "connected",
+        }
 
     asyncio.run(run())
 
