@@ -1,5 +1,6 @@
 """Command line: `dynserver serve`, `dynserver check-config`, `dynserver probe`,
-`dynserver credential add|list|revoke`, `dynserver hash-password`, `dynserver --version`."""
+`dynserver credential add|list|revoke`, `dynserver agent add|list|remove|run`,
+`dynserver hash-password`, `dynserver --version`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,16 +87,46 @@ def _parser() -> argparse.ArgumentParser:
     listing = actions.add_parser("list", help="names, scopes, created and last used (never secrets)")
     revoke = actions.add_parser("revoke", help="delete a credential: it stops working at once")
     revoke.add_argument("--name", required=True)
-    for action in (add, listing, revoke):
-        action.add_argument("--config", required=True, metavar="PATH")
-        action.add_argument(
-            "--database", metavar="PATH", help="SQLite file; overrides [server] database (the server's)"
-        )
+    _database_options(add, listing, revoke)
+    _agent_parser(commands)
     hashing = commands.add_parser(
         "hash-password", help="print a hash for [web] admin_password_hash (reads the password from stdin)"
     )
     hashing.set_defaults(config=None)
     return parser
+
+
+def _database_options(*actions: argparse.ArgumentParser) -> None:
+    """--config and --database of the commands that write the server's database."""
+    for action in actions:
+        action.add_argument("--config", required=True, metavar="PATH")
+        action.add_argument(
+            "--database", metavar="PATH", help="SQLite file; overrides [server] database (the server's)"
+        )
+
+
+def _agent_parser(commands: Any) -> None:
+    agent = commands.add_parser("agent", help="checks from other locations: add, list, remove, run")
+    actions = agent.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="register an agent; its token is printed once, last")
+    listing = actions.add_parser("list", help="names, last contact and version (never tokens)")
+    remove = actions.add_parser("remove", help="delete an agent: its token stops working, its stream is cut")
+    _database_options(add, listing, remove)
+    for action in (add, remove):
+        action.add_argument("--name", required=True, help="the agent's name: its location, e.g. paris-vps")
+    add.add_argument(
+        "--canary",
+        metavar="HOST:PORT",
+        help="a TCP address this agent connects to, to tell its own connectivity (else [locations] canary)",
+    )
+    run = actions.add_parser("run", help="run checks for a server (no config: the server hands them out)")
+    run.add_argument(
+        "--server", required=True, metavar="URL", help="the server's web URL, e.g. https://dns.example.com"
+    )
+    run.add_argument(
+        "--token-file", required=True, type=Path, metavar="FILE", help="a file holding the token"
+    )
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def _hash_password() -> int:
@@ -122,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "hash-password":
         return _hash_password()
+    if args.command == "agent" and args.action == "run":  # an agent has no config file
+        from dynserver.locations.agent import main as run_agent
+
+        return run_agent(args.server, args.token_file, args.log_level)
     try:
         loaded = config.load(args.config)
     except ConfigError as error:
@@ -131,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_probe(loaded, args.record, args.target))
     if args.command == "credential":
         return _credential(args, loaded)
+    if args.command == "agent":
+        return _agent(args, loaded)
     if args.command == "check-config":
         names = ", ".join(_zone_names(loaded))
         print(f"{args.config}: OK ({len(loaded.zones)} zones: {names})")
@@ -240,20 +277,80 @@ def _zone_names(loaded: config.Config) -> list[str]:
     return [name_to_text(zone.name) for zone in loaded.zones]
 
 
-def _credential(args: argparse.Namespace, loaded: config.Config) -> int:
-    """`credential add|list|revoke` on the server's database, also while it runs (WAL):
-    the server reads credentials per request, so no restart is needed."""
+def _database(args: argparse.Namespace, loaded: config.Config, what: str) -> Path | None:
+    """The database the credential and agent commands write: --database, else the config's."""
     database = loaded.database
     if args.database is not None:
         database = Path(args.database) if args.database else None
     if database is None:
         print(
             'dynserver: this config keeps no database ([server] database = ""); '
-            "credentials are stored in it: set one, or pass --database PATH",
+            f"{what} are stored in it: set one, or pass --database PATH",
             file=sys.stderr,
         )
+    return database
+
+
+def _credential(args: argparse.Namespace, loaded: config.Config) -> int:
+    """`credential add|list|revoke` on the server's database, also while it runs (WAL):
+    the server reads credentials per request, so no restart is needed."""
+    database = _database(args, loaded, "credentials")
+    if database is None:
         return 1
     return asyncio.run(_credential_command(args, loaded, database))
+
+
+def _agent(args: argparse.Namespace, loaded: config.Config) -> int:
+    """`agent add|list|remove` on the server's database, also while it runs: the server
+    notices within a second (a removed agent's stream is cut)."""
+    database = _database(args, loaded, "agents")
+    if database is None:
+        return 1
+    return asyncio.run(_agent_command(args, loaded, database))
+
+
+async def _agent_command(args: argparse.Namespace, loaded: config.Config, database: Path) -> int:
+    import time
+
+    from dynserver.locations import hub
+    from dynserver.store.db import EventRow, Store
+
+    if args.action == "add":
+        local = loaded.locations.name if loaded.locations is not None else "local"
+        try:
+            name = hub.check_agent_name(args.name, local)
+            canary = None if args.canary is None else str(config.parse_listener(args.canary))
+        except ValueError as error:
+            print(f"dynserver: {error}", file=sys.stderr)
+            return 1
+        stored, token = hub.new_agent(name, canary=canary, now=time.time())
+    store = await Store.open(database)
+    try:
+        if args.action == "add":
+            added = await store.add_agent(stored)
+            refusal = f"agent {args.name!r} exists; remove it first or choose another name"
+            event = EventRow(kind="agent", reason="added", actor="cli", detail={"location": name})
+            if not await _recorded(added, refusal, lambda: store.add_events([event])):
+                return 1
+            print(f"agent {name} added" + (f" (canary {canary})" if canary else ""))
+            if loaded.locations is None:
+                print("note: this config has no [locations] table; the server takes agents once it has one")
+            print("its token, shown this once (only a hash is stored), for `agent run --token-file`:")
+            print(token)
+        elif args.action == "list":
+            rows = [(a.name, _when(a.last_contact), a.version or "-") for a in await store.agents()]
+            _print_table(("NAME", "LAST CONTACT", "VERSION"), rows, "no agents")
+        else:
+            known = ", ".join(a.name for a in await store.agents()) or "none"
+            removed = await store.delete_agent(args.name)
+            event = EventRow(kind="agent", reason="removed", actor="cli", detail={"location": args.name})
+            refusal = f"no agent {args.name!r}; known: {known}"
+            if not await _recorded(removed, refusal, lambda: store.add_events([event])):
+                return 1
+            print(f"agent {args.name} removed: its token no longer works and its stream is cut")
+    finally:
+        await store.close()
+    return 0
 
 
 async def _credential_command(args: argparse.Namespace, loaded: config.Config, database: Path) -> int:
@@ -294,13 +391,7 @@ async def _credential_command(args: argparse.Namespace, loaded: config.Config, d
                 (c.name, credentials.Principal.of(c).scope, _when(c.created), _when(c.last_used))
                 for c in await store.credentials()
             ]
-            if not rows:
-                print("no credentials")
-                return 0
-            table = [("NAME", "SCOPE", "CREATED", "LAST USED"), *rows]
-            widths = [max(len(row[i]) for row in table) for i in range(3)]
-            for row in table:
-                print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[3])
+            _print_table(("NAME", "SCOPE", "CREATED", "LAST USED"), rows, "no credentials")
         else:
             if not await store.delete_credential(args.name):
                 known = ", ".join(c.name for c in await store.credentials()) or "none"
@@ -312,6 +403,26 @@ async def _credential_command(args: argparse.Namespace, loaded: config.Config, d
     finally:
         await store.close()
     return 0
+
+
+async def _recorded(done: bool, refusal: str, record: Callable[[], Awaitable[None]]) -> bool:
+    """A command's event is recorded when it did what it says; else why not, on stderr."""
+    if not done:
+        print(f"dynserver: {refusal}", file=sys.stderr)
+        return False
+    await record()
+    return True
+
+
+def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], empty: str) -> None:
+    """Columns padded to their widest cell (the last one is not padded); ``empty`` if no rows."""
+    if not rows:
+        print(empty)
+        return
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1])
 
 
 def _when(at: float | None) -> str:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
+from dynserver.errors import PeerError
 from dynserver.health.conditions import parse_json_condition
 from dynserver.health.probes import Check
 from dynserver.model import Monitor
@@ -30,8 +31,9 @@ MAX_BODY: Final = 1 << 20  # a results body larger than this is refused (413)
 MAX_REASON: Final = 200  # characters of a result's reason
 
 
-class ProtocolError(ValueError):
-    """A message that does not follow the protocol; the text names the field."""
+class ProtocolError(PeerError, ValueError):
+    """A message that does not follow the protocol (the peer's mistake: an agent's, or the
+    server's as the agent sees it); the text names the field."""
 
 
 def check_id(key: CheckKey) -> str:
