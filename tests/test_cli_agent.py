@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.test_cli import run
 from tests.update.common import write_config
 
 pytestmark = pytest.mark.timeout(60)
