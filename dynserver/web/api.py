@@ -12,7 +12,7 @@ import datetime
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import msgspec
@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from dynserver import propagation
 from dynserver.dns.names import fqdn, name_text
@@ -60,9 +60,16 @@ class ApiError(RequestError):
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 
 
-def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker | None = None) -> Starlette:
+def create_api(
+    runtime: Runtime,
+    updates: Updates,
+    checker: propagation.Checker | None = None,
+    more: Sequence[BaseRoute] = (),
+) -> Starlette:
     """The ``/api/v1`` application (mounted by dynserver.web.app). ``checker`` runs and
-    caches propagation checks (shared with the pages)."""
+    caches propagation checks (shared with the pages); ``more``: routes of other parts
+    under /api/v1 (the agents' endpoints, paths relative to it), inside this app so that
+    a method they lack is answered 405 as on every API path, not 404."""
     checker = checker or propagation.Checker(timeout=runtime.web_settings().propagation_timeout)
 
     def authenticated(
@@ -301,6 +308,7 @@ def create_api(runtime: Runtime, updates: Updates, checker: propagation.Checker 
             ),
             Route("/events", authenticated(events, admin=True), methods=["GET"]),
             Route("/locations", authenticated(locations), methods=["GET"]),
+            *more,
         ],
         exception_handlers={
             ApiError: _api_error,  # type: ignore[dict-item]

@@ -14,7 +14,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import missing_required_header, positive_data_acceptance
 from starlette.routing import Mount, Route
 
 from dynserver import config
@@ -76,6 +76,10 @@ def test_every_route_answers_as_documented(case: Case, url: str) -> None:
         # IPv6 for AAAA, a host name for CNAME), which one schema for every record cannot
         # say; such a value is answered 422, as documented, not accepted.
         excluded.append(positive_data_acceptance)
+    if case.operation.path.startswith("/agent/"):
+        # This server has no [locations] table: the agents' endpoints answer 404 (documented)
+        # to every request, with a token or without.
+        excluded.append(missing_required_header)
     case.call_and_validate(base_url=f"{url}/api/v1", excluded_checks=excluded)
 
 

@@ -43,13 +43,16 @@ async def located(folder: Path, extra: str = LOCATIONS) -> AsyncIterator[tuple[A
         yield app, client
 
 
-def feed(app: App, location: str, ok: bool, reason: str, latency: float | None = 0.004) -> None:
-    """One result for every check, from ``location``, stamped now as the hub stamps it."""
+def feed(
+    app: App, location: str, ok: bool, reason: str, latency: float | None = 0.004, age: float = 0.0
+) -> None:
+    """One result for every check, from ``location``, stamped now (or ``age`` seconds
+    ago) as the hub stamps it."""
     _, checks = app.runtime.agent_checks()
     assert checks, "no check handed to agents"
-    now = asyncio.get_running_loop().time()
+    at = asyncio.get_running_loop().time() - age
     for check_id in checks:
-        assert app.runtime.on_location_result(location, check_id, Result(ok, reason, now, latency))
+        assert app.runtime.on_location_result(location, check_id, Result(ok, reason, at, latency))
 
 
 def grid(page: str) -> str:
@@ -98,10 +101,11 @@ def test_the_record_page_shows_each_location_and_the_vote(tmp_path: Path) -> Non
 def test_a_stale_or_excluded_location_is_marked_and_shrinks_the_vote(tmp_path: Path) -> None:
     async def test() -> None:
         async with located(tmp_path) as (app, client):
-            feed(app, "paris", True, "connected")  # tokyo never reports: stale
+            feed(app, "paris", True, "connected")
+            feed(app, "tokyo", True, "connected", age=3600)  # an hour ago: stale
             section = grid((await client.get(f"/records/{MON}")).text)
             tokyo = cell(section, "foxtrot", "tokyo")
-            assert "not-fresh" in tokyo and ">stale<" in tokyo and "no result yet" in tokyo
+            assert "not-fresh" in tokyo and ">stale<" in tokyo and "60 min ago" in tokyo
             assert "deciding from 2 of 3 locations" in section
             # The canary of paris fails: its own connectivity is gone, it no longer votes.
             app.runtime.on_canary("paris", False, "timeout")
