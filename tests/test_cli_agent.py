@@ -18,13 +18,7 @@ LOCATIONS = '\n[locations]\nquorum = 2\nname = "home"\n'
 
 
 def agent(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dynserver", "agent", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    return run("agent", *args)
 
 
 def events(folder: Path) -> list[tuple[str, str, str, str]]:
