@@ -9,6 +9,8 @@ import asyncio
 import itertools
 import logging
 import secrets
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,7 +31,7 @@ from dynserver.locations import protocol
 from dynserver.locations.agent import Agent, Session, read_token
 from dynserver.model import Monitor, MonitorType
 from tests.backends import Backend, backends
-from tests.support import DEADLINE, free_port, loopback, until
+from tests.support import DEADLINE, ROOT, free_port, loopback, until
 
 TOKEN = "agent-token-" + "x" * 32
 INTERVAL = 0.2
@@ -387,3 +389,67 @@ def test_the_token_file(tmp_path: Path, content: str | None, expected: str | Non
     else:
         with pytest.raises(ValueError, match=expected):
             read_token(path)
+
+
+async def _agent_process(url: str, token_file: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dynserver",
+        "agent",
+        "run",
+        "--server",
+        url,
+        "--token-file",
+        str(token_file),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+def test_dynserver_agent_run_as_a_process(backend: Backend, tmp_path: Path) -> None:
+    """The real command: connects, posts results, stops on SIGTERM with 0; no token in its log."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+
+    async def test() -> tuple[int, str]:
+        fake = FakeServer(up(backend))
+        host = loopback()
+        async with serving(fake, host, free_port(host)) as url:
+            process = await _agent_process(url, token_file)
+            try:
+                await until(
+                    lambda: len(fake.results()) >= 2 or process.returncode is not None, "results", DEADLINE
+                )
+            finally:
+                if process.returncode is None:
+                    process.send_signal(signal.SIGTERM)
+                _, stderr = await asyncio.wait_for(process.communicate(), DEADLINE)
+        assert len(fake.results()) >= 2 and in_order(seqs(fake)), stderr.decode()
+        assert process.returncode is not None
+        return process.returncode, stderr.decode()
+
+    returncode, log = asyncio.run(test())
+    assert returncode == 0, log
+    assert "event=agent_connected" in log and "event=agent_stopped" in log
+    assert TOKEN not in log
+
+
+def test_dynserver_agent_run_without_its_token_file_exits_1(tmp_path: Path) -> None:
+    async def test() -> tuple[int | None, str]:
+        process = await _agent_process("http://127.0.0.1:9", tmp_path / "missing")
+        _, stderr = await asyncio.wait_for(process.communicate(), DEADLINE)
+        return process.returncode, stderr.decode()
+
+    returncode, message = asyncio.run(test())
+    assert returncode == 1
+    assert f"token file {tmp_path / 'missing'}: no such file" in message, message
+
+
+def test_the_unit_in_the_docs_is_contrib_s() -> None:
+    """docs/locations.md shows the unit contrib/ ships: the two cannot drift apart."""
+    page = (ROOT / "docs" / "locations.md").read_text()
+    shown = page.split("```ini\n", 1)[1].split("```", 1)[0]
+    shipped = (ROOT / "contrib" / "dynserver-agent.service").read_text()
+    assert shipped.endswith(shown) and shipped[: -len(shown)].startswith("# ")
