@@ -159,6 +159,15 @@ def test_location_events_render_in_the_event_log(tmp_path: Path) -> None:
             rows = re.findall(r'<tr class="event kind-agent">.*?</tr>', page, re.S)
             assert any("agent paris connected from 198.51.100.20" in r for r in rows), rows
             assert any("tokyo: replayed seq 3" in r for r in rows), rows
+            # foxtrot goes down at two of three: its health event says what each saw
+            feed(app, "paris", True, "connected")
+            feed(app, "tokyo", False, "timeout")
+            await app.writer.flush()
+            page = (await client.get("/events?kind=health&target=foxtrot")).text
+            [seen] = re.findall(r'<small class="seen">(.*?)</small>', page, re.S)
+            assert re.sub(r"\s+", " ", seen) == (
+                "local: down (connection refused) · paris: up (connected) · tokyo: down (timeout)"
+            )
 
     run(test)
 
