@@ -22,12 +22,11 @@ import msgspec
 
 from dynserver import __version__, logs
 from dynserver.backoff import Backoff
-from dynserver.config.server import parse_listener
-from dynserver.health.probes import Check, close_clients, run_check
+from dynserver.health.probes import Check, close_clients
 from dynserver.health.scheduler import Scheduler
 from dynserver.health.state import Result
 from dynserver.locations import protocol
-from dynserver.model import Monitor, MonitorType
+from dynserver.locations.canary import CANARY_INTERVAL, canary_check
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ MAX_QUEUED = 10_000
 # 1 KiB, so a batch stays far below the server's 1 MiB limit (413).
 MAX_BATCH = 500
 REQUEST_TIMEOUT = 10.0  # connecting, and a whole results POST
-CANARY_TIMEOUT = 5.0  # at most; never more than the heartbeat it runs every
 # Reconnecting after the server restarts or the network drops: soon at first, then spread
 # out (jitter: a server restart does not see all its agents come back in one instant).
 RECONNECT = Backoff(first=0.5, cap=30.0, jitter=0.5)
@@ -177,6 +175,9 @@ class Agent:
         self._token = token
         self._rng = rng or random.Random()
         self._scheduler: Scheduler[str] = Scheduler(self._on_result, rng=self._rng)
+        # The canary on a schedule of its own, as the server runs its own: every
+        # CANARY_INTERVAL, its newest result sent with the next results POST.
+        self._canary: Scheduler[str] = Scheduler(self._on_canary, rng=self._rng)
         self._session: Session | None = None
         self._status = Status(self.server)
         self._checks: set[str] = set()
@@ -197,6 +198,7 @@ class Agent:
                     task.cancel()
                 await asyncio.gather(work, stop, return_exceptions=True)
                 await self._scheduler.stop()
+                await self._canary.stop()
                 await close_clients()
         error = None if work.cancelled() else work.exception()
         if error is not None:  # pragma: no cover - a bug: it must not pass for a stop
@@ -245,14 +247,14 @@ class Agent:
         self._session = session
         self.sessions += 1
         self._status.connected(hello)
-        self._apply(hello.checks, hello.generation)
+        self._apply(hello.checks)
+        canary = _canary_check(hello)
+        if canary is not None:
+            self._canary.set_checks({"canary": (canary, CANARY_INTERVAL)})
         tasks = [
             asyncio.create_task(self._read(lines, hello.heartbeat), name="agent stream"),
             asyncio.create_task(self._post_forever(client, session), name="agent results"),
         ]
-        canary = _canary_check(hello)
-        if canary is not None:
-            tasks.append(asyncio.create_task(self._canary(canary, hello.heartbeat, session), name="canary"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -265,16 +267,18 @@ class Agent:
             # No checks without a stream: their results could not be sent, and would be
             # stale by the time a new session carries them. The next hello starts them.
             await self._scheduler.stop()
+            await self._canary.stop()
             self._checks = set()
 
     async def _read(self, lines: AsyncIterator[str], heartbeat: float) -> None:
         while True:
             message = await _next(lines, heartbeat * protocol.MISSED_HEARTBEATS)
             if isinstance(message, protocol.Checks):
-                self._apply(message.checks, message.generation)
+                self._apply(message.checks)
+                log.info("event=agent_checks generation=%d checks=%d", message.generation, len(self._checks))
             # A ping says the stream is alive: hearing it was the point.
 
-    def _apply(self, specs: list[protocol.CheckSpec], generation: int) -> None:
+    def _apply(self, specs: list[protocol.CheckSpec]) -> None:
         """Run exactly these checks; the scheduler keeps unchanged ones running."""
         checks: dict[str, tuple[Check, float]] = {}
         for spec in specs:
@@ -286,11 +290,14 @@ class Agent:
         self._checks = set(checks)
         if self._session is not None:
             self._session.keep(self._checks)
-        log.info("event=agent_checks generation=%d checks=%d", generation, len(checks))
 
     def _on_result(self, check: str, result: Result) -> None:
         if self._session is not None and check in self._checks:
             self._session.add(check, result)
+
+    def _on_canary(self, _: str, result: Result) -> None:
+        if self._session is not None:
+            self._session.set_canary(result)
 
     async def _post_forever(self, client: httpx.AsyncClient, session: Session) -> None:
         """POST as soon as there is something to send and no POST is in flight: one result
@@ -348,28 +355,16 @@ class Agent:
                 failing = status
                 await asyncio.sleep(wait)
 
-    async def _canary(self, check: Check, heartbeat: float, session: Session) -> None:
-        """A TCP connect to the canary every heartbeat: the server tells from it whether this
-        location's own connectivity is gone (then its votes do not count)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            started = loop.time()
-            session.set_canary(await run_check(check, clock=loop.time))
-            await asyncio.sleep(max(0.0, started + heartbeat - loop.time()))
-
 
 def _canary_check(hello: protocol.Hello) -> Check | None:
-    """The hello's canary "host:port" as a tcp check (connect, nothing sent), if any."""
+    """The hello's canary as a tcp check; None without one, or with one this agent cannot read."""
     if not hello.canary:
         return None
     try:
-        listener = parse_listener(hello.canary)
+        return canary_check(hello.canary)
     except ValueError as error:  # the session goes on without a canary
         log.warning("event=agent_canary_skipped canary=%r reason=%r", hello.canary, str(error))
         return None
-    timeout = min(CANARY_TIMEOUT, hello.heartbeat)
-    monitor = Monitor(name="canary", type=MonitorType.TCP, port=listener.port, timeout=timeout)
-    return Check(monitor=monitor, address=listener.host, port=listener.port, path="/", headers=())
 
 
 async def _next(lines: AsyncIterator[str], silence: float) -> protocol.StreamMessage:

@@ -335,10 +335,12 @@ def test_a_429_waits_for_retry_after(backend: Backend) -> None:
     asyncio.run(test())
 
 
-def test_the_canary_goes_with_the_results(backend: Backend) -> None:
+def test_the_canary_goes_with_the_results(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent_module, "CANARY_INTERVAL", 0.3)
+
     async def test() -> None:
         # No checks at all: the canary is posted on its own.
-        fake = FakeServer(heartbeat=0.3, canary=f"{backend.host}:{backend.port}")
+        fake = FakeServer(canary=f"{backend.host}:{backend.port}")
         async with connected(fake):
             await until(lambda: len(fake.batches) >= 2, "canary results")
         assert {batch.canary for batch in fake.batches} == {
