@@ -236,7 +236,7 @@ class Agent:
                 await self._serve(client, lines, hello)
         except Ended as ended:
             return ended
-        except httpx.TransportError as error:
+        except httpx.RequestError as error:  # the network's, or a garbled HTTP response
             return Ended(_describe(error))
         return Ended("the stream ended")  # pragma: no cover - _serve ends only by raising
 
@@ -315,7 +315,7 @@ class Agent:
                         content=msgspec.json.encode(batch),
                         headers={"Content-Type": "application/json"},
                     )
-                except httpx.TransportError as error:
+                except httpx.RequestError as error:
                     status, problem, retry_after = 0, _describe(error), None
                 else:
                     status, problem, retry_after = (
@@ -412,7 +412,7 @@ def _retry_after(response: httpx.Response) -> float | None:
     return seconds if seconds > 0 else None
 
 
-def _describe(error: httpx.TransportError) -> str:
+def _describe(error: httpx.RequestError) -> str:
     """The system's own words when there are some ("connection refused", "no route to
     host"): httpx says "All connection attempts failed" for all of them."""
     cause: BaseException | None = error
@@ -450,7 +450,7 @@ def main(server: str, token_file: Path, log_level: str) -> int:
     except ValueError as error:
         print(f"dynserver agent: {error}", file=sys.stderr)
         return 1
-    if not server.startswith(("http://", "https://")):
+    if not _web_address(server):
         print(
             f"dynserver agent: --server {server!r}: expected the server's web address, "
             "e.g. https://dns.example.com:8080",
@@ -461,6 +461,14 @@ def main(server: str, token_file: Path, log_level: str) -> int:
     _run(_until_signal(Agent(server, token)))
     log.info("event=agent_stopped server=%r", server)
     return 0
+
+
+def _web_address(server: str) -> bool:
+    try:
+        url = httpx.URL(server)
+    except httpx.InvalidURL:
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
 
 
 async def _until_signal(agent: Agent) -> None:

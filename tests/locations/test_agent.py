@@ -438,15 +438,32 @@ def test_dynserver_agent_run_as_a_process(backend: Backend, tmp_path: Path) -> N
     assert TOKEN not in log
 
 
-def test_dynserver_agent_run_without_its_token_file_exits_1(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("server", "token", "expected"),
+    [
+        ("http://127.0.0.1:9", False, "token file {token}: no such file"),
+        (
+            "dns.example.test:8080",
+            True,
+            "--server 'dns.example.test:8080': expected the server's web address",
+        ),
+    ],
+)
+def test_dynserver_agent_run_that_cannot_start_exits_1_and_says_why(
+    tmp_path: Path, server: str, token: bool, expected: str
+) -> None:
+    token_file = tmp_path / "token"
+    if token:
+        token_file.write_text(TOKEN)
+
     async def test() -> tuple[int | None, str]:
-        process = await _agent_process("http://127.0.0.1:9", tmp_path / "missing")
+        process = await _agent_process(server, token_file)
         _, stderr = await asyncio.wait_for(process.communicate(), DEADLINE)
         return process.returncode, stderr.decode()
 
     returncode, message = asyncio.run(test())
     assert returncode == 1
-    assert f"token file {tmp_path / 'missing'}: no such file" in message, message
+    assert expected.format(token=token_file) in message, message
 
 
 def test_the_unit_in_the_docs_is_contrib_s() -> None:
