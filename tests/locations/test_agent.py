@@ -322,6 +322,22 @@ def test_results_refused_with_5xx_are_kept_and_retried_none_lost(backend: Backen
     asyncio.run(test())
 
 
+def test_a_batch_refused_as_bad_input_is_not_sent_again(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=agent_module.__name__)
+
+    async def test() -> None:
+        fake = FakeServer(up(backend))
+        fake.replies = [(403, {})]
+        async with connected(fake) as agent:
+            await until(lambda: len(fake.results()) >= 2, "results after the 403", DEADLINE)
+        assert seqs(fake)[0] > 1 and agent.sessions == 1  # the refused seqs never came again
+
+    asyncio.run(test())
+    assert "event=agent_results_refused status=403 detail='scripted 403'" in caplog.text
+
+
 def test_a_429_waits_for_retry_after(backend: Backend) -> None:
     async def test() -> None:
         fake = FakeServer(up(backend))
