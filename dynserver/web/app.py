@@ -17,12 +17,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from dynserver.locations.hub import Hub
 from dynserver.model import Listener
 from dynserver.propagation import Checker
 from dynserver.runtime import Runtime
 from dynserver.update.limits import LimitPolicy
 from dynserver.update.service import Updates
-from dynserver.web import dyndns2, metrics, pages
+from dynserver.web import agents, dyndns2, metrics, pages
 from dynserver.web.api import api_aware_http_error, create_api
 from dynserver.web.auth import Auth
 
@@ -38,10 +39,15 @@ def web_dir() -> Path:
 
 
 def create_app(
-    runtime: Runtime, *, limits: LimitPolicy | None = None, checker: Checker | None = None
+    runtime: Runtime,
+    *,
+    limits: LimitPolicy | None = None,
+    checker: Checker | None = None,
+    hub: Hub | None = None,
 ) -> Starlette:
     """The web app of a runtime. ``limits`` overrides the rate limits and lockout of
-    [web.limits]; ``checker`` the propagation checks' cache and budget."""
+    [web.limits]; ``checker`` the propagation checks' cache and budget; ``hub`` the
+    agents' end (the composition root's; else one of its own, started on first use)."""
     assets = web_dir()
     settings = runtime.web_settings()
     limits = limits or settings.limits
@@ -49,6 +55,7 @@ def create_app(
     updates = Updates(runtime, limits)
     templates = Jinja2Templates(directory=str(assets / "templates"))
     auth = Auth(settings, limits)
+    hub = hub or Hub(runtime)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -65,12 +72,13 @@ def create_app(
             Route("/readyz", readyz),
             *metrics.routes(runtime, auth),
             *dyndns2.routes(updates),
-            Mount("/api/v1", create_api(runtime, updates, checker)),
+            Mount("/api/v1", create_api(runtime, updates, checker, more=agents.routes(hub))),
             Mount("/static", StaticFiles(directory=str(assets / "static")), name="static"),
         ],
         exception_handlers={HTTPException: api_aware_http_error},  # type: ignore[dict-item]
     )
     web.state.propagation = checker  # WebServer.stop cancels its checks still in flight
+    web.state.hub = hub  # ... and ends the agents' streams
     return web
 
 
@@ -100,6 +108,7 @@ class WebServer:
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
         self._checker: Checker | None = getattr(asgi.state, "propagation", None)
+        self._hub: Hub | None = getattr(asgi.state, "hub", None)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -118,5 +127,7 @@ class WebServer:
         self._server.should_exit = True
         if self._checker is not None:  # uvicorn waits for open requests: end slow checks first
             await self._checker.close()
+        if self._hub is not None:  # an agent's stream is an open request too
+            await self._hub.stop()
         if self._task is not None:
             await self._task
