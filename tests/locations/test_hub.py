@@ -326,51 +326,63 @@ async def test_stop_ends_every_stream_and_writes_the_last_contact(tmp_path: Path
 # -- results -----------------------------------------------------------------------
 
 
-@in_loop
-async def test_results_are_stamped_on_arrival_and_clamped(tmp_path: Path) -> None:
+@dataclass
+class Streaming:
+    """An agent with an open stream, posting results as (check id, seq) pairs."""
+
+    setup: Setup
+    reader: Reader
+    hello: protocol.Hello
+    agent: StoredAgent
+
+    @property
+    def runtime(self) -> FakeRuntime:
+        return self.setup.runtime
+
+    async def post(self, *results: tuple[str, int], canary: Canary = None, **item: Any) -> int:
+        batch = body(self.hello.session, *results, canary=canary, **item)
+        return await self.setup.hub.results(self.agent, batch, "")
+
+
+@asynccontextmanager
+async def streaming(tmp_path: Path) -> AsyncIterator[Streaming]:
     async with started(tmp_path) as setup:
         reader, hello = await open_stream(setup)
-        agent = await setup.agent()
-        setup.now[0] = 123.5
-        accepted = await setup.hub.results(agent, body(hello.session, (WEB_ID, 1), latency=99.0), "")
-        assert accepted == 1
-        assert setup.runtime.results == [
-            ("paris", WEB_ID, Result(ok=False, reason="timeout", at=123.5, latency=2.0))
-        ]
-        batch = body(hello.session, (WEB_ID, 2), (WEB_ID, 3), latency=-1, canary=(False, "timeout"))
-        assert await setup.hub.results(agent, batch, "") == 2
-        assert setup.runtime.results[-1][2].latency == 0.0
-        assert setup.runtime.canaries == [("paris", False, "timeout")]
+        yield Streaming(setup, reader, hello, await setup.agent())
         await reader.lines.aclose()
+
+
+@in_loop
+async def test_results_are_stamped_on_arrival_and_clamped(tmp_path: Path) -> None:
+    async with streaming(tmp_path) as agent:
+        agent.setup.now[0] = 123.5
+        assert await agent.post((WEB_ID, 1), latency=99.0) == 1
+        stamped = Result(ok=False, reason="timeout", at=123.5, latency=2.0)
+        assert agent.runtime.results == [("paris", WEB_ID, stamped)]
+        assert await agent.post((WEB_ID, 2), (WEB_ID, 3), latency=-1, canary=(False, "timeout")) == 2
+        assert agent.runtime.results[-1][2].latency == 0.0
+        assert agent.runtime.canaries == [("paris", False, "timeout")]
 
 
 @in_loop
 async def test_a_forged_check_is_refused_and_nothing_of_the_batch_applies(tmp_path: Path) -> None:
-    async with started(tmp_path) as setup:
-        reader, hello = await open_stream(setup)
-        agent = await setup.agent()
-        error = await refused(
-            403, setup.hub.results(agent, body(hello.session, (WEB_ID, 1), (API_ID, 2)), "")
-        )
+    async with streaming(tmp_path) as agent:
+        error = await refused(403, agent.post((WEB_ID, 1), (API_ID, 2)))
         assert API_ID in error.detail
-        assert setup.runtime.results == []
-        assert setup.runtime.events[-1].detail == {"location": "paris", "client": "", "why": "forged"}
-        assert await setup.hub.results(agent, body(hello.session, (WEB_ID, 1)), "") == 1  # seq 1 was not used
-        await reader.lines.aclose()
+        assert agent.runtime.results == []
+        assert agent.runtime.events[-1].detail == {"location": "paris", "client": "", "why": "forged"}
+        assert await agent.post((WEB_ID, 1)) == 1  # seq 1 was not used
 
 
 @in_loop
 async def test_a_replayed_seq_is_refused(tmp_path: Path) -> None:
-    async with started(tmp_path) as setup:
-        reader, hello = await open_stream(setup)
-        agent = await setup.agent()
-        assert await setup.hub.results(agent, body(hello.session, (WEB_ID, 5)), "") == 1
-        for replay in [body(hello.session, (WEB_ID, 5)), body(hello.session, (WEB_ID, 6), (WEB_ID, 6))]:
-            error = await refused(409, setup.hub.results(agent, replay, ""))
+    async with streaming(tmp_path) as agent:
+        assert await agent.post((WEB_ID, 5)) == 1
+        for replay in [((WEB_ID, 5),), ((WEB_ID, 6), (WEB_ID, 6))]:
+            error = await refused(409, agent.post(*replay))
             assert "replay" in error.detail
-        assert len(setup.runtime.results) == 1
-        assert [e.detail["why"] for e in setup.runtime.events if e.detail] == ["replayed"]  # once a minute
-        await reader.lines.aclose()
+        assert len(agent.runtime.results) == 1
+        assert [e.detail["why"] for e in agent.runtime.events if e.detail] == ["replayed"]  # once a minute
 
 
 @pytest.mark.parametrize(
@@ -387,30 +399,23 @@ async def test_a_malformed_batch_is_refused(tmp_path: Path, payload: bytes) -> N
 
 @in_loop
 async def test_a_check_gone_since_it_was_handed_is_dropped_not_refused(tmp_path: Path) -> None:
-    async with started(tmp_path) as setup:
-        reader, hello = await open_stream(setup)
-        setup.runtime.hand({API_ID: (API, 5.0)})
-        assert isinstance(await reader.next(), protocol.Checks)
-        batch = body(hello.session, (WEB_ID, 1), (API_ID, 2))
-        assert await setup.hub.results(await setup.agent(), batch, "") == 1
-        assert [check for _, check, _ in setup.runtime.results if check == API_ID] == [API_ID]
-        await reader.lines.aclose()
+    async with streaming(tmp_path) as agent:
+        agent.runtime.hand({API_ID: (API, 5.0)})
+        assert isinstance(await agent.reader.next(), protocol.Checks)
+        assert await agent.post((WEB_ID, 1), (API_ID, 2)) == 1
+        assert [check for _, check, _ in agent.runtime.results if check == API_ID] == [API_ID]
 
 
 @in_loop
 async def test_too_many_results_are_refused_with_retry_after(tmp_path: Path) -> None:
-    async with started(tmp_path) as setup:
-        reader, hello = await open_stream(setup)
-        agent = await setup.agent()
+    async with streaming(tmp_path) as agent:
         # One check every 10 s: 0.2 results a second, a burst of 100.
-        burst = body(hello.session, *[(WEB_ID, seq) for seq in range(1, 101)])
-        assert await setup.hub.results(agent, burst, "") == 100
-        error = await refused(429, setup.hub.results(agent, body(hello.session, (WEB_ID, 101)), ""))
+        assert await agent.post(*[(WEB_ID, seq) for seq in range(1, 101)]) == 100
+        error = await refused(429, agent.post((WEB_ID, 101)))
         assert error.retry_after == 5  # 1 result at 0.2 a second
-        assert len(setup.runtime.results) == 100
-        setup.now[0] += 5
-        assert await setup.hub.results(agent, body(hello.session, (WEB_ID, 101)), "") == 1
-        await reader.lines.aclose()
+        assert len(agent.runtime.results) == 100
+        agent.setup.now[0] += 5
+        assert await agent.post((WEB_ID, 101)) == 1
 
 
 @in_loop
