@@ -16,7 +16,6 @@ import time
 import urllib.parse
 from typing import Any
 
-import msgspec
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -216,9 +215,8 @@ def routes(
         whether it votes (an explanation instead without a [locations] table)."""
         if not auth.may_read(request):
             return login_redirect(request)
-        view: dict[str, Any] = msgspec.to_builtins(views.location_list(runtime))
         settings = runtime.locations_config()
-        context = {"view": view, "canary": settings.canary if settings else None, "now": time.time()}
+        context = {"view": views.location_view(runtime), "canary": settings.canary if settings else None}
         return render(request, "agents.html", context)
 
     async def login_page(request: Request) -> Response:

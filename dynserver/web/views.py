@@ -109,6 +109,12 @@ def location_list(runtime: Runtime) -> schema.LocationList:
     )
 
 
+def location_view(runtime: Runtime) -> dict[str, Any]:
+    """location_list as the agents page's template reads it."""
+    view: dict[str, Any] = msgspec.to_builtins(location_list(runtime))
+    return view
+
+
 def record_body(runtime: Runtime, updates: Updates, record: DynamicRecord) -> schema.Record:
     """A record, its answer and why, and its targets: shared by the API and the pages."""
     key: RecordKey = (record.name, record.type)
