@@ -44,6 +44,7 @@ BURST = 100.0
 # At most one event per agent per reason in this many seconds: a broken agent that
 # repeats a refused request every second must not flood the event log.
 EVENT_EVERY = 60.0
+MAX_REMEMBERED = 1000  # (agent or client, reason) pairs kept for that
 
 # An agent's name is its location's: in events, metrics labels, URLs and the dashboard.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
@@ -124,6 +125,7 @@ class Session:
     handed: set[str] = field(default_factory=set)  # check ids sent on this stream
     last_seq: int = -1
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # the hub let it go
     reason: str = ""  # why it ended
 
     @property
@@ -207,8 +209,14 @@ class Hub:
         """End every stream (the web server waits for open responses) and write the last
         contacts."""
         self._closed = True
-        for session in list(self._sessions.values()):
+        open_sessions = list(self._by_id.values())
+        for session in open_sessions:
             session.end("the server is stopping")
+        if open_sessions:  # each stream notices at once; its disconnect is then written below
+            waiting = [asyncio.ensure_future(s.finished.wait()) for s in open_sessions]
+            await asyncio.wait(waiting, timeout=1.0)
+            for waiter in waiting:
+                waiter.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -363,6 +371,7 @@ class Hub:
             self.runtime.agent_disconnected(session.name, session.reason)
         self._contact(session)
         self._touched.pop(session.name, None)  # written at the next watch, within RECHECK
+        session.finished.set()
         log.info("event=agent_stream_ended location=%s reason=%r", session.name, session.reason)
 
     def _specs(self, session: Session, checks: dict[str, tuple[Check, float]]) -> list[protocol.CheckSpec]:
@@ -461,6 +470,8 @@ class Hub:
         who = location if location is not None else f"client {client or '-'}"
         if now - self._refused.get((who, why), -math.inf) < EVENT_EVERY:
             return
+        if len(self._refused) > MAX_REMEMBERED:  # many strangers: forget the quiet ones
+            self._refused = {k: at for k, at in self._refused.items() if now - at < EVENT_EVERY}
         self._refused[(who, why)] = now
         log.warning(
             "event=agent_refused location=%s client=%s why=%s detail=%r", location or "-", client, why, detail

@@ -37,6 +37,12 @@ class Server:
     url: str
     token: str
     database: Path
+    stopped: bool = False
+
+    async def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            await self.app.stop()
 
     def client(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token or self.token}", "User-Agent": "dynserver-agent/7.0"}
@@ -58,12 +64,13 @@ async def serving(folder: Path, extra: str = LOCATIONS) -> AsyncIterator[Server]
     await store.close()
     app = App(loaded)
     await app.start()
+    assert app._web_server is not None
+    web_host, port = app._web_server.address
+    server = Server(app, f"http://{web_host}:{port}", token, loaded.database)
     try:
-        assert app._web_server is not None
-        web_host, port = app._web_server.address
-        yield Server(app, f"http://{web_host}:{port}", token, loaded.database)
+        yield server
     finally:
-        await app.stop()
+        await server.stop()
 
 
 @asynccontextmanager
@@ -161,3 +168,25 @@ def test_without_locations_the_endpoints_answer_404(tmp_path: Path) -> None:
             assert "[locations]" in error(response, 404, "not_found")
 
     asyncio.run(test())
+
+
+def test_the_server_stops_promptly_with_a_stream_open(tmp_path: Path) -> None:
+    """uvicorn waits for open responses: the hub ends its streams first."""
+
+    async def test() -> None:
+        async with serving(tmp_path) as server, server.client() as client, stream(client) as (_, lines):
+            started = time.monotonic()
+            await asyncio.wait_for(server.stop(), 5.0)
+            assert time.monotonic() - started < 3.0
+            async with asyncio.timeout(2.0):
+                assert [line async for line in lines if line] == []  # the stream ended, no error
+            stored = await asyncio.to_thread(last_contact, server.database, "paris")
+            assert stored is not None
+
+    asyncio.run(test())
+
+
+def last_contact(database: Path, name: str) -> float | None:
+    with sqlite3.connect(database) as db:
+        row = db.execute("SELECT last_contact FROM agent WHERE name = ?", (name,)).fetchone()
+    return None if row is None else row[0]
