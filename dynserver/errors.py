@@ -12,14 +12,20 @@ DynserverError                      dynserver/errors.py
 │   ├── ApiError                    dynserver/web/api.py: answered as JSON with a status
 │   ├── InvalidValue                dynserver/update/targets.py: a value that does not fit
 │   │                               the record type (also a ValueError)
-│   └── Busy                        dynserver/propagation: too many checks now; retry_after
+│   ├── Busy                        dynserver/propagation: too many checks now; retry_after
+│   └── AgentRefused                dynserver/locations/hub.py: an agent's request refused
+│                                   (status, code; answered as the API's JSON errors)
 └── PeerError                       dynserver/errors.py: the other side's mistake or failure
     ├── WireError                   dynserver/dns/wire.py: a malformed DNS message
     │                               (answered FORMERR, or dropped)
     ├── ProbeFailure                dynserver/health/http.py: a checked target's response
     │                               fails the check ("too large ...")
-    └── MirrorError                 dynserver/mirror/base.py: a provider sync failed
-                                    (permanent or not, retry_after)
+    ├── MirrorError                 dynserver/mirror/base.py: a provider sync failed
+    │                               (permanent or not, retry_after)
+    ├── ProtocolError               dynserver/locations/protocol.py: an agent's or the
+    │                               server's message that breaks the protocol (a ValueError)
+    └── Ended                       dynserver/locations/agent.py: the agent's stream ended
+        └── Refused                 (the server refused the token: revoked?)
 
 tests/test_errors.py walks the package and holds every exception class to this tree.
 """

@@ -22,6 +22,7 @@ import msgspec
 
 from dynserver import __version__, logs
 from dynserver.backoff import Backoff
+from dynserver.errors import PeerError
 from dynserver.health.probes import Check, close_clients
 from dynserver.health.scheduler import Scheduler
 from dynserver.health.state import Result
@@ -53,7 +54,7 @@ LOGGED_ATTEMPTS = 3
 TOKEN_HELP = "write the token that `dynserver agent add` printed (its last line) into it"
 
 
-class Ended(Exception):
+class Ended(PeerError):
     """Why a stream session ended; the text is the reason the log gives."""
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
