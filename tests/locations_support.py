@@ -64,15 +64,20 @@ def unavailable(message: str) -> None:
     pytest.skip(message)
 
 
+def require_agents() -> None:
+    """Agents run under uids of their own: root and setpriv are needed."""
+    if os.geteuid() != 0:
+        unavailable("agents under uids of their own (and partitions by uid) need root")
+    require_program("setpriv", "util-linux")
+
+
 def require_partitions() -> str:
     """The ``nft`` program, once it is clear this process may add rules and switch uids."""
-    if os.geteuid() != 0:
-        unavailable("partitions need root: nftables rules and agents under uids of their own")
+    require_agents()
     nft = require_program("nft", "nftables")
     listed = subprocess.run([nft, "list", "tables"], capture_output=True, text=True, timeout=10)
     if listed.returncode != 0:
         unavailable(f"nft cannot list tables (no CAP_NET_ADMIN here?): {listed.stderr.strip()}")
-    require_program("setpriv", "util-linux")
     return nft
 
 
@@ -378,13 +383,12 @@ def locations(
 ) -> Iterator[Locations]:
     """The server from ``config`` (its database in ``folder``) and one running agent per
     name, each registered with `dynserver agent add` and under a uid of its own; with
-    ``partitions``, a firewall (root and nft needed: skipped otherwise)."""
+    ``partitions``, a firewall. Skipped (failed under CI=true) without what they need: call
+    require_agents or require_partitions first to skip before starting anything else."""
     with ExitStack() as stack:
         wall = stack.enter_context(firewall()) if partitions else None
         if agent_names:
-            require_program("setpriv", "util-linux")
-            if os.geteuid() != 0:
-                unavailable("agents under uids of their own need root")
+            require_agents()
         host, web = loopback(), loopback()
         setup = Locations(
             config=config,

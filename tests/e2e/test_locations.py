@@ -32,7 +32,15 @@ from tests.e2e.test_failover import (
     record,
     target,
 )
-from tests.locations_support import Locations, add_agent, locations, remove_agent, stream
+from tests.locations_support import (
+    Locations,
+    add_agent,
+    locations,
+    remove_agent,
+    require_agents,
+    require_partitions,
+    stream,
+)
 from tests.support import free_port, loopback, poll
 from tests.update.common import add
 
@@ -94,6 +102,10 @@ def http_backend(pool: Backends, name: str) -> Backend:
 def quorum_of_three(tmp_path: Path, *, partitions: bool = True) -> Iterator[Setup]:
     """Quorum 2 of 3 (local + east + west), every location fresh and app on its preferred
     backend before the test begins."""
+    if partitions:
+        require_partitions()
+    else:
+        require_agents()
     with backends(tmp_path) as pool:
         a, b = http_backend(pool, "a"), http_backend(pool, "b")
         config = make_config(tmp_path, config_text(2), record("app", "web", [target(a, 1), target(b, 2)]))
