@@ -328,7 +328,7 @@ def table(results: Sequence[Result]) -> str:
         checks = [1000 * v for v in r.times("fail", "check_s")]
         back = " / ".join(bu.fmt(bu.median(r.times(kind, "back_s")), ".3f") for kind in KINDS)
         rounds = max((e.round for e in r.events), default=0)
-        row = [name, cells(r.times("kill", "fail_s")), cells(r.times("fail", "fail_s")), cells(checks, ".0f")]
+        row = [name, cells(r.times("kill", "fail_s")), cells(r.times("fail", "fail_s")), cells(checks, ".1f")]
         row += [back, str(rounds), f"{100 * r.other_cpu_share:.0f}%"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -346,8 +346,8 @@ def verdicts(results: Sequence[Result]) -> list[str]:
         added = median - base
         verdict = "PASS" if added <= TARGET_ADDED_S else "MISS"
         lines.append(
-            f"target {r.variant.name}: an agent's result adds {1000 * added:.0f} ms "
-            f"(median check → answer {1000 * median:.0f} ms vs {1000 * base:.0f} ms alone) "
+            f"target {r.variant.name}: an agent's result adds {1000 * added:.1f} ms "
+            f"(median check → answer {1000 * median:.1f} ms vs {1000 * base:.1f} ms alone) "
             f"<= 50 ms -> {verdict}"
         )
     return lines
