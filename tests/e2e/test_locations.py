@@ -3,10 +3,11 @@ real network faults: a dynserver on 127.0.0.x, `dynserver agent run` processes e
 a uid of its own, HTTP backends as processes of their own (tests/backends.py), and
 partitions made with nftables rules on one location's uid (tests/locations_support.py).
 
-Checks every 0.3 s with a 0.3 s timeout, one result to change a location's state and no
-failback delay, so a location is stale 1.2 s after its last result (stale_after 3). Tests
-wait for what they assert by polling; the few fixed waits assert that something does
-*not* happen and say so.
+Checks every 0.4 s with a 0.4 s timeout, two failed results to take a location's view
+down (one slow check on a busy machine must not look like a partition), one to bring it
+up, no failback delay; a location is stale 1.6 s after its last result (stale_after 3).
+Tests wait for what they assert by polling; the few fixed waits assert that something
+does *not* happen and say so.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ import pytest
 
 from tests.backends import Backend, Backends, backends
 from tests.e2e.test_failover import (
-    INTERVAL,
-    TIMEOUT,
     ZONE,
     answer,
     make_config,
@@ -46,9 +45,11 @@ from tests.update.common import add
 
 LOCAL = "local"
 AGENTS = ("east", "west")
+INTERVAL = 0.4
+TIMEOUT = 0.4  # a partition drops packets: each check of it times out
 STALE_AFTER = 3
 FRESH_FOR = STALE_AFTER * INTERVAL + TIMEOUT  # a location's result counts this long
-WATCH = 1.5  # seconds an answer is watched to show it does not change (> FRESH_FOR)
+WATCH = FRESH_FOR + 0.4  # seconds an answer is watched to show it does not change
 DEADLINE = 15.0  # generous: five engineers share two cores
 
 
@@ -88,9 +89,8 @@ class Setup:
 
 def config_text(quorum: int) -> str:
     table = f'[locations]\nquorum = {quorum}\nlocal = true\nname = "{LOCAL}"\nstale_after = {STALE_AFTER}\n\n'
-    return table + monitor(
-        "web", "http", path="/health", consecutive_up=1, consecutive_down=1, failback_delay=0
-    )
+    checks = {"interval": INTERVAL, "timeout": TIMEOUT, "consecutive_up": 1, "consecutive_down": 2}
+    return table + monitor("web", "http", path="/health", failback_delay=0, **checks)
 
 
 def http_backend(pool: Backends, name: str) -> Backend:
