@@ -70,7 +70,7 @@ def create_api(
     caches propagation checks (shared with the pages); ``more``: routes of other parts
     under /api/v1 (the agents' endpoints, paths relative to it), inside this app so that
     a method they lack is answered 405 as on every API path, not 404."""
-    checker = checker or propagation.Checker(timeout=runtime.web_settings().propagation_timeout)
+    checker = checker or views.checker(runtime)
 
     def authenticated(
         handler: Handler, *, admin: bool = False, update: bool = False

@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dynserver.locations.hub import Hub
 from dynserver.model import Listener
@@ -23,7 +26,8 @@ from dynserver.propagation import Checker
 from dynserver.runtime import Runtime
 from dynserver.update.limits import LimitPolicy
 from dynserver.update.service import Updates
-from dynserver.web import agents, dyndns2, metrics, pages
+from dynserver.update.targets import Targets
+from dynserver.web import agents, dyndns2, metrics, pages, views
 from dynserver.web.api import api_aware_http_error, create_api
 from dynserver.web.auth import Auth
 
@@ -47,15 +51,25 @@ def create_app(
 ) -> Starlette:
     """The web app of a runtime. ``limits`` overrides the rate limits and lockout of
     [web.limits]; ``checker`` the propagation checks' cache and budget; ``hub`` the
-    agents' end (the composition root's; else one of its own, started on first use)."""
+    agents' end (the composition root's; else one of its own, started on first use).
+
+    [web] is read per request (Runtime.web_settings), never kept from here: a reload
+    changes the login, the limits, the resolvers and timeouts without a restart."""
     assets = web_dir()
-    settings = runtime.web_settings()
-    limits = limits or settings.limits
-    checker = checker or Checker(timeout=settings.propagation_timeout)
-    updates = Updates(runtime, limits)
+    checker = checker or views.checker(runtime)
+    updates = Updates(runtime, limits or runtime.web_settings().limits)
     templates = Jinja2Templates(directory=str(assets / "templates"))
-    auth = Auth(settings, limits)
+    auth = Auth(runtime.web_settings, limits or runtime.web_settings().limits)
     hub = hub or Hub(runtime)
+
+    def follow() -> None:
+        """What a reload changed, taken up before a request reads it."""
+        records = runtime.dynamic_records()
+        known = updates.targets.records.values()
+        if len(records) != len(known) or any(a is not b for a, b in zip(records, known, strict=True)):
+            updates.targets = Targets.build(records)
+        if limits is None:  # a test's override stays; the config's follows a reload
+            updates.limiter.policy = auth.limiter.policy = runtime.web_settings().limits
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -76,10 +90,24 @@ def create_app(
             Mount("/static", StaticFiles(directory=str(assets / "static")), name="static"),
         ],
         exception_handlers={HTTPException: api_aware_http_error},  # type: ignore[dict-item]
+        middleware=[Middleware(_Following, follow=follow)],
     )
     web.state.propagation = checker  # WebServer.stop cancels its checks still in flight
     web.state.hub = hub  # ... and ends the agents' streams
     return web
+
+
+class _Following:
+    """Calls ``follow`` before each HTTP request: a plain ASGI wrapper, the cheapest."""
+
+    def __init__(self, app: ASGIApp, follow: Callable[[], None]) -> None:
+        self.app = app
+        self.follow = follow
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.follow()
+        await self.app(scope, receive, send)
 
 
 class _Server(uvicorn.Server):

@@ -12,6 +12,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -37,16 +38,25 @@ class Session:
 
 
 class Auth:
-    """Who is logged in, and whether a page may be read without a login."""
+    """Who is logged in, and whether a page may be read without a login. ``settings``
+    is read on every use (Runtime.web_settings), so a reload changes the password and
+    whether the pages are public without a restart."""
 
-    def __init__(self, web: WebConfig, limits: LimitPolicy | None = None) -> None:
-        # The config loader has applied DYNSERVER_ADMIN_PASSWORD_HASH already.
-        self.password_hash = web.admin_password_hash
-        # Without an admin password nobody can log in; the pages are then read-only and
-        # open (as before there was a login), since hiding them would show nothing at all.
-        self.public = web.public or not self.password_hash
+    def __init__(self, settings: Callable[[], WebConfig], limits: LimitPolicy | None = None) -> None:
+        self.settings = settings
         self.limiter = Limiter(limits)
         self.sessions: dict[str, Session] = {}
+
+    @property
+    def password_hash(self) -> str | None:
+        # The config loader has applied DYNSERVER_ADMIN_PASSWORD_HASH already.
+        return self.settings().admin_password_hash
+
+    @property
+    def public(self) -> bool:
+        # Without an admin password nobody can log in; the pages are then read-only and
+        # open (as before there was a login), since hiding them would show nothing at all.
+        return self.settings().public or not self.password_hash
 
     def session(self, request: Request) -> Session | None:
         token = request.cookies.get(COOKIE)

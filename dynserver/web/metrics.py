@@ -31,13 +31,13 @@ log = logging.getLogger("dynserver.web")
 
 
 def routes(runtime: Runtime, auth: Auth) -> list[Route]:
-    # DYNSERVER_METRICS_TOKEN, when set, is already in the config: the loader applies it.
-    token = runtime.web_settings().metrics_token
-
     def refuse(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
         return PlainTextResponse(detail + "\n", status_code=status, headers=headers)
 
     async def metrics(request: Request) -> Response:
+        # DYNSERVER_METRICS_TOKEN, when set, is already in the config: the loader applies
+        # it. Read per request: a reload may set or change the token.
+        token = runtime.web_settings().metrics_token
         if token is not None:
             client = client_address(request)
             now = time.monotonic()

@@ -75,7 +75,7 @@ def routes(
 ) -> list[Route]:
     """The page routes, for dynserver.web.app to mount at the root. ``checker`` runs and
     caches propagation checks (shared with the API)."""
-    checker = checker or propagation.Checker(timeout=runtime.web_settings().propagation_timeout)
+    checker = checker or views.checker(runtime)
 
     templates.env.filters["ago"] = _ago
     templates.env.filters["clock"] = _clock

@@ -153,6 +153,17 @@ MIRROR_STATUS = {
 }
 
 
+def checker(runtime: Runtime) -> propagation.Checker:
+    """The propagation checks of the web: each query waits [web] propagation_timeout as
+    it is at the time of the query, so a reload changes it without a restart."""
+
+    async def ask(where: propagation.Endpoint, qname: str, qtype: str, recursion: bool) -> propagation.Reply:
+        timeout = runtime.web_settings().propagation_timeout
+        return await propagation.dns_asker(timeout)(where, qname, qtype, recursion)
+
+    return propagation.Checker(ask=ask)
+
+
 def propagation_plan(runtime: Runtime, record: DynamicRecord) -> propagation.Plan:
     web = runtime.web_settings()
     zone = runtime.zone_config(record.zone)
