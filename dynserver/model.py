@@ -45,6 +45,9 @@ class ServerConfig:
     tcp_message_timeout: float = 5.0  # longest time to receive one message
     tcp_max_connections: int = 1024
     tcp_max_connections_per_client: int = 64
+    # The control socket of `dynserver reload`, relative to the config's folder; None:
+    # dynserver.control next to the database (or the config); "": no control socket.
+    control: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""[server]: the DNS and HTTP listeners, CHAOS answers and the TCP limits."""
+"""[server]: the DNS and HTTP listeners, CHAOS answers, the TCP limits and the control socket."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ _SERVER_KEYS = {
     "tcp_max_connections_per_client",
     "database",
     "history_hours",
+    "control",
 }
 
 
@@ -47,6 +48,7 @@ def read_server(reader: Reader, raw: Any) -> ServerConfig:
         tcp_max_connections_per_client=reader.number(
             table, key_path, "tcp_max_connections_per_client", 64, 1, 100_000, int
         ),
+        control=reader.get(table, key_path, "control", str, None, 'a file name ("" for none)'),
     )
 
 
