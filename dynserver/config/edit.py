@@ -125,9 +125,16 @@ class Editor:
             os.close(folder)
         return Document(text, etag_of(data))
 
-    async def save(self, text: str) -> Document:
-        """``write`` in a thread: an fsync must not stall the loop that answers DNS."""
-        return await asyncio.to_thread(self.write, text)
+    def commit(self, text: str) -> tuple[Config, Document]:
+        """Validate ``text`` and write it: a ConfigError writes nothing. The Config is the
+        one to reload (``runtime.reload(config, ...)``), the Document gives the new ETag."""
+        config = self.validate(text)
+        return config, self.write(text)
+
+    async def save(self, text: str) -> tuple[Config, Document]:
+        """``commit`` in a thread: master files read and an fsync must not stall the loop
+        that answers DNS."""
+        return await asyncio.to_thread(self.commit, text)
 
     # -- definitions, as the API shows them ---------------------------------------------
 
