@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
+from dynserver.control import ControlServer, control_socket
 from dynserver.demo import DemoServers
 from dynserver.health.probes import close_clients
 from dynserver.health.scheduler import Scheduler
@@ -37,8 +40,9 @@ log = logging.getLogger("dynserver")
 class App:
     """A dynserver process's parts, wired: the runtime and everything around it."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, overrides: Overrides | None = None) -> None:
         self.config = config
+        self.overrides = overrides or Overrides()
         # Secondaries: transfers (and signed queries) are answered by the runtime through
         # `transfers`, which keeps each zone's IXFR journal; `secondaries` sends NOTIFY.
         self.transfers = Transfers(config.zones, config.keys)
@@ -58,6 +62,8 @@ class App:
             notifier=self.notifier,
             mirrors=self.mirrors,
             secondaries=self.secondaries,
+            reconfigure=self._reconfigure,
+            prepare=self.overrides.apply,
         )
         # [locations] canary: the server's own connectivity, checked as agents check theirs.
         self.canary: Scheduler[str] | None = None
@@ -74,6 +80,7 @@ class App:
         self.writer: Writer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._demo: DemoServers | None = None
+        self.control: ControlServer | None = None  # `dynserver reload` asks here
 
     async def start(self) -> None:
         runtime = self.runtime
@@ -86,15 +93,7 @@ class App:
             runtime.record_to(self.writer)
         await self.hub.start()  # the registered agents, before any check or vote
         for listener in self.config.server.dns:
-            udp_sock, tcp_sock = _bind_pair(listener)
-            udp = UdpServer(listener, runtime.answer, packets=lambda: runtime.snapshot.packet_cache())
-            udp.start(udp_sock)
-            tcp = TcpServer(listener, runtime.answer, self.config.server)
-            await tcp.start(tcp_sock)
-            self.udp.append(udp)
-            self.tcp.append(tcp)
-            host, port = udp.address
-            log.info("event=listening proto=dns address=%s", Listener(host, port))
+            await self._listen(listener, _bind_pair(listener))
         if self.udp and self.tcp:
             runtime.dns_listening()
         if self.secondaries.enabled:
@@ -114,6 +113,117 @@ class App:
         self._tasks.append(asyncio.create_task(runtime.sweep(), name="sweeper"))
         if self.config.server.http is not None:
             await self._start_web(self.config.server.http)
+        await self._start_control()  # last: a reload is asked of a server that is up
+
+    async def _listen(self, listener: Listener, sockets: tuple[socket.socket, socket.socket]) -> None:
+        runtime = self.runtime
+        udp = UdpServer(listener, runtime.answer, packets=lambda: runtime.snapshot.packet_cache())
+        udp.start(sockets[0])
+        tcp = TcpServer(listener, runtime.answer, self.config.server)
+        await tcp.start(sockets[1])
+        self.udp.append(udp)
+        self.tcp.append(tcp)
+        log.info("event=listening proto=dns address=%s", Listener(*udp.address))
+
+    async def _reconfigure(self, new: Config) -> list[str]:
+        """A reload, around the runtime: bind added listeners first (a busy address
+        fails the reload before anything changed), swap the runtime's state, then replace
+        the parts whose settings changed and close the listeners that were removed."""
+        old = self.config
+        kept = {(listener.host, listener.port) for listener in old.server.dns}
+        wanted = {(listener.host, listener.port) for listener in new.server.dns}
+        added = [listener for listener in new.server.dns if (listener.host, listener.port) not in kept]
+        bound: list[tuple[Listener, tuple[socket.socket, socket.socket]]] = []
+        web: WebServer | None = None
+        try:
+            for listener in added:
+                bound.append((listener, _bind_pair(listener)))
+            if new.server.http != old.server.http and new.server.http is not None:
+                web = WebServer(create_app(self.runtime, hub=self.hub), new.server.http)
+                await web.start()
+        except OSError:
+            for _, pair in bound:
+                for sock in pair:
+                    sock.close()
+            raise
+        changes = self.runtime.apply_config(new)
+        self.config = new
+        for listener, pair in bound:
+            await self._listen(listener, pair)
+        for index in [
+            i for i, udp in enumerate(self.udp) if (udp.listener.host, udp.listener.port) not in wanted
+        ]:
+            log.info("event=closed proto=dns address=%s", Listener(*self.udp[index].address))
+            self.udp[index].close()
+            await self.tcp[index].close()
+        self.udp = [u for u in self.udp if (u.listener.host, u.listener.port) in wanted]
+        self.tcp = [t for t in self.tcp if (t.listener.host, t.listener.port) in wanted]
+        if new.server.http != old.server.http:
+            previous, self._web_server = self._web_server, web
+            if previous is not None:
+                # Not awaited here: the reload may have been asked through this server,
+                # whose stop waits for that very request to finish.
+                self._tasks.append(asyncio.create_task(previous.stop(), name="old web listener"))
+            if web is not None:
+                log.info("event=listening proto=http address=%s", Listener(*web.address))
+        await self._replace_parts(old, new)
+        return changes
+
+    async def _replace_parts(self, old: Config, new: Config) -> None:
+        """Mirrors, notifications, secondaries and the canary, rebuilt when theirs changed."""
+        runtime = self.runtime
+        if _mirrored(old) != _mirrored(new):
+            await self.mirrors.stop()
+            self.mirrors = MirrorWorker.from_config(
+                new, event=runtime.add_event, attempt=runtime.on_mirror_attempt
+            )
+            if self.mirrors.enabled:
+                await self.mirrors.start(runtime.current_answers())
+        if old.notify != new.notify:
+            await self.notifier.stop()
+            self.notifier = Notifier(new.notify, report=runtime.on_delivery)
+            if self.notifier.enabled:
+                await self.notifier.start()
+        if _transferred(old) != _transferred(new):
+            await self.secondaries.stop()
+            self.secondaries = SecondaryNotifier(new.zones, new.keys, runtime.zone)
+            if self.secondaries.enabled:
+                self.secondaries.start(udp.address[0] for udp in self.udp)
+        runtime.attach(
+            scheduler=self.scheduler,
+            notifier=self.notifier,
+            mirrors=self.mirrors,
+            secondaries=self.secondaries,
+        )
+        if old.locations != new.locations:
+            if self.canary is not None:
+                await self.canary.stop()
+                self.canary = None
+            locations = new.locations
+            if locations is not None and locations.local and locations.canary:
+                name = locations.name
+                self.canary = Scheduler(
+                    lambda _key, result: runtime.on_canary(name, result.ok, result.reason)
+                )
+                self.canary.set_checks({"canary": (canary_check(locations.canary), CANARY_INTERVAL)})
+
+    async def _start_control(self) -> None:
+        """The control socket. Where [server] control is not set and its default place
+        cannot hold one (a read-only folder, a path too long), the server runs without
+        it, as it did before the option existed; SIGHUP still reloads."""
+        config = self.config
+        path = control_socket(config.path, config.server.control, config.database)
+        if path is None:
+            return
+        control = ControlServer(path, reload=lambda: self.runtime.reload(actor="cli", via="command"))
+        try:
+            await control.start()
+        except OSError as error:
+            if config.server.control is not None or error.errno in (errno.EADDRINUSE, errno.EEXIST):
+                raise
+            log.warning("event=control_disabled path=%s reason=%r", path, str(error))
+            return
+        self.control = control
 
     async def _start_web(self, listener: Listener) -> None:
         server = WebServer(create_app(self.runtime, hub=self.hub), listener)
@@ -122,6 +232,8 @@ class App:
         log.info("event=listening proto=http address=%s", Listener(*server.address))
 
     async def stop(self) -> None:
+        if self.control is not None:  # first: no reload is asked of a server stopping
+            await self.control.stop()
         await self.secondaries.stop()
         for udp in self.udp:
             udp.close()
@@ -162,6 +274,16 @@ class App:
             await self.stop()
 
 
+def _mirrored(config: Config) -> object:
+    """What the mirror worker is built from: the mirrors and each record's mirror settings."""
+    return config.mirrors, [(r.name, r.type, r.mirror) for z in config.zones for r in z.records]
+
+
+def _transferred(config: Config) -> object:
+    """What NOTIFY is built from: each zone's secondaries and the keys that sign it."""
+    return [(z.name, z.transfer) for z in config.zones], config.keys
+
+
 def _bind_pair(listener: Listener) -> tuple[socket.socket, socket.socket]:
     """Bind UDP and TCP on the same port (port 0: the kernel picks one free for both)."""
     family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
@@ -186,6 +308,22 @@ def _bind_pair(listener: Listener) -> tuple[socket.socket, socket.socket]:
             udp.close()
             raise
     raise OSError(f"no port free for both UDP and TCP on {listener.host}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Overrides:
+    """`serve`'s options that override the config (--dns, --http, --database): the server
+    keeps them, and a reload applies them again to the config it reads."""
+
+    dns: tuple[Listener, ...] = ()
+    http: Listener | None = None
+    database: str | None = None  # None: the config's; "": keep nothing
+
+    def apply(self, config: Config) -> Config:
+        config = with_listeners(config, list(self.dns) or None, self.http)
+        if self.database is not None:
+            config = dataclasses.replace(config, database=Path(self.database) if self.database else None)
+        return config
 
 
 def with_listeners(config: Config, dns: list[Listener] | None, http: Listener | None) -> Config:

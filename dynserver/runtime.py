@@ -16,15 +16,20 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from dynserver import config as configuration
+from dynserver.config.diff import describe
 from dynserver.dns import wire
 from dynserver.dns.names import name_text
 from dynserver.dns.packet import FLAGS, NOT_QUERY
 from dynserver.dns.serial import next_serial, serial_gt
 from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import RRset, Zone, soa_fields
+from dynserver.errors import ConfigError
 from dynserver.health.engine import Change, Engine, checked_address, target_key
 from dynserver.health.policy import Decision
 from dynserver.health.probes import Check
@@ -130,6 +135,9 @@ class Runtime:
         self._generation = 0
         self._generation_changed: asyncio.Future[None] | None = None
         self._silent: set[str] = set()  # locations with no result within the window
+        self._reload_lock = asyncio.Lock()
+        self._reconfigure: Callable[[Config], Awaitable[list[str]]] = self._apply_only
+        self._prepare: Callable[[Config], Config] = lambda loaded: loaded
 
     def attach(
         self,
@@ -138,13 +146,21 @@ class Runtime:
         notifier: Notifier,
         mirrors: MirrorWorker,
         secondaries: SecondaryNotifier,
+        reconfigure: Callable[[Config], Awaitable[list[str]]] | None = None,
+        prepare: Callable[[Config], Config] | None = None,
     ) -> None:
         """The parts that report back into the runtime (results, deliveries, mirror
-        events); `secondaries` is sent NOTIFY on every change."""
+        events); `secondaries` is sent NOTIFY on every change. ``reconfigure`` applies a
+        reloaded config to the parts around the runtime (listeners, mirrors...) and calls
+        apply_config; ``prepare`` puts the command line's overrides on a config read anew."""
         self.scheduler = scheduler
         self.notifier = notifier
         self.mirrors = mirrors
         self.secondaries = secondaries
+        if reconfigure is not None:
+            self._reconfigure = reconfigure
+        if prepare is not None:
+            self._prepare = prepare
 
     async def restore(self, store: Store) -> None:
         """Resume target states, zone serials and IXFR journals from the database, which
@@ -631,6 +647,169 @@ class Runtime:
                 with contextlib.suppress(Exception):
                     await self.store.prune(cutoff)
 
+    # -- reload -----------------------------------------------------------------------
+
+    def config_path(self) -> Path:
+        return self.config.path
+
+    async def reload(self, config: Config | None = None, *, actor: str, via: str) -> ReloadOutcome:
+        """Apply a new config as a difference, or nothing at all.
+
+        ``config=None`` reads the file again, with every check of a start-up load; an error
+        changes nothing and is returned, logged and an event. One reload at a time."""
+        async with self._reload_lock:
+            started = time.monotonic()
+            old = self.config
+            try:
+                if config is None:
+                    config = self._prepare(configuration.load(old.path))
+                changes = await self._reconfigure(config)
+            except (ConfigError, OSError) as error:
+                duration = time.monotonic() - started
+                text = str(error) if isinstance(error, ConfigError) else f"cannot apply: {error}"
+                self._event(
+                    EventRow(
+                        kind="reload",
+                        result="fail",
+                        reason=f"reload refused ({via}): {text}",
+                        actor=actor,
+                        detail={"via": via, "errors": [text]},
+                    )
+                )
+                log.warning("event=reload_failed via=%s actor=%s error=%r", via, actor, text)
+                return ReloadOutcome(ok=False, errors=(text,), duration=duration)
+            duration = time.monotonic() - started
+            summary = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+            self._event(
+                EventRow(
+                    kind="reload",
+                    result="ok",
+                    reason=f"reloaded ({via}): {summary or 'no change'}",
+                    actor=actor,
+                    detail={"via": via, "changes": changes, "duration": round(duration, 4)},
+                )
+            )
+            log.info(
+                "event=reloaded via=%s actor=%s changes=%d duration=%.4f", via, actor, len(changes), duration
+            )
+            return ReloadOutcome(ok=True, changes=tuple(changes), duration=duration)
+
+    async def _apply_only(self, config: Config) -> list[str]:
+        return self.apply_config(config)
+
+    def apply_config(self, new: Config) -> list[str]:
+        """Swap in a validated config: every target that still exists keeps its state,
+        its update-set value and its check (same monitor and address: same schedule); a
+        zone whose content changed gets serial + 1 and a journal entry (IXFR); the
+        snapshot is rebuilt and swapped at once, so no query sees half of it. Returns the
+        changes in words."""
+        changes = describe(self.config, new)
+        loop_now = asyncio.get_running_loop().time()
+        old_engine = self.engine
+        old_zones = dict(self.zones)
+        records = [record for zone in new.zones for record in zone.records]
+        restored: dict[TargetKey, TargetState] = {}
+        values: dict[TargetKey, str | None] = {}
+        maintenance: dict[TargetKey, bool] = {}
+        for record in records:
+            for target in record.targets:
+                key = target_key(record, target)
+                if key not in old_engine.states:
+                    continue
+                before = old_engine._target(old_engine.records[(key[0], key[1])], key)
+                restored[key] = old_engine.states[key]
+                # The operator's maintenance (API, dashboard) stays unless the file's own changed.
+                same = before.maintenance == target.maintenance
+                maintenance[key] = old_engine.states[key].maintenance if same else target.maintenance
+                if before.value == target.value:  # else the file's newer word wins
+                    values[key] = old_engine.values[key]
+                elif key in self._value_set_at:
+                    del self._value_set_at[key]
+        self.config = new
+        self.zone_configs = {zone.name: zone for zone in new.zones}
+        locations_changed = self.locations != new.locations
+        self.locations = new.locations
+        names = self._location_names(self._agents) if new.locations is not None else []
+        engine = Engine(
+            records,
+            {m.name: m for m in new.monitors},
+            restored=restored,
+            values=values,
+            locations=new.locations,
+            location_names=names,
+        )
+        for key, on in maintenance.items():
+            engine.states[key] = replace(engine.states[key], maintenance=on)
+        if not locations_changed and new.locations is not None:
+            engine.excluded = dict(old_engine.excluded)
+            engine.joined = {n: at for n, at in old_engine.joined.items() if n in names}
+            for key, views in old_engine.views.items():
+                if key in engine.views:
+                    engine.views[key] = dict(views)
+        elif new.locations is not None:
+            engine.set_locations(names, loop_now)
+        engine.recompute(list(engine.records))
+        self.engine = engine
+        self._value_set_at = {k: v for k, v in self._value_set_at.items() if k in engine.states}
+        self._unsaved &= set(engine.states)
+        # Zones: keep the ones whose content is the same (serial and all), give the
+        # others serial + 1 (or the master file's, if newer) and journal the difference.
+        for origin in list(self.zones):
+            if origin not in self.zone_configs:
+                del self.zones[origin]
+                self.serials.pop(origin, None)
+        for origin, zone_config in self.zone_configs.items():
+            soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
+            file_serial = soa_fields(soa).serial
+            old = old_zones.get(origin)
+            if old is None:
+                self.serials[origin] = file_serial
+                self.zones[origin] = self._build_zone(origin)
+                continue
+            built = self._build_zone(origin)
+            if _digest(built) == _digest(old) and _soa_rest(built) == _soa_rest(old):
+                self.zones[origin] = old
+                continue
+            serial = next_serial(self.serials[origin])
+            if serial_gt(file_serial, serial):
+                serial = file_serial
+            self.serials[origin] = serial
+            self.zones[origin] = built.with_serial(serial)
+            changes.append(f"zone {_label(origin)}: serial {old.serial} -> {serial}")
+            if self.writer is not None:
+                self.writer.serial(_text(origin), serial, "")
+        # Transfers: the new rules and keys, each zone's journal carried over.
+        journals = self.transfers.journals
+        self.transfers = Transfers(new.zones, new.keys)
+        for origin, zone_journal in journals.items():
+            if origin in self.transfers.journals:
+                self.transfers.journals[origin] = journal.Journal(
+                    self.transfers.journals[origin].limit, list(zone_journal.entries())
+                )
+        for origin, old in old_zones.items():
+            zone = self.zones.get(origin)
+            if zone is None or zone is old or origin not in self.transfers.journals:
+                continue
+            delta = journal.diff(old, zone, set(old.nodes) | set(zone.nodes))
+            seq = self.transfers.journals[origin].add(delta)
+            if self.writer is not None:
+                row = JournalRow(seq, delta.serial_from, delta.serial_to, journal.encode(delta))
+                self.writer.journal(_text(origin), row, self.transfers.journals[origin].first_seq)
+        self.swap(self._snapshot())
+        # Answers that changed go to the mirrors and the event log, as any change does.
+        for record_key, record in engine.records.items():
+            answer = engine.decisions[record_key].values
+            was = old_engine.decisions[record_key].values if record_key in old_engine.decisions else None
+            if was != answer:
+                self.mirrors.submit(record, answer)
+                if was is not None:
+                    self._answer_changed(record_key, was, "reload")
+        self.refresh_checks()
+        for origin, zone in self.zones.items():
+            if zone is not old_zones.get(origin):
+                self.secondaries.changed(origin)
+        return changes
+
     # -- locations: agents and the vote ([locations]) ----------------------------------
 
     def locations_config(self) -> LocationsConfig | None:
@@ -1039,6 +1218,22 @@ class Runtime:
                     self.zones[origin] = self._build_zone(origin)
         self.swap(self._snapshot())
         await store.save_serials({_text(o): (self.serials[o], digests[o]) for o in self.zone_configs})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What a reload did: live (ok, with the changes in words) or nothing (errors)."""
+
+    ok: bool
+    errors: tuple[str, ...] = ()
+    changes: tuple[str, ...] = ()
+    duration: float = 0.0  # seconds, from reading the file to the new snapshot live
+
+
+def _soa_rest(zone: Zone) -> tuple[object, ...]:
+    """A zone's SOA without its serial: a changed refresh or contact is a new serial too."""
+    fields = soa_fields(zone.soa)
+    return dataclasses.replace(fields, serial=0), zone.soa.ttl
 
 
 def _resumed_wait(row: StoredState, now: float) -> float | None:
