@@ -1,4 +1,4 @@
-"""Command line: `dynserver serve`, `dynserver check-config`, `dynserver probe`,
+"""Command line: `dynserver serve`, `dynserver reload`, `dynserver check-config`, `dynserver probe`,
 `dynserver credential add|list|revoke`, `dynserver agent add|list|remove|run`,
 `dynserver hash-password`, `dynserver --version`."""
 
@@ -61,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
         default="text",
         choices=["text", "json"],
         help="one line per event: logfmt key=value (text, the default) or a JSON object (json)",
+    )
+
+    reload = commands.add_parser(
+        "reload", help="make the running server reload its config (it keeps answering meanwhile)"
+    )
+    _database_options(reload)
+    reload.add_argument(
+        "--control",
+        metavar="PATH",
+        help="the server's control socket; else [server] control, or dynserver.control next to the database",
     )
 
     check = commands.add_parser("check-config", help="validate a config and its master files")
@@ -157,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         from dynserver.locations.agent import main as run_agent
 
         return run_agent(args.server, args.token_file, args.log_level)
+    if args.command == "reload":  # the server loads the file (and says what is wrong with it)
+        return _reload(args)
     try:
         loaded = config.load(args.config)
     except ConfigError as error:
@@ -208,7 +220,70 @@ async def _serve(app_class: type, loaded: config.Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.stopping.set)
-    await app.serve_forever(on_started=_settle_gc)
+    serving = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, _reload_on_hangup(app, serving))
+
+    def started() -> None:
+        _settle_gc()
+        serving.set()
+
+    await app.serve_forever(on_started=started)
+
+
+def _reload_on_hangup(app: Any, serving: asyncio.Event) -> Callable[[], None]:
+    """SIGHUP reloads, as it does nsd and gdnsd. Its handler is installed from the start,
+    since SIGHUP's default ends the process; one sent while starting reloads once started."""
+    reloads: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
+
+    async def reload() -> None:
+        await serving.wait()
+        await app.runtime.reload(actor="signal", via="sighup")
+
+    def hangup() -> None:
+        task = asyncio.get_running_loop().create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    return hangup
+
+
+def _reload(args: argparse.Namespace) -> int:
+    """`dynserver reload`: the running server reloads its config file; exit 0 once the new
+    config is live, else 1 with the errors (the server keeps the config it runs)."""
+    from dynserver import control
+
+    path: Path | None = Path(args.control) if args.control else None
+    if path is None:
+        path = control.control_socket_of_file(Path(args.config), args.database)
+    if path is None:
+        print(
+            f'dynserver: {args.config} has no control socket ([server] control = ""): '
+            "send the server SIGHUP, or pass --control PATH",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        reply = control.request(path, "reload")
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"dynserver: no server answers on {path}: is dynserver running?", file=sys.stderr)
+        return 1
+    except PermissionError:
+        print(f"dynserver: may not connect to {path} (mode 0600): run as the server's user", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as error:
+        print(f"dynserver: no reply on {path}: {error}", file=sys.stderr)
+        return 1
+    changes = [str(change) for change in reply.get("changes") or []]
+    if reply.get("ok") is True:
+        count = f"{len(changes)} change{'s' * (len(changes) != 1)}" if changes else "no change"
+        print(f"reloaded in {float(reply.get('duration') or 0):.3f} s: {count}")
+        for change in changes:
+            print(f"  {change}")
+        return 0
+    print("dynserver: reload refused; the server keeps the config it runs:", file=sys.stderr)
+    for refusal in reply.get("errors") or []:
+        print(f"  {refusal}", file=sys.stderr)
+    return 1
 
 
 # The collector's youngest generation is scanned after this many net allocations
