@@ -403,7 +403,7 @@ def _targets_text(targets: list[Any], indent: str = "  ") -> str:
 
 
 def _item(text: str) -> Item:
-    value = tomlkit.parse(f"x = {text}")["x"]
+    value = tomlkit.parse(f"x = {text}\n")["x"]  # with its line end, as a key of a table needs
     assert isinstance(value, Item)
     return value
 
@@ -469,13 +469,24 @@ def _merge_targets(array: Any, targets: Any) -> bool:
         del array[index]
     for target in added:
         if isinstance(array, AoT):
-            array.append(tomlkit.item(target))
+            array.append(_aot_table(target, array[-1] if len(array) else None))
         elif "\n" in array.as_string():
             indent = re.search(r"\n([ \t]*)[^\s\]]", array.as_string())
             array.add_line(_item(_inline(target)), indent=indent.group(1) if indent else "  ")
         else:
             array.append(_item(_inline(target)))
     return True
+
+
+def _aot_table(target: Definition, like: Table | None) -> Table:
+    """A new [[...]] table, with the blank line after it that the one before it has."""
+    table = tomlkit.table()
+    for key, value in target.items():
+        table[key] = _item(_inline(value))
+    body = like.value.body if like is not None else []
+    if body and body[-1][0] is None and body[-1][1].as_string().count("\n") > 0:
+        table.add(tomlkit.nl())
+    return table
 
 
 def _remove(text: str, doc: tomlkit.TOMLDocument, parent: Any, key: str, key_path: KeyPath) -> str:
@@ -488,7 +499,7 @@ def _remove(text: str, doc: tomlkit.TOMLDocument, parent: Any, key: str, key_pat
         return _dump(text, doc)
     at_end = mine[-1].end == len(lines)
     for section in reversed(mine):
-        del lines[section.lead : section.end]
+        del lines[section.lead : section.after]
     while at_end and len(lines) > 1 and not lines[-1].strip():
         lines.pop()  # no blank lines left at the end of the file
     return "".join(lines)
@@ -506,6 +517,9 @@ class _Section:
     """After its last line that is neither blank nor a comment."""
     end: int
     """Where the next section's lead starts (or the end of the text)."""
+    after: int
+    """After the blank lines that follow its content: a comment after a blank line is
+    about what follows, and stays when the section is removed."""
 
 
 _HEADER_RE = re.compile(r"^[ \t]*\[\[?(?P<keys>[^\[\]]*(?:\"[^\"]*\"[^\[\]]*)*)\]\]?[ \t]*(?:#.*)?$")
@@ -532,7 +546,10 @@ def _sections(lines: list[str]) -> list[_Section]:
         content_end = end
         while content_end > number + 1 and _NOTHING_RE.match(lines[content_end - 1].rstrip("\r\n")):
             content_end -= 1
-        sections.append(_Section(path, leads[index], content_end, end))
+        after = content_end
+        while after < end and not lines[after].strip():
+            after += 1
+        sections.append(_Section(path, leads[index], content_end, end, after))
     return sections
 
 
