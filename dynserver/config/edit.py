@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import hashlib
 import os
 import re
 import stat
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,8 @@ Definition = dict[str, Any]
 """A record, target or monitor as the API carries it: its TOML keys, plain JSON values."""
 
 _BOM = "\ufeff"
+_LABEL_RE = re.compile(rb"[A-Za-z0-9_*-]{1,63}")
+_STALE = 60.0  # seconds: a temporary file this old was left by a write that was killed
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class Editor:
         target = self.path.resolve()
         data = text.encode("utf-8")
         before = target.stat()
+        _remove_stale(target, time.time())
         fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as file:
@@ -256,6 +261,8 @@ class Editor:
             if found is not None and (found if label == "@" else found + origin) == name:
                 return _Place(zone_key, label, records, records[label])
         relative = name[: len(name) - len(origin)]
+        if not all(_LABEL_RE.fullmatch(label) for label in relative):
+            raise self._error(("name",), f"{fqdn!r}: expected labels of letters, digits, '-' and '_'")
         return _Place(zone_key, b".".join(relative).decode("ascii") or "@", records, None)
 
     def _existing(self, doc: tomlkit.TOMLDocument, fqdn: str) -> _Place:
@@ -309,20 +316,21 @@ class Editor:
                 value = {key: value}
             parent[key_path[depth]] = _item(_inline(value))
             return _dump(text, doc)
-        block = _table_text(key_path, fields)
+        newline = "\r\n" if "\r\n" in text else "\n"  # the file's line ends
         lines = text.splitlines(keepends=True)
         if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
+            lines[-1] += newline
         sections = _sections(lines)
         under = [s for s in sections if s.path[: len(after)] == after]
         ahead = [s for s in sections if before and s.path[: len(before)] == before]
+        block = _table_text(key_path, fields)
         if under:
             at, new = under[-1].content_end, "\n" + block
         elif ahead:
             at, new = ahead[0].lead, block + "\n"
         else:
             at, new = len(lines), ("\n" if lines and lines[-1].strip() else "") + block
-        return "".join([*lines[:at], new, *lines[at:]])
+        return "".join([*lines[:at], new.replace("\n", newline), *lines[at:]])
 
 
 @dataclass(frozen=True)
@@ -339,6 +347,14 @@ class _Place:
     @property
     def key_path(self) -> KeyPath:
         return ("zones", self.zone, "records", self.label)
+
+
+def _remove_stale(target: Path, now: float) -> None:
+    """Temporary files of writes killed before their rename: never read, only untidy."""
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - stale.lstat().st_mtime > _STALE:
+                stale.unlink()
 
 
 # -- reading and writing TOML text ------------------------------------------------------

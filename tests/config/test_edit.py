@@ -15,6 +15,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -411,6 +412,12 @@ BAD: list[tuple[str, Edit, str, str]] = [
         "no zone holds app.elsewhere.test",
     ),
     (
+        "a name that is not a host name",
+        lambda e, t: e.put_record(t, "a\\010b.dyn.example.test", {"targets": []}),
+        "name",
+        "expected labels of letters, digits",
+    ),
+    (
         "a record that is not there",
         lambda e, t: e.delete_record(t, "nothing.dyn.example.test"),
         'zones."dyn.example.test".records.nothing',
@@ -451,6 +458,24 @@ def test_save_commits_in_a_thread(editor: Editor) -> None:
     loaded, document = asyncio.run(editor.save(text))
     assert [t.name for t in loaded.zones[0].records[0].targets] == ["charlie", "echo"]
     assert editor.read() == document
+
+
+def test_a_write_removes_temporary_files_a_killed_write_left(editor: Editor) -> None:
+    folder = editor.path.parent
+    old, fresh = folder / ".dynserver.toml.killed.tmp", folder / ".dynserver.toml.writing.tmp"
+    old.write_text("[server")
+    fresh.write_text("[server")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    editor.write(COMMENTED)
+    assert (old.exists(), fresh.exists()) == (False, True)
+
+
+def test_a_file_with_crlf_line_ends_keeps_them(editor: Editor) -> None:
+    text = COMMENTED.replace("\n", "\r\n")
+    text = editor.put_monitor(text, "ssh", {"type": "tcp", "port": 22})
+    text = editor.put_target(text, APP, "echo", {"value": "127.0.0.22", "priority": 5})
+    assert "\n" not in text.replace("\r\n", "")
+    editor.validate(text)
 
 
 def test_a_linked_file_is_written_through_the_link(editor: Editor, tmp_path: Path) -> None:
