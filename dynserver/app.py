@@ -24,6 +24,7 @@ from dynserver.locations.hub import Hub
 from dynserver.mirror.worker import MirrorWorker
 from dynserver.model import Config, Listener
 from dynserver.notify.sender import Notifier
+from dynserver.privileges import drop_privileges
 from dynserver.runtime import Runtime
 from dynserver.server.tcp import TcpServer
 from dynserver.server.udp import UdpServer
@@ -113,6 +114,9 @@ class App:
         self._tasks.append(asyncio.create_task(runtime.sweep(), name="sweeper"))
         if self.config.server.http is not None:
             await self._start_web(self.config.server.http)
+        # Started as root: every listener is bound, so become [server] user now; the
+        # control socket is then the user's, and the user can remove it at stop.
+        drop_privileges(self.config.server.user, self.config.database)
         await self._start_control()  # last: a reload is asked of a server that is up
 
     async def _listen(self, listener: Listener, sockets: tuple[socket.socket, socket.socket]) -> None:

@@ -48,6 +48,9 @@ class ServerConfig:
     # The control socket of `dynserver reload`, relative to the config's folder; None:
     # dynserver.control next to the database (or the config); "": no control socket.
     control: str | None = None
+    # Started as root: the user (and its group) the process becomes once its listeners are
+    # bound, with every capability dropped (dynserver/privileges.py); None: stay as started.
+    user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,11 @@
-"""[server]: the DNS and HTTP listeners, CHAOS answers, the TCP limits and the control socket."""
+"""[server]: the DNS and HTTP listeners, CHAOS answers, the TCP limits, the control socket and
+the user a process started as root becomes."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import pwd
 import re
 from typing import Any
 
@@ -21,6 +24,7 @@ _SERVER_KEYS = {
     "database",
     "history_hours",
     "control",
+    "user",
 }
 
 
@@ -49,7 +53,25 @@ def read_server(reader: Reader, raw: Any) -> ServerConfig:
             table, key_path, "tcp_max_connections_per_client", 64, 1, 100_000, int
         ),
         control=reader.get(table, key_path, "control", str, None, 'a file name ("" for none)'),
+        user=_read_user(reader, table, key_path),
     )
+
+
+def _read_user(reader: Reader, table: dict[str, Any], key_path: KeyPath) -> str | None:
+    """[server] user, checked against this system's users when it will be used: only a
+    process started as root changes user, and a config checked elsewhere (in CI, on a
+    laptop) need not name a user that exists there."""
+    user = reader.get(table, key_path, "user", str, None, "a user name") or None
+    if user is not None and os.geteuid() == 0:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise reader.error(
+                (*key_path, "user"),
+                f"no user {user!r} on this system; create it (useradd --system --no-create-home "
+                f"--shell /usr/sbin/nologin {user}) or name an existing one",
+            ) from None
+    return user
 
 
 def parse_listener(value: str) -> Listener:
