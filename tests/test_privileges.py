@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -28,7 +29,17 @@ import pytest
 from dynserver import privileges
 from dynserver.config import load
 from dynserver.errors import ConfigError
-from tests.support import DEADLINE, IN_CI, ROOT, dynserver, free_port, loopback, master_file, poll
+from tests.support import (
+    DEADLINE,
+    IN_CI,
+    ROOT,
+    dynserver,
+    free_port,
+    loopback,
+    master_file,
+    poll,
+    require_program,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -176,3 +187,42 @@ def test_started_as_root_with_a_user_that_does_not_exist_it_exits_with_the_reaso
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 1
     assert "dynserver.toml:3: server.user: no user 'no-such-user-dynserver' on this system" in result.stderr
+
+
+# -- the systemd unit --------------------------------------------------------------------
+
+UNIT = ROOT / "contrib" / "dynserver.service"
+
+
+def _unit_settings() -> dict[str, list[str]]:
+    """Each key's values, continuation lines joined and comments dropped."""
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().replace("\\\n", " ").splitlines():
+        if line.strip() and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(" ".join(value.split()))
+    return settings
+
+
+def test_the_unit_reloads_with_sighup_and_binds_port_53_as_a_user_of_its_own() -> None:
+    settings = _unit_settings()
+    assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert settings["ExecStart"][0].split()[1:3] == ["serve", "--config"]
+    assert settings["DynamicUser"] == ["yes"]
+    assert settings["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]
+    assert settings["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]  # nothing more, even by exec
+    assert "User" not in settings  # the dynamic user: [server] user is for a start as root
+
+
+def test_systemd_rates_the_unit_exposure_at_most_2() -> None:
+    program = require_program("systemd-analyze", "systemd")
+    result = subprocess.run(
+        [program, "security", "--offline=true", "--no-pager", str(UNIT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    found = re.search(r"Overall exposure level for dynserver\.service: (\d+\.\d)", result.stdout)
+    assert found, result.stdout + result.stderr
+    assert float(found.group(1)) <= 2.0, result.stdout
+    assert f"rates this unit {found.group(1)}" in UNIT.read_text()  # the figure its header states
