@@ -49,11 +49,13 @@ print("done", flush=True)
 
 
 def possible_texts(path: Path) -> set[str]:
-    """Every text the child can leave: the start, and each priority with and without delta."""
+    """Every text the child can leave: the start, and each priority with and without delta
+    (echo's line as the editor writes it, once it has been changed)."""
     editor = Editor(path)
     texts = {COMMENTED}
+    changed = editor.put_target(COMMENTED, APP, "echo", {"value": "127.0.0.22", "priority": 1})
     for priority in range(1, 8):
-        text = editor.put_target(COMMENTED, APP, "echo", {"value": "127.0.0.22", "priority": priority})
+        text = editor.put_target(changed, APP, "echo", {"value": "127.0.0.22", "priority": priority})
         texts.add(text)
         texts.add(editor.put_target(text, APP, "delta", {"value": "127.0.0.24", "priority": 4}))
     return texts
