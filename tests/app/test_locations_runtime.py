@@ -16,6 +16,7 @@ from dynserver.app import App
 from dynserver.config import parse_name
 from dynserver.health.state import Health, Result
 from dynserver.locations.protocol import check_id
+from dynserver.notify.sender import Alert
 
 ZONE = """\
 $ORIGIN dyn.example.test.
@@ -53,6 +54,21 @@ targets = [
 """
 APP = parse_name("app.dyn.example.test")
 PRIMARY = (APP, "A", "primary")
+
+
+class Recorder:
+    """A notifier that keeps the alerts it is given (every destination gets the same)."""
+
+    enabled = True
+
+    def __init__(self, alerts: list[Alert]) -> None:
+        self.alerts = alerts
+
+    def notify(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+    async def stop(self) -> None:
+        pass
 
 
 def answer(app: App) -> list[str]:
@@ -97,8 +113,14 @@ def test_agents_vote_and_the_answer_follows(tmp_path: Path) -> None:
             report(app, "fra", "127.0.0.21", False)
             assert answer(app) == ["127.0.0.21"]  # one location's bad path: no failover
             assert runtime.target_vote(PRIMARY).down == 1
+            alerts: list[Alert] = []
+            runtime.notifier = Recorder(alerts)  # type: ignore[assignment]
             report(app, "nyc", "127.0.0.21", False)  # two agree: moved in the same turn
             assert answer(app) == ["127.0.0.22"]
+            # The notification says which locations agreed, and what each saw.
+            assert [(a.event, a.reason) for a in alerts] == [
+                ("failure", "down at 2 of 3 locations (fra: timeout; nyc: timeout)")
+            ]
             views = {v.name: v for v in runtime.target_locations(PRIMARY)}
             assert views["fra"].health is Health.DOWN and views["sfo"].health is Health.UP
             assert [s.name for s in runtime.location_statuses()] == ["fra", "nyc", "sfo"]
