@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from dynserver import propagation
+from dynserver.config.edit import Definition
 from dynserver.dns.names import fqdn, name_text
 from dynserver.errors import RequestError
 from dynserver.model import DynamicRecord
@@ -34,6 +35,7 @@ from dynserver.update.service import Updates
 from dynserver.update.targets import InvalidValue, parse_value, record_text
 from dynserver.web import openapi, schema, views
 from dynserver.web.client import client_address
+from dynserver.web.editing import Applied, Editing, Refused
 from dynserver.web.schema import ErrorCode
 
 log = logging.getLogger("dynserver.update")
@@ -65,11 +67,13 @@ def create_api(
     updates: Updates,
     checker: propagation.Checker | None = None,
     more: Sequence[BaseRoute] = (),
+    editing: Editing | None = None,
 ) -> Starlette:
     """The ``/api/v1`` application (mounted by dynserver.web.app). ``checker`` runs and
     caches propagation checks (shared with the pages); ``more``: routes of other parts
     under /api/v1 (the agents' endpoints, paths relative to it), inside this app so that
-    a method they lack is answered 405 as on every API path, not 404."""
+    a method they lack is answered 405 as on every API path, not 404; ``editing``: the
+    config file's editor, shared with the pages so their edits are ordered too."""
     checker = checker or views.checker(runtime)
 
     def authenticated(
@@ -282,6 +286,60 @@ def create_api(
             raise ApiError(429, ErrorCode.TOO_MANY_REQUESTS, str(busy), {"Retry-After": retry}) from None
         return _encoded(body)
 
+    # -- reload and definitions (admin): the config file, edited in place ----------
+
+    editing = editing or Editing(runtime)
+
+    async def reload(request: Request, principal: Principal) -> Response:
+        outcome = await runtime.reload(actor=principal.name, via="api")
+        if not outcome.ok:
+            detail = outcome.errors[0] if outcome.errors else "the config file does not load"
+            body = schema.ReloadFailed(error=ErrorCode.INVALID, detail=detail, errors=list(outcome.errors))
+            return _encoded(body, 422)
+        return _encoded(schema.Reloaded(ok=True, changes=list(outcome.changes), duration=outcome.duration))
+
+    def by(request: Request, principal: Principal) -> dict[str, Any]:
+        return {"if_match": request.headers.get("if-match"), "actor": principal.name, "via": "api"}
+
+    def written(definition: Definition, applied: Applied, location: str) -> Response:
+        headers = {"ETag": applied.document.etag}
+        if applied.created:
+            headers["Location"] = location
+        return _definition(definition, headers["ETag"], 201 if applied.created else 200, headers)
+
+    def deleted(what: str, applied: Applied) -> Response:
+        body = schema.Deleted(deleted=what, changes=list(applied.changes))
+        return _encoded(body, headers={"ETag": applied.document.etag})
+
+    async def record_definition(request: Request, principal: Principal) -> Response:
+        name = fqdn(request.path_params["fqdn"])
+        if request.method == "PUT":
+            applied = await editing.put_record(name, await _json_object(request), **by(request, principal))
+            return written(editing.record(name, applied.document)[0], applied, request.url.path)
+        if request.method == "DELETE":
+            return deleted(f"record {name}", await editing.delete_record(name, **by(request, principal)))
+        return _definition(*editing.record(name))
+
+    async def target_definition(request: Request, principal: Principal) -> Response:
+        name, target = fqdn(request.path_params["fqdn"]), request.path_params["name"]
+        if request.method == "PUT":
+            body = await _json_object(request)
+            applied = await editing.put_target(name, target, body, **by(request, principal))
+            return written(editing.target(name, target, applied.document)[0], applied, request.url.path)
+        if request.method == "DELETE":
+            applied = await editing.delete_target(name, target, **by(request, principal))
+            return deleted(f"target {target} of {name}", applied)
+        return _definition(*editing.target(name, target))
+
+    async def monitor_definition(request: Request, principal: Principal) -> Response:
+        name = request.path_params["name"]
+        if request.method == "PUT":
+            applied = await editing.put_monitor(name, await _json_object(request), **by(request, principal))
+            return written(editing.monitor(name, applied.document)[0], applied, request.url.path)
+        if request.method == "DELETE":
+            return deleted(f"monitor {name}", await editing.delete_monitor(name, **by(request, principal)))
+        return _definition(*editing.monitor(name))
+
     async def document(request: Request) -> Response:
         return JSONResponse(openapi.DOCUMENT)
 
@@ -308,10 +366,27 @@ def create_api(
             ),
             Route("/events", authenticated(events, admin=True), methods=["GET"]),
             Route("/locations", authenticated(locations), methods=["GET"]),
+            Route("/reload", authenticated(reload, admin=True), methods=["POST"]),
+            Route(
+                "/config" + record_path,
+                authenticated(record_definition, admin=True),
+                methods=["GET", "PUT", "DELETE"],
+            ),
+            Route(
+                "/config" + target_path,
+                authenticated(target_definition, admin=True),
+                methods=["GET", "PUT", "DELETE"],
+            ),
+            Route(
+                "/config/monitors/{name}",
+                authenticated(monitor_definition, admin=True),
+                methods=["GET", "PUT", "DELETE"],
+            ),
             *more,
         ],
         exception_handlers={
             ApiError: _api_error,  # type: ignore[dict-item]
+            Refused: _refused,  # type: ignore[dict-item]
             HTTPException: _http_error,  # type: ignore[dict-item]
             Exception: _server_error,
         },
@@ -405,6 +480,22 @@ def error_response(
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
     return error_response(exc.status, exc.error, exc.detail, exc.headers)
+
+
+async def _refused(request: Request, exc: Refused) -> Response:
+    return error_response(exc.status, exc.error, exc.detail)
+
+
+def _definition(
+    definition: Definition, etag: str, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A definition from the config file, with the file's ETag for the next If-Match."""
+    return Response(
+        msgspec.json.encode(definition),
+        status,
+        {"ETag": etag, **(headers or {})},
+        media_type="application/json",
+    )
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

@@ -52,22 +52,26 @@ _TIME = {"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}
 _AUTH_ERRORS = {"401": _error("Unauthorized"), "429": _error("TooManyRequests"), "500": _error("ServerError")}
 _ADMIN_ERRORS = {**_AUTH_ERRORS, "403": _error("Forbidden")}
 
-_FQDN = {
-    "name": "fqdn",
-    "in": "path",
-    "required": True,
-    "description": "The dynamic record's name, e.g. app.dyn.example.test (a trailing dot is allowed).",
-    "schema": {"type": "string"},
-    "example": "app.dyn.example.test",
-}
-_TARGET = {
-    "name": "name",
-    "in": "path",
-    "required": True,
-    "description": "The target's name within the record, e.g. bravo.",
-    "schema": {"type": "string"},
-    "example": "bravo",
-}
+
+def _in_path(name: str, description: str, example: str) -> dict[str, Any]:
+    """A path parameter (a string)."""
+    schema = {"type": "string"}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema,
+        "example": example,
+    }
+
+
+_FQDN = _in_path(
+    "fqdn",
+    "The dynamic record's name, e.g. app.dyn.example.test (a trailing dot is allowed).",
+    "app.dyn.example.test",
+)
+_TARGET = _in_path("name", "The target's name within the record, e.g. bravo.", "bravo")
 
 
 def _error_body(description: str) -> dict[str, Any]:
@@ -94,6 +98,79 @@ _RESPONSES = {
 }
 
 _TARGET_PARAMETERS = [_FQDN, _TARGET]
+_MONITOR = _in_path("name", "The monitor's name, e.g. web.", "web")
+
+# -- definitions: the config file, edited (admin) --------------------------------------
+
+_ETAG = {
+    "ETag": {
+        "description": "The config file's strong ETag (of the whole file): send it as If-Match to change it.",
+        "schema": {"type": "string"},
+    }
+}
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": True,
+    "description": "The ETag of a GET: the change is made only if the file is still that one (else 412).",
+    "schema": {"type": "string"},
+    "example": '"5d41402abc4b2a76b9719d911017c592..."',
+}
+_EDIT_ERRORS = {
+    "400": _error("BadRequest"),
+    "409": _error_body("Editing is off: the config file cannot be written (the detail says why)."),
+    "412": _error_body("The config file changed since the ETag sent in If-Match was read."),
+    "422": _error_body(
+        "The change does not load as a start-up load would (detail: file:line: key: reason); "
+        "nothing was written."
+    ),
+    "428": _error_body("No If-Match: an edit must say which version of the file it changes."),
+    **_ADMIN_ERRORS,
+}
+
+
+def _definition_path(
+    what: str, body: Any, operation: str, parameters: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """GET, PUT and DELETE of one definition in the config file."""
+    written = {**_json(body, f"The {what} as now written (and live)."), "headers": _ETAG}
+    return {
+        "parameters": parameters,
+        "get": {
+            "operationId": f"get{operation}Definition",
+            "summary": f"The {what} as the config file has it, with the file's ETag (admin)",
+            "responses": {
+                "200": {**_json(body, f"The {what}."), "headers": _ETAG},
+                "404": _error("NotFound"),
+                **_ADMIN_ERRORS,
+            },
+        },
+        "put": {
+            "operationId": f"put{operation}Definition",
+            "summary": f"Create or replace the {what} in the config file, then reload (admin)",
+            "description": "Validated as a start-up load is, written atomically with the file's "
+            "comments and layout kept, then reloaded: answered once the change is live.",
+            "parameters": [_IF_MATCH],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _schema(body)}}},
+            "responses": {
+                "200": written,
+                "201": {**written, "description": f"The {what} was created, and is live."},
+                "404": _error("NotFound"),
+                **_EDIT_ERRORS,
+            },
+        },
+        "delete": {
+            "operationId": f"delete{operation}Definition",
+            "summary": f"Remove the {what} from the config file, then reload (admin)",
+            "parameters": [_IF_MATCH],
+            "responses": {
+                "200": {**_json(schema.Deleted, "Removed, and live."), "headers": _ETAG},
+                "404": _error("NotFound"),
+                **_EDIT_ERRORS,
+            },
+        },
+    }
+
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -260,6 +337,27 @@ DOCUMENT: dict[str, Any] = {
                 },
             },
         },
+        "/reload": {
+            "post": {
+                "operationId": "reload",
+                "summary": "Reload the config file (admin)",
+                "description": "The file and every master file are loaded and validated completely "
+                "first; on an error nothing changes. What changed is applied as a difference: health "
+                "states, values set by updates and check history are kept.",
+                "responses": {
+                    "200": _json(schema.Reloaded, "The config file is live."),
+                    "422": _json(schema.ReloadFailed, "The file does not load; nothing changed."),
+                    **_ADMIN_ERRORS,
+                },
+            }
+        },
+        "/config/records/{fqdn}": _definition_path("record", schema.RecordDefinition, "Record", [_FQDN]),
+        "/config/records/{fqdn}/targets/{name}": _definition_path(
+            "target", schema.TargetDefinition, "Target", _TARGET_PARAMETERS
+        ),
+        "/config/monitors/{name}": _definition_path(
+            "monitor", schema.MonitorDefinition, "Monitor", [_MONITOR]
+        ),
         "/events": {
             "get": {
                 "operationId": "listEvents",

@@ -39,7 +39,9 @@ class ErrorCode(enum.StrEnum):
     FORBIDDEN = "forbidden"  #: 403: the credential may not do this
     NOT_FOUND = "not_found"  #: 404: no such path, record or target
     METHOD_NOT_ALLOWED = "method_not_allowed"  #: 405: the path has no such method
-    CONFLICT = "conflict"  #: 409: the request contradicts the resource
+    CONFLICT = "conflict"  #: 409: the request contradicts the resource (or editing is off)
+    PRECONDITION_FAILED = "precondition_failed"  #: 412: If-Match is not the file's ETag now
+    PRECONDITION_REQUIRED = "precondition_required"  #: 428: an edit without If-Match
     INVALID = "invalid"  #: 422: readable, but not a valid value
     TOO_LARGE = "too_large"  #: 413: the body is larger than the endpoint takes
     TOO_MANY_REQUESTS = "too_many_requests"  #: 429: rate-limited or locked out
@@ -206,6 +208,98 @@ class Checking(ResponseBody, frozen=True):
     checking: Annotated[list[str], Meta(description="The targets being checked.")]
 
 
+# -- reload and definitions (the config file) --------------------------------------
+
+
+class Definition(Struct, frozen=True, omit_defaults=True):
+    """A definition as the config file has it: the TOML keys of docs/configuration.md as
+    JSON, each optional here (the config says which it needs). A PUT sends the same; a
+    key the config does not know, or a value it does not take, is a 422 that names it."""
+
+
+class TargetDefinition(Definition, frozen=True):
+    name: Annotated[str, Meta(description="If given in a PUT, the URL's.")] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    value: str | msgspec.UnsetType = msgspec.UNSET
+    priority: Annotated[int, Meta(description="Lower is preferred.")] | msgspec.UnsetType = msgspec.UNSET
+    maintenance: bool | msgspec.UnsetType = msgspec.UNSET
+    check_address: str | msgspec.UnsetType = msgspec.UNSET
+    check_port: int | msgspec.UnsetType = msgspec.UNSET
+    port: Annotated[int, Meta(description="check_port's older name.")] | msgspec.UnsetType = msgspec.UNSET
+    host: str | msgspec.UnsetType = msgspec.UNSET
+    path: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class RecordDefinition(Definition, frozen=True):
+    type: Annotated[str, Meta(examples=["A"])] | msgspec.UnsetType = msgspec.UNSET
+    ttl: int | msgspec.UnsetType = msgspec.UNSET
+    monitor: str | msgspec.UnsetType = msgspec.UNSET
+    policy: str | msgspec.UnsetType = msgspec.UNSET
+    fallback: str | msgspec.UnsetType = msgspec.UNSET
+    min_up: int | msgspec.UnsetType = msgspec.UNSET
+    pending_ttl: int | msgspec.UnsetType = msgspec.UNSET
+    mirror: Any | msgspec.UnsetType = msgspec.UNSET
+    targets: list[TargetDefinition] | msgspec.UnsetType = msgspec.UNSET
+
+
+class MonitorDefinition(Definition, frozen=True):
+    type: Annotated[str, Meta(examples=["http"])] | msgspec.UnsetType = msgspec.UNSET
+    port: int | msgspec.UnsetType = msgspec.UNSET
+    path: str | msgspec.UnsetType = msgspec.UNSET
+    interval: float | msgspec.UnsetType = msgspec.UNSET
+    timeout: float | msgspec.UnsetType = msgspec.UNSET
+    retries: int | msgspec.UnsetType = msgspec.UNSET
+    consecutive_up: int | msgspec.UnsetType = msgspec.UNSET
+    consecutive_down: int | msgspec.UnsetType = msgspec.UNSET
+    failback_delay: float | msgspec.UnsetType = msgspec.UNSET
+    method: str | msgspec.UnsetType = msgspec.UNSET
+    header: dict[str, str | list[str]] | msgspec.UnsetType = msgspec.UNSET
+    expected_codes: int | str | list[int | str] | msgspec.UnsetType = msgspec.UNSET
+    expected_body: str | msgspec.UnsetType = msgspec.UNSET
+    unexpected_body: str | msgspec.UnsetType = msgspec.UNSET
+    follow_redirects: bool | msgspec.UnsetType = msgspec.UNSET
+    allow_insecure: bool | msgspec.UnsetType = msgspec.UNSET
+    max_response_bytes: int | msgspec.UnsetType = msgspec.UNSET
+    user_agent: str | msgspec.UnsetType = msgspec.UNSET
+    send: str | msgspec.UnsetType = msgspec.UNSET
+    expect: str | msgspec.UnsetType = msgspec.UNSET
+    query_name: str | msgspec.UnsetType = msgspec.UNSET
+    query_type: str | msgspec.UnsetType = msgspec.UNSET
+    expected_rcode: str | msgspec.UnsetType = msgspec.UNSET
+    expected_data: str | msgspec.UnsetType = msgspec.UNSET
+    expected_json: str | msgspec.UnsetType = msgspec.UNSET
+    max_response_time: float | msgspec.UnsetType = msgspec.UNSET
+    invert: bool | msgspec.UnsetType = msgspec.UNSET
+    quorum: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class Deleted(ResponseBody, frozen=True):
+    """A definition removed from the config file, and live."""
+
+    deleted: Annotated[str, Meta(description="What was removed.")]
+    changes: Annotated[list[str], Meta(description="What the reload changed, in short.")]
+
+
+class Reloaded(ResponseBody, frozen=True):
+    """The config file is live."""
+
+    ok: bool
+    changes: Annotated[
+        list[str],
+        Meta(description='What changed, in short, e.g. "record app.dyn.example.test: target charlie added".'),
+    ]
+    duration: Seconds
+
+
+class ReloadFailed(ResponseBody, frozen=True):
+    """The config file does not load: nothing changed, the old config still runs."""
+
+    error: ErrorCode
+    detail: Annotated[str, Meta(description="The first error: file:line: key: what was expected.")]
+    errors: list[str]
+
+
 # -- locations -----------------------------------------------------------------------
 
 
@@ -309,5 +403,11 @@ RESPONSES: Final = (
     LocationList,
     StreamMessage,
     Accepted,
+    RecordDefinition,
+    TargetDefinition,
+    MonitorDefinition,
+    Deleted,
+    Reloaded,
+    ReloadFailed,
 )
 REQUESTS: Final = (ValueUpdate, Maintenance, ResultsBatch)
