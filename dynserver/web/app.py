@@ -30,6 +30,8 @@ from dynserver.update.targets import Targets
 from dynserver.web import agents, dyndns2, metrics, pages, views
 from dynserver.web.api import api_aware_http_error, create_api
 from dynserver.web.auth import Auth
+from dynserver.web.editing import Editing
+from dynserver.web.headers import SecurityHeaders
 
 
 def web_dir() -> Path:
@@ -61,6 +63,7 @@ def create_app(
     templates = Jinja2Templates(directory=str(assets / "templates"))
     auth = Auth(runtime.web_settings, limits or runtime.web_settings().limits)
     hub = hub or Hub(runtime)
+    editing = Editing(runtime)  # one for the API and the pages: its lock orders their edits
 
     def follow() -> None:
         """What a reload changed, taken up before a request reads it."""
@@ -81,16 +84,16 @@ def create_app(
 
     web = Starlette(
         routes=[
-            *pages.routes(runtime, updates, auth, templates, checker),
+            *pages.routes(runtime, updates, auth, templates, checker, editing),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *metrics.routes(runtime, auth),
             *dyndns2.routes(updates),
-            Mount("/api/v1", create_api(runtime, updates, checker, more=agents.routes(hub))),
+            Mount("/api/v1", create_api(runtime, updates, checker, more=agents.routes(hub), editing=editing)),
             Mount("/static", StaticFiles(directory=str(assets / "static")), name="static"),
         ],
         exception_handlers={HTTPException: api_aware_http_error},  # type: ignore[dict-item]
-        middleware=[Middleware(_Following, follow=follow)],
+        middleware=[Middleware(SecurityHeaders), Middleware(_Following, follow=follow)],
     )
     web.state.propagation = checker  # WebServer.stop cancels its checks still in flight
     web.state.hub = hub  # ... and ends the agents' streams

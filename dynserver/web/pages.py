@@ -14,6 +14,8 @@ import html
 import logging
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from markupsafe import Markup
@@ -24,7 +26,7 @@ from starlette.templating import Jinja2Templates
 
 from dynserver import __version__, propagation
 from dynserver.dns import wire
-from dynserver.dns.names import fqdn
+from dynserver.dns.names import fqdn, name_text
 from dynserver.health.engine import target_key
 from dynserver.locations.quorum import Tally
 from dynserver.model import DynamicRecord
@@ -37,6 +39,7 @@ from dynserver.web import views
 from dynserver.web.api import error_response
 from dynserver.web.auth import ADMIN, COOKIE, Auth, Session, set_cookie
 from dynserver.web.client import client_address
+from dynserver.web.editing import Applied, Editing, Refused, field_of, form_definition
 from dynserver.web.schema import ErrorCode
 
 log = logging.getLogger("dynserver.web")
@@ -72,10 +75,12 @@ def routes(
     auth: Auth,
     templates: Jinja2Templates,
     checker: propagation.Checker | None = None,
+    editing: Editing | None = None,
 ) -> list[Route]:
     """The page routes, for dynserver.web.app to mount at the root. ``checker`` runs and
-    caches propagation checks (shared with the API)."""
+    caches propagation checks, ``editing`` edits the config file (both shared with the API)."""
     checker = checker or views.checker(runtime)
+    editing = editing or Editing(runtime)
 
     templates.env.filters["ago"] = _ago
     templates.env.filters["clock"] = _clock
@@ -129,7 +134,9 @@ def routes(
     def find_record(request: Request) -> DynamicRecord | None:
         return updates.targets.record(request.path_params["fqdn"])
 
-    async def record_page(request: Request) -> Response:
+    async def record_page(request: Request, adding: Form | None = None, status: int = 200) -> Response:
+        """The record; for admin also its forms: add a target (``adding``: the form sent
+        back with its errors), edit or remove one."""
         if not auth.may_read(request):
             return login_redirect(request)
         record = find_record(request)
@@ -140,7 +147,208 @@ def routes(
         events: list[Any] = await runtime.events(record=wire.name_to_text(record.name), limit=50)
         chart = chart_svg(samples, [t.name for t in record.targets], since, time.time())
         context = {"record": record_card(record), "chart": chart, "events": events, "hours": CHART_HOURS}
-        return render(request, "record.html", context)
+        if auth.session(request) is not None:
+            context["adding"] = adding or fresh_form({"priority": "1"})
+        return render(request, "record.html", context, status)
+
+    # -- editing: forms that change the config file (docs/dashboard.md, "Editing") ----
+
+    def fresh_form(values: dict[str, str], etag: str | None = None) -> Form:
+        """A form as first shown: the file's ETag (its If-Match) and whether it can be saved."""
+        try:
+            etag = etag or editing.document().etag
+        except Refused as refused:
+            return Form(values, etag="", error=refused.detail, off=refused.detail)
+        return Form(values, etag=etag, off=editing.writable())
+
+    async def edit(
+        request: Request,
+        change: Callable[[dict[str, Any]], Awaitable[Applied]],
+        fields: Collection[str],
+        where: Callable[[Refused], str | None] | None = None,
+    ) -> tuple[Form, Applied | None]:
+        """Run a form's change as the session's admin; the form back with the message
+        next to its field (``where``: which one; else field_of) or above it when refused."""
+        form = await _form(request)
+        values = {name: form.get(name, "") for name in (*fields, "etag")}
+        by = {"if_match": form.get("etag") or None, "actor": f"web:{ADMIN}", "via": "dashboard"}
+        try:
+            return Form(values, etag=values["etag"]), await change(by)
+        except Refused as refused:
+            at = (where or (lambda r: field_of(r, fields)))(refused) if refused.status == 422 else None
+            # 412: the file changed meanwhile; the next try is against the file as it is now.
+            etag = "" if refused.status == 412 else values["etag"]
+            again = fresh_form(values, etag or None)
+            if at is not None:
+                again.errors[at] = refused.reason
+            else:
+                again.error = refused.detail
+            again.status = refused.status
+            return again, None
+
+    async def posted_record(request: Request) -> tuple[DynamicRecord | None, Response | None]:
+        """The record an admin's POST changes, or the response refusing the POST."""
+        session, error = await admin_post(request)
+        if error is not None or session is None:
+            return None, error or Response(status_code=401)
+        record = find_record(request)
+        if record is None:
+            return None, Response("no such record\n", status_code=404)
+        return record, None
+
+    async def add_target(request: Request) -> Response:
+        record, refusal = await posted_record(request)
+        if record is None:
+            return refusal or Response(status_code=404)
+        name = record_text(record)
+        form = await _form(request)
+        target = form.get("name", "").strip().lower()
+
+        async def change(by: dict[str, Any]) -> Applied:
+            if not target:
+                raise Refused(422, ErrorCode.INVALID, "name: expected a name such as charlie", "name")
+            if any(t.name == target for t in record.targets):
+                reason = f"{name} has a target {target!r} already; edit it in the table above"
+                raise Refused(422, ErrorCode.INVALID, reason, "name")
+            return await editing.put_target(name, target, form_definition(form, TARGET_FIELDS), **by)
+
+        sent, applied = await edit(request, change, TARGET_FIELDS)
+        if applied is None:
+            return await record_page(request, sent, sent.status)
+        return RedirectResponse(f"/records/{name}", status_code=303)
+
+    async def target_page(request: Request) -> Response:
+        """Edit one target (GET: the form from the file; POST: save it)."""
+        record = find_record(request)
+        target = request.path_params["name"].lower()
+        if auth.session(request) is None:
+            return login_redirect(request)
+        if record is None or not any(t.name == target for t in record.targets):
+            return render(
+                request,
+                "missing.html",
+                {"message": f"There is no target {target} of {fqdn(request.path_params['fqdn'])}."},
+                404,
+            )
+        name = record_text(record)
+        if request.method == "GET":
+            try:
+                definition, etag = editing.target(name, target)
+            except Refused as refused:
+                return render(request, "missing.html", {"message": refused.detail}, refused.status)
+            shown = {**definition, "check_port": definition.get("check_port", definition.get("port", ""))}
+            values = {field: _text(shown.get(field)) for field in TARGET_FIELDS}
+            context = {"record": record_card(record), "target": target, "form": fresh_form(values, etag)}
+            return render(request, "target.html", context)
+        session, error = await admin_post(request)
+        if error is not None or session is None:
+            return error or Response(status_code=401)
+        form = await _form(request)
+
+        async def change(by: dict[str, Any]) -> Applied:
+            before, _ = editing.target(name, target)
+            base = {k: v for k, v in before.items() if k != "port"}  # check_port is on the form
+            fields = [f for f in TARGET_FIELDS if f != "name"]
+            return await editing.put_target(name, target, form_definition(form, fields, base), **by)
+
+        sent, applied = await edit(request, change, TARGET_FIELDS)
+        if applied is None:
+            context = {"record": record_card(record), "target": target, "form": sent}
+            return render(request, "target.html", context, sent.status)
+        return RedirectResponse(f"/records/{name}", status_code=303)
+
+    async def remove_target(request: Request) -> Response:
+        record, refusal = await posted_record(request)
+        if record is None:
+            return refusal or Response(status_code=404)
+        name, target = record_text(record), request.path_params["name"].lower()
+
+        async def change(by: dict[str, Any]) -> Applied:
+            return await editing.delete_target(name, target, **by)
+
+        sent, applied = await edit(request, change, ())
+        if applied is None:
+            return await record_page(request, sent, sent.status)
+        return RedirectResponse(f"/records/{name}", status_code=303)
+
+    async def monitor_page(request: Request) -> Response:
+        """Edit a monitor (GET: the form from the file; POST: save it)."""
+        if auth.session(request) is None:
+            return login_redirect(request)
+        monitor = request.path_params["name"]
+        if request.method == "GET":
+            try:
+                definition, etag = editing.monitor(monitor)
+            except Refused as refused:
+                return render(request, "missing.html", {"message": refused.detail}, refused.status)
+            values = {field: _text(definition.get(field)) for field in MONITOR_FIELDS}
+            return render(request, "monitor.html", {"monitor": monitor, "form": fresh_form(values, etag)})
+        session, error = await admin_post(request)
+        if error is not None or session is None:
+            return error or Response(status_code=401)
+        form = await _form(request)
+
+        async def change(by: dict[str, Any]) -> Applied:
+            before, _ = editing.monitor(monitor)
+            return await editing.put_monitor(monitor, form_definition(form, MONITOR_FIELDS, before), **by)
+
+        sent, applied = await edit(request, change, MONITOR_FIELDS)
+        if applied is None:
+            return render(request, "monitor.html", {"monitor": monitor, "form": sent}, sent.status)
+        return RedirectResponse(f"/monitors/{monitor}", status_code=303)
+
+    def new_record_context(form: Form) -> dict[str, Any]:
+        zones = [name_text(zone.origin) for zone, config in runtime.served_zones() if config is not None]
+        monitors = [(m, m) for m in editing.monitors()]
+        return {
+            "form": form,
+            "zone_options": [(z, z) for z in zones],
+            "type_options": [(t, t) for t in RECORD_TYPES],
+            "monitor_options": [("", "none: not checked"), *monitors, (NEW_MONITOR, "a new monitor, below")],
+        }
+
+    async def new_record(request: Request) -> Response:
+        """Create a dynamic record with its first target, and with a new monitor or one
+        that exists: one edit, so the file never holds a record without its monitor."""
+        if auth.session(request) is None:
+            return login_redirect(request)
+        if request.method == "GET":
+            blank = {"type": "A", "ttl": "60", "target_priority": "1", "monitor_type": "http"}
+            return render(request, "record_new.html", new_record_context(fresh_form(blank)))
+        session, error = await admin_post(request)
+        if error is not None or session is None:
+            return error or Response(status_code=401)
+        form = await _form(request)
+        label, zone = form.get("label", "").strip().lower(), form.get("zone", "").strip()
+        monitor = form.get("monitor", "").strip()
+        new_monitor = form.get("monitor_name", "").strip() if monitor == NEW_MONITOR else ""
+        target = {k.removeprefix("target_"): form.get(k, "") for k in NEW_RECORD_TARGET}
+        record = form_definition(form, ("type", "ttl"))
+        record["monitor"] = new_monitor or monitor or None
+        record["targets"] = [form_definition(target, TARGET_FIELDS)]
+        name = f"{label}.{zone}" if label not in ("", "@") else zone
+
+        async def change(by: dict[str, Any]) -> Applied:
+            if not label:
+                raise Refused(422, ErrorCode.INVALID, "label: expected a name such as app", "label")
+            if monitor == NEW_MONITOR and not new_monitor:
+                raise Refused(422, ErrorCode.INVALID, "expected a name such as web", "monitor_name")
+            if editing.editor.record(editing.document().text, name) is not None:
+                raise Refused(422, ErrorCode.INVALID, f"{name} exists already", "label")
+            fields = {k.removeprefix("monitor_"): form.get(k, "") for k in NEW_RECORD_MONITOR}
+            definition = form_definition(fields, MONITOR_FIELDS)
+
+            def operation(text: str) -> tuple[str, bool]:
+                if new_monitor:
+                    text = editing.editor.put_monitor(text, new_monitor, definition)
+                return editing.editor.put_record(text, name, record), True
+
+            return await editing.change(operation, **by)
+
+        sent, applied = await edit(request, change, NEW_RECORD_FIELDS, _new_record_field)
+        if applied is None:
+            return render(request, "record_new.html", new_record_context(sent), sent.status)
+        return RedirectResponse(f"/records/{fqdn(name)}", status_code=303)
 
     async def propagation_page(request: Request) -> Response:
         """Who answers what we answer: complete without script; propagation.js then
@@ -329,7 +537,12 @@ def routes(
 
     return [
         Route("/", dashboard),
+        Route("/records/new", new_record, methods=["GET", "POST"]),
         Route("/records/{fqdn}", record_page),
+        Route("/records/{fqdn}/targets", add_target, methods=["POST"]),
+        Route("/records/{fqdn}/targets/{name}/edit", target_page, methods=["GET", "POST"]),
+        Route("/records/{fqdn}/targets/{name}/remove", remove_target, methods=["POST"]),
+        Route("/monitors/{name}", monitor_page, methods=["GET", "POST"]),
         Route("/records/{fqdn}/propagation", propagation_page),
         Route("/records/{fqdn}/propagation.json", propagation_json),
         Route("/records/{fqdn}/check", check, methods=["POST"]),
@@ -398,6 +611,59 @@ def chart_svg(samples: list[Sample], targets: list[str], since: float, until: fl
         parts.append(f'<text {middle} class="label" text-anchor="middle">no samples yet</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+# -- the editing forms' fields: the TOML keys they set (docs/configuration.md) --------
+
+TARGET_FIELDS = ("name", "value", "priority", "check_address", "check_port", "host", "path")
+MONITOR_FIELDS = (
+    *("type", "port", "path", "interval", "timeout"),
+    *("consecutive_up", "consecutive_down", "expected_codes", "expected_body"),
+)
+NEW_MONITOR = "+new"  # the monitor choice "a new one, below"
+NEW_RECORD_TARGET = ("target_name", "target_value", "target_priority")
+NEW_RECORD_MONITOR = ("monitor_type", "monitor_port", "monitor_path", "monitor_interval", "monitor_timeout")
+NEW_RECORD_FIELDS = (
+    *("zone", "label", "type", "ttl", "monitor", "monitor_name"),
+    *NEW_RECORD_TARGET,
+    *NEW_RECORD_MONITOR,
+)
+RECORD_TYPES = ("A", "AAAA", "CNAME")
+
+
+@dataclass
+class Form:
+    """An editing form as a page shows it: the values typed (or read from the file),
+    the file's ETag it changes (If-Match), a message per field, one above the form, and
+    why editing is off (the file cannot be written), if it is."""
+
+    values: dict[str, str]
+    etag: str
+    errors: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    off: str | None = None
+    status: int = 200
+
+
+def _new_record_field(refused: Refused) -> str | None:
+    """The new-record form's field of a refusal: the monitor's keys are its monitor_...
+    fields, the target's its target_... fields, the record's its own."""
+    if refused.key.startswith("monitors."):
+        found = field_of(refused, [f.removeprefix("monitor_") for f in NEW_RECORD_MONITOR])
+        return f"monitor_{found}" if found else "monitor_name"
+    if refused.key.endswith(".targets"):
+        found = field_of(refused, [f.removeprefix("target_") for f in NEW_RECORD_TARGET])
+        return f"target_{found}" if found else "target_name"
+    return field_of(refused, ("zone", "label", "type", "ttl", "monitor", "monitor_name"))
+
+
+def _text(value: Any) -> str:
+    """A definition's value as a form field shows it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 MAX_FORM = 8 * 1024
