@@ -200,7 +200,7 @@ def test_checks_handed_to_agents_change_with_an_update(tmp_path: Path) -> None:
             assert await asyncio.wait_for(waiter, 1) == generation + 1
             assert "127.0.0.23" in ids(app)
             assert await runtime.checks_changed(generation) == generation + 1  # at once
-            assert check_id  # the ids are protocol.check_id's
+            assert set(ids(app).values()) == {check_id(key) for key in runtime._check_targets}
         finally:
             await app.stop()
 
