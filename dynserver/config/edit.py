@@ -89,6 +89,11 @@ class Editor:
                 f"the folder {target.parent} is read-only for this process (uid {os.geteuid()}); "
                 "an edit writes a temporary file there and renames it over the config file"
             )
+        if str(target) in _mount_points():
+            return (
+                f"the config file {target} is a mount point (a file bind-mounted into a container?); "
+                "an edit renames a new file over it, which a mount point refuses: mount its folder instead"
+            )
         links = target.stat().st_nlink
         if links > 1:
             return f"the config file {target} has {links} hard links; an edit would replace it and break them"
@@ -347,6 +352,18 @@ class _Place:
     @property
     def key_path(self) -> KeyPath:
         return ("zones", self.zone, "records", self.label)
+
+
+def _mount_points(mountinfo: Path = Path("/proc/self/mountinfo")) -> set[str]:
+    """Where something is mounted (Linux; elsewhere nothing is known): the fifth field of
+    each line, with its octal escapes (a space is \\040) undone."""
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return set()
+    fields = [line.split(" ") for line in lines]
+    unescape = re.compile(r"\\([0-7]{3})")
+    return {unescape.sub(lambda m: chr(int(m.group(1), 8)), f[4]) for f in fields if len(f) > 4}
 
 
 def _remove_stale(target: Path, now: float) -> None:

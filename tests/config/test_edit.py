@@ -12,6 +12,8 @@ import asyncio
 import difflib
 import hashlib
 import os
+import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -507,6 +509,26 @@ def test_writable(editor: Editor, tmp_path: Path) -> None:
         os.chmod(tmp_path, 0o755)
     assert f"the folder {tmp_path} is read-only" in reason
     assert "renames it over the config file" in reason
+
+
+def test_a_bind_mounted_file_is_not_writable(editor: Editor, tmp_path: Path) -> None:
+    """A file bind-mounted on its own (docker run -v file:file) cannot be renamed over."""
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1) to make a mount namespace")
+    mounted = tmp_path / "mounted.toml"
+    mounted.write_text("")
+    check = "import sys; from dynserver.config import Editor; print(Editor(sys.argv[1]).writable())"
+    source, target, python = (shlex.quote(str(p)) for p in (editor.path, mounted, sys.executable))
+    script = f"mount --bind {source} {target} && {python} -c {shlex.quote(check)} {target}"
+    private = ["--mount", "--propagation", "private", "sh", "-c", script]
+    for namespace in (["unshare", *private], ["unshare", "--user", "--map-root-user", *private]):
+        result = subprocess.run(namespace, capture_output=True, text=True, timeout=60, cwd=ROOT)
+        if result.returncode == 0:
+            break
+    else:
+        pytest.skip(f"no mount namespace here: {result.stderr.strip()}")
+    assert f"the config file {mounted} is a mount point" in result.stdout
+    assert editor.writable() is None  # outside the namespace, nothing is mounted there
 
 
 def test_check_config_accepts_what_the_edits_wrote(editor: Editor) -> None:
