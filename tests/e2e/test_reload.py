@@ -10,12 +10,15 @@ does *not* happen (a check that must not run) and say so.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -51,8 +54,10 @@ from tests.support import (
     poll,
     require_program,
     wait_for_dns,
+    wait_for_http,
 )
 from tests.test_cli import run
+from tests.update.common import add
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -162,6 +167,37 @@ def test_the_command_without_a_server(tmp_path: Path) -> None:
     result = run("reload", "--config", str(config))
     assert result.returncode == 1
     assert "is dynserver running?" in result.stderr
+
+
+def test_reload_by_the_api(tmp_path: Path) -> None:
+    with backends(tmp_path) as pool:
+        a, b = http(pool, "a"), http(pool, "b")
+        config = make_config(tmp_path, monitor("web", "http"), record("app", "web", [target(a)]))
+        secret = add(config, "admin", "--admin")
+        host = loopback()
+        url = f"http://{host}:{free_port(host)}"
+        with dynserver(config, host=host, zone=ZONE, http=url.removeprefix("http://")) as server:
+            wait_for_http(f"{url}/healthz")
+            wait_up(server, "app", a)
+            moved = config.read_text().replace(
+                f'"{a.host}", priority = 1, port = {a.port}', f'"{b.host}", priority = 1, port = {b.port}'
+            )
+            config.write_text(moved)
+            request = urllib.request.Request(
+                f"{url}/api/v1/reload", method="POST", headers={"Authorization": f"Bearer {secret}"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                body = json.load(response)
+            assert body["ok"] is True and any("target a: value" in c for c in body["changes"]), body
+            wait_answer(server, "app", b)
+            assert "via=api actor=admin" in server.log_text()
+
+            config.write_text(config.read_text().replace("[monitors.web]", "[monitors.web"))
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == 422
+            assert "not valid TOML" in json.load(refused.value)["detail"]
+            assert answer(server, "app").values == (b.host,)
 
 
 # -- listeners --------------------------------------------------------------------------
