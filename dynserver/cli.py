@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import gc
 import os
 import signal
@@ -187,13 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     from dynserver import logs
 
     logs.configure(args.log_level, args.log_format)
-    from dynserver.app import App, with_listeners
+    from dynserver.app import App, Overrides
 
-    loaded = with_listeners(loaded, args.dns, args.http)
-    if args.database is not None:
-        loaded = dataclasses.replace(loaded, database=Path(args.database) if args.database else None)
+    # Kept by the server: a reload applies them again to the config it reads.
+    overrides = Overrides(dns=tuple(args.dns or ()), http=args.http, database=args.database)
+    loaded = overrides.apply(loaded)
     try:
-        _run_loop(_serve(App, loaded))
+        _run_loop(_serve(App, loaded, overrides))
     except OSError as error:
         print(f"dynserver: cannot listen: {error}", file=sys.stderr)
         return 1
@@ -215,8 +214,8 @@ def _run_loop(main: Coroutine[Any, Any, None]) -> None:
     asyncio.run(main)
 
 
-async def _serve(app_class: type, loaded: config.Config) -> None:
-    app = app_class(loaded)
+async def _serve(app_class: type, loaded: config.Config, overrides: Any) -> None:
+    app = app_class(loaded, overrides=overrides)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.stopping.set)
