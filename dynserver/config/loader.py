@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,12 +13,11 @@ from dynserver.config.locations import read_locations
 from dynserver.config.mirrors import read_mirrors
 from dynserver.config.monitors import read_monitors
 from dynserver.config.notifications import read_notifications
-from dynserver.config.reader import Reader, read_document
+from dynserver.config.reader import Reader, parse_document, read_document
 from dynserver.config.server import read_server
 from dynserver.config.transfer import read_transfers
 from dynserver.config.web import read_web
 from dynserver.config.zones import read_zones
-from dynserver.errors import ConfigError
 from dynserver.model import Config
 
 _TOP_KEYS = {"server", "zones", "monitors", "notifications", "demo", "keys", "mirrors", "web", "locations"}
@@ -43,25 +40,8 @@ def load_text(text: str, path: str | Path, environ: Mapping[str, str] | None = N
     it, errors naming it and the line in ``text``. An edit is validated by this before it
     is written, so a written file is one ``load`` accepts."""
     path = Path(path)
-    data, reader = _parse(text, str(path))
+    data, reader = parse_document(text, str(path))
     return _build(path, data, reader, environ)
-
-
-def _parse(text: str, shown: str) -> tuple[dict[str, Any], Reader]:
-    # The same message as read_document's for a file; a BOM is dropped as its utf-8-sig does.
-    text = text.removeprefix("\ufeff")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        found = re.search(r"\(at line (\d+), column \d+\)", str(error))
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
-        raise ConfigError(
-            f"not valid TOML: {message}; expected TOML syntax (https://toml.io), "
-            'e.g. dns = ["127.0.0.1:53"] or [zones."example.com"]',
-            path=shown,
-            line=int(found.group(1)) if found else 0,
-        ) from None
-    return data, Reader(shown, text)
 
 
 def _build(path: Path, data: dict[str, Any], reader: Reader, environ: Mapping[str, str] | None) -> Config:

@@ -33,6 +33,13 @@ def read_document(path: Path) -> tuple[dict[str, Any], Reader]:
         raise ConfigError(
             f"cannot read config: {error.strerror}; expected a readable TOML file", path=shown
         ) from None
+    return parse_document(text, shown)
+
+
+def parse_document(text: str, shown: str) -> tuple[dict[str, Any], Reader]:
+    """A config's text (as read_text returns it; a BOM is dropped too) as tables and a
+    Reader; invalid TOML is a ConfigError naming the line, as for a file."""
+    text = text.removeprefix("\ufeff")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
