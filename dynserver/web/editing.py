@@ -175,15 +175,18 @@ class Editing:
                 raise Refused(412, ErrorCode.PRECONDITION_FAILED, detail)
             try:
                 text, created = operation(document.text)
-                loaded, written = await self.editor.save(text)  # validated, then written
+                _, written = await self.editor.save(text)  # validated, then written
             except ConfigError as error:
                 raise Refused(422, ErrorCode.INVALID, str(error), error.key, error.message) from None
             except OSError as error:
                 log.error("event=edit_failed step=write error=%r", str(error))
                 detail = f"the config file could not be written ({error}); nothing changed"
                 raise Refused(500, ErrorCode.SERVER_ERROR, detail) from None
-            outcome = await self.runtime.reload(loaded, actor=actor, via=via)
-            if not outcome.ok:  # pragma: no cover - a validated config is applied as is
+            # The runtime reads the file it was just given: so the command line's overrides
+            # of `serve` (--dns, --http, --database) are put on it as on every reload, which
+            # Runtime.reload does for a config it reads, not for one it is handed.
+            outcome = await self.runtime.reload(actor=actor, via=via)
+            if not outcome.ok:  # a master file changed meanwhile: the file is written, not live
                 detail = "written, but the reload failed: " + "; ".join(outcome.errors)
                 raise Refused(500, ErrorCode.SERVER_ERROR, detail)
             return Applied(document=written, created=created, changes=outcome.changes)

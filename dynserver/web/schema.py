@@ -27,7 +27,8 @@ from dynserver.types import RecordType
 UnixTime = Annotated[float, Meta(description="Unix time.")]
 # The store's kinds of event: a stored column, open to kinds a later version adds.
 _EVENT_KINDS = (
-    "health, answer, maintenance, update, check, auth, credential, mirror, notify, system, agent, location."
+    "health, answer, maintenance, update, check, auth, credential, mirror, notify, system, agent, location, "
+    "reload (also every edit: actor and changes)."
 )
 
 
