@@ -48,12 +48,14 @@ import dns.message
 import dns.query
 import dns.rcode
 from benchutil import (
+    NoiseMeter,
     display_path,
     dynserver_binary,
     dynserver_version,
     free_port,
     invocation,
     log_tail,
+    noise_note,
     progress,
     start,
     stop,
@@ -240,6 +242,7 @@ def main() -> int:
         checker = threading.Thread(target=ask_forever, args=(port, answers, done), daemon=True)
         checker.start()
         progress(f"dnsperf at {args.rate} qps for {duration} s; {args.reloads} reloads via {args.via}")
+        noise = NoiseMeter([CLIENT_CPU, SERVER_CPU])  # others' share of the two CPUs: a loss's suspect
         load = subprocess.Popen(dnsperf, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(WARMUP_S)
         begin = time.monotonic()
@@ -253,6 +256,7 @@ def main() -> int:
                 late = max(late, -wait)
         reloading = time.monotonic() - begin
         output, errors = load.communicate(timeout=duration + 30)
+        others = noise.other_share()
         done.set()
         checker.join(5)
         if server.poll() is not None:
@@ -289,6 +293,10 @@ def main() -> int:
         f"{answers.flips} changes seen; wrong {sum(wrong.values())}{f' {wrong}' if wrong else ''}; "
         f"timeouts {answers.timeouts}"
     )
+    print(f"  other processes on CPUs {CLIENT_CPU}-{SERVER_CPU}: {100 * others:.0f}% of a core")
+    note = noise_note(others, "the run")
+    if note:
+        print(f"  note: {note}")
     for ok, _, error in results:
         if not ok:
             print(f"  a reload failed: {error}")
