@@ -192,4 +192,4 @@ def test_a_target_is_added_from_the_record_page_and_edited_on_a_phone(tmp_path: 
         assert "alpha" not in s.config.read_text() and s.config.read_text().startswith(NOTE)
         check_config(s.config)
         shots.take(small, "phone-removed")
-        shots.publish({"add-target-form": "edit-target.png"})
+        shots.publish({"add-target-refused": "edit-target.png"})
