@@ -111,6 +111,11 @@ class TsigKey:
     algorithm: str  # hmac-sha256, hmac-sha384, hmac-sha512, hmac-sha224, hmac-sha1
     secret: bytes
     update: tuple[str, ...] = ()  # "app.dyn.example.test/bravo", "app.dyn.example.test/*", "*"
+    # ACME DNS-01 (dynserver.update.acme): names whose _acme-challenge TXT this key may add
+    # and delete ("dyn.example.test" covers it and every name under it), and how long such
+    # a record is kept at most (seconds).
+    acme: tuple[str, ...] = ()
+    acme_max_age: float = 3600.0
 
     def may_update(self, target: TargetKey) -> bool:
         return in_scope(self.update, target)
@@ -205,6 +210,10 @@ class Monitor:
     max_response_time: float | None = None  # seconds, below timeout: slower passes fail
     invert: bool = False  # the check must fail: the outcome after retries is flipped
     quorum: int | None = None  # [locations]: how many locations must agree (None: the table's)
+    # https: warn (an event, a notification) when the certificate expires within this many
+    # days; the check fails for it only with certificate_expiry_fails.
+    certificate_expiry_days: float | None = None
+    certificate_expiry_fails: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,14 +283,22 @@ class MirrorConfig:
     """[mirrors.NAME]: an external DNS provider that receives the current answers."""
 
     name: str
-    type: str  # cloudflare | rfc2136
+    type: str  # cloudflare | rfc2136 | lexicon | dyndns2
     zone: str  # lower-case, no final dot; cloudflare: a zone name or its 32-hex id
     reconcile_interval: float = 300.0  # seconds between drift checks of every mirrored record
     timeout: float = 10.0  # per request to the provider
     api_token: Secret | None = None  # cloudflare
-    api_base: str = CLOUDFLARE_API  # cloudflare (tests point it at a fake)
+    api_base: str = CLOUDFLARE_API  # cloudflare (tests point it at a fake); lexicon: "" = the provider's
     primary: Listener | None = None  # rfc2136: where UPDATEs go
     key: str | None = None  # rfc2136: the [keys.NAME] that signs them
+    provider: str = ""  # lexicon: the provider's name in dns-lexicon ("hetzner", "digitalocean")
+    # lexicon: the provider's credential options (auth_token, auth_secret...), read from files
+    # or the environment, sorted by option name
+    credentials: tuple[tuple[str, Secret], ...] = ()
+    options: tuple[tuple[str, str], ...] = ()  # lexicon: the provider's other options (not secret)
+    url: str = ""  # dyndns2: the update URL, e.g. "https://dyn.dns.he.net/nic/update"
+    username: str = ""  # dyndns2
+    password: Secret | None = None  # dyndns2
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import functools
 import hashlib
 import logging
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dynserver import config as configuration
+from dynserver.config import parse_name
 from dynserver.config.diff import describe
 from dynserver.dns import wire
 from dynserver.dns.names import name_text
@@ -30,6 +32,7 @@ from dynserver.dns.serial import next_serial, serial_gt
 from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import RRset, Zone, soa_fields
 from dynserver.errors import ConfigError
+from dynserver.health.conditions import expiry_reason
 from dynserver.health.engine import Change, Engine, checked_address, target_key
 from dynserver.health.policy import Decision
 from dynserver.health.probes import Check
@@ -41,10 +44,10 @@ from dynserver.metrics import Metrics, TargetSample
 from dynserver.mirror.worker import MirrorStatus, MirrorWorker
 from dynserver.model import Config, DynamicRecord, LocationsConfig, WebConfig, ZoneConfig
 from dynserver.notify.sender import Alert, Notifier
-from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredState
+from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredChallenge, StoredState
 from dynserver.store.writer import Writer
 from dynserver.types import CheckKey, Name, RecordKey, Stream, TargetKey
-from dynserver.update import rfc2136
+from dynserver.update import acme, rfc2136
 from dynserver.update.targets import record_text
 from dynserver.xfr import journal
 from dynserver.xfr.notify import SecondaryNotifier
@@ -99,6 +102,8 @@ class Runtime:
             location_names=self._location_names(()),
         )
         self.serials: dict[Name, int] = {}
+        self.challenges: dict[tuple[Name, str], acme.Challenge] = {}  # ACME DNS-01, served in zones
+        self._challenges_lock = asyncio.Lock()  # one change at a time: disk order is answer order
         for origin, zone_config in self.zone_configs.items():
             soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
             self.serials[origin] = soa_fields(soa).serial
@@ -136,6 +141,7 @@ class Runtime:
         self._generation_changed: asyncio.Future[None] | None = None
         self._silent: set[str] = set()  # locations with no result within the window
         self._reload_lock = asyncio.Lock()
+        self._certificates: dict[CheckKey, float] = {}  # expiring ones already said
         self._reconfigure: Callable[[Config], Awaitable[list[str]]] = self._apply_only
         self._prepare: Callable[[Config], Config] = lambda loaded: loaded
 
@@ -166,6 +172,7 @@ class Runtime:
         """Resume target states, zone serials and IXFR journals from the database, which
         then also holds credentials and the event log."""
         self.store = store
+        await self._restore_challenges(store)  # before the zones are rebuilt: they serve them
         await self._restore(store)
         await self._restore_journal(store)
 
@@ -221,6 +228,17 @@ class Runtime:
                 await self.update_target(
                     key, value, actor=f"tsig:{outcome.key}", source=source, via="rfc2136"
                 )
+            if outcome.challenges:
+                rcode = await self.change_challenges(
+                    outcome.zone,
+                    outcome.challenges,
+                    actor=f"tsig:{outcome.key}",
+                    source=source,
+                    via="rfc2136",
+                    max_age=next(k.acme_max_age for k in self.config.keys if k.name == outcome.key),
+                )
+                if rcode != wire.NOERROR:
+                    return outcome.reply(rcode)
         except Exception:
             log.exception("event=update_failed via=rfc2136 key=%s", outcome.key)
             return outcome.reply(wire.SERVFAIL)
@@ -250,6 +268,7 @@ class Runtime:
             else:
                 rrsets.append(rrset)
             rrsets.extend(self.engine.target_rrsets(record))
+        rrsets.extend(acme.rrsets(self.challenges, origin).values())
         soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
         zone = Zone.build(origin, [soa, *rrsets], empty_names=empty)
         return zone.with_serial(self.serials[origin])
@@ -268,6 +287,10 @@ class Runtime:
             self.mirrors.submit(record, self.engine.decisions[key].values)
             for target_rrset in self.engine.target_rrsets(record):
                 nodes[target_rrset.name] = {target_rrset.rtype: target_rrset}
+        self._publish_nodes(changes)
+
+    def _publish_nodes(self, changes: dict[Name, dict[Name, dict[int, RRset]]]) -> None:
+        """These names' new data: serial + 1 in their zones, swap the snapshot, journal, NOTIFY."""
         if not changes:
             return
         before = {origin: self.zones[origin] for origin in changes}
@@ -279,6 +302,112 @@ class Runtime:
                 self.writer.serial(_text(origin), self.serials[origin], "")
         self.swap(self.snapshot.derive(dict(self.zones), changes))
         self._tell_secondaries(before, changes)
+
+    # -- ACME challenges (dynserver.update.acme) ----------------------------------------
+
+    async def change_challenges(
+        self,
+        zone: Name,
+        changes: Iterable[acme.Change],
+        *,
+        actor: str,
+        source: str | None,
+        via: str,
+        max_age: float,
+    ) -> int:
+        """Apply challenge changes in order: on disk first, then served in the same step
+        (serial + 1, journal, NOTIFY), as a target update. NOERROR, or REFUSED for a name
+        where the zone has other data or that is at or below one of its delegations."""
+        changes = list(changes)
+        zone_config = self.zone_configs[zone]
+        taken = {r.name for r in zone_config.rrsets}
+        cuts = self.zones[zone].cuts
+        for change in changes:
+            if change.name in taken or any(change.name[i:] in cuts for i in range(len(change.name))):
+                return wire.REFUSED
+        async with self._challenges_lock:
+            after = acme.apply(self.challenges, zone, changes, now=time.time(), max_age=max_age, actor=actor)
+            await self._set_challenges(after, actor=actor, reason=f"{via} from {source or 'unknown'}")
+        return wire.NOERROR
+
+    def challenge_list(self) -> list[acme.Challenge]:
+        return sorted(self.challenges.values(), key=lambda c: (c.name[::-1], c.value))
+
+    async def _set_challenges(
+        self, after: dict[tuple[Name, str], acme.Challenge], *, actor: str, reason: str
+    ) -> None:
+        """Store, then serve ``after`` (the caller holds the lock); an event says what changed."""
+        before = self.challenges
+        added = [c for key, c in after.items() if before.get(key) != c]  # new or renewed
+        removed = [c for key, c in before.items() if key not in after]
+        if not added and not removed:
+            return
+        if self.store is not None:
+            rows = [
+                StoredChallenge(_text(c.name), c.value, _text(c.zone), c.added, c.expires, c.actor)
+                for c in added
+            ]
+            event = EventRow(
+                kind="acme",
+                record=_text((added or removed)[0].name),
+                result="ok",
+                reason=reason,
+                actor=actor,
+                detail={
+                    "added": [[_text(c.name), c.value] for c in added],
+                    "removed": [[_text(c.name), c.value] for c in removed],
+                },
+            )
+            try:
+                await self.store.change_challenges(
+                    rows, [(_text(c.name), c.value) for c in removed], commit=False
+                )
+                await self.store.add_events([event], commit=False)
+                await self.store.commit()
+            except Exception:
+                with contextlib.suppress(Exception):  # nothing half-written rides the next commit
+                    await self.store.rollback()
+                raise
+        self.challenges = after
+        changed: dict[Name, dict[Name, dict[int, RRset]]] = {}
+        for challenge in [*added, *removed]:
+            if (challenge.name, challenge.value) in before and (challenge.name, challenge.value) in after:
+                continue  # renewed: the same answer
+            served = acme.rrsets(after, challenge.zone).get(challenge.name)
+            nodes = changed.setdefault(challenge.zone, {})
+            nodes[challenge.name] = {wire.TYPE_TXT: served} if served is not None else {}
+        log.info(
+            "event=acme_challenges added=%d removed=%d actor=%s reason=%r",
+            len(added),
+            len(removed),
+            actor,
+            reason,
+        )
+        self._publish_nodes(changed)
+
+    async def _expire_challenges(self) -> None:
+        """Remove the challenges older than their maximum age (a client that never deleted)."""
+        if not acme.expired(self.challenges, time.time()):
+            return
+        async with self._challenges_lock:
+            gone = {(c.name, c.value) for c in acme.expired(self.challenges, time.time())}
+            after = {key: c for key, c in self.challenges.items() if key not in gone}
+            try:
+                await self._set_challenges(after, actor="system", reason="maximum age reached")
+            except Exception:
+                log.exception("event=acme_expiry_failed")  # tried again on the next sweep
+
+    async def _restore_challenges(self, store: Store) -> None:
+        """Serve again the challenges stored before a restart, in zones still served."""
+        origins = {_text(origin): origin for origin in self.zone_configs}
+        for row in await store.challenges():
+            zone = origins.get(row.zone)
+            if zone is None:
+                continue
+            name = parse_name(row.name)
+            self.challenges[(name, row.value)] = acme.Challenge(
+                zone, name, row.value, row.added, row.expires, row.actor
+            )
 
     # -- reads, for the web and the update paths --------------------------------------
 
@@ -443,6 +572,8 @@ class Runtime:
         if monitor is not None:
             self.metrics.check_result(key.monitor, monitor.type, result.ok, result.latency)
         targets = self._check_targets.get(key, [])
+        if result.certificate_expires is not None and monitor is not None:
+            self._certificate(key, targets, result.certificate_expires)
         if self.locations is not None:
             self._location_result(self.locations.name, self._local, key, targets, result)
             return
@@ -465,6 +596,44 @@ class Runtime:
         self._handle_changes(changes)
         if any(c.transition.current is Health.PENDING for c in changes):
             self._wake_sweeper.set()  # a failback wait started: wake exactly when it ends
+
+    def _certificate(self, key: CheckKey, targets: list[TargetKey], expires: float) -> None:
+        """A target's certificate expires within its monitor's certificate_expiry_days: an
+        event and a notification, once for each certificate (a renewed one is new)."""
+        days = self.engine.monitors[key.monitor].certificate_expiry_days
+        if days is None or self._certificates.get(key) == expires:
+            return
+        reason = expiry_reason(expires, time.time(), days)
+        if reason is None:
+            self._certificates.pop(key, None)
+            return
+        self._certificates[key] = expires
+        until = datetime.datetime.fromtimestamp(expires, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        for target in targets:
+            record, name = _text(target[0]), target[2]
+            self._event(
+                EventRow(
+                    kind="certificate",
+                    record=record,
+                    target=name,
+                    reason=f"{reason}: valid until {until} ({key.address}:{key.port or 443})",
+                    detail={"type": target[1], "expires": expires, "days": days, "address": key.address},
+                )
+            )
+            log.warning("event=certificate_expiring record=%s target=%s expires=%s", record, name, until)
+            if self.notifier.enabled:
+                self.notifier.notify(
+                    Alert.now(
+                        event="certificate",
+                        record=record,
+                        type=target[1],
+                        target=name,
+                        value=self.engine.values.get(target),
+                        previous=self.engine.states[target].health.value,
+                        current=self.engine.states[target].health.value,
+                        reason=f"{reason}: valid until {until}",
+                    )
+                )
 
     def _handle_changes(self, changes: list[Change], actor: str | None = None) -> None:
         """Republish changed answers, then record events and alerts for the transitions."""
@@ -638,6 +807,7 @@ class Runtime:
             for change in changes:
                 self._save_state(target_key(change.record, change.target))
             self._handle_changes(changes)
+            await self._expire_challenges()
             if loop.time() - last_refresh >= STATE_REFRESH:
                 last_refresh = loop.time()
                 self._save_unsaved()

@@ -42,6 +42,8 @@ _MONITOR_KEYS = {
     "max_response_time",
     "invert",
     "quorum",
+    "certificate_expiry_days",
+    "certificate_expiry_fails",
 }
 
 
@@ -78,6 +80,7 @@ def read_monitors(reader: Reader, raw: Any) -> tuple[Monitor, ...]:
             http_valid(reader, (*path, "user_agent"), http.header_problem("User-Agent", user_agent))
         max_response_time = _max_response_time(reader, m, path, timeout)
         expected_json = _expected_json(reader, m, path, kind)
+        expiry_days, expiry_fails = _certificate_expiry(reader, m, path, kind)
         result.append(
             Monitor(
                 name=name,
@@ -125,6 +128,8 @@ def read_monitors(reader: Reader, raw: Any) -> tuple[Monitor, ...]:
                 max_response_time=max_response_time,
                 invert=reader.get(m, path, "invert", bool, _DEFAULT.invert, "true or false"),
                 quorum=reader.number(m, path, "quorum", 1, 1, 100, int) if "quorum" in m else None,
+                certificate_expiry_days=expiry_days,
+                certificate_expiry_fails=expiry_fails,
             )
         )
     return tuple(result)
@@ -157,6 +162,26 @@ def _max_response_time(reader: Reader, m: dict[str, Any], path: KeyPath, timeout
             (*path, "max_response_time"), f"expected less than the timeout ({timeout} s), got {limit}"
         )
     return limit
+
+
+def _certificate_expiry(
+    reader: Reader, m: dict[str, Any], path: KeyPath, kind: MonitorType
+) -> tuple[float | None, bool]:
+    """certificate_expiry_days (and _fails): https only, where there is a certificate."""
+    days = m.get("certificate_expiry_days")
+    fails = reader.get(m, path, "certificate_expiry_fails", bool, False, "true or false")
+    for key in ("certificate_expiry_days", "certificate_expiry_fails"):
+        if key in m and kind is not MonitorType.HTTPS:
+            raise reader.error(
+                (*path, key), f"expected an https monitor (it reads the certificate), got {kind}"
+            )
+    if days is None:
+        if fails:
+            raise reader.error(
+                (*path, "certificate_expiry_fails"), "expected certificate_expiry_days beside it"
+            )
+        return None, False
+    return reader.number(m, path, "certificate_expiry_days", 14, 0.01, 3650, float), fails
 
 
 def _expected_json(

@@ -143,6 +143,16 @@ def _show(value: object) -> str:
     return json.dumps(value)
 
 
+def expiry_reason(expires: float, now: float, days: float) -> str | None:
+    """'certificate expires in 2.9 days (under 14)' when it does; None while it does not."""
+    left = (expires - now) / 86400
+    if left >= days:
+        return None
+    if left <= 0:
+        return f"certificate expired {-left:.1f} days ago"
+    return f"certificate expires in {left:.1f} days (under {days:g})"
+
+
 def slow_reason(latency: float, limit: float) -> str | None:
     """max_response_time: a passing check slower than the limit fails, with the time it took."""
     if latency > limit:

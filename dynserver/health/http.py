@@ -22,6 +22,7 @@ from typing import cast
 from urllib.parse import urljoin, urlsplit
 
 import httptools
+from cryptography import x509
 
 from dynserver.errors import PeerError
 
@@ -41,6 +42,7 @@ class Response:
     status: int
     body: bytes
     url: str
+    certificate_expires: float | None = None  # the first hop's certificate (Unix time), if asked
 
 
 _contexts: dict[bool, ssl.SSLContext] = {}
@@ -69,12 +71,15 @@ async def fetch(
     verify: bool,
     follow_redirects: bool,
     max_bytes: int,
+    certificate: bool = False,
 ) -> Response:
-    """One request (plus redirects if asked) to ``address``; raises on network errors."""
+    """One request (plus redirects if asked) to ``address``; raises on network errors.
+    ``certificate``: also read when the target's own certificate expires."""
     url, sni, request = _first(scheme, address, port, path, method, tuple(headers))
     connect_to = (address, port)
-    for _ in range(MAX_REDIRECTS + 1):
-        status, body, location = await _exchange(
+    expires = None
+    for hop in range(MAX_REDIRECTS + 1):
+        status, body, location, hop_expires = await _exchange(
             scheme=scheme,
             connect_to=connect_to,
             sni=sni,
@@ -82,9 +87,11 @@ async def fetch(
             head_only=method == "HEAD",
             verify=verify,
             max_bytes=max_bytes,
+            certificate=certificate and hop == 0,
         )
+        expires = expires if hop else hop_expires
         if not (follow_redirects and 300 <= status < 400 and location):
-            return Response(status=status, body=body, url=url)
+            return Response(status=status, body=body, url=url, certificate_expires=expires)
         previous = urlsplit(url).hostname
         url = urljoin(url, location)
         new = urlsplit(url)
@@ -129,7 +136,8 @@ async def _exchange(
     head_only: bool,
     verify: bool,
     max_bytes: int,
-) -> tuple[int, bytes, str | None]:
+    certificate: bool = False,
+) -> tuple[int, bytes, str | None, float | None]:
     tls = tls_context(verify) if scheme == "https" else None
     loop = asyncio.get_running_loop()
     reader = _ResponseReader(request, head_only=head_only, max_bytes=max_bytes, done=loop.create_future())
@@ -137,9 +145,20 @@ async def _exchange(
         lambda: reader, connect_to[0], connect_to[1], ssl=tls, server_hostname=sni if tls else None
     )
     try:
-        return await reader.done
+        expires = _not_after(transport.get_extra_info("ssl_object")) if certificate and tls else None
+        status, body, location = await reader.done
+        return status, body, location, expires
     finally:
         transport.close()
+
+
+def _not_after(tls: ssl.SSLObject | None) -> float | None:
+    """When the peer's certificate expires (Unix time). Read from the DER form, which
+    is there whether or not it was verified (allow_insecure), with cryptography."""
+    der = tls.getpeercert(binary_form=True) if tls is not None else None
+    if not der:
+        return None
+    return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2: methods, field names

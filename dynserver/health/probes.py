@@ -84,9 +84,13 @@ async def _once(check: Check, clock: Clock) -> Result:
     if probe is None:  # pragma: no cover - config validation rejects unknown types
         return Result(ok=False, reason=f"unknown check type {check.type!r}", at=clock())
     started = clock()
+    expires = None
     try:
         async with asyncio.timeout(check.monitor.timeout):
-            ok, reason = await probe(check)
+            outcome = await probe(check)
+            ok, reason = outcome[0], outcome[1]
+            if len(outcome) > 2:
+                expires = outcome[2]
     except TimeoutError:
         ok, reason = False, "timeout"
     except ConnectionRefusedError:
@@ -110,7 +114,12 @@ async def _once(check: Check, clock: Clock) -> Result:
         slow = conditions.slow_reason(finished - started, limit)
         if slow is not None:
             ok, reason = False, slow
-    return Result(ok=ok, reason=reason, at=finished, latency=finished - started)
+    days = check.monitor.certificate_expiry_days
+    if ok and expires is not None and days is not None and check.monitor.certificate_expiry_fails:
+        expiring = conditions.expiry_reason(expires, time.time(), days)
+        if expiring is not None:
+            ok, reason = False, expiring
+    return Result(ok=ok, reason=reason, at=finished, latency=finished - started, certificate_expires=expires)
 
 
 # -- http / https ---------------------------------------------------------------------
@@ -140,7 +149,7 @@ async def close_clients() -> None:
     _tls_building.clear()
 
 
-async def _http(check: Check) -> tuple[bool, str]:
+async def _http(check: Check) -> tuple[bool, str, float | None]:
     """Connect to the target's address; send the configured Host and TLS SNI."""
     headers = [("User-Agent", check.monitor.user_agent or USER_AGENT), *check.headers]
     path = check.path if check.path.startswith("/") else "/" + check.path
@@ -154,21 +163,22 @@ async def _http(check: Check) -> tuple[bool, str]:
         verify=not check.monitor.allow_insecure,
         follow_redirects=check.monitor.follow_redirects,
         max_bytes=check.monitor.max_response_bytes,
+        certificate=check.monitor.certificate_expiry_days is not None,
     )
-    status = response.status
+    status, expires = response.status, response.certificate_expires
     if not any(low <= status <= high for low, high in check.monitor.expected_codes):
-        return False, f"status {status}"
+        return False, f"status {status}", expires
     text = response.body.decode("utf-8", errors="replace")
     if check.monitor.expected_body is not None and check.monitor.expected_body not in text:
-        return False, f"body lacks {check.monitor.expected_body!r}"
+        return False, f"body lacks {check.monitor.expected_body!r}", expires
     if check.monitor.unexpected_body is not None and check.monitor.unexpected_body in text:
-        return False, f"body contains {check.monitor.unexpected_body!r}"
+        return False, f"body contains {check.monitor.unexpected_body!r}", expires
     if check.monitor.expected_json is not None:
         # The body is the one expected_body reads, bounded by max_response_bytes.
         matched, why = check.monitor.expected_json.evaluate(response.body)
         if not matched:
-            return False, why
-    return True, f"status {status}"
+            return False, why, expires
+    return True, f"status {status}", expires
 
 
 # -- tcp ------------------------------------------------------------------------------
@@ -281,7 +291,7 @@ def _ping_group_range() -> tuple[str, str]:
         return "?", "?"
 
 
-PROBES: dict[MonitorType, Callable[[Check], Awaitable[tuple[bool, str]]]] = {
+PROBES: dict[MonitorType, Callable[[Check], Awaitable[tuple[bool, str] | tuple[bool, str, float | None]]]] = {
     MonitorType.HTTP: _http,
     MonitorType.HTTPS: _http,
     MonitorType.TCP: _tcp,

@@ -73,6 +73,7 @@ class Result:
     reason: str
     at: float
     latency: float | None = None
+    certificate_expires: float | None = None  # https, when asked: Unix time (notAfter)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ QUEUE_LIMIT = 10_000
 class Alert:
     """The JSON body a webhook receives."""
 
-    event: str  # failure | recovery | pending
+    event: str  # failure | recovery | pending | certificate
     record: str
     type: str
     target: str
@@ -48,10 +48,17 @@ class Alert:
         return cls(time=stamp, **fields)  # type: ignore[arg-type]
 
     def title(self) -> str:
+        if self.event == "certificate":
+            return f"[dynserver] the certificate of {self.target} of {self.record} expires soon"
         word = {"failure": "DOWN", "recovery": "UP", "pending": "recovering"}.get(self.event, self.event)
         return f"[dynserver] {self.target} of {self.record} is {word}"
 
     def body(self) -> str:
+        if self.event == "certificate":
+            return (
+                f"{self.record} {self.type}: target {self.target} ({self.value}): "
+                f"{self.reason}, at {self.time}"
+            )
         return (
             f"{self.record} {self.type}: target {self.target} ({self.value}) went "
             f"{self.previous} -> {self.current}: {self.reason} at {self.time}"

@@ -45,7 +45,7 @@ def test_none_of_them_by_default(tmp_path: Path) -> None:
 
 
 def test_each_lands_on_the_monitor(tmp_path: Path) -> None:
-    web = monitor(tmp_path, 'invert = true\nmax_response_time = 0.3\nexpected_json = \'$.queue < 100\'')
+    web = monitor(tmp_path, "invert = true\nmax_response_time = 0.3\nexpected_json = '$.queue < 100'")
     assert web.invert is True
     assert web.max_response_time == 0.3
     assert web.expected_json is not None
@@ -89,3 +89,42 @@ def test_expected_json_needs_an_http_monitor(tmp_path: Path) -> None:
         load(tmp_path, "expected_json = '$.a == 1'", BASE.replace('"http"', '"tcp"'))
     assert (caught.value.key, caught.value.line) == ("monitors.web.expected_json", 5)
     assert "an http or https monitor" in caught.value.message
+
+
+def test_certificate_expiry_on_https(tmp_path: Path) -> None:
+    https = BASE.replace('"http"', '"https"')
+    (web,) = load(tmp_path, "certificate_expiry_days = 14", https).monitors
+    assert (web.certificate_expiry_days, web.certificate_expiry_fails) == (14, False)
+    (strict,) = load(tmp_path, "certificate_expiry_days = 7\ncertificate_expiry_fails = true", https).monitors
+    assert (strict.certificate_expiry_days, strict.certificate_expiry_fails) == (7, True)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "base", "key", "says"),
+    [
+        ("certificate_expiry_days = 14", BASE, "monitors.web.certificate_expiry_days", "an https monitor"),
+        (
+            "certificate_expiry_fails = true",
+            BASE,
+            "monitors.web.certificate_expiry_fails",
+            "an https monitor",
+        ),
+        (
+            "certificate_expiry_fails = true",
+            BASE.replace('"http"', '"https"'),
+            "monitors.web.certificate_expiry_fails",
+            "certificate_expiry_days beside it",
+        ),
+        (
+            "certificate_expiry_days = 0",
+            BASE.replace('"http"', '"https"'),
+            "monitors.web.certificate_expiry_days",
+            "a number from",
+        ),
+    ],
+)
+def test_certificate_expiry_mistakes(tmp_path: Path, conditions: str, base: str, key: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, conditions, base)
+    assert (caught.value.key, caught.value.line) == (key, 5), str(caught.value)
+    assert says in caught.value.message, str(caught.value)

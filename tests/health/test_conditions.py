@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynserver.health.conditions import inverted, parse_json_condition, slow_reason
+from dynserver.health.conditions import expiry_reason, inverted, parse_json_condition, slow_reason
 
 BODY = b"""{"status": "ok", "queue": 42, "healthy": true, "version": "1.1", "ratio": 0.5,
 "owner": null, "items": [{"name": "a", "up": true}, {"name": "b", "up": false}]}"""
@@ -93,3 +93,11 @@ def test_one_condition_read_twice_is_equal_and_hashable() -> None:
     first, second = parse_json_condition("$.queue < 100"), parse_json_condition("$.queue < 100")
     assert first == second and hash(first) == hash(second)
     assert first != parse_json_condition("$.queue < 101")
+
+
+def test_expiry_reason() -> None:
+    day = 86400.0
+    assert expiry_reason(100 * day, 0, 14) is None
+    assert expiry_reason(14 * day, 0, 14) is None  # exactly the limit: not yet
+    assert expiry_reason(2.94 * day, 0, 14) == "certificate expires in 2.9 days (under 14)"
+    assert expiry_reason(0, 1.5 * day, 14) == "certificate expired 1.5 days ago"
