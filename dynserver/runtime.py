@@ -831,8 +831,8 @@ class Runtime:
             started = time.monotonic()
             old = self.config
             try:
-                if config is None:
-                    config = self._prepare(configuration.load(old.path))
+                # The command line's overrides apply to a handed config too (an edit's).
+                config = self._prepare(configuration.load(old.path) if config is None else config)
                 changes = await self._reconfigure(config)
             except (ConfigError, OSError) as error:
                 duration = time.monotonic() - started
