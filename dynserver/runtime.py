@@ -344,7 +344,7 @@ class Runtime:
             return
         if self.store is not None:
             rows = [
-                StoredChallenge(_text(c.name), c.value, _text(c.zone), c.added, c.expires, c.actor)
+                StoredChallenge(_label(c.name), c.value, _label(c.zone), c.added, c.expires, c.actor)
                 for c in added
             ]
             event = EventRow(
@@ -354,13 +354,13 @@ class Runtime:
                 reason=reason,
                 actor=actor,
                 detail={
-                    "added": [[_text(c.name), c.value] for c in added],
-                    "removed": [[_text(c.name), c.value] for c in removed],
+                    "added": [[_label(c.name), c.value] for c in added],
+                    "removed": [[_label(c.name), c.value] for c in removed],
                 },
             )
             try:
                 await self.store.change_challenges(
-                    rows, [(_text(c.name), c.value) for c in removed], commit=False
+                    rows, [(_label(c.name), c.value) for c in removed], commit=False
                 )
                 await self.store.add_events([event], commit=False)
                 await self.store.commit()
@@ -399,7 +399,7 @@ class Runtime:
 
     async def _restore_challenges(self, store: Store) -> None:
         """Serve again the challenges stored before a restart, in zones still served."""
-        origins = {_text(origin): origin for origin in self.zone_configs}
+        origins = {_label(origin): origin for origin in self.zone_configs}
         for row in await store.challenges():
             zone = origins.get(row.zone)
             if zone is None:

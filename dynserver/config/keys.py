@@ -1,4 +1,5 @@
-"""[keys.NAME]: TSIG keys, each allowed to update the targets it names."""
+"""[keys.NAME]: TSIG keys, each allowed to update the targets it names and, with
+``acme``, the ACME DNS-01 challenges of the names it lists."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from dynserver.config.reader import KeyPath, Reader
-from dynserver.dns.names import name_text
+from dynserver.dns.names import fqdn, name_text
 from dynserver.model import TsigKey, ZoneConfig
+from dynserver.update import acme
 
 _ALGORITHMS = {"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"}
 
@@ -26,11 +28,12 @@ def read_keys(reader: Reader, raw: Any, folder: Path, zones: tuple[ZoneConfig, .
     table = reader.table(raw, ("keys",))
     targets = {f"{name_text(r.name)}/{t.name}" for z in zones for r in z.records for t in r.targets}
     records = {name_text(r.name) for z in zones for r in z.records}
+    origins = [name_text(z.name) for z in zones]
     result = []
     for name, key_raw in table.items():
         path: KeyPath = ("keys", name)
         k = reader.table(key_raw, path)
-        reader.unknown(k, path, {"algorithm", "secret", "secret_file", "update"})
+        reader.unknown(k, path, {"algorithm", "secret", "secret_file", "update", "acme", "acme_max_age"})
         algorithm = reader.get(k, path, "algorithm", str, "hmac-sha256", "an HMAC algorithm").lower()
         if algorithm not in _ALGORITHMS:
             raise reader.error((*path, "algorithm"), f"expected one of: {', '.join(sorted(_ALGORITHMS))}")
@@ -71,6 +74,26 @@ def read_keys(reader: Reader, raw: Any, folder: Path, zones: tuple[ZoneConfig, .
                 algorithm=algorithm,
                 secret=secret,
                 update=tuple(written_name(s) if s != "*" else s for s in scopes),
+                acme=_acme_scopes(reader, k, path, origins),
+                acme_max_age=reader.number(k, path, "acme_max_age", acme.MAX_AGE, 60, 7 * 86400, float),
             )
         )
     return tuple(result)
+
+
+def _acme_scopes(reader: Reader, k: dict[str, Any], path: KeyPath, origins: list[str]) -> tuple[str, ...]:
+    """``acme = ["dyn.example.test"]``: names in a served zone whose challenges the key may
+    add and delete (each covers the names under it too). No wildcard: a key for every
+    name of every zone is exactly what scoping it is meant to avoid."""
+    names = reader.get(k, path, "acme", list, [], 'a list of names like ["dyn.example.test"]')
+    result = []
+    for raw in names:
+        name = fqdn(raw) if isinstance(raw, str) else ""
+        if not any(name == o or name.endswith(f".{o}") for o in origins) or "*" in name:
+            raise reader.error(
+                (*path, "acme"),
+                f"{raw!r} is not a name in a zone served here; expected a name like "
+                f"dyn.example.test (zones: {', '.join(origins) or 'none'})",
+            )
+        result.append(name)
+    return tuple(dict.fromkeys(result))

@@ -1,7 +1,8 @@
 """SQLite (aiosqlite): the memory of dynserver, never its hot path.
 
 Target states (so a restart resumes where it stopped), the event log (seed 000's status
-table), check latencies for history, zone serials, update credentials and agents (hashed).
+table), check latencies for history, zone serials, update credentials and agents (hashed),
+and the ACME challenges being served.
 WAL with synchronous=FULL: a committed write survives a crash or power loss. Times are
 wall-clock Unix seconds.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 import aiosqlite
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE target_state (
@@ -75,6 +76,15 @@ _MIGRATIONS: dict[int, str] = {
         name TEXT PRIMARY KEY,
         salt BLOB NOT NULL, digest BLOB NOT NULL,
         created REAL NOT NULL, last_contact REAL, version TEXT, canary TEXT
+    );
+    """,
+    # ACME DNS-01 challenges (dynserver.update.acme): stored before an update is answered,
+    # served again after a restart until deleted or ``expires``. Names in the text form.
+    6: """
+    CREATE TABLE acme_challenge (
+        name TEXT NOT NULL, value TEXT NOT NULL, zone TEXT NOT NULL,
+        added REAL NOT NULL, expires REAL NOT NULL, actor TEXT NOT NULL,
+        PRIMARY KEY (name, value)
     );
     """,
 }
@@ -151,6 +161,18 @@ class JournalRow:
     serial_from: int
     serial_to: int
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChallenge:
+    """An ACME challenge row: a TXT value served at ``name`` in ``zone`` until ``expires``."""
+
+    name: str
+    value: str
+    zone: str
+    added: float
+    expires: float
+    actor: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,6 +496,30 @@ class Store:
             [(at, name, at) for name, at in used.items()],
         )
         await self._db.commit()
+
+    # -- ACME challenges ------------------------------------------------------------
+
+    async def challenges(self) -> list[StoredChallenge]:
+        async with self._db.execute(
+            "SELECT name, value, zone, added, expires, actor FROM acme_challenge ORDER BY name, value"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [StoredChallenge(*r) for r in rows]
+
+    async def change_challenges(
+        self,
+        add: Sequence[StoredChallenge],
+        delete: Sequence[tuple[str, str]],
+        *,
+        commit: bool = True,
+    ) -> None:
+        """Delete these (name, value) rows, then add (or renew) these."""
+        await self._execute_many("DELETE FROM acme_challenge WHERE name = ? AND value = ?", delete)
+        await self._execute_many(
+            "INSERT OR REPLACE INTO acme_challenge VALUES (?,?,?,?,?,?)", [astuple(c) for c in add]
+        )
+        if commit:
+            await self._db.commit()
 
     # -- agents ---------------------------------------------------------------------
     # Written by `dynserver agent add/remove` from another process: the hub re-reads them

@@ -1,11 +1,13 @@
-"""RFC 2136 UPDATE, signed with TSIG (RFC 8945): `nsupdate` sets a target's address.
+"""RFC 2136 UPDATE, signed with TSIG (RFC 8945): `nsupdate` sets a target's address,
+and ACME clients (certbot's dns-rfc2136, lego's rfc2136) add and delete challenges.
 
 This module decides; it does no I/O. It verifies the signature (dynserver.xfr.tsig,
 shared with transfers and NOTIFY), checks the zone, the prerequisites and the
 key's scope, and returns either a finished reply or a plan of target values to apply;
 the application applies the plan durably, then asks for the reply. Only the A/AAAA of
 ``<target>.<record>.<zone>`` can be updated: SOA, NS, the apex and every other name are
-refused, whatever the key.
+refused, whatever the key; and the TXT of ``_acme-challenge.<name>`` only by a key whose
+``acme`` scope covers the name (dynserver.update.acme).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dynserver.dns.names import name_from_dnspython
 from dynserver.dns.zone import Zone
 from dynserver.model import DynamicRecord, TsigKey
 from dynserver.types import Name, RecordKey, TargetKey
+from dynserver.update import acme
 from dynserver.xfr import tsig
 
 _ADDRESS = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA"}
@@ -32,11 +35,14 @@ _ADDRESS = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA"}
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Verified and allowed: set these target values, then send ``reply(rcode)``."""
+    """Verified and allowed: set these target values, apply these challenge changes (in
+    order, in ``zone``), then send ``reply(rcode)``."""
 
     changes: tuple[tuple[TargetKey, str], ...]
     key: str
     reply: Callable[[int], bytes] = field(compare=False)
+    challenges: tuple[acme.Change, ...] = ()
+    zone: Name = ()
 
 
 Outcome = bytes | Plan | None  # a reply at once, a plan to apply, or nothing (drop)
@@ -74,10 +80,13 @@ def handle(
     rcode = _prerequisites(message, zone)
     if rcode != wire.NOERROR:
         return reply(rcode)
-    changes, rcode = _changes(message, origin, records, keys.get(key))
+    challenges, rest, rcode = _challenges(message, origin, keys.get(key))
     if rcode != wire.NOERROR:
         return reply(rcode)
-    return Plan(changes=tuple(changes), key=key, reply=reply)
+    changes, rcode = _changes(rest, origin, records, keys.get(key))
+    if rcode != wire.NOERROR:
+        return reply(rcode)
+    return Plan(changes=tuple(changes), key=key, reply=reply, challenges=tuple(challenges), zone=origin)
 
 
 def _prerequisites(message: dns.update.UpdateMessage, zone: Zone) -> int:
@@ -110,8 +119,41 @@ def _prerequisites(message: dns.update.UpdateMessage, zone: Zone) -> int:
     return wire.NOERROR
 
 
+def _challenges(
+    message: dns.update.UpdateMessage, origin: Name, key: TsigKey | None
+) -> tuple[list[acme.Change], list[dns.rrset.RRset], int]:
+    """The challenge changes of the update section (in order), the other RRsets, or the
+    rcode that refuses the message. certbot adds one value and deletes it by value (class
+    NONE); lego first deletes the RRset (class ANY), then adds."""
+    changes: list[acme.Change] = []
+    rest: list[dns.rrset.RRset] = []
+    for rrset in message.update:
+        name = name_from_dnspython(rrset.name)
+        if not acme.is_challenge(name):
+            rest.append(rrset)
+            continue
+        if name[len(name) - len(origin) :] != origin:
+            return [], [], 10  # NOTZONE
+        if key is None or not acme.in_scope(key.acme, name):
+            return [], [], wire.REFUSED
+        if rrset.deleting == dns.rdataclass.ANY and rrset.rdtype in (dns.rdatatype.TXT, dns.rdatatype.ANY):
+            changes.append(acme.Change("clear", name))
+            continue
+        if rrset.rdtype != dns.rdatatype.TXT or rrset.deleting not in (None, dns.rdataclass.NONE):
+            return [], [], wire.REFUSED  # a challenge name holds TXT records only
+        for rdata in rrset:
+            if len(rdata.strings) != 1:
+                return [], [], wire.REFUSED
+            try:
+                value = acme.check_value(rdata.strings[0].decode("ascii"))
+            except (UnicodeDecodeError, acme.InvalidChallenge):
+                return [], [], wire.REFUSED
+            changes.append(acme.Change("add" if rrset.deleting is None else "delete", name, value))
+    return changes, rest, wire.NOERROR
+
+
 def _changes(
-    message: dns.update.UpdateMessage,
+    rrsets: list[dns.rrset.RRset],
     origin: Name,
     records: Mapping[RecordKey, DynamicRecord],
     key: TsigKey | None,
@@ -119,7 +161,7 @@ def _changes(
     """The target values the update section sets, or the rcode that refuses it."""
     adds: dict[TargetKey, str] = {}
     deletes: set[tuple[Name, int | None]] = set()
-    for rrset in message.update:
+    for rrset in rrsets:
         name = name_from_dnspython(rrset.name)
         if name[len(name) - len(origin) :] != origin:
             return [], 10  # NOTZONE
