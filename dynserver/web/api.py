@@ -35,7 +35,7 @@ from dynserver.update.service import Updates
 from dynserver.update.targets import InvalidValue, parse_value, record_text
 from dynserver.web import openapi, schema, views
 from dynserver.web.client import client_address
-from dynserver.web.editing import Applied, Editing, Refused
+from dynserver.web.editing import Applied, Editing, EditRefused
 from dynserver.web.schema import ErrorCode
 
 log = logging.getLogger("dynserver.update")
@@ -386,7 +386,7 @@ def create_api(
         ],
         exception_handlers={
             ApiError: _api_error,  # type: ignore[dict-item]
-            Refused: _refused,  # type: ignore[dict-item]
+            EditRefused: _refused,  # type: ignore[dict-item]
             HTTPException: _http_error,  # type: ignore[dict-item]
             Exception: _server_error,
         },
@@ -482,7 +482,7 @@ async def _api_error(request: Request, exc: ApiError) -> Response:
     return error_response(exc.status, exc.error, exc.detail, exc.headers)
 
 
-async def _refused(request: Request, exc: Refused) -> Response:
+async def _refused(request: Request, exc: EditRefused) -> Response:
     return error_response(exc.status, exc.error, exc.detail)
 
 

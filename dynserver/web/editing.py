@@ -25,7 +25,7 @@ from dynserver.web.schema import ErrorCode
 log = logging.getLogger("dynserver.web")
 
 
-class Refused(RequestError):
+class EditRefused(RequestError):
     """An edit (or a read of a definition) that cannot be done: its HTTP status, code,
     what went wrong, and the config key it is about (a form shows the message there)."""
 
@@ -69,7 +69,9 @@ class Editing:
             return self.editor.read()
         except (OSError, ConfigError) as error:
             log.error("event=edit_failed step=read error=%r", str(error))
-            raise Refused(500, ErrorCode.SERVER_ERROR, f"the config file cannot be read: {error}") from None
+            raise EditRefused(
+                500, ErrorCode.SERVER_ERROR, f"the config file cannot be read: {error}"
+            ) from None
 
     # -- reads ----------------------------------------------------------------------
     # Each from the file as it is now, or from ``document`` (the text an edit wrote).
@@ -79,7 +81,9 @@ class Editing:
         document = document or self.document()
         found = self.editor.record(document.text, name)
         if found is None:
-            raise Refused(404, ErrorCode.NOT_FOUND, f"the config file has no dynamic record {fqdn(name)!r}")
+            raise EditRefused(
+                404, ErrorCode.NOT_FOUND, f"the config file has no dynamic record {fqdn(name)!r}"
+            )
         return found, document.etag
 
     def target(self, name: str, target: str, document: Document | None = None) -> tuple[Definition, str]:
@@ -87,7 +91,7 @@ class Editing:
         found = self.editor.target(document.text, name, target)
         if found is None:
             self.record(name, document)  # 404 for the record first
-            raise Refused(
+            raise EditRefused(
                 404, ErrorCode.NOT_FOUND, f"{fqdn(name)} has no target {target!r} in the config file"
             )
         return found, document.etag
@@ -96,7 +100,7 @@ class Editing:
         document = document or self.document()
         found = self.editor.monitor(document.text, name)
         if found is None:
-            raise Refused(404, ErrorCode.NOT_FOUND, f"no monitor {name!r} in the config file")
+            raise EditRefused(404, ErrorCode.NOT_FOUND, f"no monitor {name!r} in the config file")
         return found, document.etag
 
     def monitors(self) -> list[str]:
@@ -126,7 +130,7 @@ class Editing:
         given = fields.get("name", target)
         if not isinstance(given, str) or given.lower() != target.lower():
             detail = f"the body names target {given!r} but the URL names {target!r}"
-            raise Refused(409, ErrorCode.CONFLICT, detail, "name")
+            raise EditRefused(409, ErrorCode.CONFLICT, detail, "name")
 
         def operation(text: str) -> tuple[str, bool]:
             self.record(name, Document(text, ""))
@@ -161,34 +165,34 @@ class Editing:
         new text must load as at start-up, then it is written atomically and reloaded."""
         if if_match is None:
             detail = "send If-Match with the ETag of a GET, so no other change is silently lost"
-            raise Refused(428, ErrorCode.PRECONDITION_REQUIRED, detail)
+            raise EditRefused(428, ErrorCode.PRECONDITION_REQUIRED, detail)
         async with self.editor.lock:
             why = self.editor.writable()
             if why is not None:
-                raise Refused(409, ErrorCode.CONFLICT, f"editing is off: {why}")
+                raise EditRefused(409, ErrorCode.CONFLICT, f"editing is off: {why}")
             document = self.document()
             if not matches(if_match, document.etag):
                 detail = (
                     f"the config file changed since it was read (its ETag is now {document.etag}); "
                     "read it again and repeat the change"
                 )
-                raise Refused(412, ErrorCode.PRECONDITION_FAILED, detail)
+                raise EditRefused(412, ErrorCode.PRECONDITION_FAILED, detail)
             try:
                 text, created = operation(document.text)
                 _, written = await self.editor.save(text)  # validated, then written
             except ConfigError as error:
-                raise Refused(422, ErrorCode.INVALID, str(error), error.key, error.message) from None
+                raise EditRefused(422, ErrorCode.INVALID, str(error), error.key, error.message) from None
             except OSError as error:
                 log.error("event=edit_failed step=write error=%r", str(error))
                 detail = f"the config file could not be written ({error}); nothing changed"
-                raise Refused(500, ErrorCode.SERVER_ERROR, detail) from None
+                raise EditRefused(500, ErrorCode.SERVER_ERROR, detail) from None
             # The runtime reads the file it was just given: so the command line's overrides
             # of `serve` (--dns, --http, --database) are put on it as on every reload, which
             # Runtime.reload does for a config it reads, not for one it is handed.
             outcome = await self.runtime.reload(actor=actor, via=via)
             if not outcome.ok:  # a master file changed meanwhile: the file is written, not live
                 detail = "written, but the reload failed: " + "; ".join(outcome.errors)
-                raise Refused(500, ErrorCode.SERVER_ERROR, detail)
+                raise EditRefused(500, ErrorCode.SERVER_ERROR, detail)
             return Applied(document=written, created=created, changes=outcome.changes)
 
 
@@ -238,7 +242,7 @@ def _number(text: str) -> int | float | str:
     return text
 
 
-def field_of(refused: Refused, fields: Collection[str]) -> str | None:
+def field_of(refused: EditRefused, fields: Collection[str]) -> str | None:
     """The form field a refusal is about, so the page shows the message next to it:
     the key's last part, else the field the reason names (quoted values aside: a path
     typed as "/path" must not point at the path field), else the value for a value the

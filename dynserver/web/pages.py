@@ -39,7 +39,7 @@ from dynserver.web import views
 from dynserver.web.api import error_response
 from dynserver.web.auth import ADMIN, COOKIE, Auth, Session, set_cookie
 from dynserver.web.client import client_address
-from dynserver.web.editing import Applied, Editing, Refused, field_of, form_definition
+from dynserver.web.editing import Applied, Editing, EditRefused, field_of, form_definition
 from dynserver.web.schema import ErrorCode
 
 log = logging.getLogger("dynserver.web")
@@ -158,7 +158,7 @@ def routes(
         """A form as first shown: the file's ETag (its If-Match) and whether it can be saved."""
         try:
             etag = etag or editing.document().etag
-        except Refused as refused:
+        except EditRefused as refused:
             return Form(values, etag="", error=refused.detail, off=refused.detail)
         return Form(values, etag=etag, off=editing.writable())
 
@@ -166,7 +166,7 @@ def routes(
         request: Request,
         change: Callable[[dict[str, Any]], Awaitable[Applied]],
         fields: Collection[str],
-        where: Callable[[Refused], str | None] | None = None,
+        where: Callable[[EditRefused], str | None] | None = None,
     ) -> tuple[Form, Applied | None]:
         """Run a form's change as the session's admin; the form back with the message
         next to its field (``where``: which one; else field_of) or above it when refused."""
@@ -175,7 +175,7 @@ def routes(
         by = {"if_match": form.get("etag") or None, "actor": f"web:{ADMIN}", "via": "dashboard"}
         try:
             return Form(values, etag=values["etag"]), await change(by)
-        except Refused as refused:
+        except EditRefused as refused:
             at = (where or (lambda r: field_of(r, fields)))(refused) if refused.status == 422 else None
             # 412: the file changed meanwhile; the next try is against the file as it is now.
             etag = "" if refused.status == 412 else values["etag"]
@@ -207,10 +207,10 @@ def routes(
 
         async def change(by: dict[str, Any]) -> Applied:
             if not target:
-                raise Refused(422, ErrorCode.INVALID, "name: expected a name such as charlie", "name")
+                raise EditRefused(422, ErrorCode.INVALID, "expected a name such as charlie", "name")
             if any(t.name == target for t in record.targets):
                 reason = f"{name} has a target {target!r} already; edit it in the table above"
-                raise Refused(422, ErrorCode.INVALID, reason, "name")
+                raise EditRefused(422, ErrorCode.INVALID, reason, "name")
             return await editing.put_target(name, target, form_definition(form, TARGET_FIELDS), **by)
 
         sent, applied = await edit(request, change, TARGET_FIELDS)
@@ -235,7 +235,7 @@ def routes(
         if request.method == "GET":
             try:
                 definition, etag = editing.target(name, target)
-            except Refused as refused:
+            except EditRefused as refused:
                 return render(request, "missing.html", {"message": refused.detail}, refused.status)
             shown = {**definition, "check_port": definition.get("check_port", definition.get("port", ""))}
             values = {field: _text(shown.get(field)) for field in TARGET_FIELDS}
@@ -280,7 +280,7 @@ def routes(
         if request.method == "GET":
             try:
                 definition, etag = editing.monitor(monitor)
-            except Refused as refused:
+            except EditRefused as refused:
                 return render(request, "missing.html", {"message": refused.detail}, refused.status)
             values = {field: _text(definition.get(field)) for field in MONITOR_FIELDS}
             return render(request, "monitor.html", {"monitor": monitor, "form": fresh_form(values, etag)})
@@ -331,11 +331,11 @@ def routes(
 
         async def change(by: dict[str, Any]) -> Applied:
             if not label:
-                raise Refused(422, ErrorCode.INVALID, "label: expected a name such as app", "label")
+                raise EditRefused(422, ErrorCode.INVALID, "expected a name such as app", "label")
             if monitor == NEW_MONITOR and not new_monitor:
-                raise Refused(422, ErrorCode.INVALID, "expected a name such as web", "monitor_name")
+                raise EditRefused(422, ErrorCode.INVALID, "expected a name such as web", "monitor_name")
             if editing.editor.record(editing.document().text, name) is not None:
-                raise Refused(422, ErrorCode.INVALID, f"{name} exists already", "label")
+                raise EditRefused(422, ErrorCode.INVALID, f"{name} exists already", "label")
             fields = {k.removeprefix("monitor_"): form.get(k, "") for k in NEW_RECORD_MONITOR}
             definition = form_definition(fields, MONITOR_FIELDS)
 
@@ -646,7 +646,7 @@ class Form:
     status: int = 200
 
 
-def _new_record_field(refused: Refused) -> str | None:
+def _new_record_field(refused: EditRefused) -> str | None:
     """The new-record form's field of a refusal: the monitor's keys are its monitor_...
     fields, the target's its target_... fields, the record's its own."""
     if refused.key.startswith("monitors."):

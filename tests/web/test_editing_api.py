@@ -19,8 +19,9 @@ import pytest
 from dynserver.app import App
 from dynserver.config.edit import Editor
 from tests.support import ROOT
-from tests.update.common import APP, ask, running
+from tests.update.common import APP, Running, ask, running
 from tests.web.test_audit import events
+from tests.web.test_pages import HASH
 
 RECORD = f"/api/v1/config/records/{APP}"
 ALPHA = f"{RECORD}/targets/alpha"
@@ -33,6 +34,7 @@ class Admin:
     app: App
     http: httpx.AsyncClient
     path: Path  # the config file
+    served: Running  # for more clients of the same web app
 
 
 @asynccontextmanager
@@ -47,7 +49,7 @@ async def admin(folder: Path) -> AsyncIterator[Admin]:
         headers = {"Authorization": f"Bearer {secret}"}
         async with served.client() as http:
             http.headers.update(headers)
-            yield Admin(served.app, http, path)
+            yield Admin(served.app, http, path, served)
 
 
 def run(test: Callable[[Path], Awaitable[None]], folder: Path) -> None:
@@ -248,5 +250,26 @@ def test_editing_is_admin_only(tmp_path: Path) -> None:
                 assert (await http.post("/api/v1/reload")).status_code == 403
                 put = await http.put(ALPHA, json={"value": "192.0.2.30"}, headers={"If-Match": "*"})
                 assert put.status_code == 403
+
+    run(test, tmp_path)
+
+
+def test_a_reload_changes_the_web_settings_and_the_update_paths_without_a_restart(tmp_path: Path) -> None:
+    async def test(folder: Path) -> None:
+        async with admin(folder) as a:
+            async with a.served.client() as page:  # a browser's: no credential
+                a.path.write_text(a.path.read_text() + '\n[web]\nadmin_password_hash = "' + HASH + '"\n')
+                assert (await a.http.post("/api/v1/reload")).status_code == 200
+                assert (await page.get("/")).status_code == 303  # a login is needed now
+                text = a.path.read_text()
+                a.path.write_text(text.replace("[web]\n", "[web]\npublic = true\n"))
+                assert (await a.http.post("/api/v1/reload")).status_code == 200
+                assert (await page.get("/")).status_code == 200  # public: read without one
+            # A target added by an edit takes updates at once (the update paths know it).
+            etag = (await a.http.get(RECORD)).headers["etag"]
+            assert (await a.http.put(ALPHA, json={}, headers={"If-Match": etag})).status_code == 201
+            value = await a.http.put(f"/api/v1/records/{APP}/targets/alpha", json={"value": "192.0.2.77"})
+            assert value.status_code == 200, value.text
+            assert value.json()["target"]["value"] == "192.0.2.77"
 
     run(test, tmp_path)
