@@ -202,6 +202,9 @@ def main() -> int:
     )
     parser.add_argument("--via", choices=("control", "sighup"), default="control")
     parser.add_argument(
+        "--names", type=int, default=0, help="static names added to the zone (h0, h1, ...): a larger zone"
+    )
+    parser.add_argument(
         "--duration",
         type=int,
         help="dnsperf's seconds (default: the reloads' time plus 3 s); with --reloads 0, a baseline",
@@ -213,7 +216,9 @@ def main() -> int:
         return 2
 
     folder = Path(tempfile.mkdtemp(prefix="reload-bench-"))
-    (folder / "zone").write_text(MASTER)
+    (folder / "zone").write_text(
+        MASTER + "".join(f"h{i} IN A 198.51.100.{i % 250 + 1}\n" for i in range(args.names))
+    )
     queries = folder / "queries.txt"
     queries.write_text(f"app.{ZONE} A\nwww.{ZONE} A\n")
     config = folder / "dynserver.toml"
@@ -273,7 +278,10 @@ def main() -> int:
     wrong = answers.wrong()
     ended_in_time = reloading + WARMUP_S < duration
 
-    print(f"reload under load: {args.reloads} reloads via {args.via}, dnsperf at -Q {args.rate}")
+    print(
+        f"reload under load: {args.reloads} reloads via {args.via}, dnsperf at -Q {args.rate}, "
+        f"zone of {args.names + 4} names"
+    )
     print(f"  dynserver {dynserver_version()}; command: {invocation()}")
     print(f"  dnsperf: {shlex.join(dnsperf).replace(str(folder), '$TMP')}")
     print(f"  dnsperf: sent {sent}, completed {completed}, lost {lost}, {qps:.0f} qps, codes {rcodes}")
