@@ -80,8 +80,9 @@ _MIGRATIONS: dict[int, str] = {
     """,
     # ACME DNS-01 challenges (dynserver.update.acme): stored before an update is answered,
     # served again after a restart until deleted or ``expires``. Names in the text form.
+    # IF NOT EXISTS: a database set back to an older version keeps the table it has.
     6: """
-    CREATE TABLE acme_challenge (
+    CREATE TABLE IF NOT EXISTS acme_challenge (
         name TEXT NOT NULL, value TEXT NOT NULL, zone TEXT NOT NULL,
         added REAL NOT NULL, expires REAL NOT NULL, actor TEXT NOT NULL,
         PRIMARY KEY (name, value)
