@@ -1,0 +1,79 @@
+"""Issue 15: no query is lost right after start-up.
+
+A new user starts `dynserver serve`, polls until it answers, then sends one more query at
+once. Here the poll is a raw UDP SOA query, and from the first answered moment on,
+queries (with and without EDNS, each from a fresh socket, as dig sends them) are fired for
+a few seconds; every one must get its reply.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dns.message
+import dns.rdatatype
+import pytest
+
+from tests.support import ROOT, free_port, loopback, master_file, stop, write_config
+
+pytestmark = pytest.mark.slow
+
+ZONE = "start.example.test"
+WINDOW = 3.0  # seconds of queries after the first answer (the issue saw losses up to ~3 s)
+REPLY_TIMEOUT = 2.0
+
+
+def _ask(host: str, port: int, wire: bytes) -> bytes | None:
+    """One query from a fresh socket; the reply, or None when none came."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(REPLY_TIMEOUT)
+        sock.connect((host, port))
+        try:
+            sock.send(wire)
+            return sock.recv(4096)
+        except (TimeoutError, ConnectionRefusedError):
+            return None
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_every_query_from_the_first_answer_on_is_answered(tmp_path: Path, loop: str) -> None:
+    config = write_config(tmp_path, {ZONE: master_file(ZONE, "www IN A 192.0.2.1\n")})
+    host = loopback()
+    port = free_port(host)
+    env = {**os.environ, "DYNSERVER_LOOP": loop}
+    log = tmp_path / "dynserver.log"
+    command = [sys.executable, "-m", "dynserver", "serve", "--config", str(config), "--dns", f"{host}:{port}"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    try:
+        soa = dns.message.make_query(ZONE, dns.rdatatype.SOA).to_wire()
+        deadline = time.monotonic() + 20
+        while _ask(host, port, soa) is None:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "never answered"
+            time.sleep(0.02)
+        queries = [
+            dns.message.make_query(f"www.{ZONE}", dns.rdatatype.A),
+            dns.message.make_query(f"www.{ZONE}", dns.rdatatype.A, use_edns=0),
+            dns.message.make_query(ZONE, dns.rdatatype.SOA),
+            dns.message.make_query(f"nx.{ZONE}", dns.rdatatype.A, use_edns=0, want_dnssec=True),
+        ]
+        sent = 0
+        lost: list[tuple[float, str]] = []
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < WINDOW:
+            query = queries[sent % len(queries)]
+            query.id = (query.id + 1) & 0xFFFF
+            sent += 1
+            reply = _ask(host, port, query.to_wire())
+            if reply is None or dns.message.from_wire(reply).id != query.id:
+                lost.append((round(elapsed, 3), str(query.question[0])))
+        assert sent > 20
+        assert not lost, f"{len(lost)} of {sent} queries unanswered: {lost[:10]}\n{log.read_text()}"
+    finally:
+        stop(process)
