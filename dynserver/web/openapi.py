@@ -178,7 +178,9 @@ DOCUMENT: dict[str, Any] = {
         "title": "dynserver API",
         "version": __version__,
         "description": "Zones, dynamic records and their targets; address updates, maintenance, "
-        "check now, the event log and the locations checks run from. Authenticate with "
+        "check now, the event log and the locations checks run from; the config file's records, targets "
+        "and monitors edited in place (GET with an ETag, PUT and DELETE with If-Match) and reloaded. "
+        "Authenticate with "
         "`Authorization: Bearer <secret>` of a credential made by `dynserver credential add` "
         "(agents: the token of `dynserver agent add`).",
     },
