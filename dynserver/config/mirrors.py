@@ -1,8 +1,9 @@
-"""[mirrors.NAME] and a record's ``mirror`` list: Cloudflare and RFC 2136 primaries that
-receive the answers."""
+"""[mirrors.NAME] and a record's ``mirror`` list: Cloudflare, RFC 2136 primaries, the
+providers of dns-lexicon and dyndns2 servers, which receive the answers."""
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import re
 import urllib.parse
@@ -19,10 +20,19 @@ from dynserver.model import CLOUDFLARE_API, Listener, MirrorConfig, MirrorRecord
 
 _MIRROR_COMMON_KEYS = {"type", "zone", "reconcile_interval", "timeout"}
 _MIRROR_KEYS = {
-    # api_token is listed so that writing it gets a pointed error, not "unknown key"
+    # api_token and password are listed so that writing them gets a pointed error, not
+    # "unknown key"
     "cloudflare": _MIRROR_COMMON_KEYS | {"api_token_file", "api_token_env", "api_token", "api_base"},
     "rfc2136": _MIRROR_COMMON_KEYS | {"primary", "key"},
+    "lexicon": _MIRROR_COMMON_KEYS
+    | {"provider", "credentials_file", "credentials_env", "options", "api_base"},
+    "dyndns2": _MIRROR_COMMON_KEYS | {"url", "username", "password_file", "password_env", "password"},
 }
+_KINDS = "cloudflare, rfc2136, lexicon or dyndns2"
+# dyndns2 has no way to read the address back, and its servers count repeated updates
+# of an unchanged address as abuse (ddclient forces one only every 25 days): once a day.
+_DYNDNS2_RECONCILE = 86400.0
+_OPTION_RE = re.compile(r"[a-z][a-z0-9_]*")
 _MIRROR_RECORD_KEYS = {"to", "name", "ttl", "proxied", "comment"}
 _CLOUDFLARE_ONLY = {"proxied", "comment"}
 _ZONE_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -49,21 +59,24 @@ def read_mirrors(
     for name, mirror_raw in table.items():
         path: KeyPath = ("mirrors", name)
         m = reader.table(mirror_raw, path)
-        kind = reader.get(m, path, "type", str, "", "cloudflare or rfc2136")
+        kind = reader.get(m, path, "type", str, "", _KINDS)
         if kind not in _MIRROR_KEYS:
-            raise reader.error((*path, "type"), "expected cloudflare or rfc2136")
+            raise reader.error((*path, "type"), f"expected {_KINDS}")
         reader.unknown(m, path, _MIRROR_KEYS[kind])
         zone_text = fqdn(reader.get(m, path, "zone", str, "", "a zone name"))
-        if not zone_text:
+        if kind == "dyndns2" and not zone_text:
+            pass  # optional: a dyndns2 server takes host names, whatever their zone
+        elif not zone_text:
             what = "its name or its 32-character zone id" if kind == "cloudflare" else "its name"
             raise reader.error(path, f'expected zone = "example.com": the zone at the provider ({what})')
-        if not (kind == "cloudflare" and _ZONE_ID_RE.fullmatch(zone_text)):
+        if zone_text and not (kind == "cloudflare" and _ZONE_ID_RE.fullmatch(zone_text)):
             zone_text = name_text(host_name(reader, (*path, "zone"), zone_text))
+        reconcile = _DYNDNS2_RECONCILE if kind == "dyndns2" else 300
         common: dict[str, Any] = {
             "name": name,
             "type": kind,
             "zone": zone_text,
-            "reconcile_interval": reader.number(m, path, "reconcile_interval", 300, 1, 86400, float),
+            "reconcile_interval": reader.number(m, path, "reconcile_interval", reconcile, 1, 86400, float),
             "timeout": reader.number(m, path, "timeout", 10, 0.5, 120, float),
         }
         if kind == "cloudflare":
@@ -72,6 +85,12 @@ def read_mirrors(
                 api_token=_api_token(reader, m, path, folder, environ),
                 api_base=_api_base(reader, m, path),
             )
+            continue
+        if kind == "lexicon":
+            result.mirrors[name] = _lexicon(reader, m, path, folder, environ, common)
+            continue
+        if kind == "dyndns2":
+            result.mirrors[name] = _dyndns2(reader, m, path, folder, environ, common)
             continue
         primary = reader.get(m, path, "primary", str, "", 'a "host:port" string')
         if not primary:
@@ -107,26 +126,11 @@ def _api_token(
     if "api_token_file" in m:
         where: KeyPath = (*path, "api_token_file")
         file_name = reader.get(m, path, "api_token_file", str, "", "a file name")
-        shown = str(Path(reader.path).parent / file_name)
-        try:
-            text = (folder / file_name).read_text()
-        except OSError as error:
-            raise reader.error(
-                where, f"cannot read {shown!r}: {error.strerror}; expected a file holding the API token"
-            ) from None
-        except UnicodeDecodeError:
-            raise reader.error(
-                where, f"{shown!r} is not text; expected a file holding the API token"
-            ) from None
+        text = _secret_file(reader, where, folder, file_name, "the API token")
     else:
         where = (*path, "api_token_env")
         variable = reader.get(m, path, "api_token_env", str, "", "an environment variable name")
-        found = environ.get(variable) if variable else None
-        if found is None:
-            raise reader.error(
-                where, f"the environment variable {variable!r} is not set; expected it to hold the API token"
-            )
-        text = found
+        text = _secret_env(reader, where, environ, variable, "the API token")
     token = text.strip()
     if not token:
         raise reader.error(where, "the API token is empty; expected a Cloudflare API token (Zone.DNS:Edit)")
@@ -139,19 +143,194 @@ def _api_token(
     return Secret(token)
 
 
-def _api_base(reader: Reader, m: dict[str, Any], path: KeyPath) -> str:
-    text = reader.get(m, path, "api_base", str, CLOUDFLARE_API, "a URL").strip().rstrip("/")
+def _secret_file(reader: Reader, where: KeyPath, folder: Path, file_name: str, what: str) -> str:
+    """The text of a file holding a credential (relative to the config file's folder)."""
+    shown = str(Path(reader.path).parent / file_name)
+    try:
+        return (folder / file_name).read_text()
+    except OSError as error:
+        raise reader.error(
+            where, f"cannot read {shown!r}: {error.strerror}; expected a file holding {what}"
+        ) from None
+    except UnicodeDecodeError:
+        raise reader.error(where, f"{shown!r} is not text; expected a file holding {what}") from None
+
+
+def _secret_env(reader: Reader, where: KeyPath, environ: Mapping[str, str], variable: str, what: str) -> str:
+    found = environ.get(variable) if variable else None
+    if found is None:
+        raise reader.error(
+            where, f"the environment variable {variable!r} is not set; expected it to hold {what}"
+        )
+    return found
+
+
+def _api_base(reader: Reader, m: dict[str, Any], path: KeyPath, default: str = CLOUDFLARE_API) -> str:
+    text = reader.get(m, path, "api_base", str, default, "a URL").strip().rstrip("/")
+    if not text:
+        return text
+    return _url(reader, (*path, "api_base"), text, default or "https://api.example.com/v1", "the token")
+
+
+def _url(reader: Reader, where: KeyPath, text: str, example: str, secret: str) -> str:
+    """An http(s) URL without credentials in it; http:// only to the loopback (a test double)."""
     parts = urllib.parse.urlsplit(text)
     host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not host or parts.query or parts.fragment or parts.username:
-        raise reader.error((*path, "api_base"), f"expected an https:// URL such as {CLOUDFLARE_API}")
+    if parts.scheme not in ("http", "https") or not host or parts.fragment or parts.username:
+        raise reader.error(where, f"expected an https:// URL such as {example}")
+    if parts.query and where[-1] == "api_base":
+        raise reader.error(where, f"expected an https:// URL such as {example}")
     if parts.scheme == "http" and not _loopback(host):
         raise reader.error(
-            (*path, "api_base"),
-            "http:// would send the token in clear text; expected https:// (http:// is accepted "
+            where,
+            f"http:// would send {secret} in clear text; expected https:// (http:// is accepted "
             "only for 127.0.0.1, ::1 or localhost, e.g. a local test double)",
         )
     return text
+
+
+def _lexicon(
+    reader: Reader,
+    m: dict[str, Any],
+    path: KeyPath,
+    folder: Path,
+    environ: Mapping[str, str],
+    common: dict[str, Any],
+) -> MirrorConfig:
+    """type = "lexicon": a provider of dns-lexicon, its credentials from files or the
+    environment (each option from one of them), its other options in the clear."""
+    provider = reader.get(m, path, "provider", str, "", 'a dns-lexicon provider name, e.g. "hetzner"').strip()
+    if not provider:
+        raise reader.error(path, 'expected provider = "hetzner" (a provider of dns-lexicon)')
+    accepted = _lexicon_provider_options(reader, (*path, "provider"), provider)
+    credentials: dict[str, Secret] = {}
+    for source in ("credentials_file", "credentials_env"):
+        table = reader.table(m.get(source, {}), (*path, source))
+        for option, value in table.items():
+            where: KeyPath = (*path, source, option)
+            _check_option(reader, where, provider, option, accepted)
+            if option in credentials:
+                raise reader.error(
+                    where, "given in both credentials_file and credentials_env; expected one of them"
+                )
+            if not isinstance(value, str) or not value:
+                what = "a file name" if source == "credentials_file" else "an environment variable name"
+                raise reader.error(where, f"expected {what}")
+            what = f"the {option} of {provider}"
+            if source == "credentials_file":
+                text = _secret_file(reader, where, folder, value, what)
+            else:
+                text = _secret_env(reader, where, environ, value, what)
+            secret = text.strip()
+            if not secret or "\n" in secret:
+                raise reader.error(where, f"{what} is empty or several lines; expected the credential alone")
+            credentials[option] = Secret(secret)
+    options: dict[str, str] = {}
+    table = reader.table(m.get("options", {}), (*path, "options"))
+    for option, value in table.items():
+        where = (*path, "options", option)
+        _check_option(reader, where, provider, option, accepted)
+        if option in credentials:
+            raise reader.error(where, "also given as a credential; expected it once")
+        if option.startswith("auth_"):
+            raise reader.error(
+                where,
+                "a credential does not belong in the config file; expected it in credentials_file "
+                "or credentials_env",
+            )
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise reader.error(where, "expected a string or a number")
+        options[option] = str(value)
+    if not credentials:
+        raise reader.error(
+            path,
+            f"expected credentials_file or credentials_env with the credentials of {provider} "
+            f"(its options: {', '.join(sorted(accepted)) or 'none'})",
+        )
+    return MirrorConfig(
+        **common,
+        provider=provider,
+        credentials=tuple(sorted(credentials.items())),
+        options=tuple(sorted(options.items())),
+        api_base=_api_base(reader, m, path, ""),
+    )
+
+
+def _check_option(reader: Reader, where: KeyPath, provider: str, option: str, accepted: set[str]) -> None:
+    if option not in accepted:
+        choices = ", ".join(sorted(accepted)) or "none"
+        raise reader.error(where, f"{provider} has no option {option!r}; expected one of: {choices}")
+
+
+def _lexicon_provider_options(reader: Reader, where: KeyPath, provider: str) -> set[str]:
+    """The options a dns-lexicon provider takes (its command-line flags, as lexicon's own
+    CLI reads them). dns-lexicon is imported here, not at the top: it takes half a second,
+    and only a config with a lexicon mirror needs it."""
+    from lexicon._private.discovery import find_providers, load_provider_module
+
+    available = find_providers()
+    if provider not in available:
+        raise reader.error(
+            where,
+            f"dns-lexicon has no provider {provider!r}; expected one of its providers, e.g. "
+            "hetzner, digitalocean, desec, ovh, gandi, porkbun",
+        )
+    if not available[provider]:
+        raise reader.error(
+            where,
+            f"the {provider} provider needs packages that are not installed; expected them "
+            f"installed (pip install 'dns-lexicon[{provider}]')",
+        )
+    parser = argparse.ArgumentParser(add_help=False)
+    load_provider_module(provider).Provider.configure_parser(parser)
+    return {action.dest for action in parser._actions if _OPTION_RE.fullmatch(action.dest)}
+
+
+def _dyndns2(
+    reader: Reader,
+    m: dict[str, Any],
+    path: KeyPath,
+    folder: Path,
+    environ: Mapping[str, str],
+    common: dict[str, Any],
+) -> MirrorConfig:
+    """type = "dyndns2": an update URL, a user name and a password from a file or the
+    environment."""
+    example = "https://dyn.dns.he.net/nic/update"
+    url = reader.get(m, path, "url", str, "", "a URL").strip()
+    if not url:
+        raise reader.error(path, f'expected url = "{example}": the dyndns2 update URL')
+    url = _url(reader, (*path, "url"), url, example, "the password")
+    username = reader.get(m, path, "username", str, "", "a user name")
+    if not username:
+        raise reader.error(
+            path, "expected username: the dyndns2 user name (Hurricane Electric: the host name)"
+        )
+    if "password" in m:
+        raise reader.error(
+            (*path, "password"),
+            'a password does not belong in the config file; expected password_file = "he-key" '
+            'or password_env = "DYNDNS_PASSWORD"',
+        )
+    if ("password_file" in m) == ("password_env" in m):
+        raise reader.error(path, "expected exactly one of password_file or password_env")
+    if "password_file" in m:
+        where: KeyPath = (*path, "password_file")
+        text = _secret_file(
+            reader,
+            where,
+            folder,
+            reader.get(m, path, "password_file", str, "", "a file name"),
+            "the password",
+        )
+    else:
+        where = (*path, "password_env")
+        variable = reader.get(m, path, "password_env", str, "", "an environment variable name")
+        text = _secret_env(reader, where, environ, variable, "the password")
+    password = text.strip()
+    if not password or "\n" in password:
+        raise reader.error(where, "the password is empty or several lines; expected the password alone")
+    return MirrorConfig(**common, url=url, username=username, password=Secret(password))
 
 
 def _loopback(host: str) -> bool:
@@ -224,13 +403,22 @@ def mirror_records(
                 f'{where}: name {name_raw!r}; expected the absolute name at {to}, e.g. "www.example.com"',
             ) from None
         zone = mirror.zone
-        if not _ZONE_ID_RE.fullmatch(zone) and name != zone and not name.endswith("." + zone):
+        if zone and not _ZONE_ID_RE.fullmatch(zone) and name != zone and not name.endswith("." + zone):
             raise reader.error(
                 mirror_path,
                 f"{where}: {name} is not in the zone {zone} of [mirrors.{to}]; "
                 f"expected a name ending in {zone}",
             )
-        if kind == "CNAME" and name == zone and mirror.type == "rfc2136":
+        if mirror.type == "dyndns2" and kind not in ("A", "AAAA"):
+            raise reader.error(
+                mirror_path, f"{where}: dyndns2 sets addresses; expected a record of type A or AAAA"
+            )
+        if mirror.type == "dyndns2" and "ttl" in item:
+            raise reader.error(
+                mirror_path,
+                f"{where}: a dyndns2 server sets the TTL itself; expected no ttl for [mirrors.{to}]",
+            )
+        if kind == "CNAME" and name == zone and mirror.type in ("rfc2136", "lexicon"):
             raise reader.error(
                 mirror_path, f"{where}: a CNAME cannot be at the zone apex {zone} (it has SOA and NS)"
             )

@@ -10,6 +10,7 @@ us to wait (``retry_after``).
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from dynserver.dns.names import fqdn
 from dynserver.errors import PeerError
 
 REDACTED = "***"
+MAX_RETRY_AFTER = 3600.0  # a longer Retry-After is taken as this: a mirror is not parked for days
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +65,21 @@ class MirrorError(PeerError):
         self.retry_after = retry_after
         self.reply = reply or message
 
+    def redacted(self, secrets: Sequence[str]) -> MirrorError:
+        """The same error with every secret taken out of its message and reply."""
+        return MirrorError(
+            redact(self.message, secrets),
+            permanent=self.permanent,
+            retry_after=self.retry_after,
+            reply=redact(self.reply, secrets),
+        )
+
 
 class Provider(Protocol):
-    """A mirror target: Cloudflare's API or an RFC 2136 primary."""
+    """A mirror target: Cloudflare's API, an RFC 2136 primary, a dns-lexicon provider or a
+    dyndns2 server."""
 
-    kind: str  # "cloudflare" | "rfc2136"
+    kind: str  # "cloudflare" | "rfc2136" | "lexicon" | "dyndns2"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -102,3 +114,19 @@ def redact(text: str, secrets: Sequence[str]) -> str:
         if secret:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def retry_after_seconds(value: str | None, now: float) -> float:
+    """An HTTP Retry-After in seconds (a number or an HTTP date); 1 s when absent or
+    unreadable, at most MAX_RETRY_AFTER."""
+    if not value:
+        return 1.0
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

@@ -16,7 +16,6 @@ sent only in the Authorization header and is redacted from every message.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import re
 import time
 from typing import Any
@@ -25,12 +24,11 @@ import httpx
 
 from dynserver import __version__
 from dynserver.mirror import diff
-from dynserver.mirror.base import Desired, MirrorError, Outcome, canonical, redact
+from dynserver.mirror.base import Desired, MirrorError, Outcome, canonical, retry_after_seconds
 from dynserver.model import MirrorConfig
 
 PER_PAGE = 100  # Cloudflare's default; one page holds every record of a name and type
 MAX_PAGES = 50  # a safety net against a server that never says "last page"
-MAX_RETRY_AFTER = 3600.0
 AUTH_CODES = {10000, 9103, 9106, 9109}  # authentication error, unknown/missing/unauthorized
 _ZONE_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -77,12 +75,7 @@ class Cloudflare:
         except MirrorError as error:
             if error.permanent:
                 self._zone_id = None  # a deleted or moved zone: look it up again next time
-            raise MirrorError(
-                redact(error.message, self.secrets),
-                permanent=error.permanent,
-                retry_after=error.retry_after,
-                reply=redact(error.reply, self.secrets),
-            ) from None
+            raise error.redacted(self.secrets) from None
 
     async def _sync(self, desired: Desired) -> Outcome:
         zone_id, zone_name = await self._zone()
@@ -221,7 +214,7 @@ class Cloudflare:
         errors = _errors(body)
         self._last_reply = f"{what}: HTTP {status}" + (f" {errors}" if errors else "")
         if status == 429:
-            retry_after = _retry_after(response.headers.get("Retry-After"), time.time())
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"), time.time())
             raise MirrorError(
                 f"rate limited (HTTP 429){errors and ' ' + errors}; Retry-After {retry_after:g} s",
                 retry_after=retry_after,
@@ -279,18 +272,3 @@ def _errors(body: dict[str, Any]) -> str:
         if isinstance(error, dict):
             parts.append(f"{error.get('code')} {str(error.get('message', ''))[:200]}".strip())
     return "[" + "; ".join(parts) + "]" if parts else ""
-
-
-def _retry_after(value: str | None, now: float) -> float:
-    """Retry-After in seconds (a number or an HTTP date); 1 s when absent or unreadable."""
-    if not value:
-        return 1.0
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - now
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return 1.0
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

@@ -34,6 +34,8 @@ from dynserver.backoff import Backoff
 from dynserver.dns import wire
 from dynserver.mirror.base import Desired, MirrorError, Outcome, Provider, canonical_values, redact
 from dynserver.mirror.cloudflare import Cloudflare
+from dynserver.mirror.dyndns2 import Dyndns2
+from dynserver.mirror.lexicon import Lexicon
 from dynserver.mirror.rfc2136 import Rfc2136
 from dynserver.model import Config, DynamicRecord, MirrorRecord
 from dynserver.store.db import EventRow
@@ -73,7 +75,7 @@ class MirrorStatus:
     """One mirrored name as the dashboard and the propagation page show it."""
 
     mirror: str
-    kind: str  # cloudflare | rfc2136
+    kind: str  # cloudflare | rfc2136 | lexicon | dyndns2
     record: str  # the dynamic record it follows, e.g. "app.dyn.example.test."
     name: str  # the name at the provider
     type: str
@@ -176,6 +178,10 @@ class MirrorWorker:
                 providers[mirror.name] = Cloudflare(mirror)
             elif mirror.type == "rfc2136" and mirror.key is not None:
                 providers[mirror.name] = Rfc2136(mirror, keys[mirror.key])
+            elif mirror.type == "lexicon":
+                providers[mirror.name] = Lexicon(mirror)
+            elif mirror.type == "dyndns2":
+                providers[mirror.name] = Dyndns2(mirror)
         intervals = {m.name: m.reconcile_interval for m in config.mirrors}
         return cls(records, providers, intervals, event=event, **options)
 
