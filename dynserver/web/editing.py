@@ -250,10 +250,12 @@ def field_of(refused: EditRefused, fields: Collection[str]) -> str | None:
     last = refused.key.rpartition(".")[2]
     if last in fields:
         return last
-    words = set(re.findall(r"[a-z_]+", _QUOTED.sub("", refused.reason)))
+    # "is not a host name" is about the value, not the name field
+    text = _QUOTED.sub("", refused.reason).replace("host name", "hostname")
+    words = set(re.findall(r"[a-z_]+", text))
     for name in sorted(fields, key=len, reverse=True):
         if name in words:
             return name
-    if "value" in fields and ("address" in words or "host" in words):
+    if "value" in fields and ("address" in words or "hostname" in words):
         return "value"
     return None

@@ -76,6 +76,7 @@ def test_a_target_added_by_the_api_lands_in_the_file_with_its_comments_and_is_li
             assert [t["name"] for t in record.json()["targets"]] == ["charlie", "bravo"]
             etag = record.headers["etag"]
             assert etag.startswith('"') and etag.endswith('"')
+            assert (await a.http.head(RECORD)).headers["etag"] == etag  # as `curl -I` reads it
             before = a.path.read_text()
 
             body = {"value": "192.0.2.30", "priority": 0, "check_port": 8080}

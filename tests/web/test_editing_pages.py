@@ -15,6 +15,8 @@ import pytest
 
 from dynserver.app import App
 from dynserver.config.edit import Editor
+from dynserver.web.editing import EditRefused, field_of, form_definition
+from dynserver.web.schema import ErrorCode
 from tests.update.common import APP, ask
 from tests.web.test_audit import events, served
 from tests.web.test_editing_api import check_config
@@ -238,3 +240,48 @@ def test_the_forms_are_for_the_admin_only(tmp_path: Path) -> None:
             assert "alpha" not in targets(app.runtime.config_path())
 
     run(test)
+
+
+TARGET = ("name", "value", "priority", "check_address", "check_port", "host", "path")
+TARGETS_KEY = "zones.dyn.example.test.records.app.targets"
+
+
+@pytest.mark.parametrize(
+    ("key", "reason", "field"),
+    [
+        ("zones.dyn.example.test.records.app.ttl", "expected a whole number", None),  # not on the form
+        (TARGETS_KEY, "target 'alpha': priority must be a whole number 0-65535", "priority"),
+        (TARGETS_KEY, "target 'alpha': check_port must be 1-65535; expected a port number", "check_port"),
+        (TARGETS_KEY, "target 'alpha': 'x' is not an IP address", "value"),
+        (
+            TARGETS_KEY,
+            "target 'alpha': check_address 'x' is not an IP address; expected ...",
+            "check_address",
+        ),
+        (TARGETS_KEY, "target 'www': 'a b' is not a host name", "value"),
+        # a quoted value that happens to be a field's name does not point at that field
+        (TARGETS_KEY, "target 'path': 'path' is not an IP address", "value"),
+        (TARGETS_KEY, "target 'alpha': name 'a b' must be a DNS label such as 'charlie'", "name"),
+        ("name", "expected a name such as charlie", "name"),
+        ("", "the config file changed", None),
+    ],
+)
+def test_a_refusal_is_shown_next_to_the_field_it_is_about(key: str, reason: str, field: str | None) -> None:
+    refused = EditRefused(422, ErrorCode.INVALID, f"dynserver.toml:12: {key}: {reason}", key, reason)
+    assert field_of(refused, TARGET) == field
+
+
+def test_a_form_sets_numbers_as_numbers_and_an_empty_field_removes_its_key() -> None:
+    form = {"value": " 192.0.2.1 ", "priority": "2", "check_port": "", "path": "/up", "host": "high"}
+    base = {"name": "alpha", "check_port": 8080, "maintenance": True}
+    assert form_definition(form, ("value", "priority", "check_port", "path"), base) == {
+        "name": "alpha",
+        "maintenance": True,  # not on the form: kept
+        "value": "192.0.2.1",
+        "priority": 2,
+        "path": "/up",
+    }
+    assert form_definition({"priority": "high", "interval": "0.5"}, ("priority", "interval")) == {
+        "priority": "high",  # as typed: the loader says what is wrong with it
+        "interval": 0.5,
+    }
