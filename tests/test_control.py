@@ -1,6 +1,6 @@
 """The control socket on its own: where it is, its mode, stale and foreign sockets, the
-protocol (one JSON line each way), and `dynserver reload` against it (exit codes, output).
-The real server behind it is tested in tests/e2e/test_reload.py."""
+protocol (one JSON line each way), `dynserver reload` against it (exit codes, output),
+and real servers sharing one socket path. What a reload does: tests/e2e/test_reload.py."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from dynserver.control import ControlServer, control_socket, control_socket_of_file, request
+from tests.dns.zones import DYN
+from tests.support import dynserver, loopback, write_config
 from tests.test_cli import run
 
 pytestmark = pytest.mark.timeout(60)
@@ -224,3 +226,23 @@ def test_the_command_without_a_server_exits_1(tmp_path: Path, text: str, message
     result = reload_command("--config", str(config))
     assert result.returncode == 1
     assert message in result.stderr
+
+
+# -- with real servers ---------------------------------------------------------------
+
+
+def test_one_server_per_socket_and_a_killed_ones_is_replaced(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"dyn.example.test": DYN})
+    socket_path = tmp_path / "dynserver.control"
+    with dynserver(config) as first:
+        second = run("serve", "--config", str(config), "--dns", f"{loopback()}:0", "--database", "")
+        assert second.returncode == 1
+        assert f"control socket {socket_path}: another dynserver answers on it" in second.stderr
+        assert run("reload", "--config", str(config)).returncode == 0  # the first still answers
+        first.process.kill()  # SIGKILL: its socket stays behind
+        first.process.wait()
+    assert stat.S_ISSOCK(os.lstat(socket_path).st_mode)
+    with dynserver(config):
+        result = run("reload", "--config", str(config))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.endswith(" s: no change\n"), result.stdout
