@@ -4,6 +4,7 @@ providers of dns-lexicon and dyndns2 servers, which receive the answers."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import ipaddress
 import re
 import urllib.parse
@@ -33,6 +34,7 @@ _KINDS = "cloudflare, rfc2136, lexicon or dyndns2"
 # of an unchanged address as abuse (ddclient forces one only every 25 days): once a day.
 _DYNDNS2_RECONCILE = 86400.0
 _OPTION_RE = re.compile(r"[a-z][a-z0-9_]*")
+_READ_OPTION_RE = re.compile(r"""_get_provider_option\(\s*["']([a-z][a-z0-9_]*)["']""")
 _MIRROR_RECORD_KEYS = {"to", "name", "ttl", "proxied", "comment"}
 _CLOUDFLARE_ONLY = {"proxied", "comment"}
 _ZONE_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -281,9 +283,12 @@ def _lexicon_provider_options(reader: Reader, where: KeyPath, provider: str) -> 
             f"the {provider} provider needs packages that are not installed; expected them "
             f"installed (pip install 'dns-lexicon[{provider}]')",
         )
+    module = load_provider_module(provider)
     parser = argparse.ArgumentParser(add_help=False)
-    load_provider_module(provider).Provider.configure_parser(parser)
-    return {action.dest for action in parser._actions if _OPTION_RE.fullmatch(action.dest)}
+    module.Provider.configure_parser(parser)
+    declared = {action.dest for action in parser._actions if _OPTION_RE.fullmatch(action.dest)}
+    # Some options are read without a flag (hetzner's retry_wait_time): found where read.
+    return declared | set(_READ_OPTION_RE.findall(inspect.getsource(module)))
 
 
 def _dyndns2(
