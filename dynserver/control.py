@@ -139,7 +139,11 @@ class ControlServer:
         command = request.get("command") if isinstance(request, dict) else None
         if command != "reload":
             return _refusal(f"unknown command {command!r}; expected reload")
-        outcome = await self._reload()
+        try:
+            outcome = await self._reload()
+        except Exception as error:  # a bug, not a bad config: the asker hears of it too
+            log.exception("event=reload_crashed via=command")
+            return _refusal(f"the reload failed unexpectedly ({error!r}); see the server's log")
         return {
             "ok": outcome.ok,
             "changes": list(outcome.changes),

@@ -172,6 +172,24 @@ def test_anything_else_is_refused_and_reloads_nothing(tmp_path: Path, line: byte
         assert reloads == []
 
 
+def test_a_reload_that_crashes_is_answered_too(tmp_path: Path) -> None:
+    path = tmp_path / "dynserver.control"
+
+    async def crash() -> Outcome:
+        raise RuntimeError("a bug")
+
+    loop = asyncio.new_event_loop()
+    server = ControlServer(path, reload=crash)
+    try:
+        loop.run_until_complete(server.start())
+        reply = loop.run_until_complete(asyncio.to_thread(request, path, "reload"))
+        loop.run_until_complete(server.stop())
+    finally:
+        loop.close()
+    assert reply["ok"] is False
+    assert reply["errors"] == ["the reload failed unexpectedly (RuntimeError('a bug')); see the server's log"]
+
+
 def test_without_a_server_the_client_gets_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         request(tmp_path / "dynserver.control", "reload")
