@@ -4,7 +4,8 @@ from the record page as okerr's form does (name, address, priority, a check over
 sees it checked, up and answered (on the page and in DNS), finds it in the config file
 with the file's comments intact (and `dynserver check-config` accepts the file); a wrong
 priority is refused with the message next to the field; on a phone (390 px) the forms
-fit the screen, and the target is edited and removed from there.
+fit the screen (the new-record and monitor forms too), and the target is edited and
+removed from there.
 
 With ``DYNSERVER_SCREENSHOTS=docs/img`` the record page's form is copied there
 (docs/dashboard.md shows it).
@@ -192,4 +193,9 @@ def test_a_target_is_added_from_the_record_page_and_edited_on_a_phone(tmp_path: 
         assert "alpha" not in s.config.read_text() and s.config.read_text().startswith(NOTE)
         check_config(s.config)
         shots.take(small, "phone-removed")
+        for step, path in (("phone-new-record", "/records/new"), ("phone-monitor", "/monitors/web")):
+            small.goto(path)
+            expect(small.get_by_role("button", name="Create" if "new" in path else "Save")).to_be_enabled()
+            fits(small, path)
+            shots.take(small, step)
         shots.publish({"add-target-refused": "edit-target.png"})
