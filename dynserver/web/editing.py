@@ -186,9 +186,9 @@ class Editing:
                 log.error("event=edit_failed step=write error=%r", str(error))
                 detail = f"the config file could not be written ({error}); nothing changed"
                 raise EditRefused(500, ErrorCode.SERVER_ERROR, detail) from None
-            # The runtime reads the file it was just given: so the command line's overrides
-            # of `serve` (--dns, --http, --database) are put on it as on every reload, which
-            # Runtime.reload does for a config it reads, not for one it is handed.
+            # The runtime reads the file just written rather than being handed the Config:
+            # Runtime.reload puts serve's --dns/--http/--database overrides on a config it
+            # reads, not on one it is handed (which dropped a --http listener).
             outcome = await self.runtime.reload(actor=actor, via=via)
             if not outcome.ok:  # a master file changed meanwhile: the file is written, not live
                 detail = "written, but the reload failed: " + "; ".join(outcome.errors)
