@@ -214,8 +214,17 @@ def main() -> int:
     if (os.cpu_count() or 1) < 2:
         print("needs CPUs 0 and 1 (dnsperf and the server on separate cores)", file=sys.stderr)
         return 2
-
     folder = Path(tempfile.mkdtemp(prefix="reload-bench-"))
+    try:
+        return measure(args, folder)
+    finally:
+        if args.keep_tmp:
+            print(f"  kept: {display_path(folder)}")
+        else:
+            shutil.rmtree(folder)
+
+
+def measure(args: argparse.Namespace, folder: Path) -> int:
     (folder / "zone").write_text(
         MASTER + "".join(f"h{i} IN A 198.51.100.{i % 250 + 1}\n" for i in range(args.names))
     )
@@ -317,10 +326,6 @@ def main() -> int:
     print(
         f"  {'PASS' if passed else 'FAIL'}: lost 0, every answer one of the two configs', every reload live"
     )
-    if args.keep_tmp:
-        print(f"  kept: {display_path(folder)}")
-    else:
-        shutil.rmtree(folder)
     return 0 if passed else 1
 
 
