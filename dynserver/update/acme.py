@@ -95,7 +95,7 @@ def check_value(text: str) -> str:
 def check_name(text: str) -> str:
     """A challenge's FQDN as written by a client, in the text form, or InvalidChallenge."""
     name = fqdn(text)
-    if not name.startswith(LABEL.decode() + ".") or name.count(".") < 2:
+    if not name.startswith(LABEL.decode() + "."):
         raise InvalidChallenge(
             f"{text[:80]!r} is not a challenge name; expected _acme-challenge.NAME, "
             "e.g. _acme-challenge.dyn.example.test"

@@ -1,7 +1,9 @@
 """Update credentials: one concept for dyndns2 (Basic auth) and the REST API (Bearer).
 
 A credential is a name, a random secret shown once, and a scope: admin (anything) or a
-list of targets (``app.dyn.example.test/bravo``, or ``app.dyn.example.test/*``). Only a
+list of targets (``app.dyn.example.test/bravo``, or ``app.dyn.example.test/*``) and of
+ACME names (``acme:dyn.example.test``: its challenges and those of the names under it,
+dynserver.update.acme). Only a
 salted SHA-256 of the secret is stored. The secret is 256 random bits, so a fast hash
 is enough: a slow KDF protects guessable passwords, and would only make every update
 request slow (and easy to flood). Comparison is constant-time.
@@ -19,9 +21,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from dynserver.store.db import StoredCredential
-from dynserver.types import TargetKey
+from dynserver.types import Name, TargetKey
+from dynserver.update import acme
 from dynserver.update.scopes import in_scope
 
+ACME = "acme:"  # a scope "acme:NAME" may add and delete the ACME challenges of NAME and below
 SALT_BYTES = 16
 SECRET_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
 
@@ -96,6 +100,11 @@ class Principal:
 
     def may_update(self, key: TargetKey) -> bool:
         return self.admin or in_scope(self.targets, key)
+
+    def may_challenge(self, name: Name) -> bool:
+        """Whether it may add and delete TXT records at ``name`` (_acme-challenge.<name>)."""
+        names = [scope.removeprefix(ACME) for scope in self.targets if scope.startswith(ACME)]
+        return acme.is_challenge(name) and (self.admin or acme.in_scope(names, name))
 
     @property
     def scope(self) -> str:
