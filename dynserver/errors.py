@@ -13,6 +13,10 @@ DynserverError                      dynserver/errors.py
 │   ├── InvalidValue                dynserver/update/targets.py: a value that does not fit
 │   │                               the record type (also a ValueError)
 │   ├── Busy                        dynserver/propagation: too many checks now; retry_after
+│   ├── EditRefused                 dynserver/web/editing.py: an edit of the config refused
+│   │                               (status, code, the key it is about)
+│   ├── InvalidChallenge            dynserver/update/acme.py: not an ACME challenge's name or
+│   │                               value (also a ValueError)
 │   └── AgentRefused                dynserver/locations/hub.py: an agent's request refused
 │                                   (status, code; answered as the API's JSON errors)
 └── PeerError                       dynserver/errors.py: the other side's mistake or failure
