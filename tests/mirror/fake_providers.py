@@ -18,7 +18,8 @@ the providers document them, for the lexicon mirror's tests (served on 127.0.0.x
   ``{"id", "message"}`` (401 ``unauthorized``, 404 ``not_found``, 422
   ``unprocessable_entity``).
 
-Both keep every call for the tests to read, can revoke their token, and let a test edit
+Both keep every call for the tests to read, can revoke their token, answer the next
+requests with a failure a test chooses (429 with Retry-After, 503), and let a test edit
 records "by hand".
 """
 
@@ -35,6 +36,19 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+
+class Injected(Exception):
+    """A failure a test queued: the next request is answered with it, whatever it asks."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def _injected(request: Request, error: Exception) -> Response:
+    assert isinstance(error, Injected)
+    return error.response
 
 
 @dataclass(frozen=True)
@@ -54,10 +68,18 @@ class _Fake:
         self.token = token
         self.calls: list[Call] = []
         self.lock = threading.Lock()
-        self.app = Starlette(routes=self.routes())
+        self.failures: list[Response] = []
+        self.app = Starlette(routes=self.routes(), exception_handlers={Injected: _injected})
 
     def routes(self) -> list[Route]:
         raise NotImplementedError
+
+    def fail_next(
+        self, status: int, body: Any, headers: dict[str, str] | None = None, times: int = 1
+    ) -> None:
+        """Answer the next ``times`` requests with this status and JSON body."""
+        with self.lock:
+            self.failures += [JSONResponse(body, status, headers=headers) for _ in range(times)]
 
     def revoke(self) -> None:
         self.token = "revoked"
@@ -80,6 +102,8 @@ class _Fake:
                 body = raw.decode(errors="replace")
         with self.lock:
             self.calls.append(Call(request.method, request.url.path, dict(request.query_params), body))
+            if self.failures:
+                raise Injected(self.failures.pop(0))
         return body
 
     def authorized(self, request: Request) -> bool:

@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -271,3 +272,69 @@ def test_a_provider_that_never_answers_times_out() -> None:
         for connection in held:
             connection.close()
         listener.close()
+
+
+# (status, headers) of the provider's reply -> (permanent, retry_after) of the MirrorError
+FAILURES: list[tuple[int, dict[str, str], bool, float | None]] = [
+    (429, {"Retry-After": "7"}, False, 7.0),
+    (503, {}, False, None),
+    (500, {}, False, None),
+    (401, {}, True, None),
+    (403, {}, True, None),
+    (422, {}, True, None),
+]
+
+
+@pytest.mark.parametrize("kind", sorted(PROVIDERS))
+@pytest.mark.parametrize("when", ["authenticate", "list"])
+@pytest.mark.parametrize(("status", "headers", "permanent", "retry_after"), FAILURES)
+def test_failures_are_classified(
+    kind: str, when: str, status: int, headers: dict[str, str], permanent: bool, retry_after: float | None
+) -> None:
+    """The same classes whether the provider module let requests' HTTPError through or
+    wrapped it in a LexiconError (hetzner does, when it looks the zone up)."""
+
+    async def main(provider: Provider, base: str) -> MirrorError:
+        mirror = Lexicon(mirror_config(provider, base))
+        await mirror.start()
+        desired = Desired(WWW, "A", (HAND,), 300)
+        if when == "list":
+            await mirror.sync(desired)  # authenticated: the next request is the list
+        provider.fake.fail_next(status, {"error": {"code": "x", "message": "injected"}}, headers)
+        try:
+            with pytest.raises(MirrorError) as caught:
+                await mirror.sync(desired)
+        finally:
+            await mirror.close()
+        return caught.value
+
+    with provider_served(kind) as (provider, base):
+        error = asyncio.run(main(provider, base))
+    assert (error.permanent, error.retry_after) == (permanent, retry_after), error.message
+    assert f"HTTP {status}" in error.reply
+    assert provider.token not in error.message + error.reply
+
+
+def test_a_429_is_waited_out_then_the_push_goes_through() -> None:
+    async def main(provider: Provider, base: str) -> list[EventRow]:
+        events: list[EventRow] = []
+        rec = record()
+        worker = mirror_worker(provider, base, events, 3600.0)
+        provider.fake.fail_next(
+            429, {"id": "too_many_requests", "message": "slow down"}, {"Retry-After": "1"}
+        )
+        started = time.monotonic()
+        await worker.start([(rec, ["192.0.2.1"])])
+        try:
+            await until(lambda: provider.values() == ["192.0.2.1"], "the push after the 429")
+            assert time.monotonic() - started >= 0.9, "Retry-After is waited out"
+            await until(lambda: len(events) >= 2)
+        finally:
+            await worker.stop()
+        return events
+
+    with provider_served("digitalocean") as (provider, base):
+        events = asyncio.run(main(provider, base))
+    assert [e.result for e in events] == ["error", "ok"]
+    assert "rate limited by digitalocean (HTTP 429); Retry-After 1 s" in events[0].reason
+    assert events[1].reason.endswith("(after 2 attempts)")
