@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from dynserver.model import MirrorConfig
 _RETRYABLE = {408, 425, 429}  # and every 5xx
 _timeout = threading.local()  # .seconds: the default timeout of requests made by this thread
 _timeout_lock = threading.Lock()
+_QUIET = ("lexicon", "urllib3")
 
 
 class Lexicon:
@@ -217,8 +219,16 @@ class Lexicon:
 
 
 def _load(provider: str) -> ModuleType:
-    """The provider's module of dns-lexicon, with requests' default timeout in place."""
+    """The provider's module of dns-lexicon, with requests' default timeout in place and
+    the library's chatter kept out of the log."""
     _install_timeout()
+    # At debug level some providers log their request bodies with the credentials in
+    # them (dnspod, cloudns), and urllib3 logs URLs whose query may hold one: whatever
+    # level dynserver logs at, these two say only warnings and errors.
+    for name in _QUIET:
+        logger = logging.getLogger(name)
+        if logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
     discovery = importlib.import_module("lexicon._private.discovery")
     module: ModuleType = discovery.load_provider_module(provider)
     return module

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import threading
 import time
@@ -338,3 +339,23 @@ def test_a_429_is_waited_out_then_the_push_goes_through() -> None:
     assert [e.result for e in events] == ["error", "ok"]
     assert "rate limited by digitalocean (HTTP 429); Retry-After 1 s" in events[0].reason
     assert events[1].reason.endswith("(after 2 attempts)")
+
+
+def test_the_library_logs_no_debug_lines_even_at_debug_level(caplog: pytest.LogCaptureFixture) -> None:
+    """Some providers log request bodies with credentials at debug level, and urllib3
+    logs URLs: dynserver at debug level still gets only their warnings."""
+    caplog.set_level(logging.DEBUG)
+
+    async def main(provider: Provider, base: str) -> None:
+        mirror = Lexicon(mirror_config(provider, base))
+        await mirror.start()
+        await mirror.sync(Desired(WWW, "A", ("192.0.2.1",), 60))
+        await mirror.close()
+
+    with provider_served("digitalocean") as (provider, base):
+        asyncio.run(main(provider, base))
+    chatter = [
+        r for r in caplog.records if r.name.startswith(("lexicon", "urllib3")) and r.levelno < logging.WARNING
+    ]
+    assert chatter == []
+    assert provider.token not in caplog.text
