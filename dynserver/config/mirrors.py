@@ -33,6 +33,7 @@ _KINDS = "cloudflare, rfc2136, lexicon or dyndns2"
 # dyndns2 has no way to read the address back, and its servers count repeated updates
 # of an unchanged address as abuse (ddclient forces one only every 25 days): once a day.
 _DYNDNS2_RECONCILE = 86400.0
+_LEXICON_MIN_TTL = 60
 _OPTION_RE = re.compile(r"[a-z][a-z0-9_]*")
 _READ_OPTION_RE = re.compile(r"""_get_provider_option\(\s*["']([a-z][a-z0-9_]*)["']""")
 _MIRROR_RECORD_KEYS = {"to", "name", "ttl", "proxied", "comment"}
@@ -440,6 +441,10 @@ def mirror_records(
                 raise reader.error(
                     mirror_path, f"{where}: ttl {ttl!r}; expected 1 (automatic) or 60 to 86400 (Cloudflare)"
                 )
+        elif ttl is None and mirror.type == "lexicon":
+            # Providers' lowest TTLs differ (DigitalOcean 30, Hetzner 60, deSEC 3600): 60 is
+            # what most take; a lower record TTL would be refused at the first push.
+            ttl = max(record_ttl, _LEXICON_MIN_TTL)
         elif ttl is None:
             ttl = record_ttl
         elif not _whole(ttl) or not 0 <= ttl <= 2**31 - 1:

@@ -91,6 +91,13 @@ def test_the_configs_of_the_issue_load_and_the_worker_builds_their_providers(tmp
     assert set(worker._secrets) == {TOKEN, PASSWORD}
 
 
+def test_a_lexicon_mirror_ttl_defaults_to_the_record_ttl_but_at_least_60(tmp_path: Path) -> None:
+    loaded = load(tmp_path, HEAD + LEXICON + ZONE + 'mirror = [{ to = "hz", name = "www.example.com" }]\n')
+    assert loaded.zones[0].records[0].mirror == (MirrorRecord(to="hz", name="www.example.com", ttl=60),)
+    text = ZONE.replace("ttl = 30", "ttl = 600") + 'mirror = [{ to = "hz", name = "www.example.com" }]\n'
+    assert load(tmp_path, HEAD + LEXICON + text).zones[0].records[0].mirror[0].ttl == 600
+
+
 def test_credentials_from_the_environment(tmp_path: Path) -> None:
     text = LEXICON.replace(
         'credentials_file = { auth_token = "hz-token" }', 'credentials_env = { auth_token = "HZ_TOKEN" }'
