@@ -36,6 +36,18 @@ class Listener:
 
 
 @dataclass(frozen=True, slots=True)
+class RrlConfig:
+    """[server.rrl]: response rate limiting (dynserver/dns/rrl.py); why these defaults:
+    docs/security.md."""
+
+    enabled: bool = True
+    rate: int = 200  # replies a second per client network and kind of answer (NSD's)
+    slip: int = 2  # every slip-th limited reply goes out as TC=1; 0: none, 1: all
+    window: float = 1.0  # seconds of replies a network may get at once (the bucket's depth)
+    exempt: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     dns: tuple[Listener, ...]
     http: Listener | None
@@ -51,6 +63,10 @@ class ServerConfig:
     # Started as root: the user (and its group) the process becomes once its listeners are
     # bound, with every capability dropped (dynserver/privileges.py); None: stay as started.
     user: str | None = None
+    rrl: RrlConfig = field(default_factory=RrlConfig)
+    # DNS Cookies' server secret (16 bytes, shared by servers behind one address); None:
+    # a random one per start, so cookies handed out before a restart are renewed.
+    cookie_secret: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

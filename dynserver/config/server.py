@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from dynserver.config.reader import KeyPath, Reader, describe
-from dynserver.model import Listener, ServerConfig
+from dynserver.model import Listener, RrlConfig, ServerConfig
 
 _SERVER_KEYS = {
     "dns",
@@ -25,7 +25,10 @@ _SERVER_KEYS = {
     "history_hours",
     "control",
     "user",
+    "rrl",
+    "cookie_secret",
 }
+_RRL_KEYS = {"enabled", "rate", "slip", "window", "exempt"}
 
 
 def read_server(reader: Reader, raw: Any) -> ServerConfig:
@@ -54,7 +57,41 @@ def read_server(reader: Reader, raw: Any) -> ServerConfig:
         ),
         control=reader.get(table, key_path, "control", str, None, 'a file name ("" for none)'),
         user=_read_user(reader, table, key_path),
+        rrl=_read_rrl(reader, table.get("rrl", {}), (*key_path, "rrl")),
+        cookie_secret=_read_cookie_secret(reader, table, key_path),
     )
+
+
+def _read_rrl(reader: Reader, raw: Any, key_path: KeyPath) -> RrlConfig:
+    """[server.rrl]: response rate limiting (docs/configuration.md)."""
+    table = reader.table(raw, key_path)
+    reader.unknown(table, key_path, _RRL_KEYS)
+    exempt_raw = table.get("exempt", [])
+    if not isinstance(exempt_raw, list) or not all(isinstance(item, str) for item in exempt_raw):
+        raise reader.error((*key_path, "exempt"), 'expected a list of networks ("192.0.2.0/24")')
+    exempt = []
+    for item in exempt_raw:
+        try:
+            exempt.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise reader.error((*key_path, "exempt"), f"{item!r} is not a network") from None
+    return RrlConfig(
+        enabled=reader.get(table, key_path, "enabled", bool, True, "true or false"),
+        rate=reader.number(table, key_path, "rate", 200, 1, 10_000_000, int),
+        slip=reader.number(table, key_path, "slip", 2, 0, 100, int),
+        window=reader.number(table, key_path, "window", 1.0, 0.1, 60, float),
+        exempt=tuple(exempt),
+    )
+
+
+def _read_cookie_secret(reader: Reader, table: dict[str, Any], key_path: KeyPath) -> bytes | None:
+    """[server] cookie_secret: 32 hex digits (16 bytes, RFC 9018), or none (random)."""
+    text = reader.get(table, key_path, "cookie_secret", str, None, "32 hexadecimal digits")
+    if not text:
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", text):
+        raise reader.error((*key_path, "cookie_secret"), "expected 32 hexadecimal digits (16 bytes)")
+    return bytes.fromhex(text)
 
 
 def _read_user(reader: Reader, table: dict[str, Any], key_path: KeyPath) -> str | None:

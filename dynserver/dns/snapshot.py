@@ -46,6 +46,7 @@ PACKET_LIMIT = 20_000
 WARM_LIMIT = 5_000
 _WARM_TYPES = (wire.TYPE_A, wire.TYPE_AAAA)
 _TRANSFER_TYPES = (wire.TYPE_AXFR, wire.TYPE_IXFR)
+_KNOWN_OPCODES = (wire.OPCODE_QUERY, wire.OPCODE_NOTIFY, wire.OPCODE_UPDATE)
 _EDNS_MODES = (None, wire.Edns(wire.OUR_UDP_SIZE, 0, False), wire.Edns(wire.OUR_UDP_SIZE, 0, True))
 # Who answers what a snapshot cannot answer from its tables alone: zone transfers and
 # TSIG-signed queries need keys, access rules and the journal (dynserver/xfr). It gets
@@ -207,7 +208,13 @@ class Snapshot:
         try:
             query = wire.parse_query(data)
         except wire.WireError as error:
-            return wire.error_reply(data, wire.FORMERR) if error.header_readable else None
+            if not error.header_readable:
+                return None
+            if (data[FLAGS] >> 3) & 0xF not in _KNOWN_OPCODES:
+                # RFC 8906 8.1.4 (as NSD and Knot): an opcode we do not implement is
+                # NOTIMP whatever follows the header, even no question at all.
+                return wire.error_reply(data, wire.NOTIMP)
+            return wire.error_reply(data, wire.FORMERR)
         if query.edns_error == wire.FORMERR:
             return wire.error_reply(data, wire.FORMERR)  # RFC 6891 7: no OPT in reply
         try:

@@ -89,6 +89,7 @@ class Edns:
     udp_size: int
     version: int
     do: bool
+    cookie: bytes | None = None  # the COOKIE option's value (RFC 7873), when sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,10 +194,12 @@ def parse_query(data: bytes) -> Query:
                 # RFC 6891 6.1.1: more than one OPT, or OPT not owned by the root.
                 raise WireError("misplaced or repeated OPT record", header_readable=True)
             version = (ttl >> 16) & 0xFF
-            edns = Edns(udp_size=rclass, version=version, do=bool(ttl & EDNS_DO))
+            cookie = _options(data, offset - rdlen, offset)
+            sent = cookie if cookie and cookie != _BROKEN else None
+            edns = Edns(udp_size=rclass, version=version, do=bool(ttl & EDNS_DO), cookie=sent)
             if version != 0:
                 edns_error = BADVERS
-            elif not _options_well_formed(data, offset - rdlen, offset):
+            elif cookie == _BROKEN:
                 edns_error = FORMERR
         elif rtype == TYPE_TSIG:
             if not in_additional or index != total - 1:
@@ -219,15 +222,27 @@ def parse_query(data: bytes) -> Query:
     )
 
 
-def _options_well_formed(data: bytes, start: int, end: int) -> bool:
-    """Each EDNS option is code(2) length(2) value: they must tile the RDATA exactly."""
+_BROKEN = b"broken"  # what _options says of options that are not well formed
+_OPTION_COOKIE = 10
+
+
+def _options(data: bytes, start: int, end: int) -> bytes:
+    """The COOKIE option's value (b"" when there is none), or _BROKEN when the options do
+    not tile the RDATA exactly (each is code(2) length(2) value), or a COOKIE option is
+    repeated or of a length RFC 7873 §5.2.2 rules out (8, or 16 to 40 bytes)."""
     offset = start
+    cookie = b""
     while offset < end:
         if offset + 4 > end:
-            return False
+            return _BROKEN
+        code = (data[offset] << 8) | data[offset + 1]
         length = (data[offset + 2] << 8) | data[offset + 3]
+        if code == _OPTION_COOKIE:
+            if cookie or not (length == 8 or 16 <= length <= 40) or offset + 4 + length > end:
+                return _BROKEN
+            cookie = data[offset + 4 : offset + 4 + length]
         offset += 4 + length
-    return offset == end
+    return cookie if offset == end else _BROKEN
 
 
 def error_reply(data: bytes, rcode: int) -> bytes:

@@ -13,15 +13,19 @@ import socket
 from collections import Counter
 
 from dynserver.model import Listener, ServerConfig
+from dynserver.server.guard import Guard
 from dynserver.types import Answerer, Stream
 
 log = logging.getLogger(__name__)
 
 
 class TcpServer:
-    def __init__(self, listener: Listener, answer: Answerer, config: ServerConfig) -> None:
+    def __init__(
+        self, listener: Listener, answer: Answerer, config: ServerConfig, guard: Guard | None = None
+    ) -> None:
         self.listener = listener
         self._answer = answer
+        self._guard = guard  # DNS Cookies only: TCP is never rate limited
         self._idle_timeout = config.tcp_idle_timeout
         self._message_timeout = config.tcp_message_timeout
         self._max_connections = config.tcp_max_connections
@@ -81,6 +85,8 @@ class TcpServer:
                 reply = await reply  # a message that must wait (UPDATE) holds this connection
             if reply is None:
                 return  # a message we drop over UDP ends the connection over TCP
+            if self._guard is not None:
+                reply = self._guard.reply(data, reply, peer, True) or reply
             writer.write(len(reply).to_bytes(2, "big") + reply)
             await asyncio.wait_for(writer.drain(), self._message_timeout)
 

@@ -19,11 +19,14 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from dynserver.dns import rrl
 from dynserver.dns.packet import FLAGS, ID_END, KEY_START, NOT_QUERY, RD_BIT, STAT, PacketCache
 from dynserver.model import Listener
+from dynserver.server.guard import Guard
 from dynserver.types import Answerer
 
 log = logging.getLogger(__name__)
@@ -45,10 +48,17 @@ PacketSource = Callable[[], "tuple[PacketCache, list[int]]"]
 
 
 class UdpServer:
-    def __init__(self, listener: Listener, answer: Answerer, packets: PacketSource | None = None) -> None:
+    def __init__(
+        self,
+        listener: Listener,
+        answer: Answerer,
+        packets: PacketSource | None = None,
+        guard: Guard | None = None,
+    ) -> None:
         self.listener = listener
         self._answer = answer
         self._packets = packets
+        self._guard = guard  # cookies and rate limiting (dynserver/server/guard.py)
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[asyncio.Future[None]] = set()
@@ -77,7 +87,7 @@ class UdpServer:
         self._loop = asyncio.get_running_loop()
         reader: Callable[[], None] = self._on_readable
         if _mmsg_available() and os.environ.get(MMSG_ENV, "1") != "0":
-            self._batch = _MmsgBatch(sock, self._answer, self._later, self._packets)
+            self._batch = _MmsgBatch(sock, self._answer, self._later, self._packets, self._guard)
             reader = self._batch.on_readable
         self._loop.add_reader(sock.fileno(), reader)
 
@@ -87,6 +97,7 @@ class UdpServer:
         recvfrom = sock.recvfrom
         sendto = sock.sendto
         answer = self._answer
+        guard = self._guard
         for _ in range(BATCH):
             try:
                 data, address = recvfrom(RECV_SIZE)
@@ -105,6 +116,10 @@ class UdpServer:
             if reply.__class__ is not bytes:  # rare: a reply that must wait (UPDATE)
                 self._later(reply, address)  # type: ignore[arg-type]
                 continue
+            if guard is not None:
+                reply = guard.reply(data, reply, address, False)
+                if reply is None:
+                    continue
             with contextlib.suppress(OSError):  # a full send buffer: UDP may drop
                 sendto(reply, address)
 
@@ -169,6 +184,7 @@ _NAME_AT = _MMsgHdr.msg_hdr.offset + _MsgHdr.msg_name.offset
 _LEN_AT = _MMsgHdr.msg_len.offset
 _IOV_LEN_AT = _IoVec.iov_len.offset
 _PEER_CACHE = 4096  # decoded client addresses kept; cleared when full
+_ANSWER_KEYS = 20_000  # cached replies' rate-limiting keys kept (as many as the packet cache)
 
 _libc_calls: tuple[Callable[..., int], Callable[..., int], Callable[[], int]] | None = None
 _NO_PACKETS: tuple[PacketCache, list[int]] = ({}, [])
@@ -216,9 +232,16 @@ class _MmsgBatch:
         answer: Answerer,
         later: Callable[[Awaitable[bytes | None], tuple[str, int]], None],
         packets: PacketSource | None = None,
+        guard: Guard | None = None,
     ) -> None:
         assert _libc_calls is not None
         self._packets = packets
+        self._guard = guard
+        self._limiter = guard.limiter if guard is not None else None
+        # The rate limiter's answer key of each cached reply, by cache key (computed once,
+        # as the full path computes it; emptied with each new packet cache, or when full).
+        self._answer_keys: dict[bytes, bytes] = {}
+        self._keys_of: object = None
         self._recvmmsg, self._sendmmsg, self._errno = _libc_calls
         self._sock = sock
         self._fd = sock.fileno()
@@ -251,6 +274,7 @@ class _MmsgBatch:
         self._msg_u32 = memoryview(self._msgs).cast("B").cast("I")
         self._iov_u64 = memoryview(self._iovs).cast("B").cast("Q")
         self._data = memoryview(self._buffers).cast("B")
+        self._name_bytes = memoryview(self._names).cast("B")
         # Slicing a ctypes char array gives bytes in one step (a memoryview slice, then
         # bytes(), is two objects and twice the time); typed Any: the stubs say list.
         self._raw: Any = self._buffers
@@ -295,15 +319,44 @@ class _MmsgBatch:
         cache, hits = self._packets() if self._packets is not None else _NO_PACKETS
         cached = cache.get
         unsent: list[int] | None = None
+        limiter, guard = self._limiter, self._guard
+        if limiter is not None:
+            now = time.monotonic()
+            names, raw_names = self._name_bytes, self._raw_names
+            if self._keys_of is not cache or len(self._answer_keys) >= _ANSWER_KEYS:
+                self._answer_keys, self._keys_of = {}, cache
+            answer_keys = self._answer_keys
         for i in range(count):
             start, len_word, name_at, namelen_word, iov_word = slots[i]
             stop = start + msg_u32[len_word]
             # A repeated query: the reply tail for its RD bit goes from the packet cache
             # over the query, after its ID (packet.serve, inlined: no call per query).
-            hit = cached(raw[start + KEY_START : stop])
+            key = raw[start + KEY_START : stop]
+            hit = cached(key)
             if hit is not None and not (flags := buf[start + FLAGS]) & NOT_QUERY:
-                hits[hit[STAT]] += 1
                 tail: bytes = hit[flags & RD_BIT]  # type: ignore[assignment]  # 0 or 1
+                if limiter is not None:
+                    # The client's /24 (/56), read from the address the kernel wrote.
+                    if names[name_at] == 2:  # AF_INET, little-endian
+                        network = raw_names[name_at + 4 : name_at + 7]
+                    else:
+                        network = raw_names[name_at + 8 : name_at + 15]
+                    answer_key = answer_keys.get(key)
+                    if answer_key is None:
+                        answer_key = answer_keys[key] = rrl.reply_key(b"\x00\x00" + tail)
+                    verdict = limiter.verdict(network, answer_key, now)
+                    if verdict == rrl.DROP:
+                        if unsent is None:
+                            unsent = []
+                        unsent.append(i)
+                        continue
+                    if verdict == rrl.SLIP:
+                        reply_now = raw[start : start + ID_END] + tail
+                        slip = rrl.truncated(reply_now, rrl.question_end(reply_now))
+                        buf[start : start + len(slip)] = slip
+                        iov_u64[iov_word] = len(slip)
+                        continue
+                hits[hit[STAT]] += 1
                 size = len(tail) + ID_END
                 buf[start + ID_END : start + size] = tail
                 iov_u64[iov_word] = size
@@ -316,6 +369,8 @@ class _MmsgBatch:
             reply: object = None
             try:
                 reply = answer(data, False, peer)
+                if guard is not None and reply.__class__ is bytes:
+                    reply = guard.reply(data, reply, peer, False)
             except Exception:  # pragma: no cover - the core must not raise; keep serving
                 log.exception("error answering a UDP query")
             if reply.__class__ is bytes and len(reply) <= RECV_SIZE:

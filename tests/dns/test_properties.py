@@ -108,8 +108,13 @@ class Edns:
         return b"\x00" + struct.pack("!HHIH", 41, self.payload, ttl, len(rdata)) + rdata
 
 
+# Not COOKIE (10): since issue 15 one of a wrong length is FORMERR (RFC 7873 5.2.2), and a
+# well-formed one is answered by the transports' guard; tests/dns/test_cookies.py has both.
 edns_options = st.lists(
-    st.tuples(st.sampled_from([3, 8, 10, 11, 12, 15, 65001]) | st.integers(0, 65535), st.binary(max_size=40)),
+    st.tuples(
+        st.sampled_from([3, 8, 11, 12, 15, 65001]) | st.integers(0, 65535).filter(lambda code: code != 10),
+        st.binary(max_size=40),
+    ),
     max_size=3,
 ).map(tuple)
 payloads = st.sampled_from([0, 1, 511, 512, 513, 1000, 1232, 1233, 4096, 65535]) | st.integers(0, 65535)

@@ -1,0 +1,92 @@
+"""What the transports do to a reply before it leaves: DNS Cookies (RFC 7873, RFC 9018) on
+UDP and TCP, and response rate limiting on UDP only (dynserver/dns/rrl.py).
+
+The answering core stays as it is; the guard sees the query and its reply. A reply to a
+query with a valid server cookie is never limited (the client's address is proven: that
+is what cookies are for); over the limit, the slip reply to a query with a client cookie
+is BADCOOKIE with a fresh server cookie (RFC 7873 §5.2.3, as BIND does), else TC=1.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from dynserver.dns import cookies as cookie_wire
+from dynserver.dns import rrl, wire
+from dynserver.dns.cookies import Cookies
+from dynserver.dns.rrl import RateLimiter
+from dynserver.model import ServerConfig
+
+
+class Guard:
+    """Cookies and the rate limiter of one server (shared by all its listeners)."""
+
+    def __init__(
+        self,
+        limiter: RateLimiter | None,
+        cookies: Cookies | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limiter = limiter
+        self.cookies = cookies
+        self._clock = clock
+        self._monotonic = monotonic
+
+    @classmethod
+    def from_config(cls, server: ServerConfig, event: Callable[[str, str], None] | None = None) -> Guard:
+        settings = server.rrl
+        limiter = None
+        if settings.enabled:
+            limiter = RateLimiter(
+                rate=settings.rate,
+                slip=settings.slip,
+                window=settings.window,
+                exempt=settings.exempt,
+                event=event,
+            )
+        return cls(limiter, Cookies(server.cookie_secret))
+
+    def reply(
+        self, data: bytes, reply: bytes, peer: tuple[str, int], tcp: bool, network: bytes | None = None
+    ) -> bytes | None:
+        """The reply to send for ``data`` (``reply`` with a cookie, a slip reply), or None."""
+        option: bytes | None = None
+        valid = False
+        edns: wire.Edns | None = None
+        if self.cookies is not None and (data[10:12] != b"\x00\x00") and len(reply) >= 12:
+            try:
+                edns = wire.parse_query(data).edns
+            except wire.WireError:
+                edns = None
+            option = edns.cookie if edns is not None else None
+            if option is not None and reply[3] & 0xF != wire.FORMERR:
+                now = int(self._clock())
+                valid = self.cookies.valid(option, peer[0], now)
+                fresh = self.cookies.check(option, peer[0], now)
+                if fresh is not None:
+                    limit = wire.MAX_MESSAGE if tcp else wire.udp_limit(edns)
+                    reply = cookie_wire.with_cookie(reply, fresh, limit)
+        limiter = self.limiter
+        if tcp or limiter is None or valid:
+            return reply
+        net = network if network is not None else rrl.peer_network(peer)
+        end = rrl.question_end(reply)
+        verdict = limiter.verdict(net, rrl.answer_key(reply, end), self._monotonic())
+        if verdict == rrl.ANSWER:
+            return reply
+        if verdict == rrl.DROP:
+            return None
+        if option is not None and self.cookies is not None and edns is not None:
+            client = option[: cookie_wire.CLIENT_SIZE]
+            fresh_value = client + self.cookies.server_cookie(client, peer[0], int(self._clock()))
+            return cookie_wire.badcookie(reply, end, fresh_value, edns.do)
+        return rrl.truncated(reply, end)
+
+    def cached(self, network: bytes, answer: bytes, now: float) -> int:
+        """The limiter's verdict for a reply from the packet cache (no cookies there: a
+        query with an option never reaches the cache)."""
+        assert self.limiter is not None
+        return self.limiter.verdict(network, answer, now)
