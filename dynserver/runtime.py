@@ -247,14 +247,16 @@ class Runtime:
     def swap(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
-    def _snapshot(self) -> Snapshot:
+    def _snapshot(self, *, warm: bool = True) -> Snapshot:
         """A snapshot built from scratch, counting queries into the same /metrics counters."""
         chaos = {}
         if self.config.server.chaos_version:
             chaos["version"] = self.config.server.chaos_version
         if self.config.server.chaos_hostname:
             chaos["hostname"] = self.config.server.chaos_hostname
-        return Snapshot(dict(self.zones), chaos=chaos, transfers=self._transfer, stats=self.metrics.queries)
+        return Snapshot(
+            dict(self.zones), chaos=chaos, warm=warm, transfers=self._transfer, stats=self.metrics.queries
+        )
 
     def _build_zone(self, origin: Name) -> Zone:
         """Static data + the current answers of the zone's dynamic records."""
@@ -832,7 +834,9 @@ class Runtime:
             old = self.config
             try:
                 # The command line's overrides apply to a handed config too (an edit's).
-                config = self._prepare(configuration.load(old.path) if config is None else config)
+                if config is None:  # read in a thread: a big zone's master file takes a while
+                    config = await asyncio.to_thread(configuration.load, old.path)
+                config = self._prepare(config)
                 changes = await self._reconfigure(config)
             except (ConfigError, OSError) as error:
                 duration = time.monotonic() - started
@@ -956,16 +960,28 @@ class Runtime:
                 self.transfers.journals[origin] = journal.Journal(
                     self.transfers.journals[origin].limit, list(zone_journal.entries())
                 )
-        for origin, old in old_zones.items():
-            zone = self.zones.get(origin)
-            if zone is None or zone is old or origin not in self.transfers.journals:
+        # Names whose data changed, per changed, added or removed zone: the new snapshot
+        # keeps every other reply already rendered (Snapshot.derive, as a failover does),
+        # so a reload of a big zone does not stall the DNS loop re-rendering all of it.
+        changed: dict[Name, set[Name]] = {}
+        for origin in old_zones.keys() | self.zones.keys():
+            old, zone = old_zones.get(origin), self.zones.get(origin)
+            if old is zone:
                 continue
-            delta = journal.diff(old, zone, set(old.nodes) | set(zone.nodes))
+            before = old.nodes if old is not None else {}
+            after = zone.nodes if zone is not None else {}
+            changed[origin] = {n for n in before.keys() | after.keys() if before.get(n) != after.get(n)}
+            if old is None or zone is None or origin not in self.transfers.journals:
+                continue
+            delta = journal.diff(old, zone, changed[origin])
             seq = self.transfers.journals[origin].add(delta)
             if self.writer is not None:
                 row = JournalRow(seq, delta.serial_from, delta.serial_to, journal.encode(delta))
                 self.writer.journal(_text(origin), row, self.transfers.journals[origin].first_seq)
-        self.swap(self._snapshot())
+        fresh = self._snapshot(warm=False)
+        if fresh.chaos == self.snapshot.chaos:
+            fresh = self.snapshot.derive(dict(self.zones), changed)
+        self.swap(fresh)
         # Answers that changed go to the mirrors and the event log, as any change does.
         for record_key, record in engine.records.items():
             answer = engine.decisions[record_key].values

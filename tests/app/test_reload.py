@@ -94,6 +94,13 @@ def test_states_values_and_schedules_survive_and_a_new_target_is_checked(tmp_pat
             assert runtime.target_state(PRIMARY).health is Health.DOWN
             assert answer(app) == ["127.0.0.22"]
             await runtime.update_target((APP, "A", "backup"), "127.0.0.23", actor="test")
+            # The update checks the new address at once (nothing listens there: refused);
+            # let that result land, so what follows counts only the reload's changes.
+            for _ in range(100):
+                if runtime.target_state((APP, "A", "backup")).health is Health.DOWN:
+                    break
+                await asyncio.sleep(0.02)
+            report(app, "127.0.0.23", True)
             tasks = dict(app.scheduler._tasks)
             serial = runtime.serials[ORIGIN]
             text = path.read_text().replace(
