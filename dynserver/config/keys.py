@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dynserver.config.reader import KeyPath, Reader
-from dynserver.dns.names import fqdn, name_text
+from dynserver.dns.names import name_text
 from dynserver.model import TsigKey, ZoneConfig
 from dynserver.update import acme
 
@@ -88,12 +88,8 @@ def _acme_scopes(reader: Reader, k: dict[str, Any], path: KeyPath, origins: list
     names = reader.get(k, path, "acme", list, [], 'a list of names like ["dyn.example.test"]')
     result = []
     for raw in names:
-        name = fqdn(raw) if isinstance(raw, str) else ""
-        if not any(name == o or name.endswith(f".{o}") for o in origins) or "*" in name:
-            raise reader.error(
-                (*path, "acme"),
-                f"{raw!r} is not a name in a zone served here; expected a name like "
-                f"dyn.example.test (zones: {', '.join(origins) or 'none'})",
-            )
-        result.append(name)
+        try:
+            result.append(acme.check_scope(raw if isinstance(raw, str) else repr(raw), origins))
+        except acme.InvalidChallenge as error:
+            raise reader.error((*path, "acme"), str(error)) from None
     return tuple(dict.fromkeys(result))

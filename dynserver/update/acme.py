@@ -24,11 +24,11 @@ from dynserver.types import Name
 
 LABEL = b"_acme-challenge"
 
-# The default maximum age, one hour: a CA validates within seconds to minutes of the client's "ready" (certbot
-# waits 60 s for propagation, lego up to 2 minutes, acme.sh 2 minutes), and a client
-# deletes its record right after. A client that dies before its clean-up leaves a record
-# nobody deletes: the hour bounds that litter while leaving room for slow secondaries
-# and a CA's retries. ``acme_max_age`` of [keys.NAME] sets it per key.
+# The default maximum age, one hour: a CA validates within minutes of the client's
+# "ready" (certbot's RFC 2136 plugin waits 60 s for propagation by default, the others a
+# minute or two), and a client deletes its record right after. A client that dies before
+# its clean-up leaves a record nobody deletes: the hour bounds that litter while leaving
+# room for slow secondaries and a CA's retries. ``acme_max_age`` of [keys.NAME] sets it per key.
 MAX_AGE = 3600.0
 
 # Short: a resolver that cached an old value (a previous attempt) must see the new one
@@ -90,6 +90,19 @@ def check_value(text: str) -> str:
             "(RFC 8555 8.4: the key authorization's SHA-256 digest, 43 characters)"
         )
     return text
+
+
+def check_scope(text: str, origins: Iterable[str]) -> str:
+    """A scope (a name in one of the served zones ``origins``, text form) normalised, or
+    InvalidChallenge. No wildcard: a key for every name is what scoping avoids."""
+    name = fqdn(text)
+    if "*" in name or not any(name == o or name.endswith(f".{o}") for o in origins):
+        known = ", ".join(origins) or "none"
+        raise InvalidChallenge(
+            f"{text!r} is not a name in a zone served here; expected a name like dyn.example.test "
+            f"(zones: {known})"
+        )
+    return name
 
 
 def check_name(text: str) -> str:

@@ -42,6 +42,12 @@ def check_name(name: str) -> str:
     return name
 
 
+def acme_scope(scope: str, origins: Iterable[str]) -> str:
+    """An ``acme:NAME`` scope normalised (NAME in a served zone), or ValueError that says
+    what is expected; `dynserver credential add --target acme:NAME` checks with it."""
+    return ACME + acme.check_scope(scope.removeprefix(ACME), list(origins))
+
+
 def digest(salt: bytes, secret: str) -> bytes:
     return hashlib.sha256(salt + secret.encode("utf-8", "surrogateescape")).digest()
 

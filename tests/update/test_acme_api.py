@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from dynserver.app import App
 from dynserver.update import credentials
@@ -115,3 +116,11 @@ def test_what_the_api_refuses(tmp_path: Path) -> None:
         assert txt(api.app, f"_acme-challenge.static.{ZONE}.") == ['"kept"']
 
     run(tmp_path, test)
+
+
+def test_acme_scopes_of_credentials_are_checked() -> None:
+    """What `dynserver credential add --target acme:NAME` stores, or why it refuses."""
+    assert credentials.acme_scope(f"acme:WWW.{ZONE}.", [ZONE]) == f"acme:www.{ZONE}"
+    for wrong in ("acme:example.org", f"acme:*.{ZONE}", "acme:"):
+        with pytest.raises(ValueError, match="not a name in a zone served here"):
+            credentials.acme_scope(wrong, [ZONE])
