@@ -5,6 +5,7 @@
 #   docker build -t dynserver .
 #   docker run -d --name dynserver \
 #     -p 53:53/udp -p 53:53/tcp -p 8080:8080 \
+#     --cap-drop ALL --security-opt no-new-privileges \
 #     -v "$PWD/zones:/config:ro" -v dynserver-data:/data dynserver
 #
 # The config is mounted at /config (dynserver.toml plus the master files it names; paths in
@@ -16,7 +17,9 @@
 # mount can stay read-only.
 #
 # The process runs as an unprivileged user and still binds port 53: Docker (20.10+) sets
-# net.ipv4.ip_unprivileged_port_start=0 inside a container's own network namespace. Where
+# net.ipv4.ip_unprivileged_port_start=0 inside a container's own network namespace. So it
+# needs no capability at all (--cap-drop ALL above), and [server] user, which is for a
+# process started as root, is not needed here (docs/security.md). Where
 # that is not so (--network host, some Kubernetes or Podman set-ups), either add
 # `--sysctl net.ipv4.ip_unprivileged_port_start=53`, or listen on a high port
 # (`serve --config /config/dynserver.toml --dns 0.0.0.0:5353 --http 0.0.0.0:8080`) and map 53
