@@ -329,7 +329,14 @@ class Runtime:
                 return wire.REFUSED
         async with self._challenges_lock:
             after = acme.apply(self.challenges, zone, changes, now=time.time(), max_age=max_age, actor=actor)
-            await self._set_challenges(after, actor=actor, reason=f"{via} from {source or 'unknown'}")
+            try:
+                changed = await self._set_challenges(
+                    after, actor=actor, reason=f"{via} from {source or 'unknown'}"
+                )
+            except Exception:
+                self.metrics.update(via, "failed")
+                raise
+        self.metrics.update(via, "changed" if changed else "unchanged")
         return wire.NOERROR
 
     def challenge_list(self) -> list[acme.Challenge]:
@@ -337,13 +344,14 @@ class Runtime:
 
     async def _set_challenges(
         self, after: dict[tuple[Name, str], acme.Challenge], *, actor: str, reason: str
-    ) -> None:
-        """Store, then serve ``after`` (the caller holds the lock); an event says what changed."""
+    ) -> bool:
+        """Store, then serve ``after`` (the caller holds the lock); an event says what
+        changed. False if nothing did."""
         before = self.challenges
         added = [c for key, c in after.items() if before.get(key) != c]  # new or renewed
         removed = [c for key, c in before.items() if key not in after]
         if not added and not removed:
-            return
+            return False
         if self.store is not None:
             rows = [
                 StoredChallenge(_label(c.name), c.value, _label(c.zone), c.added, c.expires, c.actor)
@@ -386,6 +394,7 @@ class Runtime:
             reason,
         )
         self._publish_nodes(changed)
+        return True
 
     async def _expire_challenges(self) -> None:
         """Remove the challenges older than their maximum age (a client that never deleted)."""

@@ -115,6 +115,7 @@ class StoredState:
 @dataclass(frozen=True, slots=True)
 class EventRow:
     # health | answer | maintenance | update | check | auth | credential | agent | mirror | notify | system
+    # | acme (challenges added and removed)
     kind: str
     record: str | None = None
     target: str | None = None
