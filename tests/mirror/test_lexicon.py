@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,6 +239,50 @@ def test_the_library_makes_no_network_call_of_its_own(monkeypatch: pytest.Monkey
         asyncio.run(main(provider, base))
     assert looked_up, "the fake was reached"
     assert all(ipaddress.ip_address(host).is_loopback for host in looked_up), looked_up
+
+
+NO_NETWORK_AT_START = """
+import asyncio, socket, sys
+
+reached = []
+real_lookup, real_connect = socket.getaddrinfo, socket.socket.connect
+socket.getaddrinfo = lambda host, *a, **k: reached.append(host) or real_lookup(host, *a, **k)
+socket.socket.connect = lambda self, address: reached.append(address) or real_connect(self, address)
+
+from dynserver import config
+from dynserver.mirror.worker import MirrorWorker
+
+worker = MirrorWorker.from_config(config.load(sys.argv[1]))
+asyncio.run(worker._providers["hz"].start())
+print(reached)
+"""
+
+
+def test_nothing_is_looked_up_or_reached_at_import_config_and_start(tmp_path: Path) -> None:
+    """A fresh process imports dns-lexicon, reads a config with a lexicon mirror and
+    starts the mirror (the provider's module is loaded): not one lookup or connection."""
+    (tmp_path / "hz-token").write_text(HETZNER_TOKEN)
+    path = tmp_path / "dynserver.toml"
+    path.write_text(
+        '[server]\ndns = ["127.0.0.1:0"]\n\n[mirrors.hz]\ntype = "lexicon"\nprovider = "hetzner"\n'
+        'zone = "example.com"\ncredentials_file = { auth_token = "hz-token" }\n\n'
+        '[zones."dyn.example.test"]\nnameservers = ["ns1.example.net"]\n\n'
+        '[zones."dyn.example.test".records.app]\ntype = "A"\n'
+        'targets = [{ name = "a", value = "192.0.2.1" }]\n'
+        'mirror = [{ to = "hz", name = "www.example.com" }]\n'
+    )
+    home = tmp_path / "home"  # tldextract would keep a downloaded list under ~
+    home.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK_AT_START, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HOME": str(home)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert list(home.iterdir()) == [], "nothing cached (no Public Suffix List)"
 
 
 def test_a_provider_that_never_answers_times_out() -> None:
