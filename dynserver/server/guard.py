@@ -65,10 +65,11 @@ class Guard:
             if option is not None and reply[3] & 0xF != wire.FORMERR:
                 now = int(self._clock())
                 valid = self.cookies.valid(option, peer[0], now)
-                fresh = self.cookies.check(option, peer[0], now)
-                if fresh is not None:
-                    limit = wire.MAX_MESSAGE if tcp else wire.udp_limit(edns)
-                    reply = cookie_wire.with_cookie(reply, fresh, limit)
+                # RFC 7873 5.2.5: every reply to a cookie carries ours, the same while it is
+                # fresh (RFC 9018 4.3), else a new one.
+                fresh = self.cookies.check(option, peer[0], now) or option
+                limit = wire.MAX_MESSAGE if tcp else wire.udp_limit(edns)
+                reply = cookie_wire.with_cookie(reply, fresh, limit)
         limiter = self.limiter
         if tcp or limiter is None or valid:
             return reply
