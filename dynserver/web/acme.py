@@ -79,14 +79,20 @@ def routes(runtime: Runtime, updates: Updates) -> list[Route]:
                 ErrorCode.FORBIDDEN,
                 f"credential {who.name!r} may not change challenges of {name_text(name)}",
             )
-        rcode = await runtime.change_challenges(
-            zone,
-            [acme.Change(op, name, value)],
-            actor=who.name,
-            source=client_address(request) or None,
-            via="api",
-            max_age=acme.MAX_AGE,
-        )
+        try:
+            rcode = await runtime.change_challenges(
+                zone,
+                [acme.Change(op, name, value)],
+                actor=who.name,
+                source=client_address(request) or None,
+                via="api",
+                max_age=acme.MAX_AGE,
+            )
+        except Exception:
+            log.exception("event=update_failed via=api credential=%s", who.name)
+            raise ApiError(
+                500, ErrorCode.SERVER_ERROR, "the challenge could not be stored; try again"
+            ) from None
         if rcode != wire.NOERROR:
             raise ApiError(
                 409,

@@ -16,6 +16,7 @@ from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from unittest import mock
 
 import dns.message
 import dns.name
@@ -398,4 +399,11 @@ def test_an_unsigned_challenge_is_refused(app: Live) -> None:
     update = dns.update.Update(ZONE)
     update.add(CHALLENGE, 60, dns.rdatatype.TXT, TOKEN_1)
     assert send(app, update) == dns.rcode.REFUSED
+    assert txt(app) == []
+
+
+def test_an_update_that_is_not_stored_is_servfail_and_not_served(app: Live) -> None:
+    assert app.store is not None
+    with mock.patch.object(app.store, "change_challenges", side_effect=OSError("disk full")):
+        assert send(app, certbot_add()) == dns.rcode.SERVFAIL
     assert txt(app) == []

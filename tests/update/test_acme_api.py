@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from unittest import mock
 
 import httpx
 import pytest
@@ -124,3 +125,16 @@ def test_acme_scopes_of_credentials_are_checked() -> None:
     for wrong in ("acme:example.org", f"acme:*.{ZONE}", "acme:"):
         with pytest.raises(ValueError, match="not a name in a zone served here"):
             credentials.acme_scope(wrong, [ZONE])
+
+
+def test_a_challenge_that_is_not_stored_is_not_served(tmp_path: Path) -> None:
+    async def test(api: Api) -> None:
+        auth = await api.credential("root", admin=True)
+        assert api.app.store is not None
+        with mock.patch.object(api.app.store, "change_challenges", side_effect=OSError("disk full")):
+            answer = await api.http.post(URL, json={"fqdn": CHALLENGE, "value": TOKEN_1}, headers=auth)
+        assert answer.status_code == 500 and answer.json()["error"] == "server_error"
+        assert txt(api.app) == []
+        assert api.app.runtime.challenges == {}
+
+    run(tmp_path, test)
