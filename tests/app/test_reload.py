@@ -157,7 +157,8 @@ def test_a_bad_file_changes_nothing_and_says_where(tmp_path: Path) -> None:
             outcome = await runtime.reload(actor="test", via="command")
             assert not outcome.ok
             assert len(outcome.errors) == 1
-            assert 'dynserver.toml:17: zones."dyn.example.test".records.app.ttl: expected' in outcome.errors[0]
+            where = 'dynserver.toml:17: zones."dyn.example.test".records.app.ttl: expected'
+            assert where in outcome.errors[0]
             assert (answer(app), runtime.serials[ORIGIN], runtime.snapshot) == before
         finally:
             await app.stop()
