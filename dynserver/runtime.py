@@ -977,9 +977,11 @@ class Runtime:
             old, zone = old_zones.get(origin), self.zones.get(origin)
             if old is zone:
                 continue
-            before = old.nodes if old is not None else {}
-            after = zone.nodes if zone is not None else {}
-            changed[origin] = {n for n in before.keys() | after.keys() if before.get(n) != after.get(n)}
+            old_nodes = old.nodes if old is not None else {}
+            new_nodes = zone.nodes if zone is not None else {}
+            changed[origin] = {
+                n for n in old_nodes.keys() | new_nodes.keys() if old_nodes.get(n) != new_nodes.get(n)
+            }
             if old is None or zone is None or origin not in self.transfers.journals:
                 continue
             delta = journal.diff(old, zone, changed[origin])
