@@ -31,6 +31,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from dynserver import __version__
+from dynserver.dns.rrl import RateLimiter
 from dynserver.dns.stats import QueryStats
 from dynserver.health.state import Health
 
@@ -186,6 +187,11 @@ class Metrics:
     def update(self, path: str, result: str) -> None:
         self.updates.labels(path, result).inc()
 
+    def watch_rrl(self, limiter: RateLimiter) -> None:
+        """Export a response rate limiter's counts (read at scrape time: the hot path only
+        adds to plain integers)."""
+        self.registry.register(_RrlCollector(limiter))
+
     def render(self) -> bytes:
         """The text exposition format (version 0.0.4)."""
         return generate_latest(self.registry)
@@ -281,3 +287,27 @@ class _StateCollector(Collector):
         yield fresh
         yield contact
         yield excluded
+
+
+class _RrlCollector(Collector):
+    """Response rate limiting: replies limited, and of those how many slipped (TC=1 or
+    BADCOOKIE) and were dropped (dynserver/dns/rrl.py)."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    def collect(self) -> Iterator[Metric]:
+        limiter = self._limiter
+        limited = CounterMetricFamily(
+            "dynserver_rrl_limited", "UDP replies over the rate limit (slipped + dropped)."
+        )
+        limited.add_metric([], limiter.limited)
+        yield limited
+        outcome = CounterMetricFamily(
+            "dynserver_rrl_replies",
+            "Limited UDP replies by what was sent: slipped (TC=1 or BADCOOKIE) or dropped.",
+            labels=["result"],
+        )
+        outcome.add_metric(["slipped"], limiter.slipped)
+        outcome.add_metric(["dropped"], limiter.dropped)
+        yield outcome

@@ -9,6 +9,7 @@ is BADCOOKIE with a fresh server cookie (RFC 7873 §5.2.3, as BIND does), else T
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -17,6 +18,9 @@ from dynserver.dns import rrl, wire
 from dynserver.dns.cookies import Cookies
 from dynserver.dns.rrl import RateLimiter
 from dynserver.model import ServerConfig
+from dynserver.store.db import EventRow
+
+log = logging.getLogger(__name__)
 
 
 class Guard:
@@ -91,3 +95,14 @@ class Guard:
         query with an option never reaches the cache)."""
         assert self.limiter is not None
         return self.limiter.verdict(network, answer, now)
+
+
+def rrl_event(add_event: Callable[[EventRow], None]) -> Callable[[str, str], None]:
+    """The limiter's start/stop notes as events (kind "rrl", the network as target) and log
+    lines; the limiter already rate-limits them (dynserver/dns/rrl.py)."""
+
+    def note(what: str, network: str) -> None:
+        log.warning("event=rrl_%s network=%s", what, network)
+        add_event(EventRow(kind="rrl", target=network, result=what, reason=f"rate limiting {what}"))
+
+    return note

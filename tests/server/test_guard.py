@@ -22,11 +22,13 @@ import pytest
 from dynserver.dns.cookies import Cookies
 from dynserver.dns.rrl import RateLimiter
 from dynserver.dns.snapshot import Snapshot
-from dynserver.model import Listener, ServerConfig
+from dynserver.metrics import Metrics
+from dynserver.model import Listener, RrlConfig, ServerConfig
 from dynserver.server import udp
-from dynserver.server.guard import Guard
+from dynserver.server.guard import Guard, rrl_event
 from dynserver.server.tcp import TcpServer
 from dynserver.server.udp import UdpServer
+from dynserver.store.db import EventRow
 from tests.dns.test_cookies import independent_server_cookie
 from tests.dns.zones import DYN
 from tests.snapshots import load_snapshot
@@ -206,3 +208,21 @@ def test_dig_and_kdig_get_a_server_cookie_they_can_send_back(snapshot: Snapshot,
 def test_from_config(snapshot: Snapshot) -> None:
     guard = Guard.from_config(ServerConfig(dns=(), http=None, cookie_secret=SECRET))
     assert guard.limiter is not None and guard.cookies is not None
+
+
+def test_limiting_is_counted_in_metrics_and_told_in_events() -> None:
+    rows: list[EventRow] = []
+    guard = Guard.from_config(
+        ServerConfig(dns=(), http=None, rrl=RrlConfig(rate=2, slip=2)), event=rrl_event(rows.append)
+    )
+    assert guard.limiter is not None
+    metrics = Metrics(process=False)
+    metrics.watch_rrl(guard.limiter)
+    for _ in range(6):
+        guard.limiter.verdict(b"\x7f\x00\x00", b"E", 1.0)
+    text = metrics.render().decode()
+    assert "dynserver_rrl_limited_total 4.0" in text
+    assert 'dynserver_rrl_replies_total{result="slipped"} 2.0' in text
+    assert 'dynserver_rrl_replies_total{result="dropped"} 2.0' in text
+    assert [(r.kind, r.target, r.result) for r in rows] == [("rrl", "127.0.0.0/24", "started")]
+    assert Guard.from_config(ServerConfig(dns=(), http=None, rrl=RrlConfig(enabled=False))).limiter is None
