@@ -11,10 +11,11 @@ errors are the API's JSON errors.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Literal
 
+import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from dynserver.config import parse_name
@@ -26,19 +27,17 @@ from dynserver.update import acme
 from dynserver.update.credentials import Principal
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
+from dynserver.web import schema
+from dynserver.web.api import ApiError, _encoded, _json_object, _too_many, _unauthorized
 from dynserver.web.client import client_address
+from dynserver.web.openapi import ACME_PATH as PATH
 from dynserver.web.schema import ErrorCode
 
 log = logging.getLogger("dynserver.update")
 
-PATH = "/acme/challenges"  # relative to /api/v1
-
 
 def routes(runtime: Runtime, updates: Updates) -> list[Route]:
     """The challenge routes, relative to the API's mount (create_api's ``more``)."""
-    # Imported here: dynserver.web.openapi documents these paths (OPENAPI_PATHS), and
-    # the API module imports openapi, so a module-level import would be a cycle.
-    from dynserver.web.api import ApiError, _json_object, _too_many, _unauthorized
 
     async def principal(request: Request) -> Principal:
         client = client_address(request)
@@ -100,26 +99,24 @@ def routes(runtime: Runtime, updates: Updates) -> list[Route]:
                 f"{name_text(name)} holds other data or is delegated: no challenge there",
             )
         challenge = runtime.challenges.get((name, value))
-        return JSONResponse(
-            {"fqdn": name_text(name), "value": value, "served": challenge is not None}
-            | ({"expires": challenge.expires} if challenge is not None else {}),
-            status_code=201 if op == "add" else 200,
+        changed = schema.ChallengeChanged(
+            fqdn=name_text(name),
+            value=value,
+            served=challenge is not None,
+            expires=challenge.expires if challenge is not None else msgspec.UNSET,
         )
+        return _encoded(changed, 201 if op == "add" else 200)
 
     async def listing(request: Request) -> Response:
         who = await principal(request)
-        items: list[dict[str, Any]] = [
-            {
-                "fqdn": name_text(c.name),
-                "value": c.value,
-                "added": c.added,
-                "expires": c.expires,
-                "by": c.actor,
-            }
+        items = [
+            schema.Challenge(
+                fqdn=name_text(c.name), value=c.value, added=c.added, expires=c.expires, by=c.actor
+            )
             for c in runtime.challenge_list()
             if who.may_challenge(c.name)
         ]
-        return JSONResponse({"challenges": items})
+        return _encoded(schema.ChallengeList(challenges=items))
 
     async def endpoint(request: Request) -> Response:
         # One route for the three methods, so that a 405 lists all of them in Allow.
@@ -130,108 +127,6 @@ def routes(runtime: Runtime, updates: Updates) -> list[Route]:
         return await listing(request)
 
     return [Route(PATH, endpoint, methods=["GET", "POST", "DELETE"])]
-
-
-def _error(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/responses/{name}"}
-
-
-_CHANGE_BODY = {
-    "type": "object",
-    "required": ["fqdn", "value"],
-    "properties": {
-        "fqdn": {
-            "type": "string",
-            "description": "_acme-challenge.NAME",
-            "example": "_acme-challenge.dyn.example.test",
-            "pattern": r"^_acme-challenge(\.[A-Za-z0-9_-]{1,63})+\.?$",
-            "maxLength": 250,
-        },
-        "value": {
-            "type": "string",
-            "description": "The challenge's TXT value (base64url)",
-            "pattern": "^[A-Za-z0-9_-]{1,255}$",
-        },
-    },
-}
-_CHANGED = {
-    "type": "object",
-    "required": ["fqdn", "value", "served"],
-    "properties": {
-        "fqdn": {"type": "string"},
-        "value": {"type": "string"},
-        "served": {"type": "boolean", "description": "whether the value is now served"},
-        "expires": {"type": "number", "description": "Unix seconds: removed then unless deleted before"},
-    },
-}
-_LIST = {
-    "type": "object",
-    "required": ["challenges"],
-    "properties": {
-        "challenges": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["fqdn", "value", "added", "expires", "by"],
-                "properties": {
-                    "fqdn": {"type": "string"},
-                    "value": {"type": "string"},
-                    "added": {"type": "number"},
-                    "expires": {"type": "number"},
-                    "by": {"type": "string", "description": "tsig:KEY, a credential's name, or system"},
-                },
-            },
-        }
-    },
-}
-_ERRORS = {
-    "400": _error("BadRequest"),
-    "401": _error("Unauthorized"),
-    "403": _error("Forbidden"),
-    "404": _error("NotFound"),
-    "409": _error("Conflict"),
-    "422": _error("Invalid"),
-    "429": _error("TooManyRequests"),
-    "500": _error("ServerError"),
-}
-
-
-def _changing(operation: str, summary: str, status: str) -> dict[str, Any]:
-    return {
-        "operationId": operation,
-        "summary": summary,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _CHANGE_BODY}}},
-        "responses": {
-            status: {
-                "description": "Stored and served",
-                "content": {"application/json": {"schema": _CHANGED}},
-            },
-            **_ERRORS,
-        },
-    }
-
-
-# The OpenAPI path item of PATH, for dynserver.web.openapi's DOCUMENT["paths"].
-OPENAPI_PATHS: dict[str, Any] = {
-    PATH: {
-        "get": {
-            "operationId": "listChallenges",
-            "summary": "The ACME challenges served that the credential may change",
-            "responses": {
-                "200": {"description": "Challenges", "content": {"application/json": {"schema": _LIST}}},
-                "401": _error("Unauthorized"),
-                "429": _error("TooManyRequests"),
-                "500": _error("ServerError"),
-            },
-        },
-        "post": _changing(
-            "addChallenge", "Add (or renew) an ACME challenge TXT value (admin or acme:NAME)", "201"
-        ),
-        "delete": _changing(
-            "deleteChallenge", "Delete an ACME challenge TXT value (admin or acme:NAME)", "200"
-        ),
-    }
-}
 
 
 def _zone(runtime: Runtime, name: Name) -> Name | None:

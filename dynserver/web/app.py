@@ -27,7 +27,7 @@ from dynserver.runtime import Runtime
 from dynserver.update.limits import LimitPolicy
 from dynserver.update.service import Updates
 from dynserver.update.targets import Targets
-from dynserver.web import agents, dyndns2, metrics, pages, views
+from dynserver.web import acme, agents, dyndns2, metrics, pages, views
 from dynserver.web.api import api_aware_http_error, create_api
 from dynserver.web.auth import Auth
 from dynserver.web.editing import Editing
@@ -89,7 +89,16 @@ def create_app(
             Route("/readyz", readyz),
             *metrics.routes(runtime, auth),
             *dyndns2.routes(updates),
-            Mount("/api/v1", create_api(runtime, updates, checker, more=agents.routes(hub), editing=editing)),
+            Mount(
+                "/api/v1",
+                create_api(
+                    runtime,
+                    updates,
+                    checker,
+                    more=[*agents.routes(hub), *acme.routes(runtime, updates)],
+                    editing=editing,
+                ),
+            ),
             Mount("/static", StaticFiles(directory=str(assets / "static")), name="static"),
         ],
         exception_handlers={HTTPException: api_aware_http_error},  # type: ignore[dict-item]

@@ -26,6 +26,7 @@ _BODIES: tuple[Any, ...] = (
     schema.ValueUpdateBody,
     schema.Maintenance,
     protocol.ResultsBatch,
+    schema.ChallengeChange,
 )
 _BODY_SCHEMAS, SCHEMAS = msgspec.json.schema_components(_BODIES, ref_template=REF_TEMPLATE)
 
@@ -172,6 +173,30 @@ def _definition_path(
     }
 
 
+ACME_PATH = "/acme/challenges"  # dynserver.web.acme's, relative to the API's mount
+
+
+def _challenge(operation: str, summary: str, status: str) -> dict[str, Any]:
+    """POST or DELETE of an ACME challenge (admin, or a credential scoped acme:NAME)."""
+    return {
+        "operationId": operation,
+        "summary": f"{summary} (admin or acme:NAME)",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _schema(schema.ChallengeChange)}},
+        },
+        "responses": {
+            status: _json(schema.ChallengeChanged, "Stored and served"),
+            "400": _error("BadRequest"),
+            "403": _error("Forbidden"),
+            "404": _error("NotFound"),
+            "409": _error("Conflict"),
+            "422": _error("Invalid"),
+            **_AUTH_ERRORS,
+        },
+    }
+
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -187,6 +212,15 @@ DOCUMENT: dict[str, Any] = {
     "servers": [{"url": "/api/v1"}],
     "security": [{"bearer": []}],
     "paths": {
+        ACME_PATH: {
+            "get": {
+                "operationId": "listChallenges",
+                "summary": "The ACME challenges served that the credential may change",
+                "responses": {"200": _json(schema.ChallengeList, "Challenges"), **_AUTH_ERRORS},
+            },
+            "post": _challenge("addChallenge", "Add (or renew) an ACME challenge TXT value", "201"),
+            "delete": _challenge("deleteChallenge", "Delete an ACME challenge TXT value", "200"),
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",

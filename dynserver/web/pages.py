@@ -59,6 +59,8 @@ EVENT_KINDS = (
     "agent",
     "location",
     "reload",
+    "acme",
+    "certificate",
 )
 PROPAGATION_LABELS = {propagation.IN_SYNC: "in sync", propagation.STALE: "stale", propagation.ERROR: "error"}
 STATE_COLOURS = {  # the same as the .state-* badges in style.css (the chart's legend)

@@ -28,7 +28,8 @@ UnixTime = Annotated[float, Meta(description="Unix time.")]
 # The store's kinds of event: a stored column, open to kinds a later version adds.
 _EVENT_KINDS = (
     "health, answer, maintenance, update, check, auth, credential, mirror, notify, system, agent, location, "
-    "reload (also every edit: actor and changes)."
+    "reload (also every edit: actor and changes), acme (DNS-01 challenges added and removed), "
+    "certificate (a target's certificate expires soon)."
 )
 
 
@@ -390,6 +391,51 @@ class Propagation(PropagationReport, ResponseBody, frozen=True):
 # Every body the API answers or accepts, for the document and its tests. The agent
 # endpoints' bodies are the protocol's own (dynserver.locations.protocol): the stream's
 # lines (StreamMessage, one of Hello, Checks, Ping), a results batch and its answer.
+# -- ACME DNS-01 challenges (dynserver.web.acme) ----------------------------------------
+
+
+class ChallengeChange(RequestBody, frozen=True):
+    """A challenge to add (POST) or delete (DELETE)."""
+
+    fqdn: Annotated[
+        str,
+        Meta(
+            description="_acme-challenge.NAME",
+            examples=["_acme-challenge.dyn.example.test"],
+            pattern=r"^_acme-challenge(\.[A-Za-z0-9_-]{1,63})+\.?$",
+            max_length=250,
+        ),
+    ]
+    value: Annotated[
+        str, Meta(description="The challenge's TXT value (base64url).", pattern="^[A-Za-z0-9_-]{1,255}$")
+    ]
+
+
+class ChallengeChanged(ResponseBody, frozen=True):
+    """The challenge as it is now."""
+
+    fqdn: str
+    value: str
+    served: Annotated[bool, Meta(description="Whether the value is served now.")]
+    expires: Annotated[float, Meta(description="Unix seconds: removed then unless deleted before.")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+class Challenge(Struct, frozen=True, forbid_unknown_fields=True):
+    fqdn: str
+    value: str
+    added: float
+    expires: float
+    by: Annotated[str, Meta(description="tsig:KEY, a credential's name, or system.")]
+
+
+class ChallengeList(ResponseBody, frozen=True):
+    """The ACME challenges served that the credential may change."""
+
+    challenges: list[Challenge]
+
+
 RESPONSES: Final = (
     Error,
     ZoneList,
@@ -410,5 +456,7 @@ RESPONSES: Final = (
     Deleted,
     Reloaded,
     ReloadFailed,
+    ChallengeChanged,
+    ChallengeList,
 )
-REQUESTS: Final = (ValueUpdate, Maintenance, ResultsBatch)
+REQUESTS: Final = (ValueUpdate, Maintenance, ResultsBatch, ChallengeChange)
