@@ -91,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
         action="extend",
         nargs="+",
         metavar="RECORD/TARGET",
-        help="may update this target, e.g. app.dyn.example.test/bravo (RECORD/* for all of the record's)",
+        help="may update this target, e.g. app.dyn.example.test/bravo (RECORD/* for all of the record's); "
+        "acme:NAME: may add and delete the ACME challenges of NAME and the names under it",
     )
     listing = actions.add_parser("list", help="names, scopes, created and last used (never secrets)")
     revoke = actions.add_parser("revoke", help="delete a credential: it stops working at once")
@@ -430,6 +431,7 @@ async def _agent_command(args: argparse.Namespace, loaded: config.Config, databa
 async def _credential_command(args: argparse.Namespace, loaded: config.Config, database: Path) -> int:
     import time
 
+    from dynserver.dns.names import name_text
     from dynserver.store.db import EventRow, Store
     from dynserver.update import credentials
     from dynserver.update.targets import Targets
@@ -437,7 +439,13 @@ async def _credential_command(args: argparse.Namespace, loaded: config.Config, d
     if args.action == "add":
         targets = Targets.build(r for zone in loaded.zones for r in zone.records)
         try:
-            scopes = [targets.check_scope(text) for text in args.target or []]
+            origins = [name_text(zone.name) for zone in loaded.zones]
+            scopes = [
+                credentials.acme_scope(text, origins)
+                if text.startswith(credentials.ACME)
+                else targets.check_scope(text)
+                for text in args.target or []
+            ]
             stored, secret = credentials.create(args.name, admin=args.admin, targets=scopes, now=time.time())
         except ValueError as error:
             print(f"dynserver: {error}", file=sys.stderr)

@@ -198,12 +198,23 @@ def test_add_prints_the_secret_last_and_stores_only_a_hash(tmp_path: Path) -> No
         (["--name", "x", "--target", f"{APP}/zulu"], "has no target 'zulu'; known: charlie, bravo"),
         (["--name", "x", "--target", "app/bravo"], "no dynamic record 'app'"),
         (["--name", "x:y", "--admin"], "not a credential name"),
+        (["--name", "x", "--target", "acme:other.test"], "'other.test' is not a name in a zone served here"),
     ],
 )
 def test_add_refuses_what_the_config_does_not_have(tmp_path: Path, args: list[str], message: str) -> None:
     result = cli("add", "--config", str(write_config(tmp_path)), *args)
     assert result.returncode == 1
     assert message in result.stderr
+
+
+def test_add_an_acme_scope(tmp_path: Path) -> None:
+    """acme:NAME (issue 18): the challenges of NAME and the names under it."""
+    path = str(write_config(tmp_path))
+    added = cli("add", "--config", path, "--name", "acmebot", "--target", "acme:App.Dyn.Example.Test.")
+    assert added.returncode == 0, added.stderr
+    assert "may update acme:app.dyn.example.test" in added.stdout
+    listed = cli("list", "--config", path)
+    assert "acme:app.dyn.example.test" in listed.stdout
 
 
 def test_add_needs_exactly_one_scope(tmp_path: Path) -> None:
