@@ -291,14 +291,21 @@ class Runtime:
                 nodes[target_rrset.name] = {target_rrset.rtype: target_rrset}
         self._publish_nodes(changes)
 
-    def _publish_nodes(self, changes: dict[Name, dict[Name, dict[int, RRset]]]) -> None:
-        """These names' new data: serial + 1 in their zones, swap the snapshot, journal, NOTIFY."""
+    def _publish_nodes(
+        self, changes: dict[Name, dict[Name, dict[int, RRset]]], gone: Iterable[Name] = ()
+    ) -> None:
+        """These names' new data: serial + 1 in their zones, swap the snapshot, journal,
+        NOTIFY. ``gone``: names left without data that stop existing (Zone.without)."""
         if not changes:
             return
         before = {origin: self.zones[origin] for origin in changes}
+        gone = list(gone)
         for origin, nodes in changes.items():
             self.serials[origin] = next_serial(self.serials[origin])
-            self.zones[origin] = self.zones[origin].with_nodes(nodes).with_serial(self.serials[origin])
+            zone = self.zones[origin].with_nodes(nodes)
+            if gone:
+                zone = zone.without(gone)
+            self.zones[origin] = zone.with_serial(self.serials[origin])
             if self.writer is not None:
                 # The content digest is written at a clean stop; "" says "unknown" after a crash.
                 self.writer.serial(_text(origin), self.serials[origin], "")
@@ -380,12 +387,15 @@ class Runtime:
                 raise
         self.challenges = after
         changed: dict[Name, dict[Name, dict[int, RRset]]] = {}
+        gone: list[Name] = []
         for challenge in [*added, *removed]:
             if (challenge.name, challenge.value) in before and (challenge.name, challenge.value) in after:
                 continue  # renewed: the same answer
             served = acme.rrsets(after, challenge.zone).get(challenge.name)
             nodes = changed.setdefault(challenge.zone, {})
             nodes[challenge.name] = {wire.TYPE_TXT: served} if served is not None else {}
+            if served is None:
+                gone.append(challenge.name)  # NXDOMAIN again, as before it was added
         log.info(
             "event=acme_challenges added=%d removed=%d actor=%s reason=%r",
             len(added),
@@ -393,7 +403,7 @@ class Runtime:
             actor,
             reason,
         )
-        self._publish_nodes(changed)
+        self._publish_nodes(changed, gone)
         return True
 
     async def _expire_challenges(self) -> None:

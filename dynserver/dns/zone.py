@@ -227,6 +227,19 @@ class Zone:
                     index[name[i:]] = MappingProxyType({})
         return Zone(origin=self.origin, nodes=MappingProxyType(index), cuts=self.cuts, soa=self.soa)
 
+    def without(self, names: Iterable[Name]) -> Zone:
+        """A copy without these names, each where it holds no data and no name lies below
+        it (a removed ACME challenge: NXDOMAIN again, as before it was added). Their
+        ancestors stay: one may be a dynamic record's name answering NODATA on purpose."""
+        index = _copy_index(self.nodes)
+        for name in names:
+            if name == self.origin or index.get(name, True):
+                continue  # not there, the apex, or still holding data
+            if any(len(other) > len(name) and other[-len(name) :] == name for other in index):
+                continue  # an empty non-terminal: names below it keep it
+            del index[name]
+        return Zone(origin=self.origin, nodes=MappingProxyType(index), cuts=self.cuts, soa=self.soa)
+
     def with_serial(self, serial: int) -> Zone:
         fields = replace(soa_fields(self.soa), serial=serial)
         soa = soa_rrset(self.origin, self.soa.ttl, fields)

@@ -172,6 +172,12 @@ def txt(app: Live, name: str = CHALLENGE) -> list[str]:
     return sorted(r.to_text() for rrset in dns.message.from_wire(reply).answer for r in rrset)
 
 
+def rcode(app: Live, name: str = CHALLENGE) -> int:
+    reply = app.runtime.answer(dns.message.make_query(name, dns.rdatatype.TXT).to_wire(), False)
+    assert isinstance(reply, bytes)
+    return dns.message.from_wire(reply).rcode()
+
+
 def serial(app: Live) -> int:
     return app.runtime.zone(dns_name(ZONE)).serial
 
@@ -282,6 +288,7 @@ def test_certbot_add_is_answered_at_once_and_stored_before_the_reply(app: Live, 
     assert txt(app) == [f'"{TOKEN_2}"']
     assert send(app, certbot_delete(value=TOKEN_2)) == dns.rcode.NOERROR
     assert txt(app) == []
+    assert rcode(app) == dns.rcode.NXDOMAIN  # the name is gone again, as before the first add
     with sqlite3.connect(tmp_path / "dynserver.db") as db:
         assert db.execute("SELECT count(*) FROM acme_challenge").fetchone() == (0,)
 
