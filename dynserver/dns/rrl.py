@@ -73,8 +73,9 @@ def reply_key(reply: bytes) -> bytes:
 
 
 def network_key(name: bytes) -> bytes:
-    """A client's network from its struct sockaddr bytes: family + /24 or /56."""
-    if len(name) >= 24 and name[0] | (name[1] << 8) == _AF_INET6:
+    """A client's network from its struct sockaddr (its first 15 bytes are enough): the
+    /24 (IPv4) or /56 (IPv6) of its address, as ``peer_network`` gives it."""
+    if name[0] | (name[1] << 8) == _AF_INET6:
         return name[8:15]
     return name[4:7]
 
@@ -135,35 +136,54 @@ class RateLimiter:
 
     def verdict(self, network: bytes, answer: bytes, now: float) -> int:
         """ANSWER, SLIP or DROP for one reply to ``network`` of kind ``answer`` at ``now``."""
+        if self.take(network, answer, now, 1):
+            return ANSWER
+        return self.over(1)[0]
+
+    def take(self, network: bytes, answer: bytes, now: float, count: int) -> int:
+        """How many of ``count`` replies to ``network`` of kind ``answer`` at ``now`` are
+        within the limit (the first ones); ``over`` says what to do with the rest. One
+        call for all the replies of a batch that share a key keeps the hot path cheap."""
         key = network + answer
         slot = hash(key) & self._mask
         if self._keys[slot] != key:
             # A new key (or a collision: the newcomer takes the slot, as in NSD).
             self._keys[slot] = key
-            self._tokens[slot] = self._depth - 1.0
+            self._tokens[slot] = self._depth
             self._stamps[slot] = now
             self._limiting[slot] = 0
-            return ANSWER
         tokens = self._tokens[slot] + (now - self._stamps[slot]) * self._rate
+        if tokens > self._depth:
+            tokens = self._depth
         self._stamps[slot] = now
-        if tokens >= 1.0:
-            self._tokens[slot] = (tokens if tokens < self._depth else self._depth) - 1.0
+        if tokens >= count:
+            self._tokens[slot] = tokens - count
             if self._limiting[slot]:
                 self._limiting[slot] = 0
                 self._note("stopped", network, now)
-            return ANSWER
-        self._tokens[slot] = tokens
+            return count
+        allowed = int(tokens) if tokens > 0 else 0
+        self._tokens[slot] = tokens - allowed
         if self.exempt(network):  # asked only when over the limit: the common reply skips it
-            return ANSWER
+            return count
         if not self._limiting[slot]:
             self._limiting[slot] = 1
             self._note("started", network, now)
-        self.limited += 1
-        if self._slip and self.limited % self._slip == 0:
-            self.slipped += 1
-            return SLIP
-        self.dropped += 1
-        return DROP
+        return allowed
+
+    def over(self, count: int) -> list[int]:
+        """SLIP or DROP for each of ``count`` replies over the limit: every ``slip``-th
+        limited reply slips (counted over all keys, as NSD does)."""
+        verdicts = []
+        for _ in range(count):
+            self.limited += 1
+            if self._slip and self.limited % self._slip == 0:
+                self.slipped += 1
+                verdicts.append(SLIP)
+            else:
+                self.dropped += 1
+                verdicts.append(DROP)
+        return verdicts
 
     def _note(self, what: str, network: bytes, now: float) -> None:
         """An event for a network whose limiting started or stopped, itself rate-limited."""

@@ -23,6 +23,17 @@ from dynserver.store.db import EventRow
 log = logging.getLogger(__name__)
 
 
+_NETWORKS = 4096  # client addresses whose network key is kept; emptied when full
+
+
+def _may_have_options(data: bytes) -> bool:
+    """Whether a query may carry EDNS options (a cookie): not when it has no additional
+    record, or ends with an OPT without options (what most queries without one send)."""
+    if data[10:12] == b"\x00\x00":
+        return False
+    return not (data[-11:-8] == b"\x00\x00\x29" and data[-2:] == b"\x00\x00" and data[11] == 1)
+
+
 class Guard:
     """Cookies and the rate limiter of one server (shared by all its listeners)."""
 
@@ -38,6 +49,7 @@ class Guard:
         self.cookies = cookies
         self._clock = clock
         self._monotonic = monotonic
+        self._networks: dict[str, bytes] = {}  # client address -> its network key
 
     @classmethod
     def from_config(cls, server: ServerConfig, event: Callable[[str, str], None] | None = None) -> Guard:
@@ -60,7 +72,7 @@ class Guard:
         option: bytes | None = None
         valid = False
         edns: wire.Edns | None = None
-        if self.cookies is not None and (data[10:12] != b"\x00\x00") and len(reply) >= 12:
+        if self.cookies is not None and _may_have_options(data) and len(reply) >= 12:
             try:
                 edns = wire.parse_query(data).edns
             except wire.WireError:
@@ -77,7 +89,13 @@ class Guard:
         limiter = self.limiter
         if tcp or limiter is None or valid:
             return reply
-        net = network if network is not None else rrl.peer_network(peer)
+        net = network
+        if net is None:
+            net = self._networks.get(peer[0])
+            if net is None:
+                if len(self._networks) >= _NETWORKS:
+                    self._networks.clear()
+                net = self._networks[peer[0]] = rrl.peer_network(peer)
         end = rrl.question_end(reply)
         verdict = limiter.verdict(net, rrl.answer_key(reply, end), self._monotonic())
         if verdict == rrl.ANSWER:

@@ -242,6 +242,8 @@ class _MmsgBatch:
         # as the full path computes it; emptied with each new packet cache, or when full).
         self._answer_keys: dict[bytes, bytes] = {}
         self._keys_of: object = None
+        # Per slot of a batch: the (client, cache key) of a cache hit, None otherwise.
+        self._clients: list[tuple[int | bytes, bytes] | None] = [None] * BATCH
         self._recvmmsg, self._sendmmsg, self._errno = _libc_calls
         self._sock = sock
         self._fd = sock.fileno()
@@ -274,7 +276,8 @@ class _MmsgBatch:
         self._msg_u32 = memoryview(self._msgs).cast("B").cast("I")
         self._iov_u64 = memoryview(self._iovs).cast("B").cast("Q")
         self._data = memoryview(self._buffers).cast("B")
-        self._name_bytes = memoryview(self._names).cast("B")
+        self._name_u32 = memoryview(self._names).cast("B").cast("I")
+        self._ipv4 = sock.family == socket.AF_INET
         # Slicing a ctypes char array gives bytes in one step (a memoryview slice, then
         # bytes(), is two objects and twice the time); typed Any: the stubs say list.
         self._raw: Any = self._buffers
@@ -319,13 +322,11 @@ class _MmsgBatch:
         cache, hits = self._packets() if self._packets is not None else _NO_PACKETS
         cached = cache.get
         unsent: list[int] | None = None
-        limiter, guard = self._limiter, self._guard
-        if limiter is not None:
-            now = time.monotonic()
-            names, raw_names = self._name_bytes, self._raw_names
-            if self._keys_of is not cache or len(self._answer_keys) >= _ANSWER_KEYS:
-                self._answer_keys, self._keys_of = {}, cache
-            answer_keys = self._answer_keys
+        guard = self._guard
+        # Rate limiting of cache hits: tallied per (client address, query) in the loop,
+        # one dictionary update each, and charged to the limiter once per key after it.
+        tally: dict[tuple[int | bytes, bytes], int] | None = None if self._limiter is None else {}
+        raw_names, clients, name_u32, ipv4 = self._raw_names, self._clients, self._name_u32, self._ipv4
         for i in range(count):
             start, len_word, name_at, namelen_word, iov_word = slots[i]
             stop = start + msg_u32[len_word]
@@ -335,32 +336,21 @@ class _MmsgBatch:
             hit = cached(key)
             if hit is not None and not (flags := buf[start + FLAGS]) & NOT_QUERY:
                 tail: bytes = hit[flags & RD_BIT]  # type: ignore[assignment]  # 0 or 1
-                if limiter is not None:
-                    # The client's /24 (/56), read from the address the kernel wrote.
-                    if names[name_at] == 2:  # AF_INET, little-endian
-                        network = raw_names[name_at + 4 : name_at + 7]
+                if tally is not None:
+                    # The client's network as the kernel wrote it: an IPv4 socket's peers
+                    # are IPv4, the /24 is 3 bytes of one word; an IPv6 socket's, a slice.
+                    if ipv4:
+                        client = (name_u32[(name_at >> 2) + 1] & 0xFFFFFF, key)
                     else:
-                        network = raw_names[name_at + 8 : name_at + 15]
-                    answer_key = answer_keys.get(key)
-                    if answer_key is None:
-                        answer_key = answer_keys[key] = rrl.reply_key(b"\x00\x00" + tail)
-                    verdict = limiter.verdict(network, answer_key, now)
-                    if verdict == rrl.DROP:
-                        if unsent is None:
-                            unsent = []
-                        unsent.append(i)
-                        continue
-                    if verdict == rrl.SLIP:
-                        reply_now = raw[start : start + ID_END] + tail
-                        slip = rrl.truncated(reply_now, rrl.question_end(reply_now))
-                        buf[start : start + len(slip)] = slip
-                        iov_u64[iov_word] = len(slip)
-                        continue
+                        client = (raw_names[name_at + 8 : name_at + 15], key)
+                    tally[client] = tally.get(client, 0) + 1
+                    clients[i] = client
                 hits[hit[STAT]] += 1
                 size = len(tail) + ID_END
                 buf[start + ID_END : start + size] = tail
                 iov_u64[iov_word] = size
                 continue
+            clients[i] = None
             data = raw[start:stop]
             key = self._raw_names[name_at : name_at + msg_u32[namelen_word]]
             peer = peers.get(key)
@@ -370,7 +360,7 @@ class _MmsgBatch:
             try:
                 reply = answer(data, False, peer)
                 if guard is not None and reply.__class__ is bytes:
-                    reply = guard.reply(data, reply, peer, False)
+                    reply = guard.reply(data, reply, peer, False, rrl.network_key(key))
             except Exception:  # pragma: no cover - the core must not raise; keep serving
                 log.exception("error answering a UDP query")
             if reply.__class__ is bytes and len(reply) <= RECV_SIZE:
@@ -387,6 +377,8 @@ class _MmsgBatch:
                     self._sock.sendto(reply, peer)
             else:  # rare: a reply that must wait (UPDATE)
                 self._later(reply, peer)  # type: ignore[arg-type]
+        if tally:
+            unsent = self._limit(tally, cache, count, unsent)
         if unsent is None:
             self._send(0, count)
         else:
@@ -396,6 +388,53 @@ class _MmsgBatch:
                     self._send(first, gap)
                 first = gap + 1
         return count
+
+    def _limit(
+        self,
+        tally: dict[tuple[int | bytes, bytes], int],
+        cache: PacketCache,
+        count: int,
+        unsent: list[int] | None,
+    ) -> list[int] | None:
+        """Charge the limiter with the batch's cache hits; replies over the limit are
+        dropped (left unsent) or slipped (a TC=1 reply written over theirs)."""
+        limiter = self._limiter
+        assert limiter is not None
+        now = time.monotonic()
+        if self._keys_of is not cache or len(self._answer_keys) >= _ANSWER_KEYS:
+            self._answer_keys, self._keys_of = {}, cache
+        answer_keys = self._answer_keys
+        over: dict[tuple[int | bytes, bytes], list[int]] = {}
+        for hit_client, n in tally.items():
+            network, key = hit_client
+            answer_key = answer_keys.get(key)
+            if answer_key is None:
+                answer_key = answer_keys[key] = rrl.reply_key(b"\x00\x00" + cache[key][0])
+            if isinstance(network, int):  # an IPv4 /24 read as a little-endian word
+                network = network.to_bytes(3, "little")
+            allowed = limiter.take(network, answer_key, now, n)
+            if allowed < n:
+                # The first ``allowed`` go out, the rest as ``over`` says, in batch order.
+                over[hit_client] = [rrl.ANSWER] * allowed + limiter.over(n - allowed)
+        if not over:
+            return unsent
+        buf, raw, slots, clients = self._data, self._raw, self._slots, self._clients
+        dropped = set(unsent or ())
+        for i in range(count):
+            client = clients[i]
+            verdicts = over.get(client) if client is not None else None
+            if not verdicts:
+                continue
+            start, _, _, _, iov_word = slots[i]
+            verdict = verdicts.pop(0)
+            if verdict == rrl.DROP:
+                dropped.add(i)
+            elif verdict == rrl.SLIP:
+                reply = raw[start : start + self._iov_u64[iov_word]]
+                slip = rrl.truncated(reply, rrl.question_end(reply))
+                buf[start : start + len(slip)] = slip
+                self._iov_u64[iov_word] = len(slip)
+        return sorted(dropped) or None
 
     def _send(self, first: int, end: int) -> None:
         """sendmmsg the replies in slots first..end-1."""
