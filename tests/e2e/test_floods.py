@@ -73,6 +73,7 @@ def _still_well(server: Server, baseline_mb: float) -> None:
     assert _answered(server, loopback(), 20) == 1.0
     assert _tcp_answers(server, loopback())
     peak = _memory_mb(server, "VmHWM")
+    print(f"RSS {baseline_mb:.0f} MB once serving, peak {peak:.0f} MB")
     assert peak < baseline_mb + MEMORY_GROWTH_MB, f"peak RSS {peak:.0f} MB, {baseline_mb:.0f} MB at start"
     log = server.log_text()
     assert "Traceback" not in log and "level=error" not in log, log
