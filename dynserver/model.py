@@ -19,6 +19,7 @@ from dynserver.health.conditions import JsonCondition
 from dynserver.health.policy import Fallback as Fallback
 from dynserver.health.policy import Policy as Policy
 from dynserver.health.state import Thresholds
+from dynserver.health.windows import MaintenanceWindow
 from dynserver.types import Name, RecordType, TargetKey
 from dynserver.update.limits import LimitPolicy
 from dynserver.update.scopes import in_scope
@@ -246,6 +247,8 @@ class Target:
     # What the probe connects to instead of the value (NAT, a load balancer, a health
     # sidecar); DNS still answers the value, and updates move the value, not the check.
     check_address: str | None = None
+    # Scheduled maintenance (health/windows.py): drained during each window, as if set.
+    maintenance_windows: tuple[MaintenanceWindow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +266,7 @@ class DynamicRecord:
     min_up: int = 1
     pending_ttl: int | None = None  # TTL while a target is pending or the answer is in flux
     mirror: tuple[MirrorRecord, ...] = ()  # the records at mirrors that follow this answer
+    maintenance_windows: tuple[MaintenanceWindow, ...] = ()  # for every target of the record
 
 
 # -- mirrors ---------------------------------------------------------------------------

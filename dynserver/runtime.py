@@ -824,6 +824,7 @@ class Runtime:
                     await self._wake_sweeper.wait()
             self._wake_sweeper.clear()
             changes = self.engine.tick(loop.time())
+            changes += self.engine.tick_windows(time.time(), loop.time())
             self._check_silence(loop.time())
             for change in changes:
                 self._save_state(target_key(change.record, change.target))
@@ -933,6 +934,7 @@ class Runtime:
         )
         for key, on in maintenance.items():
             engine.states[key] = replace(engine.states[key], maintenance=on)
+        engine.drained = old_engine.drained & set(engine.windows)  # a window's end lifts them
         if not locations_changed and new.locations is not None:
             engine.excluded = dict(old_engine.excluded)
             engine.joined = {n: at for n, at in old_engine.joined.items() if n in names}

@@ -12,14 +12,19 @@ from dynserver.config.reader import KeyPath, Reader, alternatives, parse_name
 from dynserver.dns import wire
 from dynserver.dns.zone import RRset
 from dynserver.health import http
+from dynserver.health.windows import MaintenanceWindow, parse_window
 from dynserver.model import DynamicRecord, Fallback, Monitor, Policy, Target
 from dynserver.types import RECORD_TYPES, Name
 
-_RECORD_KEYS = {"type", "monitor", "ttl", "targets", "policy", "fallback", "min_up", "pending_ttl", "mirror"}
+_RECORD_KEYS = {
+    *("type", "monitor", "ttl", "targets", "policy", "fallback", "min_up", "pending_ttl", "mirror"),
+    "maintenance_windows",
+}
 _TARGET_KEYS = {
     *("name", "value", "priority", "maintenance"),
     *("host", "port", "path"),  # the check's overrides of its monitor
     *("check_address", "check_port"),  # what the check connects to, when not the value
+    "maintenance_windows",
 }
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
@@ -87,6 +92,9 @@ def read_records(
                 min_up=reader.number(r, path, "min_up", 1, 1, 1000, int),
                 pending_ttl=pending_ttl,
                 mirror=mirror_records(reader, r, path, kind, ttl, mirrors or Mirrors()),
+                maintenance_windows=read_windows(
+                    reader, (*path, "maintenance_windows"), r.get("maintenance_windows", [])
+                ),
             )
         )
     return tuple(result)
@@ -147,6 +155,7 @@ def _targets(reader: Reader, raw: Any, path: KeyPath, kind: str) -> tuple[Target
         maintenance = item.get("maintenance", False)
         if not isinstance(maintenance, bool):
             raise reader.error(path, f"target {name!r}: maintenance must be true or false")
+        windows = read_windows(reader, path, item.get("maintenance_windows", []), f"target {name!r}: ")
         targets.append(
             Target(
                 name=name.lower(),
@@ -157,9 +166,23 @@ def _targets(reader: Reader, raw: Any, path: KeyPath, kind: str) -> tuple[Target
                 port=port,
                 path=item.get("path"),
                 check_address=check_address,
+                maintenance_windows=windows,
             )
         )
     return tuple(targets)
+
+
+def read_windows(reader: Reader, path: KeyPath, raw: Any, who: str = "") -> tuple[MaintenanceWindow, ...]:
+    """maintenance_windows = [...] (health/windows.py), each checked; located at ``path``."""
+    if not isinstance(raw, list):
+        raise reader.error(path, f"{who}maintenance_windows must be a list of windows")
+    windows = []
+    for index, item in enumerate(raw):
+        try:
+            windows.append(parse_window(item))
+        except ValueError as error:
+            raise reader.error(path, f"{who}maintenance window {index + 1}: {error}") from None
+    return tuple(windows)
 
 
 def _check_address(reader: Reader, path: KeyPath, name: str, value: Any) -> str:

@@ -16,6 +16,7 @@ from dynserver.health import state as machine
 from dynserver.health.policy import Candidate, Decision, decide
 from dynserver.health.probes import Check
 from dynserver.health.state import Event, Health, Result, TargetState, Thresholds, Transition
+from dynserver.health.windows import MaintenanceWindow
 from dynserver.locations.quorum import LocationView, Tally, is_fresh, joining, last_failed, tally
 from dynserver.model import DynamicRecord, LocationsConfig, Monitor, Target
 from dynserver.types import CheckKey, RecordKey, TargetKey
@@ -131,6 +132,16 @@ class Engine:
                     key = target_key(record, target)
                     self.views[key] = {}
                     self._voters[key] = (replace(limits, failback_delay=0.0), fresh_for, quorum)
+        # Maintenance windows (record's and target's), and the targets a window drained
+        # (an operator's own maintenance is theirs: a window's end does not lift it).
+        self.windows: dict[TargetKey, tuple[MaintenanceWindow, ...]] = {
+            target_key(record, target): record.maintenance_windows + target.maintenance_windows
+            for record in records
+            for target in record.targets
+            if record.maintenance_windows or target.maintenance_windows
+        }
+        self.drained: set[TargetKey] = set()
+        self._window_change = 0.0  # wall time of the next window start or end
         self.decisions: dict[RecordKey, Decision] = {
             key: self._decide(record) for key, record in self.records.items()
         }
@@ -375,6 +386,38 @@ class Engine:
             out_of += f", deciding from {count.fresh}"
         return f"{verdict} at {out_of} ({'; '.join(seen)})"
 
+    def tick_windows(self, wall: float, now: float) -> list[Change]:
+        """Drain the targets a maintenance window covers at ``wall`` (Unix time), and give
+        back those whose window ended; ``now`` is the loop time the transitions carry."""
+        if not self.windows or wall < self._window_change:
+            return []
+        changes = []
+        upcoming = float("inf")
+        for key, windows in self.windows.items():
+            open_ = [w for w in windows if w.active(wall)]
+            upcoming = min(upcoming, *(w.next_change(wall) for w in windows))
+            state = self.states.get(key)
+            if state is None:
+                continue
+            if open_ and not state.maintenance:
+                new, transition = machine.set_maintenance(state, True, now)
+                reason = f"maintenance window: {open_[0].text}"
+                self.drained.add(key)
+            elif not open_ and key in self.drained:
+                self.drained.discard(key)
+                if not state.maintenance:
+                    continue
+                new, transition = machine.set_maintenance(state, False, now)
+                reason = "maintenance window over"
+            else:
+                continue
+            self.states[key] = new
+            if transition is not None:
+                record, target = self._find(key)
+                changes.append(Change(record, target, replace(transition, reason=reason)))
+        self._window_change = upcoming
+        return changes
+
     def next_deadline(self) -> float | None:
         """The earliest failback delay to end, so the caller can wake exactly then."""
         times = [s.pending_until for s in self.states.values() if s.pending_until is not None]
@@ -404,6 +447,7 @@ class Engine:
 
     def set_maintenance(self, key: TargetKey, on: bool, now: float) -> Change | None:
         record, target = self._find(key)
+        self.drained.discard(key)  # the operator's word from now on, until the next window
         new, transition = machine.set_maintenance(self.states[key], on, now)
         self.states[key] = new
         return Change(record, target, transition) if transition is not None else None
