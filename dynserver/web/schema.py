@@ -111,6 +111,14 @@ class Vote(ResponseBody, frozen=True):
     need: Annotated[int, Meta(description="Agreeing votes needed to change state: min(quorum, fresh).")]
 
 
+class Window(Struct, frozen=True, forbid_unknown_fields=True):
+    """A maintenance window as the config wrote it, open now or not."""
+
+    window: str
+    active: bool
+    next_change: Annotated[float | None, Meta(description="Unix time it next opens or closes (null: never).")]
+
+
 class Target(ResponseBody, frozen=True):
     name: str
     hostname: Annotated[str, Meta(description="<target>.<record>: answers the value in DNS.")]
@@ -143,6 +151,13 @@ class Target(ResponseBody, frozen=True):
     ) = msgspec.UNSET
     vote: (
         Annotated[Vote, Meta(description="Only with [locations]: the vote that decides health.")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    maintenance_windows: (
+        Annotated[
+            list[Window],
+            Meta(description="Only for a target with maintenance windows (its own and its record's)."),
+        ]
         | msgspec.UnsetType
     ) = msgspec.UNSET
 

@@ -14,6 +14,7 @@ from dynserver import propagation
 from dynserver.dns import wire
 from dynserver.dns.names import name_text
 from dynserver.health.engine import target_key
+from dynserver.health.windows import MaintenanceWindow
 from dynserver.mirror.worker import MirrorState, MirrorStatus
 from dynserver.model import DynamicRecord
 from dynserver.runtime import Runtime
@@ -53,7 +54,20 @@ def target_body(runtime: Runtime, updates: Updates, record: DynamicRecord, name:
         else schema.LastResult(ok=last.ok, reason=last.reason, at=last.at + offset, latency=last.latency),
         locations=locations,
         vote=vote,
+        maintenance_windows=_windows(record.maintenance_windows + configured.maintenance_windows),
     )
+
+
+def _windows(windows: tuple[MaintenanceWindow, ...]) -> list[schema.Window] | msgspec.UnsetType:
+    """A target's maintenance windows now; unset (absent) when it has none."""
+    if not windows:
+        return msgspec.UNSET
+    now = time.time()
+    out = []
+    for window in windows:
+        change = window.next_change(now)
+        out.append(schema.Window(window.text, window.active(now), None if change == float("inf") else change))
+    return out
 
 
 def target_vote(

@@ -108,3 +108,28 @@ def test_a_records_windows_cover_every_target(tmp_path: Path) -> None:
     path.write_text(text)
     (record,) = config.load(path).zones[0].records
     assert record.maintenance_windows[0].cron == "0 2 * * *"
+
+
+def test_the_record_page_and_the_api_show_the_windows(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from dynserver.web.app import create_app
+
+    path = write(tmp_path, '{ cron = "0 2 * * *", duration = 3600, timezone = "Europe/Berlin" }')
+    text = path.read_text().replace("[zones.", '[web]\npublic = true\n\n[zones.', 1)
+    path.write_text(text)
+
+    async def run() -> tuple[str, dict[str, object]]:
+        app = App(config.load(path))
+        await app.start()
+        try:
+            client = TestClient(create_app(app.runtime))
+            page = await asyncio.to_thread(client.get, "/records/app.dyn.example.test")
+            return page.text, {}
+        finally:
+            await app.stop()
+
+    page, _ = asyncio.run(run())
+    shown = "window: cron = &#39;0 2 * * *&#39;, duration = 3600, timezone = &#39;Europe/Berlin&#39;"
+    assert shown in page, page
+    assert "(next 20" in page
