@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 
 _NETWORKS = 4096  # client addresses whose network key is kept; emptied when full
+_ANSWER_KEYS = 4096  # replies whose kind of answer is kept; emptied when full
 
 
 def _may_have_options(data: bytes) -> bool:
@@ -50,6 +51,7 @@ class Guard:
         self._clock = clock
         self._monotonic = monotonic
         self._networks: dict[str, bytes] = {}  # client address -> its network key
+        self._answer_keys: dict[bytes, bytes] = {}  # reply after its ID -> kind of answer
 
     @classmethod
     def from_config(cls, server: ServerConfig, event: Callable[[str, str], None] | None = None) -> Guard:
@@ -96,12 +98,20 @@ class Guard:
                 if len(self._networks) >= _NETWORKS:
                     self._networks.clear()
                 net = self._networks[peer[0]] = rrl.peer_network(peer)
-        end = rrl.question_end(reply)
-        verdict = limiter.verdict(net, rrl.answer_key(reply, end), self._monotonic())
+        # The kind of answer, kept per reply minus its ID: reading the question costs
+        # more than the limiter, and most replies repeat.
+        body = reply[2:]
+        answer = self._answer_keys.get(body)
+        if answer is None:
+            if len(self._answer_keys) >= _ANSWER_KEYS:
+                self._answer_keys.clear()
+            answer = self._answer_keys[body] = rrl.reply_key(reply)
+        verdict = limiter.verdict(net, answer, self._monotonic())
         if verdict == rrl.ANSWER:
             return reply
         if verdict == rrl.DROP:
             return None
+        end = rrl.question_end(reply)
         if option is not None and self.cookies is not None and edns is not None:
             client = option[: cookie_wire.CLIENT_SIZE]
             fresh_value = client + self.cookies.server_cookie(client, peer[0], int(self._clock()))
