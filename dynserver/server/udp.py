@@ -108,6 +108,8 @@ class UdpServer:
                 return
             try:
                 reply = answer(data, False, address)
+                if guard is not None and reply.__class__ is bytes:
+                    reply = guard.reply(data, reply, address, False)
             except Exception:  # pragma: no cover - the core must not raise; keep serving
                 log.exception("error answering a UDP query")
                 continue
@@ -116,10 +118,6 @@ class UdpServer:
             if reply.__class__ is not bytes:  # rare: a reply that must wait (UPDATE)
                 self._later(reply, address)  # type: ignore[arg-type]
                 continue
-            if guard is not None:
-                reply = guard.reply(data, reply, address, False)
-                if reply is None:
-                    continue
             with contextlib.suppress(OSError):  # a full send buffer: UDP may drop
                 sendto(reply, address)
 

@@ -6,6 +6,7 @@ computation, tests/dns/test_cookies.py)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import shutil
 import socket
@@ -226,3 +227,26 @@ def test_limiting_is_counted_in_metrics_and_told_in_events() -> None:
     assert 'dynserver_rrl_replies_total{result="dropped"} 2.0' in text
     assert [(r.kind, r.target, r.result) for r in rows] == [("rrl", "127.0.0.0/24", "started")]
     assert Guard.from_config(ServerConfig(dns=(), http=None, rrl=RrlConfig(enabled=False))).limiter is None
+
+
+def test_the_guard_never_raises_on_mutated_queries(snapshot: Snapshot) -> None:
+    """Random bytes flipped in queries with cookies and options: whatever the core
+    answers, the guard returns bytes or None."""
+    rng = random.Random(15)
+    guard = Guard(RateLimiter(rate=5, slip=2, window=1.0), Cookies(SECRET), clock=lambda: 1_700_000_000.0)
+    seeds = [
+        _cookie_query(bytes(8)),
+        _cookie_query(bytes(24)),
+        dns.message.make_query(NAME, "A", use_edns=0).to_wire(),
+        dns.message.make_query(NAME, "TXT", want_dnssec=True).to_wire(),
+    ]
+    for n in range(3000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randrange(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if n % 7 == 0:
+            data = data[: rng.randrange(12, len(data) + 1)]
+        reply = snapshot.answer(bytes(data), False)
+        if isinstance(reply, bytes):
+            out = guard.reply(bytes(data), reply, ("192.0.2.1", 53), n % 2 == 0)
+            assert out is None or isinstance(out, bytes)
