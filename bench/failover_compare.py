@@ -186,6 +186,9 @@ def prepare_gdnsd(setup: Setup) -> list[str]:
 
 def dynserver_config(setup: Setup, interval: float, timeout: float) -> str:
     return f"""# failover_compare.py: {setup.name}
+[server.rrl]
+exempt = ["127.0.0.0/8"]  # the poller asks every 5 ms from loopback: never rate limited here
+
 [monitors.web]
 type = "http"
 port = {setup.hport}

@@ -26,6 +26,7 @@ from dynserver.model import Config, Listener
 from dynserver.notify.sender import Notifier
 from dynserver.privileges import drop_privileges
 from dynserver.runtime import Runtime
+from dynserver.server.guard import Guard, rrl_event
 from dynserver.server.tcp import TcpServer
 from dynserver.server.udp import UdpServer
 from dynserver.store.db import Store
@@ -75,6 +76,11 @@ class App:
         self.hub = Hub(runtime)  # the agents' end ([locations]): their streams and results
         self.udp: list[UdpServer] = []
         self.tcp: list[TcpServer] = []
+        # Cookies and rate limiting, one for every listener: a cookie from one is valid at
+        # all, and a client's budget is one whichever address it asks (issue 15).
+        self.guard = Guard.from_config(config.server, event=rrl_event(runtime.add_event))
+        if self.guard.limiter is not None:
+            runtime.metrics.watch_rrl(self.guard.limiter)
         self._web_server: WebServer | None = None
         self.stopping = asyncio.Event()
         self.store: Store | None = None
@@ -121,9 +127,11 @@ class App:
 
     async def _listen(self, listener: Listener, sockets: tuple[socket.socket, socket.socket]) -> None:
         runtime = self.runtime
-        udp = UdpServer(listener, runtime.answer, packets=lambda: runtime.snapshot.packet_cache())
+        udp = UdpServer(
+            listener, runtime.answer, packets=lambda: runtime.snapshot.packet_cache(), guard=self.guard
+        )
         udp.start(sockets[0])
-        tcp = TcpServer(listener, runtime.answer, self.config.server)
+        tcp = TcpServer(listener, runtime.answer, self.config.server, guard=self.guard)
         await tcp.start(sockets[1])
         self.udp.append(udp)
         self.tcp.append(tcp)

@@ -27,6 +27,8 @@ def describe(old: Config, new: Config) -> list[str]:
     for origin in [o for o in new_zones if o in old_zones]:
         out += _zone(old_zones[origin], new_zones[origin])
     out += _keyed("monitor", {m.name: m for m in old.monitors}, {m.name: m for m in new.monitors}, _fields)
+    if (old.server.rrl, old.server.cookie_secret) != (new.server.rrl, new.server.cookie_secret):
+        out.append("[server.rrl] or cookie_secret: changed (applies at the next start)")
     for section in ("server", "notify", "web", "locations", "keys", "mirrors"):
         before, after = getattr(old, section), getattr(new, section)
         if before != after:

@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from dynserver.locations.hub import Hub
 from dynserver.model import Listener
@@ -122,6 +123,47 @@ class _Following:
         await self.app(scope, receive, send)
 
 
+# Seconds a request may take to send its request line and headers (nginx's
+# client_header_timeout, Apache's RequestReadTimeout). uvicorn starts no timer on a new
+# connection: without this, clients that never finish their headers (slow loris) are
+# held until they leave, and enough of them take every file descriptor of the process.
+HEADER_TIMEOUT = 10.0
+
+
+class _HeadersInTime(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, closing a connection whose request head is not complete
+    within HEADER_TIMEOUT of the connection (or of the request's first byte)."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(HEADER_TIMEOUT, self._head_late)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_timer is None:  # the next request of a kept-alive connection
+            self._head_timer = self.loop.call_later(HEADER_TIMEOUT, self._head_late)
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
 class _Server(uvicorn.Server):
     def install_signal_handlers(self) -> None:  # pragma: no cover - older uvicorn
         pass
@@ -144,6 +186,7 @@ class WebServer:
             access_log=False,
             log_config=None,  # uvicorn's lines go through dynserver's handler (one format)
             server_header=False,
+            http=_HeadersInTime,
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None

@@ -29,7 +29,7 @@ UnixTime = Annotated[float, Meta(description="Unix time.")]
 _EVENT_KINDS = (
     "health, answer, maintenance, update, check, auth, credential, mirror, notify, system, agent, location, "
     "reload (also every edit: actor and changes), acme (DNS-01 challenges added and removed), "
-    "certificate (a target's certificate expires soon)."
+    "certificate (a target's certificate expires soon), rrl (rate limiting of a network started or stopped)."
 )
 
 
