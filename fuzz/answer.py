@@ -7,7 +7,8 @@ packet parser and answering core, fed bytes as any client on the internet could 
 Each input goes where Runtime.answer sends it: an UPDATE is verified and planned
 (rfc2136.handle), anything else answered as a UDP and as a TCP query by the snapshot of
 fuzz/dynserver.toml (Snapshot.answer: parsing, the fast path, the full path, transfers,
-signed queries, NOTIFY). An input fails on an
+signed queries, NOTIFY), and each reply then passes the transports' Guard three times
+(DNS Cookies; rate limiting: answered, slipped, dropped). An input fails on an
 exception, a reply dnspython cannot parse, a reply that is not a response with the
 query's ID, or a UDP reply larger than the query allows. The seeds in fuzz/corpus are
 real queries from dig, kdig, nsupdate and dnspython (fuzz/capture.py made them).
@@ -42,6 +43,7 @@ class Core:
     snapshot: Any  # dynserver.dns.snapshot.Snapshot
     handle: Any  # rfc2136.handle with the zone's keys, zones and records bound
     stream: Any  # dynserver.types.Stream
+    guard: Any  # a fresh dynserver.server.guard.Guard: cookies and a rate limit of 1 a second
 
 
 @cache
@@ -50,8 +52,11 @@ def core() -> Core:
     from functools import partial
 
     from dynserver import config
+    from dynserver.dns.cookies import Cookies
+    from dynserver.dns.rrl import RateLimiter
     from dynserver.dns.snapshot import Snapshot
     from dynserver.runtime import Runtime
+    from dynserver.server.guard import Guard
     from dynserver.types import Stream
     from dynserver.update import rfc2136
     from dynserver.xfr.transfer import Transfers
@@ -72,7 +77,15 @@ def core() -> Core:
         records=runtime.engine.records,
         now=NOW,
     )
-    return Core(snapshot, handle, Stream)
+    cookies = Cookies(bytes(range(16)))
+
+    def guard() -> Guard:
+        # Per input, so that a failure replays alone: its first reply is answered, the
+        # next slipped (TC=1, or BADCOOKIE to a client cookie), the third dropped.
+        limiter = RateLimiter(rate=1, slip=2, window=1.0, size=64)
+        return Guard(limiter, cookies, clock=lambda: float(NOW), monotonic=lambda: 0.0)
+
+    return Core(snapshot, handle, Stream, guard)
 
 
 def check(data: bytes) -> None:
@@ -84,8 +97,15 @@ def check(data: bytes) -> None:
             _check_reply(data, outcome, False)
         return
     for tcp in (False, True):
-        for reply in _messages(found.snapshot.answer(data, tcp, PEER), found.stream):
+        answer = found.snapshot.answer(data, tcp, PEER)
+        for reply in _messages(answer, found.stream):
             _check_reply(data, reply, tcp)
+        if isinstance(answer, bytes):  # what the transports send: cookies, rate limiting
+            guard = found.guard()
+            for _ in range(3):
+                guarded = guard.reply(data, answer, PEER, tcp)
+                if guarded is not None:
+                    _check_reply(data, guarded, tcp)
 
 
 def _messages(reply: Any, stream: type) -> Iterator[bytes]:
