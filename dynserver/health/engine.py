@@ -270,10 +270,6 @@ class Engine:
             for name in self.location_names
         ]
 
-    def fresh_for(self, key: TargetKey) -> float | None:
-        voter = self._voters.get(key)
-        return None if voter is None else voter[1]
-
     def _apply_vote(self, targets: Iterable[TargetKey], result: Result, location: str) -> list[Change]:
         changes = []
         for key in targets:
