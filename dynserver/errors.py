@@ -7,7 +7,9 @@ the specifics of its module lives there and derives from a base defined here:
 
 DynserverError                      dynserver/errors.py
 ├── ConfigError                     dynserver/errors.py: bad configuration or master file
-│                                   (file, line, key); nothing is served until it is fixed
+│   │                               (file, line, key); nothing is served until it is fixed
+│   └── KeyFileError                dynserver/dnssec/keys.py: a DNSSEC key file (or stored
+│                                   key) that cannot be read: which one and why
 ├── RequestError                    dynserver/errors.py: a request we refuse; says why
 │   ├── ApiError                    dynserver/web/api.py: answered as JSON with a status
 │   ├── InvalidValue                dynserver/update/targets.py: a value that does not fit

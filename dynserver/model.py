@@ -77,6 +77,18 @@ class ZoneConfig:
     rrsets: tuple[RRset, ...]  # static data: from the master file or generated SOA/NS
     records: tuple[DynamicRecord, ...] = ()
     transfer: TransferConfig | None = None  # None: no secondaries, every transfer refused
+    dnssec: DnssecConfig | None = None  # None: not signed (no table, or enabled = false)
+
+
+@dataclass(frozen=True, slots=True)
+class DnssecConfig:
+    """[zones.NAME.dnssec]: sign the zone (docs/dnssec.md). Durations in seconds."""
+
+    algorithm: int = 13  # 13 ECDSAP256SHA256, 15 ED25519
+    key_directory: Path | None = None  # BIND K*.key/.private files; None: in the database
+    signature_validity: float = 14 * 86400.0
+    refresh: float = 7 * 86400.0  # re-sign when less than this validity remains
+    inception_offset: float = 3600.0  # inception backdated by this
 
 
 @dataclass(frozen=True, slots=True)

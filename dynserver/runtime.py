@@ -17,7 +17,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,10 @@ from dynserver.dns.names import name_text
 from dynserver.dns.packet import FLAGS, NOT_QUERY
 from dynserver.dns.serial import next_serial, serial_gt
 from dynserver.dns.snapshot import Snapshot
-from dynserver.dns.zone import RRset, Zone, soa_fields
+from dynserver.dns.zone import APEX_TYPES, RRset, Zone, soa_fields
+from dynserver.dnssec import keystore
+from dynserver.dnssec.keys import Key, generate
+from dynserver.dnssec.signer import Policy, ZoneSigner
 from dynserver.errors import ConfigError
 from dynserver.health.conditions import expiry_reason
 from dynserver.health.engine import Change, Engine, checked_address, target_key
@@ -57,6 +60,11 @@ log = logging.getLogger("dynserver")
 
 # How often stale results and old history are looked for.
 SWEEP_INTERVAL = 1.0
+# Signed zones: how often keys are read again (a rollover's new key or times) and the
+# signatures near expiry renewed, and how many names' signatures at most per zone and
+# turn (the work is spread: a zone signed at once comes due over a tenth of the validity).
+DNSSEC_TICK = 60.0
+DNSSEC_SLICE = 500
 PRUNE_INTERVAL = 3600.0
 # A check result that changes no target's health goes to disk at most this often (its
 # history sample goes at once). Transitions, maintenance and addresses are written at
@@ -102,6 +110,11 @@ class Runtime:
             location_names=self._location_names(()),
         )
         self.serials: dict[Name, int] = {}
+        # Signed zones' signers (their keys): those with a key_directory now, the ones
+        # whose keys are in the database when it is opened (restore).
+        self.signers: dict[Name, ZoneSigner] = self._directory_signers(config)
+        self._signed_state: dict[Name, object] = {}  # what the keys said when last signed
+        self._last_dnssec_tick = 0.0
         self.challenges: dict[tuple[Name, str], acme.Challenge] = {}  # ACME DNS-01, served in zones
         self._challenges_lock = asyncio.Lock()  # one change at a time: disk order is answer order
         for origin, zone_config in self.zone_configs.items():
@@ -173,6 +186,7 @@ class Runtime:
         then also holds credentials and the event log."""
         self.store = store
         await self._restore_challenges(store)  # before the zones are rebuilt: they serve them
+        await self._load_keys(self.config)  # keys kept in the database: now they can be read
         await self._restore(store)
         await self._restore_journal(store)
 
@@ -258,8 +272,9 @@ class Runtime:
             dict(self.zones), chaos=chaos, warm=warm, transfers=self._transfer, stats=self.metrics.queries
         )
 
-    def _build_zone(self, origin: Name) -> Zone:
-        """Static data + the current answers of the zone's dynamic records."""
+    def _build_zone(self, origin: Name, *, sign: bool = True) -> Zone:
+        """Static data + the current answers of the zone's dynamic records (signed, if
+        the zone is and ``sign``; unsigned, it still has its DNSKEY, CDS... at the apex)."""
         zone_config = self.zone_configs[origin]
         rrsets: list[RRset] = [r for r in zone_config.rrsets if r.rtype != wire.TYPE_SOA]
         empty: list[Name] = []
@@ -272,8 +287,80 @@ class Runtime:
             rrsets.extend(self.engine.target_rrsets(record))
         rrsets.extend(acme.rrsets(self.challenges, origin).values())
         soa = next(r for r in zone_config.rrsets if r.rtype == wire.TYPE_SOA)
-        zone = Zone.build(origin, [soa, *rrsets], empty_names=empty)
-        return zone.with_serial(self.serials[origin])
+        signer = self.signers.get(origin)
+        if signer is not None:
+            rrsets = [r for r in rrsets if not (r.name == origin and r.rtype in APEX_TYPES)]
+            rrsets.extend(signer.apex_rrsets(soa.ttl, time.time()))
+        zone = Zone.build(origin, [soa, *rrsets], empty_names=empty).with_serial(self.serials[origin])
+        return self._sign(origin, zone) if sign else zone
+
+    # -- DNSSEC (dynserver/dnssec) -------------------------------------------------------
+
+    def _directory_signers(self, config: Config) -> dict[Name, ZoneSigner]:
+        """Signers of the zones whose keys are in a key_directory (a key made if none)."""
+        signers = {}
+        for zone in config.zones:
+            if zone.dnssec is None or zone.dnssec.key_directory is None:
+                continue
+            directory = keystore.DirectoryKeys(zone.dnssec.key_directory)
+            keys = directory.load(zone.name)
+            if not keys:
+                key = generate(zone.name, zone.dnssec.algorithm)
+                directory.save(key)
+                _key_made(key, str(zone.dnssec.key_directory))
+                keys = [key]
+            signers[zone.name] = _signer(zone, keys)
+        return signers
+
+    async def _load_keys(self, config: Config) -> bool:
+        """Read every signed zone's keys again (a key made for a zone that has none);
+        True if any zone's keys changed."""
+        signers: dict[Name, ZoneSigner] = {}
+        for zone in config.zones:
+            if zone.dnssec is None:
+                continue
+            if zone.dnssec.key_directory is None and self.store is None:
+                continue  # the database is not open yet (restore reads them)
+            keys = await keystore.load_keys(zone, self.store)
+            if not keys:
+                key = generate(zone.name, zone.dnssec.algorithm)
+                await keystore.save_key(zone, self.store, key)
+                _key_made(key, str(zone.dnssec.key_directory or "the database"))
+                keys = [key]
+            signers[zone.name] = _signer(zone, keys)
+        changed = {o: _key_texts(s) for o, s in signers.items()} != {
+            o: _key_texts(s) for o, s in self.signers.items()
+        } or any(s.policy != self.signers[o].policy for o, s in signers.items() if o in self.signers)
+        self.signers = signers
+        return changed
+
+    def dnssec_keys(self, origin: Name) -> list[Key]:
+        """The keys a signed zone is signed with now (empty for an unsigned zone)."""
+        signer = self.signers.get(origin)
+        return list(signer.keys) if signer is not None else []
+
+    def _sign(
+        self, origin: Name, zone: Zone, previous: Zone | None = None, names: Iterable[Name] | None = None
+    ) -> Zone:
+        """``zone`` signed: all of it, or (``previous`` signed with the same cuts, and
+        ``names`` the names that changed) only what changed. Adds the names whose DNSSEC
+        records changed to ``names`` when it is a set."""
+        signer = self.signers.get(origin)
+        if signer is None:
+            if zone.signed is None:
+                return zone
+            return Zone(origin=zone.origin, nodes=zone.nodes, cuts=zone.cuts, soa=zone.soa)
+        now = time.time()
+        self._signed_state[origin] = signer.state(now)
+        if previous is None or previous.signed is None or names is None or previous.cuts != zone.cuts:
+            return signer.sign(zone, now)
+        carried = Zone(
+            origin=zone.origin, nodes=zone.nodes, cuts=zone.cuts, soa=zone.soa, signed=previous.signed
+        )
+        signed, changed = signer.update(carried, names, now)
+        if isinstance(names, set):
+            names |= changed
+        return signed
 
     def publish(self, records: Iterable[RecordKey]) -> None:
         """New answers for these records: serial + 1 in their zones, swap the snapshot.
@@ -300,17 +387,55 @@ class Runtime:
             return
         before = {origin: self.zones[origin] for origin in changes}
         gone = list(gone)
+        names: dict[Name, set[Name]] = {}
         for origin, nodes in changes.items():
             self.serials[origin] = next_serial(self.serials[origin])
             zone = self.zones[origin].with_nodes(nodes)
             if gone:
                 zone = zone.without(gone)
-            self.zones[origin] = zone.with_serial(self.serials[origin])
+            # Signed before the swap: the new answer is never served without its RRSIG.
+            names[origin] = set(nodes) | set(gone)
+            zone = zone.with_serial(self.serials[origin])
+            self.zones[origin] = self._sign(origin, zone, before[origin], names[origin])
             if self.writer is not None:
                 # The content digest is written at a clean stop; "" says "unknown" after a crash.
                 self.writer.serial(_text(origin), self.serials[origin], "")
-        self.swap(self.snapshot.derive(dict(self.zones), changes))
-        self._tell_secondaries(before, changes)
+        self.swap(self.snapshot.derive(dict(self.zones), names))
+        self._tell_secondaries(before, names)
+
+    async def dnssec_tick(self, now: float | None = None) -> None:
+        """Keys read again (a rollover's new key or times: the zone signed anew, DNSKEY,
+        CDS and CDNSKEY included) and signatures near their expiry renewed, a slice at a
+        time; each change is a new serial, journaled and NOTIFYed like any other."""
+        if not any(zone.dnssec is not None for zone in self.config.zones):
+            return
+        now = time.time() if now is None else now
+        keys_changed = await self._load_keys(self.config)
+        for origin, signer in self.signers.items():
+            if origin not in self.zones:
+                continue
+            before = self.zones[origin]
+            if keys_changed or before.signed is None or signer.state(now) != self._signed_state.get(origin):
+                self.serials[origin] = next_serial(self.serials[origin])
+                zone = self._build_zone(origin)
+                names = set(before.nodes) | set(zone.nodes)
+                names |= set(before.signed.nsec3) if before.signed is not None else set()
+                names |= set(zone.signed.nsec3) if zone.signed is not None else set()
+                log.info("event=dnssec_signed zone=%s keys=%s", _text(origin), signer.state(now))
+            else:
+                due = signer.due(before, now, DNSSEC_SLICE)
+                if not due:
+                    continue
+                self.serials[origin] = next_serial(self.serials[origin])
+                zone, names = signer.refresh(before.with_serial(self.serials[origin]), due, now)
+                zone, more = signer.update(zone, (), now)  # the new SOA's signature
+                names |= more
+                log.info("event=dnssec_refreshed zone=%s names=%d", _text(origin), len(due))
+            self.zones[origin] = zone
+            if self.writer is not None:
+                self.writer.serial(_text(origin), self.serials[origin], "")
+            self.swap(self.snapshot.derive(dict(self.zones), {origin: names}))
+            self._tell_secondaries({origin: before}, {origin: names})
 
     # -- ACME challenges (dynserver.update.acme) ----------------------------------------
 
@@ -540,9 +665,7 @@ class Runtime:
     ) -> bytes | Stream | None:
         return self.transfers.answer(query, data, tcp, peer, snapshot, int(time.time()))
 
-    def _tell_secondaries(
-        self, before: dict[Name, Zone], changes: dict[Name, dict[Name, dict[int, RRset]]]
-    ) -> None:
+    def _tell_secondaries(self, before: dict[Name, Zone], changes: Mapping[Name, Iterable[Name]]) -> None:
         """Journal what each changed zone's new serial changed (IXFR), and NOTIFY."""
         for origin, old in before.items():
             zone_journal = self.transfers.journals.get(origin)
@@ -830,6 +953,12 @@ class Runtime:
                 self._save_state(target_key(change.record, change.target))
             self._handle_changes(changes)
             await self._expire_challenges()
+            if time.time() - self._last_dnssec_tick >= DNSSEC_TICK:
+                self._last_dnssec_tick = time.time()
+                try:
+                    await self.dnssec_tick()
+                except Exception:  # keys unreadable, a disk error: said, tried again next tick
+                    log.exception("event=dnssec_tick_failed")
             if loop.time() - last_refresh >= STATE_REFRESH:
                 last_refresh = loop.time()
                 self._save_unsaved()
@@ -857,7 +986,9 @@ class Runtime:
                 if config is None:  # read in a thread: a big zone's master file takes a while
                     config = await asyncio.to_thread(configuration.load, old.path)
                 config = self._prepare(config)
+                await self._load_keys(config)  # DNSSEC keys: a zone signed anew, a key added
                 changes = await self._reconfigure(config)
+                await self.dnssec_tick()  # a key whose times say it now signs: signed at once
             except (ConfigError, OSError) as error:
                 duration = time.monotonic() - started
                 text = str(error) if isinstance(error, ConfigError) else f"cannot apply: {error}"
@@ -961,7 +1092,7 @@ class Runtime:
                 self.serials[origin] = file_serial
                 self.zones[origin] = self._build_zone(origin)
                 continue
-            built = self._build_zone(origin)
+            built = self._build_zone(origin, sign=False)  # signed below, with what changed
             if _digest(built) == _digest(old) and _soa_rest(built) == _soa_rest(old):
                 self.zones[origin] = old
                 continue
@@ -985,6 +1116,7 @@ class Runtime:
         # keeps every other reply already rendered (Snapshot.derive, as a failover does),
         # so a reload of a big zone does not stall the DNS loop re-rendering all of it.
         changed: dict[Name, set[Name]] = {}
+        signing_changed = False  # a zone signed or unsigned: no DO=1 reply carries over
         for origin in old_zones.keys() | self.zones.keys():
             old, zone = old_zones.get(origin), self.zones.get(origin)
             if old is zone:
@@ -994,6 +1126,9 @@ class Runtime:
             changed[origin] = {
                 n for n in old_nodes.keys() | new_nodes.keys() if old_nodes.get(n) != new_nodes.get(n)
             }
+            if old is not None and zone is not None:
+                zone = self.zones[origin] = self._sign(origin, zone, old, changed[origin])
+                signing_changed |= (old.signed is None) != (zone.signed is None)
             if old is None or zone is None or origin not in self.transfers.journals:
                 continue
             delta = journal.diff(old, zone, changed[origin])
@@ -1002,7 +1137,7 @@ class Runtime:
                 row = JournalRow(seq, delta.serial_from, delta.serial_to, journal.encode(delta))
                 self.writer.journal(_text(origin), row, self.transfers.journals[origin].first_seq)
         fresh = self._snapshot(warm=False)
-        if fresh.chaos == self.snapshot.chaos:
+        if fresh.chaos == self.snapshot.chaos and not signing_changed:
             fresh = self.snapshot.derive(dict(self.zones), changed)
         self.swap(fresh)
         # Answers that changed go to the mirrors and the event log, as any change does.
@@ -1416,15 +1551,14 @@ class Runtime:
         stored_serials = await store.serials()
         digests = {}
         for origin in self.zone_configs:
-            self.zones[origin] = self._build_zone(origin)
-            digests[origin] = _digest(self.zones[origin])
+            digests[origin] = _digest(self._build_zone(origin, sign=False))
             stored = stored_serials.get(_text(origin))
             if stored is not None:
                 serial, digest = stored
                 if serial_gt(serial, self.serials[origin]) or serial == self.serials[origin]:
                     # Continue from the stored serial; a different content needs a new one.
                     self.serials[origin] = serial if digest == digests[origin] else next_serial(serial)
-                    self.zones[origin] = self._build_zone(origin)
+            self.zones[origin] = self._build_zone(origin)
         self.swap(self._snapshot())
         await store.save_serials({_text(o): (self.serials[o], digests[o]) for o in self.zone_configs})
 
@@ -1479,3 +1613,32 @@ class _Agent:
     last_contact: float | None = None  # Unix time
     last_result: float | None = None  # loop time
     results: int = 0
+
+
+def _signer(zone: ZoneConfig, keys: list[Key]) -> ZoneSigner:
+    assert zone.dnssec is not None
+    policy = Policy(
+        validity=zone.dnssec.signature_validity,
+        refresh=zone.dnssec.refresh,
+        inception_offset=zone.dnssec.inception_offset,
+    )
+    return ZoneSigner(zone.name, keys, policy)
+
+
+def _key_texts(signer: ZoneSigner) -> list[str]:
+    """What identifies a signer's keys and their times (never the private part)."""
+    return sorted(f"{key.dnskey_text()} {key_times(key)}" for key in signer.keys)
+
+
+def key_times(key: Key) -> tuple[float | None, ...]:
+    return (key.publish, key.activate, key.inactive, key.delete, key.sync_publish, key.sync_delete)
+
+
+def _key_made(key: Key, where: str) -> None:
+    log.info(
+        "event=dnssec_key_generated zone=%s algorithm=%d tag=%d kept_in=%r",
+        _text(key.zone),
+        key.algorithm,
+        key.tag,
+        where,
+    )

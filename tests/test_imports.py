@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "dynserver"
 
+
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
     # grimp reads every import statement, also those under TYPE_CHECKING and inside

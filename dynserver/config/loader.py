@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dynserver.config.demo import read_demo
+from dynserver.config.dnssec import read_dnssec
 from dynserver.config.keys import read_keys
 from dynserver.config.locations import read_locations
 from dynserver.config.mirrors import read_mirrors
@@ -55,12 +56,14 @@ def _build(path: Path, data: dict[str, Any], reader: Reader, environ: Mapping[st
     zones = read_transfers(reader, data.get("zones", {}), zones, keys)
     server_table = data.get("server", {})
     database_text = reader.get(server_table, ("server",), "database", str, "dynserver.db", "a file name")
+    database = (path.parent / database_text) if database_text else None
+    zones = read_dnssec(reader, data.get("zones", {}), zones, path.parent, database)
     return Config(
         path=path,
         server=server,
         zones=zones,
         monitors=monitors,
-        database=(path.parent / database_text) if database_text else None,
+        database=database,
         history_hours=reader.number(server_table, ("server",), "history_hours", 48, 1, 24 * 366, float),
         notify=read_notifications(reader, data.get("notifications", {})),
         demo=read_demo(reader, data.get("demo", {})),

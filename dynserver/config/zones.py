@@ -24,7 +24,7 @@ from dynserver.types import Name
 IN = dns.rdataclass.IN
 
 
-_ZONE_FILE_KEYS = {"file", "records", "transfer"}
+_ZONE_FILE_KEYS = {"file", "records", "transfer", "dnssec"}
 _ZONE_GENERATED_KEYS = {
     "nameservers",
     "hostmaster",
@@ -36,6 +36,7 @@ _ZONE_GENERATED_KEYS = {
     "negative_ttl",
     "records",
     "transfer",
+    "dnssec",
 }
 
 

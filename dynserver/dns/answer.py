@@ -14,7 +14,7 @@ from dnslib import RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from dynserver.dns import wire
 from dynserver.dns.names import name_from_dnslib
-from dynserver.dns.zone import RRset, Zone
+from dynserver.dns.zone import RRset, Signature, Signed, Zone
 from dynserver.types import Name
 
 # A CNAME chain longer than this inside our own data is a loop or a misconfiguration;
@@ -62,57 +62,92 @@ def find_zone(zones: Mapping[Name, Zone], qname: Name, qtype: int = wire.TYPE_A)
     return None
 
 
-def resolve(zones: Mapping[Name, Zone], qname: Name, qtype: int) -> Resolution:
-    """Answer a class IN question from our zones, following CNAMEs within them."""
+def resolve(zones: Mapping[Name, Zone], qname: Name, qtype: int, dnssec: bool = False) -> Resolution:
+    """Answer a class IN question from our zones, following CNAMEs within them.
+
+    ``dnssec`` (the query's DO bit): from signed zones, add the RRSIGs of the answer and
+    authority RRsets and the NSEC3 records that prove a denial, a wildcard expansion or a
+    delegation without DS (RFC 4035 3.1, RFC 5155 7.2). Unsigned zones answer as without."""
     zone = find_zone(zones, qname, qtype)
     if zone is None:
         return REFUSED  # never a resolver: names outside our zones are not ours to answer
     answer: list[RR] = []
+    proofs: list[RR] = []  # NSEC3 proofs of wildcard expansions met along a CNAME chain
     extra_names: list[Name] = []
     seen = {qname}
     while True:
-        cut, node, owner = _find(zone, qname, qtype)
+        signed = zone.signed if dnssec else None
+        cut, node, owner, closest = _find_closest(zone, qname, qtype)
         if cut is not None:
             ns = zone.nodes[cut][wire.TYPE_NS]
-            glue, additional = _glue(zones, zone, cut, ns)
+            glue, additional = _glue(zones, zone, cut, ns, dnssec)
+            authority = ns.records()
+            if signed is not None:
+                authority += _delegation_proof(zone, signed, cut)
             # A referral is not authoritative; a CNAME chain that runs into one is,
             # for the part we own (the first owner name decides AA, RFC 1034 4.3.2).
             return Resolution(
                 rcode=wire.NOERROR,
                 aa=bool(answer),
                 answer=tuple(answer),
-                authority=tuple(ns.records()),
+                authority=tuple(authority + proofs),
                 glue=glue,
                 additional=additional,
             )
         if node is None:
-            return _negative(zone, wire.NXDOMAIN, answer)
+            if signed is not None:
+                proofs += _nxdomain_proof(signed, qname, closest)
+            return _negative(zone, wire.NXDOMAIN, answer, signed, proofs)
+        source = qname if owner is None else (b"*", *closest)  # the name the data is at
+        if signed is not None and owner is not None:
+            proofs += _next_closer_proof(signed, qname, closest)
         rrsets = _select(node, qtype)
         if rrsets:
             for rrset in rrsets:
                 answer.extend(rrset.records(owner))
+                if signed is not None:
+                    answer.extend(_rrsig(signed, source, rrset.rtype, owner))
                 extra_names.extend(rrset.targets)
             return Resolution(
                 rcode=wire.NOERROR,
                 aa=True,
                 answer=tuple(answer),
-                additional=_addresses(zones, extra_names),
+                authority=tuple(_unique(proofs)),
+                additional=_addresses(zones, extra_names, dnssec),
             )
         cname = node.get(wire.TYPE_CNAME)
         if cname is None:
-            return _negative(zone, wire.NOERROR, answer)
+            if signed is not None:
+                if owner is None:
+                    proofs += _nsec3_records(signed.matching(qname))
+                else:  # RFC 5155 7.2.5: no such type at the wildcard
+                    proofs += _nsec3_records(signed.matching(closest))
+                    proofs += _nsec3_records(signed.matching(source))
+            return _negative(zone, wire.NOERROR, answer, signed, proofs)
         answer.extend(cname.records(owner))
+        if signed is not None:
+            answer.extend(_rrsig(signed, source, wire.TYPE_CNAME, owner))
         target = name_from_dnslib(cname.rdatas[0].label)
         next_zone = find_zone(zones, target, qtype)
         if next_zone is None or target in seen or len(seen) > MAX_CHAIN:
             # The chain leaves our data (the resolver continues it) or loops.
-            return Resolution(rcode=wire.NOERROR, aa=True, answer=tuple(answer))
+            return Resolution(
+                rcode=wire.NOERROR, aa=True, answer=tuple(answer), authority=tuple(_unique(proofs))
+            )
         seen.add(target)
         zone, qname = next_zone, target
 
 
 def _find(zone: Zone, qname: Name, qtype: int) -> tuple[Name | None, Mapping[int, RRset] | None, Name | None]:
     """Walk down from the apex: (delegation cut, node, owner to write for wildcards)."""
+    cut, node, owner, _ = _find_closest(zone, qname, qtype)
+    return cut, node, owner
+
+
+def _find_closest(
+    zone: Zone, qname: Name, qtype: int
+) -> tuple[Name | None, Mapping[int, RRset] | None, Name | None, Name]:
+    """``_find``, and the closest encloser of ``qname`` (RFC 5155 7.2.1)."""
     nodes = zone.nodes
     closest = zone.origin
     for depth in range(len(zone.origin) + 1, len(qname) + 1):
@@ -122,14 +157,69 @@ def _find(zone: Zone, qname: Name, qtype: int) -> tuple[Name | None, Mapping[int
         closest = name
         # DS lives on the parent side of a cut (RFC 4035 3.1.4.1).
         if name in zone.cuts and not (name == qname and qtype == wire.TYPE_DS):
-            return name, None, None
+            return name, None, None, closest
     node = nodes.get(qname)
     if node is not None:
-        return None, node, None
+        return None, node, None, closest
     wildcard = nodes.get((b"*", *closest))  # RFC 4592: the source of synthesis
     if wildcard is not None:
-        return None, wildcard, qname
-    return None, None, None
+        return None, wildcard, qname, closest
+    return None, None, None, closest
+
+
+# -- DNSSEC: signatures and proofs from the precomputed Signed (dns/zone.py) -------------
+
+
+def _rrsig(signed: Signed, name: Name, rtype: int, owner: Name | None = None) -> list[RR]:
+    sig = signed.rrsig(name, rtype)
+    return sig.records(owner) if sig is not None else []
+
+
+def _nsec3_records(pair: Signature | None) -> list[RR]:
+    if pair is None:
+        return []
+    return pair[0].records() + pair[1].records()
+
+
+def _next_closer_proof(signed: Signed, qname: Name, closest: Name) -> list[RR]:
+    """The NSEC3 covering the next closer name: no closer match than the closest
+    encloser exists (RFC 5155 7.2.6: a wildcard answer needs just this)."""
+    return _nsec3_records(signed.covering(qname[len(qname) - len(closest) - 1 :]))
+
+
+def _nxdomain_proof(signed: Signed, qname: Name, closest: Name) -> list[RR]:
+    """RFC 5155 7.2.2: the closest encloser exists, the next closer name and the
+    wildcard at the closest encloser do not."""
+    return _unique(
+        _nsec3_records(signed.matching(closest))
+        + _next_closer_proof(signed, qname, closest)
+        + _nsec3_records(signed.covering((b"*", *closest)))
+    )
+
+
+def _delegation_proof(zone: Zone, signed: Signed, cut: Name) -> list[RR]:
+    """A referral's DS and its RRSIG, or the NSEC3 of the cut proving there is none
+    (RFC 5155 7.2.7: no opt-out, every delegation has its NSEC3)."""
+    ds = zone.nodes[cut].get(wire.TYPE_DS)
+    if ds is not None:
+        return ds.records() + _rrsig(signed, cut, wire.TYPE_DS)
+    return _nsec3_records(signed.matching(cut))
+
+
+def _unique(records: list[RR]) -> list[RR]:
+    """Records in order, each once (two proofs may name the same NSEC3)."""
+    seen: set[tuple[object, ...]] = set()
+    out = []
+    for record in records:
+        key = (
+            str(record.rname).lower(),
+            record.rtype,
+            bytes(record.rdata.data) if hasattr(record.rdata, "data") else id(record),
+        )
+        if key not in seen:
+            seen.add(key)
+            out.append(record)
+    return out
 
 
 def _select(node: Mapping[int, RRset], qtype: int) -> list[RRset]:
@@ -144,14 +234,18 @@ def _select(node: Mapping[int, RRset], qtype: int) -> list[RRset]:
     return [rrset] if rrset is not None else []
 
 
-def _negative(zone: Zone, rcode: int, answer: list[RR]) -> Resolution:
-    """NXDOMAIN or NODATA: the SOA in authority, with the RFC 2308 negative TTL."""
-    return Resolution(
-        rcode=rcode,
-        aa=True,
-        answer=tuple(answer),
-        authority=tuple(zone.negative_soa.records()),
-    )
+def _negative(
+    zone: Zone, rcode: int, answer: list[RR], signed: Signed | None = None, proofs: list[RR] | None = None
+) -> Resolution:
+    """NXDOMAIN or NODATA: the SOA in authority, with the RFC 2308 negative TTL (and,
+    signed, its RRSIG at that TTL and the NSEC3 proofs)."""
+    authority = zone.negative_soa.records()
+    if signed is not None:
+        sig = signed.rrsig(zone.origin, wire.TYPE_SOA)
+        if sig is not None:
+            authority += sig.with_ttl(zone.negative_ttl).records()
+        authority += _unique(proofs or [])
+    return Resolution(rcode=rcode, aa=True, answer=tuple(answer), authority=tuple(authority))
 
 
 def _address_rrsets(zone: Zone, name: Name) -> list[tuple[RR, ...]]:
@@ -160,7 +254,7 @@ def _address_rrsets(zone: Zone, name: Name) -> list[tuple[RR, ...]]:
 
 
 def _glue(
-    zones: Mapping[Name, Zone], zone: Zone, cut: Name, ns: RRset
+    zones: Mapping[Name, Zone], zone: Zone, cut: Name, ns: RRset, dnssec: bool = False
 ) -> tuple[tuple[tuple[RR, ...], ...], tuple[tuple[RR, ...], ...]]:
     required: list[tuple[RR, ...]] = []
     optional: list[Name] = []
@@ -169,19 +263,28 @@ def _glue(
             required.extend(_address_rrsets(zone, target))  # in-domain glue
         else:
             optional.append(target)  # sibling glue or out-of-bailiwick
-    return tuple(required), _addresses(zones, optional)
+    return tuple(required), _addresses(zones, optional, dnssec)
 
 
-def _addresses(zones: Mapping[Name, Zone], names: list[Name]) -> tuple[tuple[RR, ...], ...]:
-    """A/AAAA of names we are authoritative for (not below a cut)."""
+def _addresses(
+    zones: Mapping[Name, Zone], names: list[Name], dnssec: bool = False
+) -> tuple[tuple[RR, ...], ...]:
+    """A/AAAA of names we are authoritative for (not below a cut); with ``dnssec``, each
+    RRset of a signed zone with its RRSIG (RFC 4035 3.1.1: both, or neither)."""
     found: list[tuple[RR, ...]] = []
     for name in names:
         zone = find_zone(zones, name)
         if zone is None:
             continue
-        cut, node, _ = _find(zone, name, wire.TYPE_A)
+        cut, node, owner = _find(zone, name, wire.TYPE_A)
         if cut is None and node is not None:
-            found.extend(tuple(node[t].records()) for t in _ADDRESS_TYPES if t in node)
+            signed = zone.signed if dnssec and owner is None else None
+            for rtype in _ADDRESS_TYPES:
+                if rtype in node:
+                    records = node[rtype].records()
+                    if signed is not None:
+                        records += _rrsig(signed, name, rtype)
+                    found.append(tuple(records))
     return tuple(found)
 
 

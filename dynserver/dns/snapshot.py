@@ -249,8 +249,9 @@ class Snapshot:
         mode = 0 if query.edns is None else (2 if query.edns.do else 1)
         key = wire.name_to_wire(query.qname) + query.question[-4:]
         template = self._tables[mode].get(key)
+        dnssec = mode == 2
         if template is None:
-            resolution = resolve(self.zones, query.qname, qtype)
+            resolution = resolve(self.zones, query.qname, qtype, dnssec)
             reply = render(query.qname, qtype, query.qclass, resolution, query.edns, wire.MAX_MESSAGE)
             template = Template.from_reply(reply, len(query.question))
             if self._memo_room > 0:
@@ -260,7 +261,7 @@ class Snapshot:
         limit = wire.MAX_MESSAGE if tcp else wire.udp_limit(query.edns)
         if 12 + len(query.question) + len(template.body) <= limit:
             return _assemble(query, template)
-        resolution = resolve(self.zones, query.qname, qtype)
+        resolution = resolve(self.zones, query.qname, qtype, dnssec)
         return self._reply(query, resolution, tcp)
 
     def _reply(self, query: wire.Query, resolution: Resolution, tcp: bool) -> bytes:
@@ -296,11 +297,16 @@ class Snapshot:
             node = zone.nodes[name]
             for qtype in sorted(set(node) | set(_WARM_TYPES)):
                 resolution = resolve(self.zones, name, qtype)
+                # DO=1: with signatures and proofs when the zone is signed.
+                signed = resolve(self.zones, name, qtype, True) if zone.signed is not None else resolution
                 key = wire.name_to_wire(name) + qtype.to_bytes(2, "big") + b"\x00\x01"
                 for mode, edns in enumerate(_EDNS_MODES):
-                    reply = render(name, qtype, wire.CLASS_IN, resolution, edns, wire.MAX_MESSAGE)
+                    chosen = signed if mode == 2 else resolution
+                    reply = render(name, qtype, wire.CLASS_IN, chosen, edns, wire.MAX_MESSAGE)
                     self._tables[mode][key] = Template.from_reply(reply, len(key))
                 self._remember(key, name, resolution)
+                if signed is not resolution:
+                    self._remember(key, name, signed)
 
     def _remember(self, key: bytes, qname: Name, resolution: Resolution) -> None:
         zone = find_zone(self.zones, qname)

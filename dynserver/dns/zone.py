@@ -6,7 +6,10 @@ delegation points) once, so that answering is dictionary reads only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import base64
+import bisect
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -57,6 +60,21 @@ def _rdata_text(rtype: int, rd: RD) -> str:
     data = _rd_wire(rd)
     rdata = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RdataType(rtype), data, 0, len(data))
     return str(rdata.to_text())
+
+
+class _Uncompressed(DNSBuffer):  # type: ignore[misc]
+    """A buffer that writes every name in full: RDATA that stands on its own."""
+
+    def encode_name(self, name: DNSLabel) -> None:
+        self.encode_name_nocompress(name)
+
+
+def rdata_wire(rd: RD) -> bytes:
+    """An RDATA's wire form with every name written in full (no compression pointer):
+    what transfers copy and signatures cover."""
+    buffer = _Uncompressed()
+    rd.pack(buffer)
+    return bytes(buffer.data)
 
 
 def _rd_wire(rd: RD) -> bytes:
@@ -160,6 +178,92 @@ def soa_rrset(origin: Name, ttl: int, fields: SoaFields) -> RRset:
     return RRset(name=origin, rtype=wire.TYPE_SOA, ttl=ttl, rdatas=(rd,))
 
 
+# -- DNSSEC: what a signed zone carries (dynserver/dnssec/signer.py builds it) ------------
+#
+# One RRSIG RRset per (owner, type) of authoritative data, with the RRset it covers (so a
+# later change can tell whether the signature still fits); the NSEC3 chain (RFC 5155 with
+# RFC 9276's parameters: SHA-1, no extra iteration, no salt, no opt-out): every
+# authoritative name's hash, the sorted hashes, and each NSEC3 RRset with its RRSIG.
+# Proofs need a hash only for a name that does not exist (NXDOMAIN's next closer name and
+# wildcard): one SHA-1 and a bisection. Everything else is a dictionary read.
+
+TYPE_RRSIG = 46
+TYPE_NSEC3 = 50
+TYPE_NSEC3PARAM = 51
+TYPE_DNSKEY = 48
+TYPE_CDS = 59
+TYPE_CDNSKEY = 60
+# The apex RRsets the signer adds from the keys (not from the master file).
+APEX_TYPES = frozenset({TYPE_DNSKEY, TYPE_CDS, TYPE_CDNSKEY, TYPE_NSEC3PARAM})
+NSEC3_SHA1 = 1
+# RFC 9276 3.1: no extra iteration, no salt.
+NSEC3_ITERATIONS = 0
+NSEC3_SALT = b""
+NSEC3PARAM_RDATA = bytes((NSEC3_SHA1, 0)) + NSEC3_ITERATIONS.to_bytes(2, "big") + b"\x00"
+
+_B32_STD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_B32_HEX = b"0123456789abcdefghijklmnopqrstuv"
+_TO_HEX = bytes.maketrans(_B32_STD, _B32_HEX)
+
+Signature = tuple[RRset, RRset]  # (the RRset covered, its RRSIG RRset)
+
+
+def nsec3_hash(name: Name) -> bytes:
+    """RFC 5155 5 with no salt and no extra iteration: SHA-1 of the canonical wire name."""
+    return hashlib.sha1(wire.name_to_wire(name).lower() + NSEC3_SALT).digest()
+
+
+def hashed_owner(digest: bytes, origin: Name) -> Name:
+    """The NSEC3 owner name of a hash: its base32hex form (lower case) under the apex."""
+    return (base64.b32encode(digest).translate(_TO_HEX), *origin)
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A zone's signatures and NSEC3 chain (see the comment above)."""
+
+    sigs: Mapping[Name, Mapping[int, Signature]]
+    hashes: Mapping[Name, bytes]  # every name in the chain -> its hash
+    chain: tuple[bytes, ...]  # the hashes, sorted
+    nsec3: Mapping[Name, Signature]  # NSEC3 owner name -> (NSEC3 RRset, its RRSIG)
+    origin: Name
+
+    def rrsig(self, name: Name, rtype: int) -> RRset | None:
+        found = self.sigs.get(name, {}).get(rtype)
+        return found[1] if found is not None else None
+
+    def matching(self, name: Name) -> Signature | None:
+        """The NSEC3 of a name of the zone (an empty non-terminal too), if it has one."""
+        digest = self.hashes.get(name)
+        if digest is None:
+            return None
+        return self.nsec3.get(hashed_owner(digest, self.origin))
+
+    def covering(self, name: Name) -> Signature:
+        """The NSEC3 whose interval holds the hash of ``name`` (a name that is not in the
+        chain): the previous hash in the sorted chain, the last one for a hash below the first."""
+        digest = nsec3_hash(name)
+        index = bisect.bisect_right(self.chain, digest) - 1
+        return self.nsec3[hashed_owner(self.chain[index], self.origin)]
+
+    def rrsets(self) -> Iterator[RRset]:
+        """Every RRSIG and NSEC3 RRset (zone transfers)."""
+        for node in self.sigs.values():
+            for _, sig in node.values():
+                yield sig
+        for nsec3, sig in self.nsec3.values():
+            yield nsec3
+            yield sig
+
+    def at(self, name: Name) -> list[RRset]:
+        """The RRSIG RRsets of a name, or its NSEC3 and RRSIG if it is an NSEC3 owner."""
+        found = [sig for _, sig in self.sigs.get(name, {}).values()]
+        pair = self.nsec3.get(name)
+        if pair is not None:
+            found += list(pair)
+        return found
+
+
 @dataclass(frozen=True)
 class Zone:
     """One authoritative zone, ready for lookups.
@@ -172,6 +276,10 @@ class Zone:
     nodes: Mapping[Name, Mapping[int, RRset]]
     cuts: frozenset[Name]
     soa: RRset
+    # Signatures and the NSEC3 chain (dynserver/dns/signed.py) when the zone is signed;
+    # copies made by with_nodes, without and with_serial keep them: the signer
+    # (dynserver/dnssec/signer.py) then renews what the change made stale.
+    signed: Signed | None = None
     negative_ttl: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -225,7 +333,7 @@ class Zone:
             for i in range(1, len(name) - depth):
                 if name[i:] not in index:
                     index[name[i:]] = MappingProxyType({})
-        return Zone(origin=self.origin, nodes=MappingProxyType(index), cuts=self.cuts, soa=self.soa)
+        return replace(self, nodes=MappingProxyType(index))
 
     def without(self, names: Iterable[Name]) -> Zone:
         """A copy without these names, each where it holds no data and no name lies below
@@ -238,7 +346,7 @@ class Zone:
             if any(len(other) > len(name) and other[-len(name) :] == name for other in index):
                 continue  # an empty non-terminal: names below it keep it
             del index[name]
-        return Zone(origin=self.origin, nodes=MappingProxyType(index), cuts=self.cuts, soa=self.soa)
+        return replace(self, nodes=MappingProxyType(index))
 
     def with_serial(self, serial: int) -> Zone:
         fields = replace(soa_fields(self.soa), serial=serial)
@@ -247,7 +355,9 @@ class Zone:
         apex[wire.TYPE_SOA] = soa
         nodes = _copy_index(self.nodes)
         nodes[self.origin] = MappingProxyType(apex)
-        return Zone(origin=self.origin, nodes=MappingProxyType(nodes), cuts=self.cuts, soa=soa)
+        return Zone(
+            origin=self.origin, nodes=MappingProxyType(nodes), cuts=self.cuts, soa=soa, signed=self.signed
+        )
 
 
 def _copy_index(nodes: Mapping[Name, Mapping[int, RRset]]) -> dict[Name, Mapping[int, RRset]]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiosqlite
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE target_state (
@@ -86,6 +86,15 @@ _MIGRATIONS: dict[int, str] = {
         name TEXT NOT NULL, value TEXT NOT NULL, zone TEXT NOT NULL,
         added REAL NOT NULL, expires REAL NOT NULL, actor TEXT NOT NULL,
         PRIMARY KEY (name, value)
+    );
+    """,
+    # DNSSEC keys of zones without a key_directory (dynserver.dnssec.keystore): ``key``
+    # and ``private`` are the texts of BIND's K*.key and K*.private files, times included.
+    7: """
+    CREATE TABLE IF NOT EXISTS dnssec_key (
+        zone TEXT NOT NULL, tag INTEGER NOT NULL, algorithm INTEGER NOT NULL,
+        key TEXT NOT NULL, private TEXT NOT NULL,
+        PRIMARY KEY (zone, tag, algorithm)
     );
     """,
 }
@@ -522,6 +531,29 @@ class Store:
         )
         if commit:
             await self._db.commit()
+
+    # -- DNSSEC keys (dynserver.dnssec.keystore) ------------------------------------
+
+    async def dnssec_keys(self, zone: str) -> list[tuple[str, str]]:
+        """The (key file text, private file text) of each key of a zone (its text form)."""
+        async with self._db.execute(
+            "SELECT key, private FROM dnssec_key WHERE zone = ? ORDER BY tag, algorithm", (zone,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def save_dnssec_key(self, zone: str, tag: int, algorithm: int, key: str, private: str) -> None:
+        """Add or replace one key (its times changed), committed at once."""
+        await self._execute(
+            "INSERT OR REPLACE INTO dnssec_key VALUES (?,?,?,?,?)", (zone, tag, algorithm, key, private)
+        )
+        await self._db.commit()
+
+    async def delete_dnssec_key(self, zone: str, tag: int, algorithm: int) -> None:
+        await self._execute(
+            "DELETE FROM dnssec_key WHERE zone = ? AND tag = ? AND algorithm = ?", (zone, tag, algorithm)
+        )
+        await self._db.commit()
 
     # -- agents ---------------------------------------------------------------------
     # Written by `dynserver agent add/remove` from another process: the hub re-reads them

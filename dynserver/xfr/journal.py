@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from dynserver.dns import wire
-from dynserver.dns.zone import Zone
+from dynserver.dns.zone import TYPE_NSEC3, TYPE_RRSIG, RRset, Zone
 from dynserver.types import Name
 from dynserver.xfr.records import rrset_wire, soa_wire
 
@@ -50,17 +50,18 @@ class Delta:
 
 def diff(old: Zone, new: Zone, names: Iterable[Name]) -> Delta:
     """What changed at these names from ``old`` to ``new`` (SOA aside): records that only
-    ``old`` has are deleted, records that only ``new`` has are added."""
+    ``old`` has are deleted, records that only ``new`` has are added. A signed zone's
+    RRSIGs and NSEC3 records count as the records of their owner names."""
     deleted: list[bytes] = []
     added: list[bytes] = []
     for name in dict.fromkeys(names):
-        before = old.nodes.get(name, {})
-        after = new.nodes.get(name, {})
-        for rtype in sorted(set(before) | set(after)):
-            if rtype == wire.TYPE_SOA:
+        before = _rrsets_at(old, name)
+        after = _rrsets_at(new, name)
+        for key in sorted(before.keys() | after.keys()):
+            if key == (wire.TYPE_SOA, 0):
                 continue
-            was = rrset_wire(before[rtype]) if rtype in before else []
-            now = rrset_wire(after[rtype]) if rtype in after else []
+            was = rrset_wire(before[key]) if key in before else []
+            now = rrset_wire(after[key]) if key in after else []
             kept = set(was) & set(now)
             deleted += [record for record in was if record not in kept]
             added += [record for record in now if record not in kept]
@@ -72,6 +73,21 @@ def diff(old: Zone, new: Zone, names: Iterable[Name]) -> Delta:
         deleted=tuple(deleted),
         added=tuple(added),
     )
+
+
+def _rrsets_at(zone: Zone, name: Name) -> dict[tuple[int, int], RRset]:
+    """A name's RRsets by (type, type covered): its data, and when the zone is signed the
+    RRSIGs of that data, or the NSEC3 record and its RRSIG if ``name`` is an NSEC3 owner."""
+    found = {(rtype, 0): rrset for rtype, rrset in zone.nodes.get(name, {}).items()}
+    signed = zone.signed
+    if signed is not None:
+        for covered, (_, sig) in signed.sigs.get(name, {}).items():
+            found[(TYPE_RRSIG, covered)] = sig
+        pair = signed.nsec3.get(name)
+        if pair is not None:
+            found[(TYPE_NSEC3, 0)] = pair[0]
+            found[(TYPE_RRSIG, TYPE_NSEC3)] = pair[1]
+    return found
 
 
 class Journal:

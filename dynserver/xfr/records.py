@@ -11,25 +11,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from dnslib import RD, DNSBuffer, DNSLabel
-
 from dynserver.dns import wire
-from dynserver.dns.zone import RRset, Zone
+from dynserver.dns.zone import RRset, Zone, rdata_wire
 
 _FIXED = struct.Struct("!HHIH")  # type, class, TTL, RDATA length
-
-
-class _Uncompressed(DNSBuffer):  # type: ignore[misc]
-    """A buffer that writes every name in full: RDATA that stands on its own."""
-
-    def encode_name(self, name: DNSLabel) -> None:
-        self.encode_name_nocompress(name)
-
-
-def rdata_wire(rd: RD) -> bytes:
-    buffer = _Uncompressed()
-    rd.pack(buffer)
-    return bytes(buffer.data)
 
 
 def rrset_wire(rrset: RRset) -> list[bytes]:
@@ -47,11 +32,18 @@ def soa_wire(zone: Zone) -> bytes:
 
 
 def zone_body(zone: Zone) -> Iterator[bytes]:
-    """Every record of the zone but its SOA (which opens and closes a transfer)."""
+    """Every record of the zone but its SOA (which opens and closes a transfer); a signed
+    zone's RRSIG and NSEC3 records too."""
     for rrset in zone.rrsets():
         if rrset.rtype != wire.TYPE_SOA:
+            yield from rrset_wire(rrset)
+    if zone.signed is not None:
+        for rrset in zone.signed.rrsets():
             yield from rrset_wire(rrset)
 
 
 def record_count(zone: Zone) -> int:
-    return sum(len(rrset.rdatas) for rrset in zone.rrsets())
+    count = sum(len(rrset.rdatas) for rrset in zone.rrsets())
+    if zone.signed is not None:
+        count += sum(len(rrset.rdatas) for rrset in zone.signed.rrsets())
+    return count

@@ -116,7 +116,7 @@ def test_the_record_page_and_the_api_show_the_windows(tmp_path: Path) -> None:
     from dynserver.web.app import create_app
 
     path = write(tmp_path, '{ cron = "0 2 * * *", duration = 3600, timezone = "Europe/Berlin" }')
-    text = path.read_text().replace("[zones.", '[web]\npublic = true\n\n[zones.', 1)
+    text = path.read_text().replace("[zones.", "[web]\npublic = true\n\n[zones.", 1)
     path.write_text(text)
 
     async def run() -> tuple[str, dict[str, object]]:

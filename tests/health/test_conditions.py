@@ -23,7 +23,7 @@ CASES = [
     ("$.healthy == false", BODY, False, "json $.healthy is true, expected == false"),
     ('$.version != "1.0"', BODY, True, 'json $.version != "1.0"'),
     ("$.owner == null", BODY, True, "json $.owner == null"),
-    ('$.status != null', BODY, True, "json $.status != null"),
+    ("$.status != null", BODY, True, "json $.status != null"),
     ('$.status<"p"', BODY, True, 'json $.status < "p"'),
     # A filter inside the path keeps its own operator: only the one outside is the split.
     ('$.items[?@.name == "a"].up == true', BODY, True, 'json $.items[?@.name == "a"].up == true'),

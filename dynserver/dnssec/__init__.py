@@ -1,0 +1,1 @@
+"""DNSSEC: keys, where they are kept, and the signer (docs/dnssec.md)."""
