@@ -16,7 +16,7 @@ from typing import Any
 
 from dynserver import __version__, config
 from dynserver.errors import ConfigError
-from dynserver.model import DynamicRecord, Listener
+from dynserver.model import DynamicRecord, Listener, monitors_of
 
 # A command imports its own modules inside its function: `dynserver --version`,
 # `hash-password` and `check-config` then skip the server (uvicorn, starlette, httpx...).
@@ -334,14 +334,18 @@ async def _probe(loaded: config.Config, record_text: str, target_name: str | Non
         for target in targets:
             label = f"{name_to_text(record.name)} {record.type} {target.name} ({target.value or 'no value'})"
             address = checked_address(target, target.value)
-            if record.monitor is None or address is None:
-                print(f"{label}: not checked ({'no monitor' if record.monitor is None else 'no value yet'})")
+            named = monitors_of(record, target)
+            if not named or address is None:
+                print(f"{label}: not checked ({'no monitor' if not named else 'no value yet'})")
                 continue
-            check = build_check(monitors[record.monitor], target, address)
-            result = await run_check(check)
-            latency = f"{result.latency * 1000:.1f} ms" if result.latency is not None else "-"
-            print(f"{label}: {'UP' if result.ok else 'DOWN'} {result.reason} [{check.type}, {latency}]")
-            failed += not result.ok
+            for monitor in named:  # combined checks: each monitor in turn, named
+                check = build_check(monitors[monitor], target, address)
+                result = await run_check(check)
+                latency = f"{result.latency * 1000:.1f} ms" if result.latency is not None else "-"
+                which = f" {monitor}:" if len(named) > 1 else ""
+                verdict = "UP" if result.ok else "DOWN"
+                print(f"{label}:{which} {verdict} {result.reason} [{check.type}, {latency}]")
+                failed += not result.ok
     await close_clients()
     return 0 if not failed else 2
 

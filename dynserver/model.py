@@ -261,6 +261,10 @@ class Target:
     check_address: str | None = None
     # Scheduled maintenance (health/windows.py): drained during each window, as if set.
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+    # Combined checks: the target's own monitors (None: the record's) and how many of
+    # them must be up (None: the record's require, else all of them).
+    monitors: tuple[str, ...] | None = None
+    require: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +283,34 @@ class DynamicRecord:
     pending_ttl: int | None = None  # TTL while a target is pending or the answer is in flux
     mirror: tuple[MirrorRecord, ...] = ()  # the records at mirrors that follow this answer
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()  # for every target of the record
+    # Combined checks (monitor = ["web", "db"]): every monitor named, the first also being
+    # ``monitor``; empty when one monitor (or none) is named. ``require``: how many must be
+    # up (None: all of them).
+    monitors: tuple[str, ...] = ()
+    require: int | None = None
+
+
+def monitors_of(record: DynamicRecord, target: Target) -> tuple[str, ...]:
+    """The monitors that check a target: its own, else its record's (empty: unchecked)."""
+    if target.monitors is not None:
+        return target.monitors
+    if record.monitors:
+        return record.monitors
+    return (record.monitor,) if record.monitor is not None else ()
+
+
+def required(record: DynamicRecord, target: Target) -> int:
+    """How many of a target's monitors must be up for it to be up (require)."""
+    count = len(monitors_of(record, target))
+    need = target.require
+    if need is None and target.monitors is None:
+        need = record.require  # the record's monitors, the record's rule
+    return count if need is None else min(need, count)
+
+
+def is_checked(record: DynamicRecord) -> bool:
+    """Whether any target of the record has a monitor."""
+    return any(monitors_of(record, target) for target in record.targets)
 
 
 # -- mirrors ---------------------------------------------------------------------------

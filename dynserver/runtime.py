@@ -45,7 +45,7 @@ from dynserver.locations.protocol import check_id
 from dynserver.locations.quorum import Connectivity, LocationStatus, LocationView, Tally
 from dynserver.metrics import Metrics, TargetSample
 from dynserver.mirror.worker import MirrorStatus, MirrorWorker
-from dynserver.model import Config, DynamicRecord, LocationsConfig, WebConfig, ZoneConfig
+from dynserver.model import Config, DynamicRecord, LocationsConfig, WebConfig, ZoneConfig, is_checked
 from dynserver.notify.sender import Alert, Notifier
 from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredChallenge, StoredState
 from dynserver.store.writer import Writer
@@ -598,6 +598,15 @@ class Runtime:
     def target_state(self, key: TargetKey) -> TargetState:
         return self.engine.states[key]
 
+    def monitor_states(self, key: TargetKey) -> list[tuple[str, TargetState]]:
+        """Combined checks: each monitor's own state of the target (empty: one monitor)."""
+        return self.engine.monitor_states(key)
+
+    def monitors_required(self, key: TargetKey) -> int:
+        """Combined checks: how many of the target's monitors must be up."""
+        combination = self.engine.combined.get(key)
+        return combination.need if combination is not None else 1
+
     def value(self, key: TargetKey) -> str | None:
         """The target's current value: the configured one, or the last update's."""
         return self.engine.values[key]
@@ -644,7 +653,7 @@ class Runtime:
         monitored target being checked: a load balancer should not send traffic before."""
         dns_listening = self._dns_listening
         database_open = self.config.database is None or self.store is not None
-        monitored = sum(1 for r in self.engine.records.values() if r.monitor is not None)
+        monitored = sum(1 for r in self.engine.records.values() if is_checked(r))
         if self.locations is not None and not self.locations.local:
             # Only agents check: ready once one of them is connected.
             checking = any(agent.connected for agent in self._agents.values())
@@ -721,7 +730,7 @@ class Runtime:
         if self.locations is not None:
             self._location_result(self.locations.name, self._local, key, targets, result)
             return
-        changes = self.engine.apply(targets, result)
+        changes = self.engine.apply(targets, result, monitor=key.monitor)
         self._after_result(targets, result, changes)
 
     def _after_result(self, targets: list[TargetKey], result: Result, changes: list[Change]) -> None:
@@ -898,7 +907,7 @@ class Runtime:
         address to check are checked at once, and the request is an event. Returns the targets checked;
         a record without a monitor has none, but the request is still recorded."""
         checked: list[str] = []
-        if record.monitor is not None:
+        if is_checked(record):
             keys = [target_key(record, t) for t in record.targets]
             checked = [
                 t.name
@@ -1062,6 +1071,7 @@ class Runtime:
             values=values,
             locations=new.locations,
             location_names=names,
+            parts=old_engine.parts,
         )
         for key, on in maintenance.items():
             engine.states[key] = replace(engine.states[key], maintenance=on)
@@ -1072,6 +1082,9 @@ class Runtime:
             for key, views in old_engine.views.items():
                 if key in engine.views:
                     engine.views[key] = dict(views)
+            for part, views in old_engine.part_views.items():
+                if part in engine.part_views:
+                    engine.part_views[part] = dict(views)
         elif new.locations is not None:
             engine.set_locations(names, loop_now)
         engine.recompute(list(engine.records))
@@ -1204,7 +1217,7 @@ class Runtime:
         if location in self._silent:
             self._location_back(location)
         self.connectivity.result(location, key, result.ok, result.at)
-        changes = self.engine.apply(targets, result, location)
+        changes = self.engine.apply(targets, result, location, key.monitor)
         changes += self._check_connectivity(result.at)
         self._after_result(targets, result, changes)
 
@@ -1395,6 +1408,15 @@ class Runtime:
             "type": change.record.type,
             "latency": None if last is None else last.latency,
         }
+        monitors = self.engine.monitor_states(target_key(change.record, change.target))
+        if monitors:  # combined checks: what each monitor says (the reason names the failing)
+            detail["monitors"] = {
+                name: {
+                    "health": state.observed.value,
+                    "reason": None if state.last_result is None else state.last_result.reason,
+                }
+                for name, state in monitors
+            }
         if self.locations is not None:
             now = asyncio.get_running_loop().time()
             detail["locations"] = {

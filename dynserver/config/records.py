@@ -18,13 +18,13 @@ from dynserver.types import RECORD_TYPES, Name
 
 _RECORD_KEYS = {
     *("type", "monitor", "ttl", "targets", "policy", "fallback", "min_up", "pending_ttl", "mirror"),
-    "maintenance_windows",
+    *("maintenance_windows", "require"),
 }
 _TARGET_KEYS = {
     *("name", "value", "priority", "maintenance"),
     *("host", "port", "path"),  # the check's overrides of its monitor
     *("check_address", "check_port"),  # what the check connects to, when not the value
-    "maintenance_windows",
+    *("maintenance_windows", "monitor", "require"),  # combined checks: the target's own
 }
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
@@ -61,17 +61,15 @@ def read_records(
             raise reader.error((*path, "type"), "expected A, AAAA or CNAME")
         if kind == "CNAME" and name == origin:
             raise reader.error((*path, "type"), "a CNAME cannot be at the zone apex (it has SOA and NS)")
-        monitor = reader.get(r, path, "monitor", str, None, "a monitor name")
-        if monitor is not None and monitor not in monitors:
-            known = ", ".join(sorted(monitors)) or "none defined"
-            raise reader.error((*path, "monitor"), f"no monitor named {monitor!r}; expected one of: {known}")
+        named = _monitor_names(reader, (*path, "monitor"), r.get("monitor"), monitors)
+        require = _require(reader, (*path, "require"), r.get("require"), named)
         policy = reader.choice(r, path, "policy", Policy, Policy.FAILOVER, alternatives(Policy))
         fallback = reader.choice(r, path, "fallback", Fallback, Fallback.PREFERRED, alternatives(Fallback))
         ttl = reader.number(r, path, "ttl", 60, 0, 2**31 - 1, int)
         pending_ttl = r.get("pending_ttl")
         if pending_ttl is not None:
             pending_ttl = reader.number(r, path, "pending_ttl", 0, 0, 2**31 - 1, int)
-        targets = _targets(reader, r.get("targets"), (*path, "targets"), kind)
+        targets = _targets(reader, r.get("targets"), (*path, "targets"), kind, monitors, named)
         for target in targets if kind != "CNAME" else ():
             if (target.name.encode(), *name) in static_names:
                 raise reader.error(
@@ -86,7 +84,9 @@ def read_records(
                 type=kind,
                 ttl=ttl,
                 targets=targets,
-                monitor=monitor,
+                monitor=named[0] if named else None,
+                monitors=named if len(named) > 1 else (),
+                require=require,
                 policy=policy,
                 fallback=fallback,
                 min_up=reader.number(r, path, "min_up", 1, 1, 1000, int),
@@ -100,7 +100,52 @@ def read_records(
     return tuple(result)
 
 
-def _targets(reader: Reader, raw: Any, path: KeyPath, kind: str) -> tuple[Target, ...]:
+def _monitor_names(
+    reader: Reader, where: KeyPath, raw: Any, monitors: dict[str, Monitor], who: str = ""
+) -> tuple[str, ...]:
+    """monitor = "web" or ["web", "db"] (combined checks): known monitors, each once."""
+    if raw is None:
+        return ()
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise reader.error(
+            where, f'{who}expected a monitor name or a list of them, e.g. "web" or ["web", "db"]'
+        )
+    known = ", ".join(sorted(monitors)) or "none defined"
+    for name in names:
+        if name not in monitors:
+            raise reader.error(where, f"{who}no monitor named {name!r}; expected one of: {known}")
+    if len(set(names)) != len(names):
+        raise reader.error(where, f"{who}a monitor is named twice; expected each once")
+    return tuple(names)
+
+
+def _require(reader: Reader, where: KeyPath, raw: Any, names: tuple[str, ...], who: str = "") -> int | None:
+    """require = "all" (None), "any" (1) or N (at least N of the monitors named)."""
+    if raw is None or raw == "all":
+        return None
+    if raw == "any":
+        return 1
+    count = len(names)
+    if not names:
+        raise reader.error(where, f"{who}require needs monitors to combine; expected a monitor beside it")
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise reader.error(where, f'{who}expected "all", "any" or a whole number from 1 to {count}')
+    if not 1 <= raw <= count:
+        raise reader.error(
+            where, f"{who}expected a whole number from 1 to {count} (the monitors named), got {raw}"
+        )
+    return raw
+
+
+def _targets(
+    reader: Reader,
+    raw: Any,
+    path: KeyPath,
+    kind: str,
+    monitors: dict[str, Monitor] | None = None,
+    record_monitors: tuple[str, ...] = (),
+) -> tuple[Target, ...]:
     if not isinstance(raw, list) or not raw:
         raise reader.error(
             path, 'expected a list of targets, e.g. [{ name = "charlie", value = "192.0.2.1" }]'
@@ -156,6 +201,12 @@ def _targets(reader: Reader, raw: Any, path: KeyPath, kind: str) -> tuple[Target
         if not isinstance(maintenance, bool):
             raise reader.error(path, f"target {name!r}: maintenance must be true or false")
         windows = read_windows(reader, path, item.get("maintenance_windows", []), f"target {name!r}: ")
+        who = f"target {name!r}: "
+        own = (
+            _monitor_names(reader, path, item["monitor"], monitors or {}, who) if "monitor" in item else None
+        )
+        names = own if own is not None else record_monitors
+        require = _require(reader, path, item.get("require"), names, who) if "require" in item else None
         targets.append(
             Target(
                 name=name.lower(),
@@ -167,6 +218,8 @@ def _targets(reader: Reader, raw: Any, path: KeyPath, kind: str) -> tuple[Target
                 path=item.get("path"),
                 check_address=check_address,
                 maintenance_windows=windows,
+                monitors=own,
+                require=require,
             )
         )
     return tuple(targets)

@@ -13,12 +13,13 @@ from dataclasses import dataclass, replace
 from dynserver.dns import wire
 from dynserver.dns.zone import RRset, rrset_from_texts
 from dynserver.health import state as machine
+from dynserver.health.combine import combine
 from dynserver.health.policy import Candidate, Decision, decide
 from dynserver.health.probes import Check
 from dynserver.health.state import Event, Health, Result, TargetState, Thresholds, Transition
 from dynserver.health.windows import MaintenanceWindow
 from dynserver.locations.quorum import LocationView, Tally, is_fresh, joining, last_failed, tally
-from dynserver.model import DynamicRecord, LocationsConfig, Monitor, Target
+from dynserver.model import DynamicRecord, LocationsConfig, Monitor, Target, monitors_of, required
 from dynserver.types import CheckKey, RecordKey, TargetKey
 
 _RTYPES = {"A": wire.TYPE_A, "AAAA": wire.TYPE_AAAA, "CNAME": wire.TYPE_CNAME}
@@ -31,6 +32,18 @@ class Change:
     record: DynamicRecord
     target: Target
     transition: Transition
+
+
+# Combined checks: one monitor of a target whose health several monitors decide.
+PartKey = tuple[TargetKey, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Combination:
+    """A target checked by several monitors: which, and how many must be up."""
+
+    monitors: tuple[str, ...]
+    need: int
 
 
 def record_key(record: DynamicRecord) -> RecordKey:
@@ -82,6 +95,7 @@ class Engine:
         values: Mapping[TargetKey, str | None] | None = None,
         locations: LocationsConfig | None = None,
         location_names: Sequence[str] = (),
+        parts: Mapping[PartKey, TargetState] | None = None,
     ) -> None:
         self.records: dict[RecordKey, DynamicRecord] = {record_key(r): r for r in records}
         self.monitors = dict(monitors)
@@ -89,25 +103,45 @@ class Engine:
         self.values: dict[TargetKey, str | None] = {}
         restored = restored or {}
         values = values or {}
+        parts = parts or {}
+        # Combined checks: each monitor of such a target has its own state (``parts``);
+        # the target's state in self.states is their combination (health/combine.py).
+        self.combined: dict[TargetKey, Combination] = {}
+        self.parts: dict[PartKey, TargetState] = {}
+        single: dict[TargetKey, str] = {}  # the one monitor of every other checked target
         for record in records:
             for target in record.targets:
                 key = target_key(record, target)
                 self.values[key] = values.get(key, target.value)
                 state = restored.get(key, TargetState())
-                if record.monitor is None:
+                names = monitors_of(record, target)
+                if not names:
                     state = replace(state, observed=Health.UP)  # unchecked: always up
+                elif len(names) == 1:
+                    single[key] = names[0]
+                else:
+                    self.combined[key] = Combination(names, required(record, target))
+                    # A state restored without its parts: each monitor resumes from it.
+                    seed = TargetState(
+                        observed=state.observed
+                        if state.observed in (Health.UP, Health.DOWN)
+                        else Health.UNKNOWN,
+                        since=state.since,
+                        watched_since=state.watched_since,
+                    )
+                    for name in names:
+                        self.parts[(key, name)] = parts.get((key, name), seed)
                 self.states[key] = replace(state, maintenance=target.maintenance)
         # Each checked target's thresholds and how long its results stay fresh, built once
         # for apply() and tick(): both run for thousands of targets (tick: all, every second).
         limits_by_name = {name: thresholds(monitor) for name, monitor in self.monitors.items()}
         self._watched: dict[TargetKey, tuple[Thresholds, float]] = {
-            target_key(record, target): (
-                limits_by_name[record.monitor],
-                machine.stale_after(limits_by_name[record.monitor]),
-            )
-            for record in records
-            if record.monitor is not None
-            for target in record.targets
+            key: (limits_by_name[name], machine.stale_after(limits_by_name[name]))
+            for key, name in single.items()
+        }
+        self._part_watched: dict[PartKey, tuple[Thresholds, float]] = {
+            part: (limits_by_name[part[1]], machine.stale_after(limits_by_name[part[1]]))
+            for part in self.parts
         }
         # [locations]: each location's own state per checked target (its machine has no
         # failback delay: that applies to the voted state, self.states), the locations
@@ -120,18 +154,24 @@ class Engine:
         self.views: dict[TargetKey, dict[str, TargetState]] = {}
         self._voters: dict[TargetKey, tuple[Thresholds, float, int]] = {}
         self._recount_at: dict[TargetKey, float] = {}
+        # The same per monitor of a combined target: each monitor is voted on its own.
+        self.part_views: dict[PartKey, dict[str, TargetState]] = {}
+        self._part_voters: dict[PartKey, tuple[Thresholds, float, int]] = {}
+        self._part_recount_at: dict[PartKey, float] = {}
         if locations is not None:
-            for record in records:
-                if record.monitor is None:
-                    continue
-                monitor = self.monitors[record.monitor]
-                limits = limits_by_name[record.monitor]
+
+            def voter(name: str) -> tuple[Thresholds, float, int]:
+                monitor = self.monitors[name]
                 fresh_for = locations.stale_after * monitor.interval + monitor.timeout
                 quorum = monitor.quorum or locations.quorum
-                for target in record.targets:
-                    key = target_key(record, target)
-                    self.views[key] = {}
-                    self._voters[key] = (replace(limits, failback_delay=0.0), fresh_for, quorum)
+                return replace(limits_by_name[name], failback_delay=0.0), fresh_for, quorum
+
+            for key, name in single.items():
+                self.views[key] = {}
+                self._voters[key] = voter(name)
+            for part in self.parts:
+                self.part_views[part] = {}
+                self._part_voters[part] = voter(part[1])
         # Maintenance windows (record's and target's), and the targets a window drained
         # (an operator's own maintenance is theirs: a window's end does not lift it).
         self.windows: dict[TargetKey, tuple[MaintenanceWindow, ...]] = {
@@ -154,28 +194,41 @@ class Engine:
         """Every distinct check, its monitor, and the targets it reports on."""
         found: dict[CheckKey, tuple[Check, Monitor, list[TargetKey]]] = {}
         for record in self.records.values():
-            if record.monitor is None:
-                continue
-            monitor = self.monitors[record.monitor]
             for target in record.targets:
+                names = monitors_of(record, target)
+                if not names:
+                    continue
                 address = checked_address(target, self.values[target_key(record, target)])
                 if address is None:
                     continue
-                key = CheckKey(record.monitor, address, target.port, target.host, target.path)
-                if key not in found:
-                    found[key] = (build_check(monitor, target, address), monitor, [])
-                found[key][2].append(target_key(record, target))
+                for name in names:  # combined checks: one check per monitor
+                    key = CheckKey(name, address, target.port, target.host, target.path)
+                    if key not in found:
+                        monitor = self.monitors[name]
+                        found[key] = (build_check(monitor, target, address), monitor, [])
+                    found[key][2].append(target_key(record, target))
         return found
 
     def apply(
-        self, targets: Iterable[TargetKey], result: Result, location: str | None = None
+        self,
+        targets: Iterable[TargetKey],
+        result: Result,
+        location: str | None = None,
+        monitor: str | None = None,
     ) -> list[Change]:
         """Feed one check result to every target it covers. With [locations], ``location``
-        names where the check ran: its own view of each target changes, then the vote."""
+        names where the check ran: its own view of each target changes, then the vote.
+        ``monitor``: the check's monitor, which a target checked by several needs."""
         if self.voting is not None:
-            return self._apply_vote(targets, result, location or self.voting.name)
+            return self._apply_vote(targets, result, location or self.voting.name, monitor)
         changes = []
+        combined = self.combined
         for key in targets:
+            if key in combined:
+                change = self._apply_part(key, monitor, result)
+                if change is not None:
+                    changes.append(change)
+                continue
             state = self.states.get(key)
             if state is None:
                 continue  # the target's address changed since this check started
@@ -205,7 +258,71 @@ class Engine:
                 states[key] = new
                 record = self.records[(key[0], key[1])]
                 changes.append(Change(record, self._target(record, key), transition))
+        if self.parts:
+            changes += self._tick_parts(now)
         return changes
+
+    # -- combined checks (several monitors per target) ------------------------------------
+
+    def _apply_part(self, key: TargetKey, monitor: str | None, result: Result) -> Change | None:
+        """One monitor's result for a target checked by several: its own state machine,
+        then the combination."""
+        part = (key, monitor or "")
+        state = self.parts.get(part)
+        if state is None or key not in self.states:
+            return None  # not one of this target's monitors (any more)
+        self.parts[part], _ = machine.step(state, result, self._part_watched[part][0])
+        return self._combine(key, result.at, self._named(part, result))
+
+    def _tick_parts(self, now: float) -> list[Change]:
+        touched: set[TargetKey] = set()
+        for part, (limits, fresh_for) in self._part_watched.items():
+            current = self.parts[part]
+            last = current.last_result
+            if current.observed is Health.UNKNOWN or last is None:
+                continue
+            if current.pending_until is None and now - last.at <= fresh_for:
+                continue
+            new, transition = machine.tick(current, now, limits)
+            if transition is not None:
+                self.parts[part] = new
+                touched.add(part[0])
+        return [c for key in touched if (c := self._combine(key, now)) is not None]
+
+    @staticmethod
+    def _named(part: PartKey, result: Result) -> Result:
+        """A monitor's result as its target shows it: the reason names the monitor."""
+        return replace(result, reason=f"{part[1]}: {result.reason}")
+
+    def _combine(self, key: TargetKey, now: float, result: Result | None = None) -> Change | None:
+        """The target's state from its monitors' (health/combine.py); ``result``: the one
+        that just came in, kept as the target's last result."""
+        combination = self.combined[key]
+        parts = [(name, self.parts[(key, name)]) for name in combination.monitors]
+        observed, pending_until, reason = combine(parts, combination.need)
+        state = self.states[key]
+        if result is not None:
+            state = _counted(state, result)
+        if observed is state.observed and pending_until == state.pending_until:
+            self.states[key] = state
+            return None
+        previous = state.health
+        changed = observed is not state.observed
+        state = replace(
+            state, observed=observed, pending_until=pending_until, since=now if changed else state.since
+        )
+        self.states[key] = state
+        if not changed or state.maintenance:
+            return None  # drained targets change silently, as in the state machine
+        record, target = self._find(key)
+        return Change(record, target, Transition(previous, state.health, reason, now))
+
+    def monitor_states(self, key: TargetKey) -> list[tuple[str, TargetState]]:
+        """Each monitor's own state of a target checked by several (empty otherwise)."""
+        combination = self.combined.get(key)
+        if combination is None:
+            return []
+        return [(name, self.parts[(key, name)]) for name in combination.monitors]
 
     # -- the vote ([locations]) ---------------------------------------------------------
 
@@ -217,7 +334,7 @@ class Engine:
             self.joined.setdefault(name, now)
         for name in [n for n in self.joined if n not in names]:
             del self.joined[name]
-        for views in self.views.values():
+        for views in [*self.views.values(), *self.part_views.values()]:
             for name in [n for n in views if n not in names]:
                 del views[name]
         return self.recount(now)
@@ -236,7 +353,8 @@ class Engine:
             change = self._revote(key, now)
             if change is not None:
                 changes.append(change)
-        return changes
+        touched = {part[0] for part in self._part_voters if self._revote_part(part, now)}
+        return changes + [c for key in touched if (c := self._combine(key, now)) is not None]
 
     def tally(self, key: TargetKey, now: float) -> Tally:
         voter = self._voters.get(key)
@@ -270,9 +388,23 @@ class Engine:
             for name in self.location_names
         ]
 
-    def _apply_vote(self, targets: Iterable[TargetKey], result: Result, location: str) -> list[Change]:
+    def _apply_vote(
+        self, targets: Iterable[TargetKey], result: Result, location: str, monitor: str | None
+    ) -> list[Change]:
         changes = []
         for key in targets:
+            if key in self.combined:
+                part = (key, monitor or "")
+                part_views = self.part_views.get(part)
+                if part_views is None or key not in self.states:
+                    continue
+                seen = part_views.get(location) or TargetState(watched_since=result.at)
+                part_views[location], _ = machine.step(seen, result, self._part_voters[part][0])
+                self._revote_part(part, result.at, result)
+                change = self._combine(key, result.at, self._named(part, result))
+                if change is not None:
+                    changes.append(change)
+                continue
             views = self.views.get(key)
             if views is None or key not in self.states:
                 continue  # the target's address changed since this check started, or unchecked
@@ -296,13 +428,53 @@ class Engine:
             change = self._revote(key, now)
             if change is not None:
                 changes.append(change)
+        if self._part_voters:
+            parts = self.parts
+            touched = {
+                part[0]
+                for part in self._part_voters
+                if (parts[part].pending_until is not None or now >= self._part_recount_at.get(part, 0.0))
+                and self._revote_part(part, now)
+            }
+            changes += [c for key in touched if (c := self._combine(key, now)) is not None]
         return changes
 
     def _revote(self, key: TargetKey, now: float, result: Result | None = None) -> Change | None:
         """The target's voted state after its vote is counted again at ``now``."""
-        limits = self._watched[key][0]
-        _, fresh_for, quorum = self._voters[key]
-        views = self.views[key]
+        new, transition, self._recount_at[key] = self._vote(
+            self.states[key], self.views[key], self._voters[key], self._watched[key][0], now, result
+        )
+        self.states[key] = new
+        if transition is None:
+            return None
+        record = self.records[(key[0], key[1])]
+        return Change(record, self._target(record, key), transition)
+
+    def _revote_part(self, part: PartKey, now: float, result: Result | None = None) -> bool:
+        """One monitor of a combined target voted again; True if its state changed."""
+        new, transition, self._part_recount_at[part] = self._vote(
+            self.parts[part],
+            self.part_views[part],
+            self._part_voters[part],
+            self._part_watched[part][0],
+            now,
+            result,
+        )
+        self.parts[part] = new
+        return transition is not None
+
+    def _vote(
+        self,
+        state: TargetState,
+        views: dict[str, TargetState],
+        voter: tuple[Thresholds, float, int],
+        limits: Thresholds,
+        now: float,
+        result: Result | None,
+    ) -> tuple[TargetState, Transition | None, float]:
+        """A voted state counted again at ``now``: the new state, its transition, and when
+        the count may next change by itself."""
+        _, fresh_for, quorum = voter
         count = tally(
             views,
             self.location_names,
@@ -326,15 +498,9 @@ class Engine:
             for name, at in self.joined.items()
             if name not in self.excluded and joining(views.get(name), at, now, fresh_for)
         ]
-        self._recount_at[key] = min(oldest) + fresh_for if oldest else float("inf")
-        state = self.states[key]
+        recount_at = min(oldest) + fresh_for if oldest else float("inf")
         if result is not None:
-            state = replace(
-                state,
-                last_result=result,
-                successes=state.successes + 1 if result.ok else 0,
-                failures=0 if result.ok else state.failures + 1,
-            )
+            state = _counted(state, result)
         verdict = count.verdict
         event: Event | None = None
         if count.fresh == 0:
@@ -351,11 +517,7 @@ class Engine:
         if event is not None and (state.observed, event) in machine.TRANSITIONS:
             reason = self._vote_reason(views, count, event, now, fresh_for)
         new, transition = machine.apply_event(state, event, now, reason, limits)
-        self.states[key] = new
-        if transition is None:
-            return None
-        record = self.records[(key[0], key[1])]
-        return Change(record, self._target(record, key), transition)
+        return new, transition, recount_at
 
     def _vote_reason(
         self, views: Mapping[str, TargetState], count: Tally, event: Event, now: float, fresh_for: float
@@ -417,6 +579,7 @@ class Engine:
     def next_deadline(self) -> float | None:
         """The earliest failback delay to end, so the caller can wake exactly then."""
         times = [s.pending_until for s in self.states.values() if s.pending_until is not None]
+        times += [s.pending_until for s in self.parts.values() if s.pending_until is not None]
         return min(times) if times else None
 
     def set_value(self, key: TargetKey, value: str) -> bool:
@@ -506,3 +669,13 @@ class Engine:
     @staticmethod
     def _target(record: DynamicRecord, key: TargetKey) -> Target:
         return next(t for t in record.targets if t.name == key[2])
+
+
+def _counted(state: TargetState, result: Result) -> TargetState:
+    """A state with ``result`` as its last one, counted (its state machine decides apart)."""
+    return replace(
+        state,
+        last_result=result,
+        successes=state.successes + 1 if result.ok else 0,
+        failures=0 if result.ok else state.failures + 1,
+    )

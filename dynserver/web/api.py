@@ -26,7 +26,7 @@ from dynserver import propagation
 from dynserver.config.edit import Definition
 from dynserver.dns.names import fqdn, name_text
 from dynserver.errors import RequestError
-from dynserver.model import DynamicRecord
+from dynserver.model import DynamicRecord, is_checked
 from dynserver.runtime import Runtime
 from dynserver.types import TargetKey
 from dynserver.update.credentials import Principal
@@ -215,7 +215,7 @@ def create_api(
 
     async def check(request: Request, principal: Principal) -> Response:
         record = find_record(request)
-        if record.monitor is None:
+        if not is_checked(record):
             detail = f"{record_text(record)} has no monitor: there is nothing to check"
             raise ApiError(409, ErrorCode.CONFLICT, detail)
         checked = runtime.check_record(record, actor=principal.name, client=client_address(request))

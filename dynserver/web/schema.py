@@ -119,6 +119,15 @@ class Window(Struct, frozen=True, forbid_unknown_fields=True):
     next_change: Annotated[float | None, Meta(description="Unix time it next opens or closes (null: never).")]
 
 
+class MonitorState(Struct, frozen=True, forbid_unknown_fields=True):
+    """One monitor of a target that several check (combined checks): its own state."""
+
+    monitor: str
+    health: Annotated[Health, Meta(description="What this monitor's checks observe (its own thresholds).")]
+    since: Annotated[float | None, Meta(description="Unix time its state last changed.")]
+    last_result: LastResult | None
+
+
 class Target(ResponseBody, frozen=True):
     name: str
     hostname: Annotated[str, Meta(description="<target>.<record>: answers the value in DNS.")]
@@ -160,6 +169,17 @@ class Target(ResponseBody, frozen=True):
         ]
         | msgspec.UnsetType
     ) = msgspec.UNSET
+    monitors: (
+        Annotated[
+            list[MonitorState],
+            Meta(description="Only for a target checked by several monitors: each one's state, in order."),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    require: (
+        Annotated[int, Meta(description="Only with several monitors: how many must be up.")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class Answer(ResponseBody, frozen=True):
@@ -175,11 +195,17 @@ class Record(ResponseBody, frozen=True):
     zone: str
     type: RecordType
     ttl: int
-    monitor: str | None
+    monitor: Annotated[str | None, Meta(description="The record's monitor (the first, when several).")]
     policy: Policy
     fallback: Fallback
     answer: Answer
     targets: list[Target]
+    monitors: (
+        Annotated[
+            list[str], Meta(description='Only for combined checks (monitor = ["web", "db"]): all of them.')
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class RecordList(ResponseBody, frozen=True):
@@ -246,12 +272,15 @@ class TargetDefinition(Definition, frozen=True):
     port: Annotated[int, Meta(description="check_port's older name.")] | msgspec.UnsetType = msgspec.UNSET
     host: str | msgspec.UnsetType = msgspec.UNSET
     path: str | msgspec.UnsetType = msgspec.UNSET
+    monitor: str | list[str] | msgspec.UnsetType = msgspec.UNSET
+    require: str | int | msgspec.UnsetType = msgspec.UNSET
 
 
 class RecordDefinition(Definition, frozen=True):
     type: Annotated[str, Meta(examples=["A"])] | msgspec.UnsetType = msgspec.UNSET
     ttl: int | msgspec.UnsetType = msgspec.UNSET
-    monitor: str | msgspec.UnsetType = msgspec.UNSET
+    monitor: str | list[str] | msgspec.UnsetType = msgspec.UNSET
+    require: str | int | msgspec.UnsetType = msgspec.UNSET
     policy: str | msgspec.UnsetType = msgspec.UNSET
     fallback: str | msgspec.UnsetType = msgspec.UNSET
     min_up: int | msgspec.UnsetType = msgspec.UNSET

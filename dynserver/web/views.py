@@ -55,7 +55,32 @@ def target_body(runtime: Runtime, updates: Updates, record: DynamicRecord, name:
         locations=locations,
         vote=vote,
         maintenance_windows=_windows(record.maintenance_windows + configured.maintenance_windows),
+        **_monitors(runtime, key, offset),
     )
+
+
+def _monitors(runtime: Runtime, key: TargetKey, offset: float) -> dict[str, Any]:
+    """Combined checks: each monitor's own state and how many must be up; nothing (the
+    fields stay absent) for a target with one monitor or none."""
+    states = runtime.monitor_states(key)
+    if not states:
+        return {}
+    monitors = []
+    for name, state in states:
+        last = state.last_result
+        monitors.append(
+            schema.MonitorState(
+                monitor=name,
+                health=state.observed,
+                since=state.since + offset if state.since else None,
+                last_result=None
+                if last is None
+                else schema.LastResult(
+                    ok=last.ok, reason=last.reason, at=last.at + offset, latency=last.latency
+                ),
+            )
+        )
+    return {"monitors": monitors, "require": runtime.monitors_required(key)}
 
 
 def _windows(windows: tuple[MaintenanceWindow, ...]) -> list[schema.Window] | msgspec.UnsetType:
@@ -139,6 +164,7 @@ def record_body(runtime: Runtime, updates: Updates, record: DynamicRecord) -> sc
         type=record.type,
         ttl=record.ttl,
         monitor=record.monitor,
+        monitors=list(record.monitors) if record.monitors else msgspec.UNSET,
         policy=record.policy,
         fallback=record.fallback,
         answer=schema.Answer(
