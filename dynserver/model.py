@@ -17,6 +17,7 @@ from dynserver.health.conditions import JsonCondition
 
 # Re-exported (`X as X`): the config imports them with the model.
 from dynserver.health.policy import Fallback as Fallback
+from dynserver.health.policy import Order as Order
 from dynserver.health.policy import Policy as Policy
 from dynserver.health.state import Thresholds
 from dynserver.health.windows import MaintenanceWindow
@@ -253,6 +254,7 @@ class Target:
     value: str | None  # an IP (A/AAAA) or a host name (CNAME); None until first update
     priority: int = 1
     maintenance: bool = False
+    weight: int = 1  # its share of first places in its group's rotating answer
     host: str | None = None  # overrides the monitor's Host header (and TLS SNI)
     port: int | None = None  # overrides the monitor's port (config: port or check_port)
     path: str | None = None  # overrides the monitor's path
@@ -280,6 +282,7 @@ class DynamicRecord:
     policy: Policy = Policy.FAILOVER
     fallback: Fallback = Fallback.PREFERRED
     min_up: int = 1
+    order: Order = Order.ROTATE  # several values: rotate them answer after answer, or not
     pending_ttl: int | None = None  # TTL while a target is pending or the answer is in flux
     mirror: tuple[MirrorRecord, ...] = ()  # the records at mirrors that follow this answer
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()  # for every target of the record

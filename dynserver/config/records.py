@@ -13,19 +13,20 @@ from dynserver.dns import wire
 from dynserver.dns.zone import RRset
 from dynserver.health import http
 from dynserver.health.windows import MaintenanceWindow, parse_window
-from dynserver.model import DynamicRecord, Fallback, Monitor, Policy, Target
+from dynserver.model import DynamicRecord, Fallback, Monitor, Order, Policy, Target
 from dynserver.types import RECORD_TYPES, Name
 
 _RECORD_KEYS = {
     *("type", "monitor", "ttl", "targets", "policy", "fallback", "min_up", "pending_ttl", "mirror"),
-    *("maintenance_windows", "require"),
+    *("maintenance_windows", "require", "order"),
 }
 _TARGET_KEYS = {
-    *("name", "value", "priority", "maintenance"),
+    *("name", "value", "priority", "weight", "maintenance"),
     *("host", "port", "path"),  # the check's overrides of its monitor
     *("check_address", "check_port"),  # what the check connects to, when not the value
     *("maintenance_windows", "monitor", "require"),  # combined checks: the target's own
 }
+MAX_WEIGHT = 1000  # a share of first places: 1000 to 1 is already all but always first
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
 
@@ -65,6 +66,11 @@ def read_records(
         require = _require(reader, (*path, "require"), r.get("require"), named)
         policy = reader.choice(r, path, "policy", Policy, Policy.FAILOVER, alternatives(Policy))
         fallback = reader.choice(r, path, "fallback", Fallback, Fallback.PREFERRED, alternatives(Fallback))
+        order = reader.choice(r, path, "order", Order, Order.ROTATE, alternatives(Order))
+        if kind == "CNAME" and "order" in r:
+            raise reader.error(
+                (*path, "order"), "a CNAME answers one target; expected order on A or AAAA records"
+            )
         ttl = reader.number(r, path, "ttl", 60, 0, 2**31 - 1, int)
         pending_ttl = r.get("pending_ttl")
         if pending_ttl is not None:
@@ -90,6 +96,7 @@ def read_records(
                 policy=policy,
                 fallback=fallback,
                 min_up=reader.number(r, path, "min_up", 1, 1, 1000, int),
+                order=order,
                 pending_ttl=pending_ttl,
                 mirror=mirror_records(reader, r, path, kind, ttl, mirrors or Mirrors()),
                 maintenance_windows=read_windows(
@@ -176,6 +183,17 @@ def _targets(
         priority = item.get("priority", 1)
         if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 65535:
             raise reader.error(path, f"target {name!r}: priority must be a whole number 0-65535")
+        weight = item.get("weight", 1)
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 1 <= weight <= MAX_WEIGHT:
+            raise reader.error(
+                path,
+                f"target {name!r}: weight {weight!r} is not a whole number 1-{MAX_WEIGHT}; "
+                "expected its share of first places, such as 3",
+            )
+        if kind == "CNAME" and "weight" in item:
+            raise reader.error(
+                path, f"target {name!r}: a CNAME answers one target; expected weight on A or AAAA records"
+            )
         if "port" in item and "check_port" in item:
             raise reader.error(
                 path,
@@ -212,6 +230,7 @@ def _targets(
                 name=name.lower(),
                 value=value,
                 priority=priority,
+                weight=weight,
                 maintenance=maintenance,
                 host=item.get("host"),
                 port=port,

@@ -8,7 +8,7 @@ no sockets, no clock, no randomness. ``resolve`` decides the content of a reply,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dnslib import RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
@@ -37,9 +37,38 @@ class Resolution:
     authority: tuple[RR, ...] = ()
     glue: tuple[tuple[RR, ...], ...] = ()
     additional: tuple[tuple[RR, ...], ...] = ()
+    rotation: Rotation | None = None  # a rotating RRset in ``answer`` (see ``rotations``)
 
 
 REFUSED = Resolution(rcode=wire.REFUSED, aa=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """A rotating RRset in a resolution's answer: its records are ``answer[start:start +
+    size]``, and ``turns`` (from RRset.turns) says which comes first, answer after answer."""
+
+    start: int
+    size: int
+    turns: tuple[int, ...]
+
+
+def rotation_of(answer: tuple[RR, ...], rrset: RRset, start: int) -> Rotation | None:
+    """The rotation of ``rrset`` written at ``answer[start:]``, or None if it is fixed."""
+    size = len(rrset.rdatas)
+    if not rrset.turns or size < 2 or len(answer) < start + size:
+        return None
+    return Rotation(start, size, rrset.turns)
+
+
+def rotations(res: Resolution, rotation: Rotation) -> list[Resolution]:
+    """The resolution once per first record of the rotating RRset: variant ``i`` starts
+    with its record ``i``, the others following in cyclic order. Only the order of those
+    records changes; every other record of the reply stays where it was."""
+    start, size = rotation.start, rotation.size
+    members = res.answer[start : start + size]
+    head, tail = res.answer[:start], res.answer[start + size :]
+    return [replace(res, answer=head + members[i:] + members[:i] + tail) for i in range(size)]
 
 
 def find_zone(zones: Mapping[Name, Zone], qname: Name, qtype: int = wire.TYPE_A) -> Zone | None:
@@ -103,7 +132,10 @@ def resolve(zones: Mapping[Name, Zone], qname: Name, qtype: int, dnssec: bool = 
             proofs += _next_closer_proof(signed, qname, closest)
         rrsets = _select(node, qtype)
         if rrsets:
+            rotating: tuple[RRset, int] | None = None
             for rrset in rrsets:
+                if rrset.turns and rotating is None:
+                    rotating = rrset, len(answer)
                 answer.extend(rrset.records(owner))
                 if signed is not None:
                     answer.extend(_rrsig(signed, source, rrset.rtype, owner))
@@ -114,6 +146,7 @@ def resolve(zones: Mapping[Name, Zone], qname: Name, qtype: int, dnssec: bool = 
                 answer=tuple(answer),
                 authority=tuple(_unique(proofs)),
                 additional=_addresses(zones, extra_names, dnssec),
+                rotation=rotation_of(tuple(answer), *rotating) if rotating else None,
             )
         cname = node.get(wire.TYPE_CNAME)
         if cname is None:

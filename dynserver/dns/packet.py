@@ -11,6 +11,10 @@ A cache maps the KEY of a query to an ENTRY:
   after its ID: flags and counts (see ``heads``), the question bytes of the key, then the
   answer, authority and additional sections. The slot is the reply's counter in
   QueryStats.hits (question type and rcode; see dynserver/dns/stats.py).
+- a rotating reply (a dynamic record with several values, dynserver/health/policy.py)
+  has, instead of each tail, an iterator that yields the tails in rotation order,
+  endlessly (``rotating_entry``). Every other entry holds bytes: a reply that does not
+  rotate is cached exactly as before.
 
 Serving a query from the cache, which the transports and Snapshot.answer do inline (a
 Python call per query would cost more than the lookup; ``serve`` spells it out, and
@@ -22,7 +26,8 @@ tests hold the inlined copies to it, as they hold the snapshot's entries to ``en
    tail, and AA and TC, which mean nothing in a query and are ignored, as the full path
    ignores them. The second flags byte (RA, Z, AD, CD, rcode) is never copied: an
    authoritative server clears CD (RFC 4035 3.1.6) and AD;
-3. the reply is the query's ID, ``query[:ID_END]``, then ``entry[query[FLAGS] & RD_BIT]``;
+3. the tail is ``entry[query[FLAGS] & RD_BIT]``; if it is not bytes, it rotates: the
+   tail is ``next()`` of it. The reply is the query's ID, ``query[:ID_END]``, then the tail;
 4. add 1 to ``hits[entry[STAT]]``.
 
 Only the snapshot's fast path fills a cache, with queries its checks accepted (one
@@ -33,6 +38,8 @@ from that path. A cache belongs to one snapshot: a new snapshot starts with an e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import cycle
 from typing import Final
 
 ID_END: Final = 2  # the query's ID is query[:ID_END]; the reply starts with it
@@ -42,7 +49,8 @@ NOT_QUERY: Final = 0xF8  # QR and opcode in query[FLAGS]: any of them set, the c
 RD_BIT: Final = 0x01  # RD in query[FLAGS]: 0 or 1, the index of the tail to send
 STAT: Final = 2  # where an entry keeps its stats slot
 
-Entry = tuple[bytes, bytes, int]
+Tail = bytes | Iterator[bytes]  # bytes, or the endless tails of a rotating reply
+Entry = tuple[Tail, Tail, int]
 PacketCache = dict[bytes, Entry]
 
 
@@ -59,6 +67,29 @@ def entry(head_pair: tuple[bytes, bytes], question: bytes, body: bytes, stat: in
     return head_pair[0] + question + body, head_pair[1] + question + body, stat
 
 
+def rotating_entry(
+    head_pair: tuple[bytes, bytes],
+    question: bytes,
+    bodies: tuple[bytes, ...],
+    order: tuple[int, ...],
+    start: int,
+    stat: int,
+) -> Entry:
+    """The cache entry of a rotating reply: ``bodies[i]`` has the rotating RRset's record
+    ``i`` first; ``order`` is which body each answer of one cycle gets; the entry's first
+    answer is at position ``start`` of it (where the template that made it goes on)."""
+    size = len(order)
+    ring = [order[(start + i) % size] for i in range(size)]
+    tails = [(head_pair[0] + question + body, head_pair[1] + question + body) for body in bodies]
+    return cycle([tails[i][0] for i in ring]), cycle([tails[i][1] for i in ring]), stat
+
+
+def tail(entry: Entry, rd: int) -> bytes:
+    """The tail ``entry`` sends a query with this RD bit (a rotating entry moves on)."""
+    found = entry[1] if rd else entry[0]
+    return found if isinstance(found, bytes) else next(found)
+
+
 def serve(cache: PacketCache, hits: list[int], query: bytes) -> bytes | None:
     """The reply the cache gives ``query`` (counted in ``hits``), or None: the steps of the
     module docstring, as the transports and Snapshot.answer inline them."""
@@ -66,4 +97,7 @@ def serve(cache: PacketCache, hits: list[int], query: bytes) -> bytes | None:
     if hit is None or query[FLAGS] & NOT_QUERY:
         return None
     hits[hit[STAT]] += 1
-    return query[:ID_END] + hit[query[FLAGS] & RD_BIT]  # type: ignore[operator]  # 0 or 1: bytes
+    found = hit[query[FLAGS] & RD_BIT]
+    if found.__class__ is not bytes:
+        found = next(found)  # type: ignore[arg-type]  # a rotating reply
+    return query[:ID_END] + found  # bytes now

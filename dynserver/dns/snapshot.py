@@ -13,6 +13,11 @@ is answered from a packet cache of this snapshot: one slice, one dictionary read
 one concatenation. Only replies the fast path produced are cached, so the cache can
 never answer differently from it; its layout and rules are in dynserver/dns/packet.py.
 
+A rotating RRset (a dynamic record with several values, dynserver/health/policy.py) has
+one body per record that can come first; its template steps through them, answer after
+answer, and so does every packet-cache entry made from it (dynserver/dns/packet.py).
+A template that does not rotate is exactly what it was without rotation.
+
 A state change never edits a snapshot: it builds a new one and swaps one reference.
 The template memo and the packet cache filled while answering are caches of pure
 results of this snapshot; a new snapshot starts with an empty packet cache.
@@ -21,13 +26,14 @@ results of this snapshot; a new snapshot starts with an empty packet cache.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from itertools import cycle
 
 from dnslib import RR, TXT, DNSLabel
 
 from dynserver.dns import packet, wire
-from dynserver.dns.answer import REFUSED, Resolution, find_zone, render, resolve
+from dynserver.dns.answer import REFUSED, Resolution, find_zone, render, resolve, rotations
 from dynserver.dns.names import name_from_dnslib
 from dynserver.dns.packet import FLAGS, ID_END, KEY_START, NOT_QUERY, RD_BIT, STAT, PacketCache
 from dynserver.dns.stats import QueryStats, slot
@@ -63,11 +69,26 @@ _CHAOS_NAMES: dict[Name, str] = {
 @dataclass(frozen=True, slots=True)
 class Template:
     """A reply minus ID and question: ``heads[rd]`` is flags + counts, RD copied or not;
-    ``stat`` is its slot in QueryStats.hits (question type and rcode, over UDP)."""
+    ``stat`` is its slot in QueryStats.hits (question type and rcode, over UDP).
+
+    A rotating reply also has ``bodies`` (``bodies[i]``: the rotating RRset's record
+    ``i`` first, the others after it in cyclic order; ``body`` is ``bodies[0]``),
+    ``order`` (which body each answer of one cycle gets: RRset.turns) and ``turns``, the
+    endless count of positions in ``order`` (itertools: one C call a query). The template
+    is shared by every query for its question, so they all rotate together."""
 
     heads: tuple[bytes, bytes]
     body: bytes
     stat: int = 0
+    bodies: tuple[bytes, ...] = ()
+    order: tuple[int, ...] = ()
+    turns: Iterator[int] | None = None
+
+    def take(self) -> bytes:
+        """The body of the next answer (``body`` unless the reply rotates)."""
+        if self.turns is None:
+            return self.body
+        return self.bodies[self.order[next(self.turns)]]
 
     @classmethod
     def from_reply(cls, reply: bytes, question_length: int) -> Template:
@@ -147,7 +168,10 @@ class Snapshot:
             hit = self._packets.get(data[KEY_START:])
             if hit is not None and not data[FLAGS] & NOT_QUERY:
                 self._hits[hit[STAT]] += 1
-                return data[:ID_END] + hit[data[FLAGS] & RD_BIT]  # type: ignore[operator]  # 0 or 1: bytes
+                tail = hit[data[FLAGS] & RD_BIT]
+                if tail.__class__ is not bytes:
+                    tail = next(tail)  # type: ignore[arg-type]  # a rotating reply
+                return data[:ID_END] + tail  # bytes now
         # Plain query: QR=0, opcode QUERY, one question, no answer/authority records.
         if len(data) >= 17 and not data[FLAGS] & NOT_QUERY and data[4:10] == b"\x00\x01\x00\x00\x00\x00":
             end = data.find(0, 12)  # the root label (see docs/architecture.md: why safe)
@@ -183,6 +207,8 @@ class Snapshot:
             return self._answer_slow(data, tcp, peer)
         head = template.heads[data[FLAGS] & RD_BIT]
         self._hits[template.stat + tcp] += 1
+        if template.turns is not None:
+            return self._splice_turn(data, qend, template, head, tcp)
         if not tcp:
             # packet.entry, inlined: under 0x20 case randomisation most queries fill an
             # entry, and a call would add about a tenth of a microsecond to each.
@@ -196,6 +222,20 @@ class Snapshot:
                 template.stat,
             )
         return data[:ID_END] + head + data[12:qend] + template.body
+
+    def _splice_turn(self, data: bytes, qend: int, template: Template, head: bytes, tcp: bool) -> bytes:
+        """_splice for a rotating template: the next body, and a packet-cache entry that
+        goes on from the turn after it."""
+        position = next(template.turns)  # type: ignore[arg-type]  # rotating: not None
+        question = data[12:qend]
+        if not tcp:
+            packets = self._packets
+            if len(packets) >= PACKET_LIMIT:
+                packets.clear()
+            packets[data[KEY_START:]] = packet.rotating_entry(
+                template.heads, question, template.bodies, template.order, position + 1, template.stat
+            )
+        return data[:ID_END] + head + question + template.bodies[template.order[position]]
 
     # -- the full path --------------------------------------------------------------
 
@@ -252,8 +292,9 @@ class Snapshot:
         dnssec = mode == 2
         if template is None:
             resolution = resolve(self.zones, query.qname, qtype, dnssec)
-            reply = render(query.qname, qtype, query.qclass, resolution, query.edns, wire.MAX_MESSAGE)
-            template = Template.from_reply(reply, len(query.question))
+            template = _template(
+                query.qname, qtype, query.qclass, resolution, query.edns, len(query.question)
+            )
             if self._memo_room > 0:
                 self._memo_room -= 1
                 self._tables[mode][key] = template
@@ -302,8 +343,7 @@ class Snapshot:
                 key = wire.name_to_wire(name) + qtype.to_bytes(2, "big") + b"\x00\x01"
                 for mode, edns in enumerate(_EDNS_MODES):
                     chosen = signed if mode == 2 else resolution
-                    reply = render(name, qtype, wire.CLASS_IN, chosen, edns, wire.MAX_MESSAGE)
-                    self._tables[mode][key] = Template.from_reply(reply, len(key))
+                    self._tables[mode][key] = _template(name, qtype, wire.CLASS_IN, chosen, edns, len(key))
                 self._remember(key, name, resolution)
                 if signed is not resolution:
                     self._remember(key, name, signed)
@@ -334,10 +374,28 @@ def _character_strings(text: str) -> list[bytes]:
     return [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
 
 
+def _template(
+    qname: Name, qtype: int, qclass: int, resolution: Resolution, edns: wire.Edns | None, question_length: int
+) -> Template:
+    """The template of a resolution: one body, or one per rotation of its rotating RRset."""
+    reply = render(qname, qtype, qclass, resolution, edns, wire.MAX_MESSAGE)
+    template = Template.from_reply(reply, question_length)
+    if resolution.rotation is None:
+        return template
+    bodies = []
+    for variant in rotations(resolution, resolution.rotation):
+        other = render(qname, qtype, qclass, variant, edns, wire.MAX_MESSAGE)
+        if other[:12] != reply[:12] or len(other) != len(reply):  # pragma: no cover - same records
+            return template  # a variant that differs in more than order: answer the one order
+        bodies.append(other[12 + question_length :])
+    order = resolution.rotation.turns
+    return replace(template, bodies=tuple(bodies), order=order, turns=cycle(range(len(order))))
+
+
 def _assemble(query: wire.Query, template: Template) -> bytes:
     flags = query.flags
     head = template.heads[(flags >> 8) & 1]
-    return query.id.to_bytes(2, "big") + head + query.question + template.body
+    return query.id.to_bytes(2, "big") + head + query.question + template.take()
 
 
 def _splice_reply(query: wire.Query, reply: bytes) -> bytes:

@@ -39,6 +39,10 @@ class RRset:
     rdatas: tuple[RD, ...]
     # Names whose addresses belong in the additional section (NS, MX, SRV targets).
     targets: tuple[Name, ...] = ()
+    # A rotating RRset (a dynamic record's, health/policy.py rotation): answer after
+    # answer, the index of the record that comes first, the others following in cyclic
+    # order. Empty: always in the order of ``rdatas``.
+    turns: tuple[int, ...] = ()
 
     def records(self, owner: Name | None = None) -> list[RR]:
         """dnslib records for rendering; ``owner`` replaces the name (wildcards)."""

@@ -14,7 +14,7 @@ from dynserver.dns import wire
 from dynserver.dns.zone import RRset, rrset_from_texts
 from dynserver.health import state as machine
 from dynserver.health.combine import combine
-from dynserver.health.policy import Candidate, Decision, decide
+from dynserver.health.policy import Candidate, Decision, Order, decide, rotation
 from dynserver.health.probes import Check
 from dynserver.health.state import Event, Health, Result, TargetState, Thresholds, Transition
 from dynserver.health.windows import MaintenanceWindow
@@ -186,7 +186,7 @@ class Engine:
             key: self._decide(record) for key, record in self.records.items()
         }
         # What each record answers now (values and TTL): a change means a new serial.
-        self._served = {key: (self.decisions[key].values, self.ttl(key)) for key in self.records}
+        self._served = {key: self._serving(key) for key in self.records}
 
     # -- checks ---------------------------------------------------------------------
 
@@ -618,7 +618,7 @@ class Engine:
         changed = []
         for key in keys:
             self.decisions[key] = self._decide(self.records[key])
-            served = (self.decisions[key].values, self.ttl(key))
+            served = self._serving(key)
             if served != self._served[key]:
                 self._served[key] = served
                 changed.append(key)
@@ -633,7 +633,19 @@ class Engine:
         values = decision.values
         if record.type == "CNAME":
             values = tuple(v if v.endswith(".") else v + "." for v in values)
-        return rrset_from_texts(record.name, _RTYPES[record.type], self.ttl(key), values)
+        # Two targets with one value are one record, with both weights.
+        weights: dict[str, int] = {}
+        for value, weight in zip(values, decision.weights or (1,) * len(values), strict=True):
+            weights[value] = weights.get(value, 0) + weight
+        rrset = rrset_from_texts(record.name, _RTYPES[record.type], self.ttl(key), list(weights))
+        if record.order is Order.ROTATE and len(rrset.rdatas) == len(weights) > 1:
+            return replace(rrset, turns=rotation(list(weights.values())))
+        return rrset
+
+    def _serving(self, key: RecordKey) -> tuple[tuple[str, ...], tuple[int, ...], int]:
+        """What a record answers (values, their weights, TTL): a change means a new serial."""
+        decision = self.decisions[key]
+        return decision.values, decision.weights, self.ttl(key)
 
     def ttl(self, key: RecordKey) -> int:
         """The low pending TTL while any target is pending, so failback is seen fast."""
@@ -651,6 +663,7 @@ class Engine:
                 value=self.values[target_key(record, target)],
                 priority=target.priority,
                 health=self.states[target_key(record, target)].health,
+                weight=target.weight,
             )
             for target in record.targets
         ]

@@ -5,6 +5,12 @@ up members of the best group that has any: failover between groups, all members
 within one. One group is seed 000's "remove from round robin"; one target per group is
 okerr's priority failover. When nothing is up, the record's fallback applies, and the
 default never serves an empty answer.
+
+Within the answer, ``rotation`` says which record comes first, answer after answer
+(BIND's cyclic order, CoreDNS' loadbalance): in turn, or as often as each target's
+``weight`` says (a smooth weighted round robin, nginx's), the others following in
+cyclic order. The DNS core keeps one precomputed reply per first record and steps
+through this sequence (dynserver/dns/snapshot.py).
 """
 
 from __future__ import annotations
@@ -34,6 +40,19 @@ class Fallback(enum.StrEnum):
     NONE = "none"  #: nothing up: answer nothing (NODATA)
 
 
+class Order(enum.StrEnum):
+    """The order of a record's answer when it holds several values (a record's ``order``).
+    Config errors list the values in this order."""
+
+    ROTATE = "rotate"  #: each answer starts with the next value (by weight), as round robin means
+    FIXED = "fixed"  #: always in config order (priority, then as listed)
+
+
+# The longest rotation kept per record: weights whose sum is larger are scaled down to
+# it (every target keeps at least one turn), so a reply holds at most this many steps.
+ROTATION_LIMIT = 64
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A target as the policy sees it."""
@@ -42,6 +61,7 @@ class Candidate:
     value: str | None  # None until a first update gives it an address
     priority: int
     health: Health
+    weight: int = 1  # its share of first places in a rotating answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +72,7 @@ class Decision:
     targets: tuple[str, ...]
     reason: str
     priority: int | None = None  # the group answered, when one was
+    weights: tuple[int, ...] = ()  # each value's weight (the first target's, for a repeated value)
 
 
 def decide(
@@ -98,4 +119,30 @@ def _decision(chosen: list[Candidate], reason: str, priority: int | None, single
         targets=tuple(c.name for c in chosen),
         reason=reason,
         priority=priority,
+        weights=tuple(c.weight for c in chosen if c.value is not None),
     )
+
+
+def rotation(weights: Sequence[int], limit: int = ROTATION_LIMIT) -> tuple[int, ...]:
+    """Which value comes first, answer after answer: indices into ``weights``, one cycle.
+
+    Each index appears in proportion to its weight, spread out rather than in runs (a
+    smooth weighted round robin: every step adds each weight to its credit and picks the
+    largest credit, first on ties, which then pays the total back). Equal weights give
+    0, 1, ..., n-1. The cycle is sum(weights) long, at most ``limit``: larger weights
+    are scaled down, each keeping at least one turn. One value or none: no rotation."""
+    if len(weights) < 2:
+        return ()
+    total = sum(weights)
+    if total > limit:
+        weights = [max(1, w * limit // total) for w in weights]
+        total = sum(weights)
+    credit = [0] * len(weights)
+    turns = []
+    for _ in range(total):
+        for i, weight in enumerate(weights):
+            credit[i] += weight
+        best = credit.index(max(credit))
+        credit[best] -= total
+        turns.append(best)
+    return tuple(turns)

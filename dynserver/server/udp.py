@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from dynserver.dns import rrl
+from dynserver.dns import packet, rrl
 from dynserver.dns.packet import FLAGS, ID_END, KEY_START, NOT_QUERY, RD_BIT, STAT, PacketCache
 from dynserver.model import Listener
 from dynserver.server.guard import Guard
@@ -334,6 +334,8 @@ class _MmsgBatch:
             hit = cached(key)
             if hit is not None and not (flags := buf[start + FLAGS]) & NOT_QUERY:
                 tail: bytes = hit[flags & RD_BIT]  # type: ignore[assignment]  # 0 or 1
+                if tail.__class__ is not bytes:
+                    tail = next(tail)  # type: ignore[call-overload]  # a rotating reply
                 if tally is not None:
                     # The client's network as the kernel wrote it: an IPv4 socket's peers
                     # are IPv4, the /24 is 3 bytes of one word; an IPv6 socket's, a slice.
@@ -407,7 +409,7 @@ class _MmsgBatch:
             network, key = hit_client
             answer_key = answer_keys.get(key)
             if answer_key is None:
-                answer_key = answer_keys[key] = rrl.reply_key(b"\x00\x00" + cache[key][0])
+                answer_key = answer_keys[key] = rrl.reply_key(b"\x00\x00" + packet.tail(cache[key], 0))
             if isinstance(network, int):  # an IPv4 /24 read as a little-endian word
                 network = network.to_bytes(3, "little")
             allowed = limiter.take(network, answer_key, now, n)
