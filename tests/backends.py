@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "reply": "+PONG",  # tcp: the line sent back after a line is received
     "rcode": "NOERROR",  # dns rcode
     "data": "192.0.2.53",  # dns: the A record answered
-    "delay": 0.0,  # http/https: seconds to wait before answering (a slow server)
+    "delay": 0.0,  # http/https/tcp: seconds to wait before answering (a slow server)
 }
 
 
@@ -158,8 +158,9 @@ class _LineHandler(BaseRequestHandler):
             return
         self.server.state.record(kind="tcp", received=data.decode("latin-1"))
         if data:
-            reply = str(self.server.state.control()["reply"]) + "\r\n"
-            self.request.sendall(reply.encode())
+            control = self.server.state.control()
+            time.sleep(float(control["delay"]))
+            self.request.sendall((str(control["reply"]) + "\r\n").encode())
 
 
 class _TcpServer(ThreadingTCPServer):
@@ -332,8 +333,9 @@ def backends(folder: Path) -> Iterator[Backends]:
         registry.stop_all()
 
 
-def self_signed(folder: Path, hostname: str) -> tuple[Path, Path]:
-    """A self-signed certificate and key for ``hostname``, made with ``openssl req``."""
+def self_signed(folder: Path, hostname: str, days: int = 2) -> tuple[Path, Path]:
+    """A self-signed certificate and key for ``hostname``, made with ``openssl req``,
+    valid from now for ``days``."""
     cert, key = folder / f"{hostname}.crt", folder / f"{hostname}.key"
     subprocess.run(
         [
@@ -346,7 +348,7 @@ def self_signed(folder: Path, hostname: str) -> tuple[Path, Path]:
             "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-days",
-            "2",
+            str(days),
             "-subj",
             f"/CN={hostname}",
             "-addext",

@@ -247,7 +247,11 @@ def _targets(
 def read_windows(reader: Reader, path: KeyPath, raw: Any, who: str = "") -> tuple[MaintenanceWindow, ...]:
     """maintenance_windows = [...] (health/windows.py), each checked; located at ``path``."""
     if not isinstance(raw, list):
-        raise reader.error(path, f"{who}maintenance_windows must be a list of windows")
+        raise reader.error(
+            path,
+            f"{who}maintenance_windows must be a list of windows; "
+            'expected e.g. [{ cron = "0 2 * * *", duration = 3600 }]',
+        )
     windows = []
     for index, item in enumerate(raw):
         try:

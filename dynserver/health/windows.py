@@ -72,7 +72,7 @@ def parse_window(raw: object) -> MaintenanceWindow:
         zone = zoneinfo.ZoneInfo(timezone)
         start, end = _instant(raw["start"], "start", zone), _instant(raw["end"], "end", zone)
         if end <= start:
-            raise ValueError("end must come after start")
+            raise ValueError("end must come after start; expected an end later than the start")
         return MaintenanceWindow(text=text, start=start, end=end)
     if keys <= {"cron", "duration", "timezone"} and {"cron", "duration"} <= keys:
         cron = raw["cron"]
@@ -84,7 +84,10 @@ def parse_window(raw: object) -> MaintenanceWindow:
     if keys <= {"weekdays", "from", "to", "timezone"} and {"weekdays", "from", "to"} <= keys:
         days = raw["weekdays"]
         if not isinstance(days, list) or not days or any(str(d).lower()[:3] not in _DAYS for d in days):
-            raise ValueError(f'weekdays must be a list of days such as ["sat", "sun"]; got {days!r}')
+            raise ValueError(
+                f'weekdays must be a list of days such as ["sat", "sun"], got {days!r}; '
+                "expected mon, tue, wed, thu, fri, sat or sun"
+            )
         begin, finish = _clock(raw["from"], "from"), _clock(raw["to"], "to")
         length = (finish - begin) % (24 * 60) or 24 * 60  # "22:00" to "02:00" spans midnight
         numbers = ",".join(str((_DAYS.index(str(d).lower()[:3]) + 1) % 7) for d in days)
@@ -126,7 +129,10 @@ def _instant(value: object, key: str, zone: datetime.tzinfo) -> float:
 
 def _duration(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 60 <= value <= 7 * 86400:
-        raise ValueError(f"duration must be seconds from 60 to 604800 (a week); got {value!r}")
+        raise ValueError(
+            f"duration must be seconds from 60 to 604800 (a week), got {value!r}; "
+            "expected e.g. 3600 (an hour)"
+        )
     return float(value)
 
 
