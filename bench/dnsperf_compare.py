@@ -13,6 +13,11 @@ CPU 0 twice with the query mix of ``bench/peers/queries.txt``:
   process tree, from /proc) per answered query;
 * a fixed rate of 100k queries per second (``-Q 100000``): server CPU per answered query.
 
+``--mix rotate`` asks only ``rr`` A instead (``bench/peers/queries-rotate.txt``): four
+addresses in every zone; in dynserver a dynamic record of four targets, unchecked, whose
+answer rotates (issue 17), so the cost of rotating is measured against peers that keep
+one order.
+
 gdnsd (metafo + http_status) and PowerDNS (LUA ``ifurlup``) health-check the two backends
 of ``app``, so the harness serves HTTP 200 on both backend addresses while it runs.
 
@@ -68,6 +73,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 PEERS_DIR = BENCH_DIR / "peers"
 QUERIES_FILE = PEERS_DIR / "queries.txt"
+MIXES = {"default": QUERIES_FILE, "rotate": PEERS_DIR / "queries-rotate.txt"}
+RR_ADDRESSES = ("192.0.2.21", "192.0.2.22", "192.0.2.23", "192.0.2.24")  # `rr` in every zone
 
 ZONE = "dyn.example.test"
 WWW_ADDRESS = "192.0.2.10"  # `www` in every zone template
@@ -111,6 +118,11 @@ class Env:
     rundir: Path
     hport: int
     pdns_lua_mode: str
+    mix: str = "default"
+
+    @property
+    def queries(self) -> Path:
+        return MIXES[self.mix]
 
     def substitutions(self) -> dict[str, str]:
         return {
@@ -151,14 +163,23 @@ RRL_RATE = 10_000_000  # replies a second per key: far above dnsperf's ~250k in 
 
 
 def prepare_dynserver(env: Env) -> list[str]:
-    render_static_zone(env, env.rundir / f"{ZONE}.zone")
+    zone = render_static_zone(env, env.rundir / f"{ZONE}.zone")
     config = env.rundir / "dynserver.toml"
+    records = ""
+    if env.mix == "rotate":
+        # `rr` as a dynamic record (its four static lines dropped): unchecked targets are up,
+        # so it answers all four, in turn first.
+        zone.write_text(
+            "".join(line for line in zone.read_text().splitlines(True) if not line.startswith("rr "))
+        )
+        targets = ", ".join(f'{{ name = "t{i}", value = "{a}" }}' for i, a in enumerate(RR_ADDRESSES))
+        records = f'\n[zones."{ZONE}".records.rr]\ntype = "A"\nttl = 300\ntargets = [{targets}]\n'
     # Response rate limiting on, as it ships, and dnsperf's address not exempt, so its cost
     # is measured (issue 15); its rate raised above anything dnsperf sends, so no reply
     # is limited and the answered counts stay comparable with the other servers'.
     config.write_text(
         f'[server]\ndns = ["{env.addr}:{env.port}"]\n\n[server.rrl]\nrate = {RRL_RATE}\n\n'
-        f'[zones."{ZONE}"]\nfile = "{ZONE}.zone"\n'
+        f'[zones."{ZONE}"]\nfile = "{ZONE}.zone"\n{records}'
     )
     return [dynserver_binary(), "serve", "--config", str(config)]
 
@@ -393,6 +414,9 @@ def wait_app_healthy(addr: str, port: int) -> bool:
 def check_answers(addr: str, port: int) -> list[str]:
     """Compare the answers to the query mix with what every zone template says."""
     problems = []
+    rr = ask(addr, port, f"rr.{ZONE}", "A")
+    if addresses(rr) != set(RR_ADDRESSES):
+        problems.append(f"rr A: expected {sorted(RR_ADDRESSES)}, got {sorted(addresses(rr))}")
     www = ask(addr, port, f"www.{ZONE}", "A")
     if addresses(www) != {WWW_ADDRESS}:
         problems.append(f"www A: expected {WWW_ADDRESS}, got {sorted(addresses(www))}")
@@ -429,9 +453,11 @@ class Run:
         return self.other_cpu_s + self.steal_s
 
 
-def dnsperf_argv(addr: str, port: str, duration: int, rate: int | None) -> list[str]:
+def dnsperf_argv(
+    addr: str, port: str, duration: int, rate: int | None, queries: Path = QUERIES_FILE
+) -> list[str]:
     argv = ["taskset", "-c", str(CLIENT_CPU), "dnsperf", "-s", addr, "-p", port]
-    argv += ["-d", display_path(QUERIES_FILE), "-c", str(CLIENTS), "-q", str(OUTSTANDING)]
+    argv += ["-d", display_path(queries), "-c", str(CLIENTS), "-q", str(OUTSTANDING)]
     argv += ["-t", str(QUERY_TIMEOUT_S), "-l", str(duration)]
     return argv + (["-Q", str(rate)] if rate else [])
 
@@ -469,9 +495,16 @@ def wait_quiet(proc: subprocess.Popen[bytes], max_wait: float) -> bool:
             return False
 
 
-def measure(proc: subprocess.Popen[bytes], addr: str, port: int, duration: int, rate: int | None) -> Run:
+def measure(
+    proc: subprocess.Popen[bytes],
+    addr: str,
+    port: int,
+    duration: int,
+    rate: int | None,
+    queries: Path = QUERIES_FILE,
+) -> Run:
     """Run dnsperf once; charge the server's CPU time over the run to the answered queries."""
-    argv = dnsperf_argv(addr, str(port), duration, rate)
+    argv = dnsperf_argv(addr, str(port), duration, rate, queries)
     before = CpuSample.now(proc.pid)
     started = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30, check=False)
@@ -544,7 +577,7 @@ def bench_server(name: str, addr: str, hport: int, args: argparse.Namespace, res
     rundir = Path(tempfile.mkdtemp(prefix=f"dynbench-{name}-"))
     log_path = rundir / "server.log"
     try:
-        env = Env(name, addr, free_port(addr), rundir, hport, args.pdns_lua_mode)
+        env = Env(name, addr, free_port(addr), rundir, hport, args.pdns_lua_mode, args.mix)
         start_and_measure(env, log_path, args, result)
     except (ServerFailed, OSError, subprocess.SubprocessError) as exc:
         result.error = str(exc)
@@ -570,7 +603,7 @@ def start_and_measure(env: Env, log_path: Path, args: argparse.Namespace, result
             result.notes.append(f"app A did not settle on {APP1} within {APP_TIMEOUT_S:.0f} s")
         result.notes += check_answers(env.addr, env.port)
         if args.warmup:
-            measure(proc, env.addr, env.port, args.warmup, None)
+            measure(proc, env.addr, env.port, args.warmup, None, env.queries)
         full = quiet_run(proc, env, args, None)
         fixed = quiet_run(proc, env, args, FIXED_RATE)
     result.full_runs.append(full)
@@ -585,7 +618,7 @@ def quiet_run(proc: subprocess.Popen[bytes], env: Env, args: argparse.Namespace,
     for attempt in range(1 + args.retries):
         if not wait_quiet(proc, args.quiet_wait):
             progress(f"[{env.name}] CPUs still busy after {args.quiet_wait} s: measuring anyway")
-        run = measure(proc, env.addr, env.port, args.duration, rate)
+        run = measure(proc, env.addr, env.port, args.duration, rate, env.queries)
         progress(f"[{env.name}] {label} (try {attempt + 1}): {describe(run)}")
         runs.append(run)
         if run.disturbed_s <= MAX_OTHER_LOAD * run.wall_s:
@@ -686,7 +719,7 @@ def targets(results: Sequence[ServerResult]) -> list[str]:
 
 
 def report(results: Sequence[ServerResult], args: argparse.Namespace) -> str:
-    dnsperf = shlex.join(dnsperf_argv("ADDR", "PORT", args.duration, None))
+    dnsperf = shlex.join(dnsperf_argv("ADDR", "PORT", args.duration, None, MIXES[args.mix]))
     rounds = "" if args.rounds == 1 else f"; {args.rounds} rounds, median run shown"
     lines = [
         f"command: {invocation()}",
@@ -713,6 +746,7 @@ def write_json(path: Path, results: Sequence[ServerResult], args: argparse.Names
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "targets": targets(results),
         "rounds": args.rounds,
+        "mix": args.mix,
         "results": [
             {**asdict(r), "full": r.full and asdict(r.full), "fixed": r.fixed and asdict(r.fixed)}
             for r in results
@@ -763,6 +797,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=("shared", "yes"),
         default="shared",
         help="PowerDNS enable-lua-records (default shared)",
+    )
+    parser.add_argument(
+        "--mix",
+        choices=sorted(MIXES),
+        default="default",
+        help="the queries: default (www, app, nope, SOA) or rotate (`rr` A: four addresses, "
+        "rotating in dynserver)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
     parser.add_argument(

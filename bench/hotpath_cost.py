@@ -12,8 +12,9 @@
 
 Prints microseconds per query (the minimum of ``--repeat`` timeit runs, each of
 ``--number`` batches) for a few fixed queries: a fast-path hit with and without EDNS,
-NXDOMAIN, REFUSED. Used to keep the query counters of /metrics off the hot path: run it
-before and after a change to dynserver/dns/snapshot.py or dynserver/server/udp.py.
+one of a record with four values (which rotate since issue 17), NXDOMAIN, REFUSED.
+Used to keep the query counters of /metrics off the hot path: run it before and after a
+change to dynserver/dns/snapshot.py or dynserver/server/udp.py.
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ file = "dyn.example.test.zone"
 type = "A"
 ttl = 30
 targets = [{ name = "charlie", value = "192.0.2.21" }]
+
+[zones."dyn.example.test".records.rr]
+type = "A"
+ttl = 30
+targets = [
+  { name = "a", value = "192.0.2.31" },
+  { name = "b", value = "192.0.2.32" },
+  { name = "c", value = "192.0.2.33" },
+  { name = "d", value = "192.0.2.34" },
+]
 """
 ADDRESS = ("127.0.0.1", 40000)
 
@@ -84,6 +95,7 @@ def queries() -> dict[str, bytes]:
     return {
         "A hit, no EDNS": wire("app.dyn.example.test.", "A", False),
         "A hit, EDNS": wire("app.dyn.example.test.", "A", True),
+        "A hit, 4 values (rotating)": wire("rr.dyn.example.test.", "A", False),
         "NXDOMAIN": wire("nope.dyn.example.test.", "A", False),
         "REFUSED": wire("example.com.", "A", False),
     }
