@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import dns.message
 import dns.rdatatype
@@ -17,6 +18,8 @@ from dynserver.dns import packet
 from dynserver.dns.snapshot import Snapshot
 from dynserver.dns.zone import RRset, Zone, rrset_from_texts
 from dynserver.health.policy import rotation
+from tests.dns.zones import DYN, OTHER
+from tests.dnssec.support import dnskeys, signed_zones, validate_sections
 
 ORIGIN = (b"rot", b"example", b"test")
 ADDRESSES = ("192.0.2.1", "192.0.2.2", "192.0.2.3")
@@ -131,3 +134,30 @@ def test_rotating_entry_starts_at_the_given_turn() -> None:
     assert entry[packet.STAT] == 7
     assert [packet.tail(entry, 1) for _ in range(4)] == [b"H1Qy", b"H1Qx", b"H1Qx", b"H1Qy"]
     assert [packet.tail(entry, 0) for _ in range(3)] == [b"H0Qy", b"H0Qx", b"H0Qx"]
+
+
+def test_signed_answers_rotate_with_their_rrsig_last(tmp_path: Path) -> None:
+    """DO=1 from a signed zone: the A records rotate, the RRSIG (over the set, whatever
+    its order) stays after them and validates for every rotation."""
+    pytest.importorskip("cryptography")
+
+    zone_file = DYN.replace(
+        "www           IN A    192.0.2.10\n", "".join(f"www IN A {a}\n" for a in ADDRESSES)
+    )
+    zones, _ = signed_zones(tmp_path, {"dyn.example.test": zone_file, "other.test": OTHER})
+    origin = (b"dyn", b"example", b"test")
+    www = (b"www", *origin)
+    node = dict(zones[origin].nodes[www])
+    node[dns.rdatatype.A] = replace(node[dns.rdatatype.A], turns=rotation([1, 1, 1]))
+    zones[origin] = zones[origin].with_nodes({www: node})
+    snapshot = Snapshot(zones)
+    keys = dnskeys(snapshot)
+    seen = []
+    for i in range(3):
+        message = dns.message.make_query("www.dyn.example.test.", "A", want_dnssec=True, payload=1232)
+        message.id = i
+        reply = dns.message.from_wire(snapshot.answer(message.to_wire(), False))  # type: ignore[arg-type]
+        assert [r.rdtype for r in reply.answer] == [dns.rdatatype.A, dns.rdatatype.RRSIG]
+        validate_sections(reply, keys)
+        seen.append(reply.answer[0][0].to_text())
+    assert seen == list(ADDRESSES)
