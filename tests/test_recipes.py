@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 
 from dynserver import config
-from dynserver.model import DynamicRecord, Order
+from dynserver.model import DynamicRecord, Order, required
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
 BLOCK = re.compile(r"<!-- recipe: ([a-z-]+) -->\n```toml\n(.*?)```", re.DOTALL)
-# Recipes written against keys another part of issue 17 brings (monitor lists and require,
-# heartbeats): they load once those keys are in the config loader.
+# A recipe written against keys another part of issue 17 brings (heartbeats): it loads
+# once those keys are in the config loader.
 PENDING = {
-    "database": "monitor lists and require (issue 17, combined checks) are not in the loader yet",
     "dialup": 'push monitors and heartbeat = "updates" (issue 17) are not in the loader yet',
 }
 
@@ -44,10 +43,10 @@ def test_nat(tmp_path: Path) -> None:
     assert (vps.check_address, vps.priority) == (None, 2)
 
 
-@pytest.mark.skip(reason=PENDING["database"])
 def test_database(tmp_path: Path) -> None:
     record = load(tmp_path, "database")
-    assert record.monitor == ("web", "db")  # pragma: no cover - until combined checks land
+    assert record.monitors == ("web", "db")
+    assert all(required(record, target) == 2 for target in record.targets)
 
 
 @pytest.mark.skip(reason=PENDING["dialup"])
