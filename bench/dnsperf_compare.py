@@ -47,7 +47,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -222,6 +222,18 @@ PREPARE: dict[str, Callable[[Env], list[str]]] = {
     "knot": prepare_knot,
     "pdns": prepare_pdns,
 }
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """What one comparison sets up: how each server starts, what its answers must be, extra
+    dnsperf options, and the peer the targets are measured against. This file's is PLAIN;
+    bench/dnssec_compare.py reuses everything else with its own (signed zones, DO=1)."""
+
+    prepare: Mapping[str, Callable[[Env], list[str]]]
+    check: Callable[[str, int], list[str]]
+    dnsperf_extra: tuple[str, ...] = ()
+    reference: str = "gdnsd"
 
 
 # --------------------------------------------------------------------------- processes
@@ -427,6 +439,9 @@ def check_answers(addr: str, port: int) -> list[str]:
     return problems
 
 
+PLAIN = Flavour(PREPARE, check_answers)
+
+
 # --------------------------------------------------------------------------- dnsperf
 
 
@@ -454,11 +469,17 @@ class Run:
 
 
 def dnsperf_argv(
-    addr: str, port: str, duration: int, rate: int | None, queries: Path = QUERIES_FILE
+    addr: str,
+    port: str,
+    duration: int,
+    rate: int | None,
+    queries: Path = QUERIES_FILE,
+    extra: Sequence[str] = (),
 ) -> list[str]:
+    """dnsperf's command line; ``extra``: more options (bench/dnssec_compare.py: -D, DO=1)."""
     argv = ["taskset", "-c", str(CLIENT_CPU), "dnsperf", "-s", addr, "-p", port]
     argv += ["-d", display_path(queries), "-c", str(CLIENTS), "-q", str(OUTSTANDING)]
-    argv += ["-t", str(QUERY_TIMEOUT_S), "-l", str(duration)]
+    argv += ["-t", str(QUERY_TIMEOUT_S), "-l", str(duration), *extra]
     return argv + (["-Q", str(rate)] if rate else [])
 
 
@@ -502,9 +523,10 @@ def measure(
     duration: int,
     rate: int | None,
     queries: Path = QUERIES_FILE,
+    extra: Sequence[str] = (),
 ) -> Run:
     """Run dnsperf once; charge the server's CPU time over the run to the answered queries."""
-    argv = dnsperf_argv(addr, str(port), duration, rate, queries)
+    argv = dnsperf_argv(addr, str(port), duration, rate, queries, extra)
     before = CpuSample.now(proc.pid)
     started = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30, check=False)
@@ -572,13 +594,20 @@ def median_run(runs: Sequence[Run], key: Callable[[Run], float]) -> Run | None:
     return sorted(runs, key=key)[(len(runs) - 1) // 2]
 
 
-def bench_server(name: str, addr: str, hport: int, args: argparse.Namespace, result: ServerResult) -> None:
+def bench_server(
+    name: str,
+    addr: str,
+    hport: int,
+    args: argparse.Namespace,
+    result: ServerResult,
+    flavour: Flavour = PLAIN,
+) -> None:
     """Start one server in a fresh temp dir, measure it twice, stop it; never raises."""
     rundir = Path(tempfile.mkdtemp(prefix=f"dynbench-{name}-"))
     log_path = rundir / "server.log"
     try:
         env = Env(name, addr, free_port(addr), rundir, hport, args.pdns_lua_mode, args.mix)
-        start_and_measure(env, log_path, args, result)
+        start_and_measure(env, log_path, args, result, flavour)
     except (ServerFailed, OSError, subprocess.SubprocessError) as exc:
         result.error = str(exc)
         result.notes.append(f"failed: {exc}")
@@ -591,8 +620,10 @@ def bench_server(name: str, addr: str, hport: int, args: argparse.Namespace, res
             shutil.rmtree(rundir, ignore_errors=True)
 
 
-def start_and_measure(env: Env, log_path: Path, args: argparse.Namespace, result: ServerResult) -> None:
-    argv = PREPARE[env.name](env)
+def start_and_measure(
+    env: Env, log_path: Path, args: argparse.Namespace, result: ServerResult, flavour: Flavour = PLAIN
+) -> None:
+    argv = flavour.prepare[env.name](env)
     result.command = shlex.join(["taskset", "-c", str(SERVER_CPU), *argv])
     if shutil.which(argv[0]) is None:
         raise ServerFailed(f"{argv[0]} not found")
@@ -601,24 +632,31 @@ def start_and_measure(env: Env, log_path: Path, args: argparse.Namespace, result
         wait_ready(proc, env.addr, env.port)
         if not wait_app_healthy(env.addr, env.port):
             result.notes.append(f"app A did not settle on {APP1} within {APP_TIMEOUT_S:.0f} s")
-        result.notes += check_answers(env.addr, env.port)
+        result.notes += flavour.check(env.addr, env.port)
+        extra = flavour.dnsperf_extra
         if args.warmup:
-            measure(proc, env.addr, env.port, args.warmup, None, env.queries)
-        full = quiet_run(proc, env, args, None)
-        fixed = quiet_run(proc, env, args, FIXED_RATE)
+            measure(proc, env.addr, env.port, args.warmup, None, env.queries, extra)
+        full = quiet_run(proc, env, args, None, extra)
+        fixed = quiet_run(proc, env, args, FIXED_RATE, extra)
     result.full_runs.append(full)
     result.fixed_runs.append(fixed)
     result.notes += run_notes(full) + run_notes(fixed)
 
 
-def quiet_run(proc: subprocess.Popen[bytes], env: Env, args: argparse.Namespace, rate: int | None) -> Run:
+def quiet_run(
+    proc: subprocess.Popen[bytes],
+    env: Env,
+    args: argparse.Namespace,
+    rate: int | None,
+    extra: Sequence[str] = (),
+) -> Run:
     """Measure once; if other processes got in the way, retry and keep the quietest run."""
     label = "full load" if rate is None else f"at {rate:,} QPS"
     runs: list[Run] = []
     for attempt in range(1 + args.retries):
         if not wait_quiet(proc, args.quiet_wait):
             progress(f"[{env.name}] CPUs still busy after {args.quiet_wait} s: measuring anyway")
-        run = measure(proc, env.addr, env.port, args.duration, rate, env.queries)
+        run = measure(proc, env.addr, env.port, args.duration, rate, env.queries, extra)
         progress(f"[{env.name}] {label} (try {attempt + 1}): {describe(run)}")
         runs.append(run)
         if run.disturbed_s <= MAX_OTHER_LOAD * run.wall_s:
@@ -699,16 +737,16 @@ def table(results: Sequence[ServerResult]) -> str:
     return "\n".join(lines)
 
 
-def targets(results: Sequence[ServerResult]) -> list[str]:
-    """The two goals of dynserver against gdnsd, with PASS/MISS or why it is n/a."""
+def targets(results: Sequence[ServerResult], reference: str = "gdnsd") -> list[str]:
+    """The two goals of dynserver against the reference peer, with PASS/MISS or why it is n/a."""
     by_name = {r.name: r for r in results if r.measured}
-    dyn, ref = by_name.get("dynserver"), by_name.get("gdnsd")
+    dyn, ref = by_name.get("dynserver"), by_name.get(reference)
     goals = [
-        f"dynserver QPS >= {TARGET_QPS_RATIO} x gdnsd",
-        f"dynserver CPU/query at {FIXED_RATE // 1000}k QPS <= {TARGET_CPU_RATIO} x gdnsd",
+        f"dynserver QPS >= {TARGET_QPS_RATIO} x {reference}",
+        f"dynserver CPU/query at {FIXED_RATE // 1000}k QPS <= {TARGET_CPU_RATIO} x {reference}",
     ]
     if dyn is None or ref is None or not (dyn.full and dyn.fixed and ref.full and ref.fixed):
-        missing = " and ".join(n for n in ("dynserver", "gdnsd") if n not in by_name)
+        missing = " and ".join(n for n in ("dynserver", reference) if n not in by_name)
         return [f"{goal}: n/a ({missing} not measured)" for goal in goals]
     qps = dyn.full.qps / ref.full.qps
     cpu = dyn.fixed.cpu_us_per_query / ref.fixed.cpu_us_per_query
@@ -718,8 +756,9 @@ def targets(results: Sequence[ServerResult]) -> list[str]:
     ]
 
 
-def report(results: Sequence[ServerResult], args: argparse.Namespace) -> str:
-    dnsperf = shlex.join(dnsperf_argv("ADDR", "PORT", args.duration, None, MIXES[args.mix]))
+def report(results: Sequence[ServerResult], args: argparse.Namespace, flavour: Flavour = PLAIN) -> str:
+    queries = MIXES[args.mix]
+    dnsperf = shlex.join(dnsperf_argv("ADDR", "PORT", args.duration, None, queries, flavour.dnsperf_extra))
     rounds = "" if args.rounds == 1 else f"; {args.rounds} rounds, median run shown"
     lines = [
         f"command: {invocation()}",
@@ -729,14 +768,16 @@ def report(results: Sequence[ServerResult], args: argparse.Namespace) -> str:
         "",
         table(results),
         "",
-        *targets(results),
+        *targets(results, flavour.reference),
     ]
     for r in results:
         lines += [f"note [{r.name}]: {note}" for note in dict.fromkeys(r.notes)]
     return "\n".join(lines)
 
 
-def write_json(path: Path, results: Sequence[ServerResult], args: argparse.Namespace) -> None:
+def write_json(
+    path: Path, results: Sequence[ServerResult], args: argparse.Namespace, flavour: Flavour = PLAIN
+) -> None:
     data = {
         "command": invocation(),
         "duration_s": args.duration,
@@ -744,7 +785,7 @@ def write_json(path: Path, results: Sequence[ServerResult], args: argparse.Names
         "server_cpu": SERVER_CPU,
         "client_cpu": CLIENT_CPU,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "targets": targets(results),
+        "targets": targets(results, flavour.reference),
         "rounds": args.rounds,
         "mix": args.mix,
         "results": [
@@ -758,13 +799,16 @@ def write_json(path: Path, results: Sequence[ServerResult], args: argparse.Names
 # --------------------------------------------------------------------------- main
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+def parse_args(
+    argv: Sequence[str] | None = None, servers: Sequence[str] = ALL_SERVERS, doc: str | None = __doc__
+) -> argparse.Namespace:
+    """The options of this bench, shared by bench/dnssec_compare.py (its own servers and doc)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
     parser.add_argument(
         "--duration", type=int, default=10, help="seconds per dnsperf run (two runs per server; default 10)"
     )
     parser.add_argument(
-        "--servers", default=",".join(ALL_SERVERS), help=f"comma-separated subset of {','.join(ALL_SERVERS)}"
+        "--servers", default=",".join(servers), help=f"comma-separated subset of {','.join(servers)}"
     )
     parser.add_argument(
         "--rounds",
@@ -811,9 +855,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    unknown = sorted(set(args.servers) - set(ALL_SERVERS))
+    unknown = sorted(set(args.servers) - set(servers))
     if unknown:
-        parser.error(f"unknown servers {unknown}; choose from {', '.join(ALL_SERVERS)}")
+        parser.error(f"unknown servers {unknown}; choose from {', '.join(servers)}")
     if args.duration < 1 or args.rounds < 1:
         parser.error("--duration and --rounds must be >= 1")
     if args.retries < 0 or args.quiet_wait < 0 or args.warmup < 0:
@@ -831,11 +875,18 @@ def preflight() -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(
+    argv: Sequence[str] | None = None,
+    flavour: Flavour = PLAIN,
+    servers: Sequence[str] = ALL_SERVERS,
+    doc: str | None = __doc__,
+) -> int:
+    """Measure every server in turn, print the report; bench/dnssec_compare.py passes its own
+    flavour, servers and doc."""
+    args = parse_args(argv, servers, doc)
     problem = preflight()
     if problem:
-        print(f"dnsperf_compare: {problem}", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).stem}: {problem}", file=sys.stderr)
         return 2
     results = [ServerResult(name) for name in args.servers]
     with http_backends([APP1, APP2]) as hport:
@@ -844,10 +895,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress(f"--- round {round_ + 1} of {args.rounds}")
             for index, result in enumerate(results):
                 addr = f"127.0.0.{FIRST_SERVER_HOST + index}"
-                bench_server(result.name, addr, hport, args, result)
-    print(report(results, args))
+                bench_server(result.name, addr, hport, args, result, flavour)
+    print(report(results, args, flavour))
     if args.json:
-        write_json(args.json, results, args)
+        write_json(args.json, results, args, flavour)
     return 1 if any(r.error for r in results) else 0
 
 
