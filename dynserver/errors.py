@@ -19,8 +19,10 @@ DynserverError                      dynserver/errors.py
 │   │                               (status, code, the key it is about)
 │   ├── InvalidChallenge            dynserver/update/acme.py: not an ACME challenge's name or
 │   │                               value (also a ValueError)
-│   └── AgentRefused                dynserver/locations/hub.py: an agent's request refused
-│                                   (status, code; answered as the API's JSON errors)
+│   ├── AgentRefused                dynserver/locations/hub.py: an agent's request refused
+│   │                               (status, code; answered as the API's JSON errors)
+│   └── RolloverError               dynserver/dnssec/rollover.py: a key roll step asked for
+│                                   at the wrong time (says what to do instead)
 └── PeerError                       dynserver/errors.py: the other side's mistake or failure
     ├── WireError                   dynserver/dns/wire.py: a malformed DNS message
     │                               (answered FORMERR, or dropped)
