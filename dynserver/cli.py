@@ -1,6 +1,6 @@
 """Command line: `dynserver serve`, `dynserver reload`, `dynserver check-config`, `dynserver probe`,
 `dynserver credential add|list|revoke`, `dynserver agent add|list|remove|run`,
-`dynserver hash-password`, `dynserver --version`."""
+`dynserver dnssec ds|status|rollover`, `dynserver hash-password`, `dynserver --version`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from dynserver import __version__, config
 from dynserver.errors import ConfigError
-from dynserver.model import DynamicRecord, Listener, monitors_of
+from dynserver.model import DynamicRecord, Listener, ZoneConfig, monitors_of
 
 # A command imports its own modules inside its function: `dynserver --version`,
 # `hash-password` and `check-config` then skip the server (uvicorn, starlette, httpx...).
@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--name", required=True)
     _database_options(add, listing, revoke)
     _agent_parser(commands)
+    _dnssec_parser(commands)
     hashing = commands.add_parser(
         "hash-password", help="print a hash for [web] admin_password_hash (reads the password from stdin)"
     )
@@ -137,6 +138,61 @@ def _agent_parser(commands: Any) -> None:
         "--token-file", required=True, type=Path, metavar="FILE", help="a file holding the token"
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _seconds(text: str) -> float:
+    """A duration on the command line: seconds, or a number with s, m, h or d."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    scale = units.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if text[-1:].lower() in units else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or 30s/5m/1h/1d, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a duration cannot be negative")
+    return value
+
+
+def _dnssec_parser(commands: Any) -> None:
+    dnssec = commands.add_parser("dnssec", help="DNSSEC keys of a signed zone: ds, status, rollover")
+    actions = dnssec.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ds = actions.add_parser("ds", help="the DS records to give the parent (SHA-256, digest type 2)")
+    status = actions.add_parser(
+        "status", help="the keys, their states, and the rollover's next step and date"
+    )
+    roll = actions.add_parser(
+        "rollover",
+        help="start a key rollover (RFC 7583, double signature), or say the parent has the new DS",
+    )
+    _database_options(ds, status, roll)
+    for action in (ds, status, roll):
+        action.add_argument("zone", help="the signed zone, e.g. dyn.example.test")
+    roll.add_argument(
+        "--ds-published",
+        action="store_true",
+        help="the parent now serves only the new key's DS: schedule the old key's removal",
+    )
+    roll.add_argument(
+        "--propagation",
+        type=_seconds,
+        default=300.0,
+        metavar="DURATION",
+        help="until every nameserver of the zone serves a change (default 5m)",
+    )
+    roll.add_argument(
+        "--parent-ds-ttl",
+        type=_seconds,
+        default=86400.0,
+        metavar="DURATION",
+        help="the parent's DS TTL (default 1d)",
+    )
+    roll.add_argument(
+        "--parent-propagation",
+        type=_seconds,
+        default=3600.0,
+        metavar="DURATION",
+        help="until every nameserver of the parent serves the DS seen at one (default 1h)",
+    )
 
 
 def _hash_password() -> int:
@@ -180,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         return _credential(args, loaded)
     if args.command == "agent":
         return _agent(args, loaded)
+    if args.command == "dnssec":
+        return _dnssec(args, loaded)
     if args.command == "check-config":
         names = ", ".join(_zone_names(loaded))
         print(f"{args.config}: OK ({len(loaded.zones)} zones: {names})")
@@ -517,3 +575,145 @@ def _when(at: float | None) -> str:
     if at is None:
         return "never"
     return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _dnssec(args: argparse.Namespace, loaded: config.Config) -> int:
+    """`dnssec ds|status|rollover`: read (and for a rollover, write) the zone's keys where
+    the server keeps them (its key_directory, else its database, also while it runs),
+    then ask a running server to reload so it signs with the new key times at once."""
+    from dynserver.dns.names import fqdn, name_text
+
+    zone = next((z for z in loaded.zones if name_text(z.name) == fqdn(args.zone)), None)
+    if zone is None:
+        print(f"dynserver: no zone {args.zone!r}; served: {', '.join(_zone_names(loaded))}", file=sys.stderr)
+        return 1
+    if zone.dnssec is None:
+        print(
+            f"dynserver: zone {name_text(zone.name)} is not signed: set enabled = true in "
+            f'[zones."{name_text(zone.name)}".dnssec]',
+            file=sys.stderr,
+        )
+        return 1
+    database = None
+    if zone.dnssec.key_directory is None:
+        database = _database(args, loaded, "this zone's keys")
+        if database is None:
+            return 1
+    return asyncio.run(_dnssec_command(args, loaded, zone, database))
+
+
+async def _dnssec_command(
+    args: argparse.Namespace, loaded: config.Config, zone: ZoneConfig, database: Path | None
+) -> int:
+    import time
+
+    from dynserver.dns.wire import TYPE_SOA
+    from dynserver.dnssec import keys, keystore, rollover
+    from dynserver.store.db import Store
+
+    store = await Store.open(database) if database is not None else None
+    try:
+        found = await keystore.load_keys(zone, store)
+        now = time.time()
+        if args.action == "ds":
+            chosen = [k for k in found if k.for_parent(now)] or [k for k in found if k.signing(now)]
+            if not chosen:
+                print(
+                    "dynserver: this zone has no key yet: the server makes one when it starts",
+                    file=sys.stderr,
+                )
+                return 1
+            for key in chosen:
+                print(key.ds_text())
+            return 0
+        times = [_key_times(key) for key in found]
+        if args.action == "status":
+            _print_dnssec_status(rollover.status(times, now))
+            return 0
+        timings = rollover.Timings(
+            dnskey_ttl=next(r.ttl for r in zone.rrsets if r.name == zone.name and r.rtype == TYPE_SOA),
+            max_ttl=_max_ttl(zone),
+            propagation=args.propagation,
+            parent_ds_ttl=args.parent_ds_ttl,
+            parent_propagation=args.parent_propagation,
+        )
+        by_tag = {key.tag: key for key in found}
+        try:
+            if args.ds_published:
+                changed = rollover.ds_published(times, now, timings)
+            else:
+                algorithm = zone.dnssec.algorithm if zone.dnssec is not None else keys.ECDSAP256SHA256
+                new = keys.generate(zone.name, algorithm, now)
+                while new.tag in by_tag:  # RFC 4034 tags collide: a roll needs two distinct ones
+                    new = keys.generate(zone.name, algorithm, now)
+                by_tag[new.tag] = new
+                changed = rollover.start(times, new.tag, now, timings)
+        except rollover.RolloverError as error:
+            print(f"dynserver: {error}", file=sys.stderr)
+            return 1
+        for change in changed:
+            settings = {name: getattr(change, name) for name in rollover.TIME_FIELDS}
+            await keystore.save_key(zone, store, keys.with_times(by_tag[change.tag], **settings))
+        found = await keystore.load_keys(zone, store)
+        _print_dnssec_status(rollover.status([_key_times(key) for key in found], now))
+    finally:
+        if store is not None:
+            await store.close()
+    _reload_after_keys(args)
+    return 0
+
+
+def _key_times(key: Any) -> Any:
+    from dynserver.dnssec.rollover import TIME_FIELDS, KeyTimes
+
+    return KeyTimes(key.tag, **{name: getattr(key, name) for name in TIME_FIELDS})
+
+
+def _max_ttl(zone: ZoneConfig) -> float:
+    """The largest TTL a validator may cache an RRset of the zone for: static RRsets,
+    dynamic records (and their pending TTL), negative answers (SOA MINIMUM)."""
+    from dynserver.dns.wire import TYPE_SOA
+    from dynserver.dns.zone import soa_fields
+
+    ttls = [r.ttl for r in zone.rrsets]
+    ttls += [r.ttl for r in zone.records] + [r.pending_ttl for r in zone.records if r.pending_ttl]
+    ttls += [soa_fields(r).minimum for r in zone.rrsets if r.name == zone.name and r.rtype == TYPE_SOA]
+    return float(max(ttls, default=0))
+
+
+def _print_dnssec_status(status: Any) -> None:
+    rows = [
+        (
+            str(key.tag),
+            word,
+            _when(key.publish),
+            _when(key.activate),
+            _when(key.sync_publish),
+            _when(key.delete),
+        )
+        for key, word in status.keys
+    ]
+    _print_table(("TAG", "STATE", "PUBLISH", "ACTIVATE", "CDS FROM", "REMOVE"), rows, "no keys")
+    print(f"phase: {status.phase.value}")
+    at = f" (at {_when(status.next_at)})" if status.next_at is not None else ""
+    print(f"next: {status.next_step}{at}")
+
+
+def _reload_after_keys(args: argparse.Namespace) -> None:
+    """Ask a running server to reload, so it signs with the new key times now (it also
+    reads them on its own at the next signing tick)."""
+    from dynserver import control
+
+    path = control.control_socket_of_file(Path(args.config), args.database)
+    if path is None:
+        print("the server applies this at its next signing tick (no control socket to ask it now)")
+        return
+    try:
+        reply = control.request(path, "reload")
+    except (OSError, ValueError):
+        print("no server answers on its control socket: it applies this when it starts")
+        return
+    if reply.get("ok") is True:
+        print("the running server reloaded: it signs with these keys now")
+    else:
+        print(f"dynserver: the server refused to reload: {reply.get('errors')}", file=sys.stderr)
