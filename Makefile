@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 # Debian packages the test suite talks to (real clients and real peers; chromium for the
 # web UI in a real browser, driven by Playwright; nftables for the partitions between one
 # location and one backend in tests/e2e/test_locations.py; certbot's RFC 2136 plugin,
-# lego and pebble, the ACME test server, for the DNS-01 challenges of tests/e2e/test_acme.py).
-TEST_DEBS  := dnsutils knot-dnsutils knot nsd bind9 unbound iproute2 util-linux nftables openssl ddclient inadyn curl chromium python3-certbot-dns-rfc2136 lego pebble
+# lego and pebble, the ACME test server, for the DNS-01 challenges of tests/e2e/test_acme.py;
+# ldnsutils and zonemaster-cli, validators of the signed zone in tests/e2e/test_dnssec.py).
+TEST_DEBS  := dnsutils knot-dnsutils knot nsd bind9 unbound iproute2 util-linux nftables openssl ddclient inadyn curl chromium python3-certbot-dns-rfc2136 lego pebble ldnsutils zonemaster-cli
 # Peer servers and the load generator for `make bench`.
 BENCH_DEBS := dnsutils nsd knot gdnsd pdns-server pdns-backend-bind dnsperf util-linux
 
