@@ -642,7 +642,10 @@ async def _dnssec_command(
             if args.ds_published:
                 changed = rollover.ds_published(times, now, timings)
             else:
-                algorithm = zone.dnssec.algorithm if zone.dnssec is not None else keys.ECDSAP256SHA256
+                current = rollover.status(times, now).old
+                # The new key has the current key's algorithm: an algorithm change needs the
+                # new algorithm's signatures everywhere before its key (RFC 6781 4.1.4).
+                algorithm = by_tag[current.tag].algorithm if current is not None else keys.ECDSAP256SHA256
                 new = keys.generate(zone.name, algorithm, now)
                 while new.tag in by_tag:  # RFC 4034 tags collide: a roll needs two distinct ones
                     new = keys.generate(zone.name, algorithm, now)

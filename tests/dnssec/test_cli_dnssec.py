@@ -159,3 +159,18 @@ def test_keys_in_the_database(tmp_path: Path, run: Run) -> None:
     assert "no key yet" in run(config, "ds").stderr
     started = run(config, "rollover")
     assert started.returncode == 1 and "one key in use" in started.stderr
+
+
+def test_a_rollover_keeps_the_current_keys_algorithm(tmp_path: Path, run: Run) -> None:
+    """The config asks for Ed25519, the zone's key is ECDSA: the roll makes an ECDSA key
+    (an algorithm change is another procedure, RFC 6781 4.1.4)."""
+    config = write(
+        tmp_path, f'\n[zones."{ZONE}".dnssec]\nenabled = true\nkey_directory = "keys"\nalgorithm = 15\n'
+    )
+    old = keys.generate(
+        tuple(label.encode() for label in ZONE.split(".")), keys.ECDSAP256SHA256, time.time() - 60
+    )
+    DirectoryKeys(tmp_path / "keys").save(old)
+    assert run(config, "rollover").returncode == 0
+    found = DirectoryKeys(tmp_path / "keys").load(old.zone)
+    assert sorted(k.algorithm for k in found) == [keys.ECDSAP256SHA256, keys.ECDSAP256SHA256]
