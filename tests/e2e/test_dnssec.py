@@ -13,9 +13,9 @@ unbound must set AD=1 and give the right answer for a positive answer, NXDOMAIN,
 a wildcard, a CNAME, an empty non-terminal and the dynamic name, before and after a
 failover and after a key rollover; SERVFAIL must appear nowhere. delv validates the same
 names by itself; ldns-verify-zone and dnssec-verify accept an AXFR of the zone; an NSD
-secondary serves the signed zone and unbound validates through it; Zonemaster's DNSSEC
-module reports no error (it only speaks to port 53, so that part runs in a private network
-namespace, tests/netns.py).
+secondary serves the signed zone (and a failover, which reaches it by IXFR) and unbound
+validates through it; Zonemaster's DNSSEC module reports no error (it only speaks to port
+53, so that part runs in a private network namespace, tests/netns.py).
 
 The first test proves the harness itself on a zone signed by BIND and served by NSD, and
 that it does fail: a child whose DS the parent does not have is SERVFAIL, never AD.
@@ -23,6 +23,7 @@ that it does fail: a child whose DS the parent does not have is SERVFAIL, never 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -419,6 +420,30 @@ def test_an_nsd_secondary_serves_the_signed_zone_and_unbound_validates_through_i
             dns.message.make_query(f"www.{CHILD}", "A", want_dnssec=True), host, port=port, timeout=3
         )
         assert rrset(reply, f"www.{CHILD}", "RRSIG") is not None
+        # A failover reaches NSD as an IXFR carrying the new signatures: still AD=1.
+        seen: list[str] = []
+
+        def fetch() -> dns.message.Message:
+            reply = resolver.ask(f"app.{CHILD}", "A")
+            seen.append(describe(reply))
+            return reply
+
+        world.alpha.kill()
+        try:
+            poll(
+                fetch, lambda r: app_values(r) == {world.beta.host}, "beta through the secondary", timeout=20
+            )
+        finally:
+            world.alpha.start()
+        poll(
+            fetch,
+            lambda r: app_values(r) == {world.alpha.host},
+            "alpha again through the secondary",
+            timeout=20,
+        )
+        assert not [s for s in seen if not s.startswith("NOERROR, AD")], seen
+        transfers = re.findall(r"event=transfer type=(\S+)", world.dynserver.log_text())
+        assert "IXFR" in transfers, transfers
 
 
 def test_zonemaster_dnssec_module_reports_no_error(world: World, tmp_path: Path) -> None:
