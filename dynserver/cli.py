@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     _database_options(add, listing, revoke)
     _agent_parser(commands)
     _dnssec_parser(commands)
+    _push_parser(commands)
     hashing = commands.add_parser(
         "hash-password", help="print a hash for [web] admin_password_hash (reads the password from stdin)"
     )
@@ -114,6 +115,20 @@ def _database_options(*actions: argparse.ArgumentParser) -> None:
         action.add_argument(
             "--database", metavar="PATH", help="SQLite file; overrides [server] database (the server's)"
         )
+
+
+def _push_parser(commands: Any) -> None:
+    push = commands.add_parser("push", help="push monitors' tokens (heartbeat URLs): add, list, remove")
+    actions = push.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="make a target's token; its heartbeat URL is printed once")
+    listing = actions.add_parser(
+        "list", help="targets with a token, created and last heartbeat (never tokens)"
+    )
+    remove = actions.add_parser("remove", help="delete a target's token: its heartbeats are refused at once")
+    _database_options(add, listing, remove)
+    for action in (add, remove):
+        action.add_argument("target", metavar="RECORD/TARGET", help="e.g. backup.dyn.example.test/nightly")
+    add.add_argument("--replace", action="store_true", help="a new token for a target that has one")
 
 
 def _agent_parser(commands: Any) -> None:
@@ -238,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         return _agent(args, loaded)
     if args.command == "dnssec":
         return _dnssec(args, loaded)
+    if args.command == "push":
+        database = _database(args, loaded, "push tokens")
+        return 1 if database is None else asyncio.run(_push_command(args, loaded, database))
     if args.command == "check-config":
         names = ", ".join(_zone_names(loaded))
         print(f"{args.config}: OK ({len(loaded.zones)} zones: {names})")
@@ -397,6 +415,9 @@ async def _probe(loaded: config.Config, record_text: str, target_name: str | Non
                 print(f"{label}: not checked ({'no monitor' if not named else 'no value yet'})")
                 continue
             for monitor in named:  # combined checks: each monitor in turn, named
+                if monitors[monitor].type == "push":
+                    print(f"{label}: {monitor}: a push monitor: heartbeats come in, nothing to probe")
+                    continue
                 check = build_check(monitors[monitor], target, address)
                 result = await run_check(check)
                 latency = f"{result.latency * 1000:.1f} ms" if result.latency is not None else "-"
@@ -544,6 +565,82 @@ async def _credential_command(args: argparse.Namespace, loaded: config.Config, d
             event = EventRow(kind="credential", reason="revoked", actor="cli", detail={"name": args.name})
             await store.add_events([event])
             print(f"credential {args.name} revoked")
+    finally:
+        await store.close()
+    return 0
+
+
+async def _push_command(args: argparse.Namespace, loaded: config.Config, database: Path) -> int:
+    """`push add|list|remove` on the server's database, also while it runs: the server
+    reads the token of each heartbeat from it, so no restart is needed."""
+    import time
+
+    from dynserver.store.db import EventRow, Store
+    from dynserver.update import push
+    from dynserver.update.targets import Targets
+
+    targets = Targets.build(r for zone in loaded.zones for r in zone.records)
+    monitors = {m.name: m for m in loaded.monitors}
+    key = None
+    if args.action != "list":
+        try:
+            ref = targets.check_scope(args.target)
+        except ValueError as error:
+            print(f"dynserver: {error}", file=sys.stderr)
+            return 1
+        record_name, _, target_name = ref.partition("/")
+        key = targets.by_ref(record_name, target_name)
+        if key is None:  # RECORD/*: a token is a target's
+            print(
+                f"dynserver: {args.target!r}: expected one target, e.g. {record_name}/bravo", file=sys.stderr
+            )
+            return 1
+    store = await Store.open(database)
+    try:
+        if args.action == "list":
+            rows = [
+                (f"{t.record}/{t.target}", t.type, _when(t.created), _when(t.last_used))
+                for t in await store.push_tokens()
+            ]
+            _print_table(("TARGET", "TYPE", "CREATED", "LAST HEARTBEAT"), rows, "no push tokens")
+            return 0
+        assert key is not None
+        record = targets.records[record_name]
+        hostname = targets.hostname(key)
+        if args.action == "remove":
+            removed = await store.delete_push_token(record_name, key[1], key[2])
+            event = EventRow(
+                kind="push", record=record_name + ".", target=key[2], reason="token removed", actor="cli"
+            )
+            if not await _recorded(
+                removed, f"{hostname} has no push token", lambda: store.add_events([event])
+            ):
+                return 1
+            print(f"push token of {hostname} removed: its heartbeats are refused from now on")
+            return 0
+        target = next(t for t in record.targets if t.name == key[2])
+        pushed = [n for n in monitors_of(record, target) if monitors[n].type == "push"]
+        if not pushed:
+            print(
+                f'dynserver: {hostname} has no push monitor; expected one of type = "push" in its monitor',
+                file=sys.stderr,
+            )
+            return 1
+        stored, token = push.create(record_name, key[1], key[2], now=time.time())
+        added = await store.add_push_token(stored, replace=args.replace)
+        reason = "token replaced" if args.replace else "token added"
+        event = EventRow(kind="push", record=record_name + ".", target=key[2], reason=reason, actor="cli")
+        refusal = f"{hostname} has a push token; remove it first, or pass --replace"
+        if not await _recorded(added, refusal, lambda: store.add_events([event])):
+            return 1
+        web = f"http://{loaded.server.http}" if loaded.server.http is not None else "https://YOUR-SERVER"
+        url = f"{web}/api/v1/push/{token}"
+        print(f"push token for {hostname} (monitor {', '.join(pushed)}); only a hash is stored.")
+        print("Its heartbeat URL, shown this once (GET or POST; ?status=down&msg=... reports a failure):")
+        print(f"  {url}")
+        print(f"e.g. in a crontab:  */5 * * * * curl -fsS -m 10 -o /dev/null '{url}'")
+        print("the token:")
+        print(token)
     finally:
         await store.close()
     return 0

@@ -196,6 +196,14 @@ class MonitorType(enum.StrEnum):
     TCP = "tcp"  #: a TCP connection (optionally send, then expect a reply)
     DNS = "dns"  #: a DNS query; the rcode (and optionally the data) decide
     ICMP = "icmp"  #: an echo request (ping)
+    PUSH = "push"  #: nothing is probed: heartbeats come in (the push URL, or updates)
+
+
+class Heartbeat(enum.StrEnum):
+    """What counts as a push monitor's heartbeat (its ``heartbeat``)."""
+
+    PUSH = "push"  #: a request to the target's push URL (/api/v1/push/TOKEN)
+    UPDATES = "updates"  #: that, and every address update of the target (dyndns2, API, RFC 2136)
 
 
 # The state machine's defaults are the monitor's: one place for both.
@@ -244,6 +252,9 @@ class Monitor:
     # days; the check fails for it only with certificate_expiry_fails.
     certificate_expiry_days: float | None = None
     certificate_expiry_fails: bool = False
+    # push: what counts as a heartbeat; the target is up while one arrives at least every
+    # interval * consecutive_down seconds.
+    heartbeat: Heartbeat = Heartbeat.PUSH
 
 
 @dataclass(frozen=True, slots=True)

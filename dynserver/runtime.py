@@ -45,7 +45,17 @@ from dynserver.locations.protocol import check_id
 from dynserver.locations.quorum import Connectivity, LocationStatus, LocationView, Tally
 from dynserver.metrics import Metrics, TargetSample
 from dynserver.mirror.worker import MirrorStatus, MirrorWorker
-from dynserver.model import Config, DynamicRecord, LocationsConfig, WebConfig, ZoneConfig, is_checked
+from dynserver.model import (
+    Config,
+    DynamicRecord,
+    Heartbeat,
+    LocationsConfig,
+    MonitorType,
+    WebConfig,
+    ZoneConfig,
+    is_checked,
+    monitors_of,
+)
 from dynserver.notify.sender import Alert, Notifier
 from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredChallenge, StoredState
 from dynserver.store.writer import Writer
@@ -653,7 +663,12 @@ class Runtime:
         monitored target being checked: a load balancer should not send traffic before."""
         dns_listening = self._dns_listening
         database_open = self.config.database is None or self.store is not None
-        monitored = sum(1 for r in self.engine.records.values() if is_checked(r))
+        pushed = self.engine.pushed  # heartbeats come in: nothing to wait for
+        monitored = sum(
+            1
+            for r in self.engine.records.values()
+            if any(n not in pushed for t in r.targets for n in monitors_of(r, t))
+        )
         if self.locations is not None and not self.locations.local:
             # Only agents check: ready once one of them is connected.
             checking = any(agent.connected for agent in self._agents.values())
@@ -829,6 +844,27 @@ class Runtime:
         )
         self.metrics.answer_changes.labels(_label(key[0]), key[1]).inc()
 
+    def heartbeat(
+        self, key: TargetKey, ok: bool, reason: str, latency: float | None = None, *, updates: bool = False
+    ) -> tuple[str, ...]:
+        """A heartbeat for a target's push monitors (its push URL, or with ``updates`` an
+        address update, for the monitors whose heartbeat = "updates"): the monitors that
+        took it (none: the target has no such monitor)."""
+        names = self.engine.push_monitors(key)
+        if updates:
+            names = tuple(n for n in names if self.engine.monitors[n].heartbeat is Heartbeat.UPDATES)
+        if not names:
+            return ()
+        result = Result(ok=ok, reason=reason, at=asyncio.get_running_loop().time(), latency=latency)
+        changes = []
+        for name in names:
+            self.metrics.check_result(name, MonitorType.PUSH, ok, latency)
+            change = self.engine.heartbeat(key, name, result)
+            if change is not None:
+                changes.append(change)
+        self._after_result([key], result, changes)  # states of changed targets saved there
+        return names
+
     def set_maintenance(self, key: TargetKey, on: bool, actor: str | None = None) -> bool:
         change = self.engine.set_maintenance(key, on, asyncio.get_running_loop().time())
         if change is None:
@@ -847,6 +883,9 @@ class Runtime:
         survives a crash; the new address is checked at once.
         """
         previous = self.engine.values[key]
+        # heartbeat = "updates": every update of the target is a heartbeat, a changed
+        # address or not (a dial-up backup that keeps its address still says it lives).
+        self.heartbeat(key, True, f"heartbeat: update via {via}", updates=True)
         if previous == value:
             self.metrics.update(via, "unchanged")
             return False, previous

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynserver.config.reader import KeyPath, Reader
+from dynserver.config.reader import KeyPath, Reader, alternatives
 from dynserver.health import http
 from dynserver.health.conditions import JsonCondition, parse_json_condition
 from dynserver.health.probes import parse_expected_codes
-from dynserver.model import Monitor, MonitorType
+from dynserver.model import Heartbeat, Monitor, MonitorType
 
 # Every key's default is the model's: Monitor is the one place they are written.
 _DEFAULT = Monitor(name="", type=MonitorType.HTTP)
@@ -44,7 +44,10 @@ _MONITOR_KEYS = {
     "quorum",
     "certificate_expiry_days",
     "certificate_expiry_fails",
+    "heartbeat",
 }
+# A push monitor probes nothing: only the keys of its timing and what a heartbeat is.
+_PUSH_KEYS = {"type", "interval", "consecutive_up", "consecutive_down", "failback_delay", "heartbeat"}
 
 
 def read_monitors(reader: Reader, raw: Any) -> tuple[Monitor, ...]:
@@ -55,6 +58,16 @@ def read_monitors(reader: Reader, raw: Any) -> tuple[Monitor, ...]:
         m = reader.table(monitor_raw, path)
         reader.unknown(m, path, _MONITOR_KEYS)
         kind = reader.choice(m, path, "type", MonitorType, None, _ONE_OF_TYPES)
+        heartbeat = reader.choice(m, path, "heartbeat", Heartbeat, Heartbeat.PUSH, alternatives(Heartbeat))
+        if kind is MonitorType.PUSH:
+            for key in m:
+                if key not in _PUSH_KEYS:
+                    raise reader.error(
+                        (*path, key),
+                        f"a push monitor probes nothing; expected only: {', '.join(sorted(_PUSH_KEYS))}",
+                    )
+        elif "heartbeat" in m:
+            raise reader.error((*path, "heartbeat"), f'expected a monitor of type = "push", got {kind}')
         interval = reader.number(m, path, "interval", _DEFAULT.interval, 0.1, 86400, float)
         timeout = reader.number(m, path, "timeout", min(_DEFAULT.timeout, interval), 0.05, 600, float)
         if timeout > interval:
@@ -130,6 +143,7 @@ def read_monitors(reader: Reader, raw: Any) -> tuple[Monitor, ...]:
                 quorum=reader.number(m, path, "quorum", 1, 1, 100, int) if "quorum" in m else None,
                 certificate_expiry_days=expiry_days,
                 certificate_expiry_fails=expiry_fails,
+                heartbeat=heartbeat,
             )
         )
     return tuple(result)

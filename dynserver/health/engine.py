@@ -19,7 +19,15 @@ from dynserver.health.probes import Check
 from dynserver.health.state import Event, Health, Result, TargetState, Thresholds, Transition
 from dynserver.health.windows import MaintenanceWindow
 from dynserver.locations.quorum import LocationView, Tally, is_fresh, joining, last_failed, tally
-from dynserver.model import DynamicRecord, LocationsConfig, Monitor, Target, monitors_of, required
+from dynserver.model import (
+    DynamicRecord,
+    LocationsConfig,
+    Monitor,
+    MonitorType,
+    Target,
+    monitors_of,
+    required,
+)
 from dynserver.types import CheckKey, RecordKey, TargetKey
 
 _RTYPES = {"A": wire.TYPE_A, "AAAA": wire.TYPE_AAAA, "CNAME": wire.TYPE_CNAME}
@@ -135,6 +143,21 @@ class Engine:
         # Each checked target's thresholds and how long its results stay fresh, built once
         # for apply() and tick(): both run for thousands of targets (tick: all, every second).
         limits_by_name = {name: thresholds(monitor) for name, monitor in self.monitors.items()}
+        # Push monitors: nothing is probed; heartbeats come in (heartbeat()), and a target
+        # without one for interval * consecutive_down is down (tick). A status=down
+        # heartbeat takes it down at once: its machine has consecutive_down = 1.
+        self.pushed = {name for name, m in self.monitors.items() if m.type is MonitorType.PUSH}
+
+        def beat(name: str) -> tuple[Thresholds, float]:
+            monitor = self.monitors[name]
+            return replace(
+                limits_by_name[name], consecutive_down=1
+            ), monitor.interval * monitor.consecutive_down
+
+        self._beats = {key: beat(name) for key, name in single.items() if name in self.pushed}
+        self._part_beats = {part: beat(part[1]) for part in self.parts if part[1] in self.pushed}
+        self._beat_start: dict[TargetKey | PartKey, float] = {}  # when silence started counting
+        single = {key: name for key, name in single.items() if name not in self.pushed}
         self._watched: dict[TargetKey, tuple[Thresholds, float]] = {
             key: (limits_by_name[name], machine.stale_after(limits_by_name[name]))
             for key, name in single.items()
@@ -142,6 +165,7 @@ class Engine:
         self._part_watched: dict[PartKey, tuple[Thresholds, float]] = {
             part: (limits_by_name[part[1]], machine.stale_after(limits_by_name[part[1]]))
             for part in self.parts
+            if part not in self._part_beats
         }
         # [locations]: each location's own state per checked target (its machine has no
         # failback delay: that applies to the voted state, self.states), the locations
@@ -169,7 +193,7 @@ class Engine:
             for key, name in single.items():
                 self.views[key] = {}
                 self._voters[key] = voter(name)
-            for part in self.parts:
+            for part in self._part_watched:  # heartbeats come here, not to locations: no vote
                 self.part_views[part] = {}
                 self._part_voters[part] = voter(part[1])
         # Maintenance windows (record's and target's), and the targets a window drained
@@ -202,6 +226,8 @@ class Engine:
                 if address is None:
                     continue
                 for name in names:  # combined checks: one check per monitor
+                    if name in self.pushed:
+                        continue  # heartbeats come in: nothing to probe
                     key = CheckKey(name, address, target.port, target.host, target.path)
                     if key not in found:
                         monitor = self.monitors[name]
@@ -260,7 +286,71 @@ class Engine:
                 changes.append(Change(record, self._target(record, key), transition))
         if self.parts:
             changes += self._tick_parts(now)
+        if self._beats or self._part_beats:
+            changes += self._tick_beats(now)
         return changes
+
+    # -- push monitors (heartbeats) -----------------------------------------------------
+
+    def push_monitors(self, key: TargetKey) -> tuple[str, ...]:
+        """The push monitors of a target (those that take heartbeats)."""
+        if key not in self._beats and key not in self.combined:
+            return ()
+        return tuple(name for name in monitors_of(*self._find(key)) if name in self.pushed)
+
+    def heartbeat(self, key: TargetKey, monitor: str, result: Result) -> Change | None:
+        """A heartbeat of one push monitor of a target (its push URL, or an update that
+        counts as one): ok, or a status=down that takes the target down at once."""
+        if key in self.combined:
+            part = (key, monitor)
+            beat = self._part_beats.get(part)
+            if beat is None:
+                return None
+            self.parts[part], _ = machine.step(self.parts[part], result, beat[0])
+            return self._combine(key, result.at, self._named(part, result))
+        limits = self._beats.get(key)
+        if limits is None or monitor not in monitors_of(*self._find(key)):
+            return None
+        new, transition = machine.step(self.states[key], result, limits[0])
+        self.states[key] = new
+        return None if transition is None else Change(*self._find(key), transition)
+
+    def _tick_beats(self, now: float) -> list[Change]:
+        """Targets whose heartbeats stopped: down, with how long they have been silent (as
+        a failed result, shown like a check's); failback delays that ended: up."""
+        changes = []
+        for key, (limits, window) in self._beats.items():
+            new, transition = self._beat_tick(key, self.states[key], now, limits, window)
+            if new is not None:
+                self.states[key] = new
+            if transition is not None:
+                changes.append(Change(*self._find(key), transition))
+        touched = set()
+        for part, (limits, window) in self._part_beats.items():
+            new, _ = self._beat_tick(part, self.parts[part], now, limits, window)
+            if new is not None:
+                self.parts[part] = new
+                touched.add(part[0])
+        return changes + [c for key in touched if (c := self._combine(key, now)) is not None]
+
+    def _beat_tick(
+        self, slot: TargetKey | PartKey, state: TargetState, now: float, limits: Thresholds, window: float
+    ) -> tuple[TargetState | None, Transition | None]:
+        """One push monitor's state at ``now`` (None: unchanged)."""
+        if state.observed is Health.PENDING:
+            if state.pending_until is not None and now >= state.pending_until:
+                return machine.tick(state, now, limits)
+        elif state.observed is Health.DOWN:
+            return None, None
+        last = state.last_result
+        since = max(last.at if last is not None else 0.0, state.watched_since)
+        if not since:  # never heard of: silence counts from the first tick
+            since = self._beat_start.setdefault(slot, now)
+        if now - since <= window:
+            return None, None
+        what = "no heartbeat yet after" if last is None else "no heartbeat for"
+        reason = f"{what} {now - since:.0f} s (expected within {window:g} s)"
+        return machine.step(state, Result(ok=False, reason=reason, at=now), limits)
 
     # -- combined checks (several monitors per target) ------------------------------------
 
@@ -428,6 +518,8 @@ class Engine:
             change = self._revote(key, now)
             if change is not None:
                 changes.append(change)
+        if self._beats or self._part_beats:
+            changes += self._tick_beats(now)
         if self._part_voters:
             parts = self.parts
             touched = {

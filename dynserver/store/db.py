@@ -18,7 +18,7 @@ from typing import Any
 
 import aiosqlite
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE target_state (
@@ -97,6 +97,16 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (zone, tag, algorithm)
     );
     """,
+    # Push monitors' tokens (dynserver.update.push): the SHA-256 of each token, never the
+    # token; one per target, names in the text form.
+    8: """
+    CREATE TABLE IF NOT EXISTS push_token (
+        digest BLOB PRIMARY KEY,
+        record TEXT NOT NULL, type TEXT NOT NULL, target TEXT NOT NULL,
+        created REAL NOT NULL, last_used REAL,
+        UNIQUE (record, type, target)
+    );
+    """,
 }
 
 
@@ -162,6 +172,18 @@ class StoredAgent:
     last_contact: float | None = None
     version: str | None = None  # the agent's, from its last stream
     canary: str | None = None  # host:port this agent connects to for its connectivity
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPushToken:
+    """A push monitor's token as stored: its hash, and the target it beats for."""
+
+    digest: bytes
+    record: str  # text form, without the final dot (as scopes write it)
+    type: str
+    target: str
+    created: float
+    last_used: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -574,6 +596,42 @@ class Store:
     async def delete_agent(self, name: str) -> bool:
         return await self._changed_one("DELETE FROM agent WHERE name = ?", (name,))
 
+    # -- push tokens ------------------------------------------------------------------
+    # Written by `dynserver push add/remove` from another process; read per heartbeat.
+
+    async def push_tokens(self) -> list[StoredPushToken]:
+        sql = f"SELECT {_PUSH_COLUMNS} FROM push_token ORDER BY record, type, target"
+        async with self._db.execute(sql) as cursor:
+            rows = await cursor.fetchall()
+        return [StoredPushToken(*row) for row in rows]
+
+    async def push_token(self, digest: bytes) -> StoredPushToken | None:
+        sql = f"SELECT {_PUSH_COLUMNS} FROM push_token WHERE digest = ?"
+        async with self._db.execute(sql, (digest,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else StoredPushToken(*row)
+
+    async def add_push_token(self, token: StoredPushToken, *, replace: bool = False) -> bool:
+        """A target's token; False if it has one already (unless ``replace``: the old one
+        stops working in the same commit)."""
+        if replace:
+            await self._execute(
+                "DELETE FROM push_token WHERE record = ? AND type = ? AND target = ?",
+                (token.record, token.type, token.target),
+            )
+        return await self._changed_one(
+            f"INSERT OR IGNORE INTO push_token ({_PUSH_COLUMNS}) VALUES (?,?,?,?,?,?)", astuple(token)
+        )
+
+    async def delete_push_token(self, record: str, type: str, target: str) -> bool:
+        return await self._changed_one(
+            "DELETE FROM push_token WHERE record = ? AND type = ? AND target = ?", (record, type, target)
+        )
+
+    async def touch_push_token(self, digest: bytes, at: float) -> None:
+        """When a token last beat: a hint for `push list`, written at most once a minute."""
+        await self._changed_one("UPDATE push_token SET last_used = ? WHERE digest = ?", (at, digest))
+
     async def touch_agents(self, contacts: dict[str, tuple[float, str | None]]) -> None:
         """Each agent's last contact (Unix time) and version; an older time changes nothing."""
         await self._execute_many(
@@ -592,6 +650,7 @@ class Store:
 
 
 _CREDENTIAL_COLUMNS = "name, salt, digest, admin, targets, created, last_used"
+_PUSH_COLUMNS = "digest, record, type, target, created, last_used"
 _AGENT_COLUMNS = "name, salt, digest, created, last_contact, version, canary"
 
 

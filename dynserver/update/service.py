@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dynserver.runtime import Runtime
 from dynserver.store.db import Store
 from dynserver.types import TargetKey
-from dynserver.update import credentials
+from dynserver.update import credentials, push
 from dynserver.update.credentials import Principal
 from dynserver.update.limits import Block, Limiter, LimitPolicy
 from dynserver.update.targets import Targets
@@ -81,6 +81,25 @@ class Updates:
         if blocked is not None:  # locked by guesses at its name: locked on every path
             return blocked
         return await self._succeeded(found.name, Principal.of(found))
+
+    async def push(self, token: str, client: str) -> TargetKey | None:
+        """The target a push token beats for (None: no such token, counted as a failed
+        authentication towards the client's lockout). The token is never logged."""
+        store = self._store()
+        found = None
+        if store is not None and push.looks_like_token(token):
+            found = await store.push_token(push.digest(token))
+        key = None if found is None else self.targets.by_ref(found.record, found.target)
+        if found is None or key is None or key[1] != found.type:
+            self._failed(client, None)
+            return None
+        now = self._wall()
+        touched = f"push:{found.record}/{found.target}"
+        if store is not None and now - self._touched.get(touched, 0.0) >= LAST_USED_EVERY:
+            self._touched[touched] = now
+            with contextlib.suppress(Exception):  # a hint only: never fail a heartbeat for it
+                await store.touch_push_token(found.digest, now)
+        return key
 
     async def update(
         self, principal: Principal, key: TargetKey, value: str, *, client: str, via: str

@@ -29,6 +29,7 @@ from dynserver.errors import RequestError
 from dynserver.model import DynamicRecord, is_checked
 from dynserver.runtime import Runtime
 from dynserver.types import TargetKey
+from dynserver.update import push
 from dynserver.update.credentials import Principal
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
@@ -213,6 +214,28 @@ def create_api(
         changed = runtime.set_maintenance(key, on, actor=principal.name)
         return _encoded(schema.MaintenanceResult(changed=changed, target=target_body(record, key[2])))
 
+    async def heartbeat(request: Request) -> Response:
+        """GET or POST /push/TOKEN: a push monitor's heartbeat (the token is the secret:
+        no Authorization; refused tokens count towards the client's lockout)."""
+        client = client_address(request)
+        block = updates.admit(client)
+        if block is not None:
+            raise _too_many(block)
+        try:
+            beat = push.beat(request.query_params)
+        except ValueError as error:
+            raise ApiError(400, ErrorCode.BAD_REQUEST, str(error)) from None
+        key = await updates.push(request.path_params["token"], client)
+        if key is None:
+            raise ApiError(404, ErrorCode.NOT_FOUND, "no push monitor's target has this token")
+        hostname = updates.targets.hostname(key)
+        monitors = runtime.heartbeat(key, beat.ok, beat.reason, beat.latency)
+        if not monitors:
+            detail = f"{hostname} has no push monitor now (the config changed since its token was made)"
+            raise ApiError(409, ErrorCode.CONFLICT, detail)
+        health = runtime.target_state(key).health
+        return _encoded(schema.PushResult(ok=True, target=hostname, monitors=list(monitors), health=health))
+
     async def check(request: Request, principal: Principal) -> Response:
         record = find_record(request)
         if not is_checked(record):
@@ -366,6 +389,7 @@ def create_api(
             ),
             Route("/events", authenticated(events, admin=True), methods=["GET"]),
             Route("/locations", authenticated(locations), methods=["GET"]),
+            Route("/push/{token}", heartbeat, methods=["GET", "POST"]),
             Route("/reload", authenticated(reload, admin=True), methods=["POST"]),
             Route(
                 "/config" + record_path,

@@ -176,6 +176,55 @@ def _definition_path(
 ACME_PATH = "/acme/challenges"  # dynserver.web.acme's, relative to the API's mount
 
 
+def _push(method: str) -> dict[str, Any]:
+    """A push monitor's heartbeat: GET for cron one-liners (curl), POST alike."""
+    query: list[tuple[str, str, str, dict[str, Any]]] = [
+        (
+            "status",
+            "Up (default) or down: a down heartbeat takes the target down at once.",
+            "up",
+            {"enum": ["up", "down"]},
+        ),
+        ("msg", "A message, kept (200 characters) in the heartbeat's reason.", "backup done", {}),
+        (
+            "ping",
+            "A latency to record, in milliseconds (Uptime Kuma's).",
+            "42",
+            {"pattern": "^[0-9]{1,9}(\\.[0-9]{1,6})?$"},
+        ),
+    ]
+    return {
+        "operationId": f"pushHeartbeat{method.capitalize()}",
+        "summary": "A push monitor's heartbeat (the token is the secret: no Authorization)",
+        "description": "Uptime Kuma's push URL: the target is up while heartbeats arrive within "
+        "its monitor's interval x consecutive_down. Tokens come from `dynserver push add`. A "
+        "refused token counts towards the client's lockout like a wrong credential.",
+        "security": [],
+        "parameters": [
+            _in_path("token", "The target's push token (printed once by `dynserver push add`).", "k3J...Zq"),
+            *(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": False,
+                    "description": text,
+                    "schema": {"type": "string", **more},
+                    "example": example,
+                }
+                for name, text, example, more in query
+            ),
+        ],
+        "responses": {
+            "200": _json(schema.PushResult, "Taken."),
+            "400": _error("BadRequest"),
+            "404": _error_body("No target has this token."),
+            "409": _error_body("The token's target has no push monitor now (the config changed)."),
+            "429": _error("TooManyRequests"),
+            "500": _error("ServerError"),
+        },
+    }
+
+
 def _challenge(operation: str, summary: str, status: str) -> dict[str, Any]:
     """POST or DELETE of an ACME challenge (admin, or a credential scoped acme:NAME)."""
     return {
@@ -491,6 +540,7 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/push/{token}": {method: _push(method) for method in ("get", "post")},
         "/locations": {
             "get": {
                 "operationId": "listLocations",

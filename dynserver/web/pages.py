@@ -62,6 +62,7 @@ EVENT_KINDS = (
     "acme",
     "certificate",
     "rrl",
+    "push",
 )
 PROPAGATION_LABELS = {propagation.IN_SYNC: "in sync", propagation.STALE: "stale", propagation.ERROR: "error"}
 STATE_COLOURS = {  # the same as the .state-* badges in style.css (the chart's legend)

@@ -29,7 +29,8 @@ UnixTime = Annotated[float, Meta(description="Unix time.")]
 _EVENT_KINDS = (
     "health, answer, maintenance, update, check, auth, credential, mirror, notify, system, agent, location, "
     "reload (also every edit: actor and changes), acme (DNS-01 challenges added and removed), "
-    "certificate (a target's certificate expires soon), rrl (rate limiting of a network started or stopped)."
+    "certificate (a target's certificate expires soon), rrl (rate limiting of a network started or stopped), "
+    "push (a push monitor's token added, replaced or removed)."
 )
 
 
@@ -245,6 +246,15 @@ class Maintenance(RequestBody, frozen=True):
 class MaintenanceResult(ResponseBody, frozen=True):
     changed: bool
     target: Target
+
+
+class PushResult(ResponseBody, frozen=True):
+    """A push monitor's heartbeat, taken (Uptime Kuma answers {"ok": true} too)."""
+
+    ok: Annotated[bool, Meta(description="Always true: a refused heartbeat is an error body.")]
+    target: Annotated[str, Meta(description="<target>.<record>: the target it beats for.")]
+    monitors: Annotated[list[str], Meta(description="The push monitors that took it.")]
+    health: Annotated[Health, Meta(description="The target's health after it.")]
 
 
 class Checking(ResponseBody, frozen=True):
@@ -488,6 +498,7 @@ RESPONSES: Final = (
     Target,
     UpdateResult,
     MaintenanceResult,
+    PushResult,
     Checking,
     EventList,
     Propagation,

@@ -74,7 +74,9 @@ def live(tmp_path: Path) -> Iterator[Live]:
 # -- ddclient -------------------------------------------------------------------------
 
 
-def ddclient(live: Live, password: str, address: str) -> subprocess.CompletedProcess[str]:
+def ddclient(
+    live: Live, password: str, address: str, *, login: str = "bravo-backup", hostname: str = BRAVO
+) -> subprocess.CompletedProcess[str]:
     program = require_program("ddclient", "ddclient")
     usage = subprocess.run([program, "-help"], capture_output=True, text=True, timeout=30).stdout
     # ddclient 3.10 deprecates use=ip for usev4=ipv4; older versions know only use=ip.
@@ -84,10 +86,10 @@ def ddclient(live: Live, password: str, address: str) -> subprocess.CompletedPro
         "ssl=no\n"
         "protocol=dyndns2\n"
         f"server={live.http}\n"
-        "login=bravo-backup\n"
+        f"login={login}\n"
         f"password='{password}'\n"
         f"{how}\n"
-        f"{BRAVO}\n"
+        f"{hostname}\n"
     )
     os.chmod(conf, 0o600)  # ddclient warns about a config others can read
     cache = live.folder / "ddclient.cache"
