@@ -208,7 +208,7 @@ def matches(if_match: str, etag: str) -> bool:
 # Form fields whose text is a number in the file; the others are strings as typed.
 NUMBERS = frozenset(
     {
-        *("priority", "check_port", "port", "ttl", "min_up", "pending_ttl"),
+        *("priority", "weight", "check_port", "port", "ttl", "min_up", "pending_ttl"),
         *("interval", "timeout", "retries", "consecutive_up", "consecutive_down", "failback_delay"),
     }
 )

@@ -620,7 +620,7 @@ def chart_svg(samples: list[Sample], targets: list[str], since: float, until: fl
 
 # -- the editing forms' fields: the TOML keys they set (docs/configuration.md) --------
 
-TARGET_FIELDS = ("name", "value", "priority", "check_address", "check_port", "host", "path")
+TARGET_FIELDS = ("name", "value", "priority", "weight", "check_address", "check_port", "host", "path")
 MONITOR_FIELDS = (
     *("type", "port", "path", "interval", "timeout"),
     *("consecutive_up", "consecutive_down", "expected_codes", "expected_body"),

@@ -276,6 +276,10 @@ class TargetDefinition(Definition, frozen=True):
     )
     value: str | msgspec.UnsetType = msgspec.UNSET
     priority: Annotated[int, Meta(description="Lower is preferred.")] | msgspec.UnsetType = msgspec.UNSET
+    weight: (
+        Annotated[int, Meta(description="Share of first places in a rotating answer (1-1000).")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
     maintenance: bool | msgspec.UnsetType = msgspec.UNSET
     check_address: str | msgspec.UnsetType = msgspec.UNSET
     check_port: int | msgspec.UnsetType = msgspec.UNSET
@@ -294,6 +298,7 @@ class RecordDefinition(Definition, frozen=True):
     policy: str | msgspec.UnsetType = msgspec.UNSET
     fallback: str | msgspec.UnsetType = msgspec.UNSET
     min_up: int | msgspec.UnsetType = msgspec.UNSET
+    order: Annotated[str, Meta(examples=["rotate", "fixed"])] | msgspec.UnsetType = msgspec.UNSET
     pending_ttl: int | msgspec.UnsetType = msgspec.UNSET
     mirror: Any | msgspec.UnsetType = msgspec.UNSET
     targets: list[TargetDefinition] | msgspec.UnsetType = msgspec.UNSET

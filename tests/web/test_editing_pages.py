@@ -67,12 +67,13 @@ def test_a_target_is_added_edited_and_removed_from_the_record_page(tmp_path: Pat
             page, hidden = await admin_page(app, http, f"/records/{APP}")
             assert 'action="/records/app.dyn.example.test/targets"' in page
             form = {**hidden, "name": "alpha", "value": "192.0.2.30", "priority": "0", "check_port": "8080"}
-            added = await http.post(f"/records/{APP}/targets", data=form)
+            added = await http.post(f"/records/{APP}/targets", data={**form, "weight": "3"})
             assert added.status_code == 303, added.text
             assert targets(path)["alpha"] == {
                 "name": "alpha",
                 "value": "192.0.2.30",
                 "priority": 0,
+                "weight": 3,
                 "check_port": 8080,
             }
             assert path.read_text().startswith(NOTE)
@@ -115,6 +116,7 @@ def test_a_refused_change_shows_its_message_next_to_the_field_and_keeps_what_was
             _, hidden = await admin_page(app, http, f"/records/{APP}")
             cases = [
                 ({"name": "alpha", "value": "192.0.2.30", "priority": "high"}, "priority"),
+                ({"name": "alpha", "value": "192.0.2.30", "weight": "0"}, "weight"),
                 ({"name": "alpha", "value": "not-an-address"}, "value"),
                 ({"name": "alpha", "value": "192.0.2.30", "check_address": "nowhere"}, "check_address"),
                 ({"name": "charlie", "value": "192.0.2.30"}, "name"),  # exists already
@@ -242,7 +244,7 @@ def test_the_forms_are_for_the_admin_only(tmp_path: Path) -> None:
     run(test)
 
 
-TARGET = ("name", "value", "priority", "check_address", "check_port", "host", "path")
+TARGET = ("name", "value", "priority", "weight", "check_address", "check_port", "host", "path")
 TARGETS_KEY = "zones.dyn.example.test.records.app.targets"
 
 
@@ -252,6 +254,11 @@ TARGETS_KEY = "zones.dyn.example.test.records.app.targets"
         ("zones.dyn.example.test.records.app.ttl", "expected a whole number", None),  # not on the form
         (TARGETS_KEY, "target 'alpha': priority must be a whole number 0-65535", "priority"),
         (TARGETS_KEY, "target 'alpha': check_port must be 1-65535; expected a port number", "check_port"),
+        (
+            TARGETS_KEY,
+            "target 'alpha': weight 0 is not a whole number 1-1000; expected its share of first places",
+            "weight",
+        ),
         (TARGETS_KEY, "target 'alpha': 'x' is not an IP address", "value"),
         (
             TARGETS_KEY,
