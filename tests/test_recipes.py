@@ -6,18 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from dynserver import config
 from dynserver.model import DynamicRecord, Order, required
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "recipes.md"
 BLOCK = re.compile(r"<!-- recipe: ([a-z-]+) -->\n```toml\n(.*?)```", re.DOTALL)
-# A recipe written against keys another part of issue 17 brings (heartbeats): it loads
-# once those keys are in the config loader.
-PENDING = {
-    "dialup": 'push monitors and heartbeat = "updates" (issue 17) are not in the loader yet',
-}
 
 
 def recipes() -> dict[str, str]:
@@ -49,10 +42,19 @@ def test_database(tmp_path: Path) -> None:
     assert all(required(record, target) == 2 for target in record.targets)
 
 
-@pytest.mark.skip(reason=PENDING["dialup"])
 def test_dialup(tmp_path: Path) -> None:
-    main, backup = load(tmp_path, "dialup").targets
-    assert (main.value, backup.value) == ("192.0.2.10", None)  # pragma: no cover - until heartbeats land
+    path = tmp_path / "dynserver.toml"
+    path.write_text(recipes()["dialup"])
+    loaded = config.load(path)
+    (record,) = loaded.zones[0].records
+    main, backup = record.targets
+    assert (main.value, backup.value, backup.monitors) == ("192.0.2.10", None, ("dialup",))
+    dialup = next(m for m in loaded.monitors if m.name == "dialup")
+    assert (dialup.type, dialup.heartbeat, dialup.interval * dialup.consecutive_down) == (
+        "push",
+        "updates",
+        900,
+    )
 
 
 def test_nightly(tmp_path: Path) -> None:
