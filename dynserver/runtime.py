@@ -1146,7 +1146,10 @@ class Runtime:
                 continue
             built = self._build_zone(origin, sign=False)  # signed below, with what changed
             if _digest(built) == _digest(old) and _soa_rest(built) == _soa_rest(old):
-                self.zones[origin] = old
+                # The same data: the same serial. Only the order of answers may have
+                # changed (a record's order, a target's weight): then its names are
+                # rendered again below, and secondaries have nothing new to transfer.
+                self.zones[origin] = old if _turns(built) == _turns(old) else built.with_serial(old.serial)
                 continue
             serial = next_serial(self.serials[origin])
             if serial_gt(file_serial, serial):
@@ -1183,6 +1186,8 @@ class Runtime:
                 signing_changed |= (old.signed is None) != (zone.signed is None)
             if old is None or zone is None or origin not in self.transfers.journals:
                 continue
+            if zone.serial == old.serial:
+                continue  # only the order of answers changed: nothing to journal
             delta = journal.diff(old, zone, changed[origin])
             seq = self.transfers.journals[origin].add(delta)
             if self.writer is not None:
@@ -1662,6 +1667,17 @@ def _digest(zone: Zone) -> str:
                 continue
             digest.update(repr((name, rtype, rrset.ttl, sorted(rrset.texts()))).encode())
     return digest.hexdigest()
+
+
+def _turns(zone: Zone) -> dict[tuple[Name, int], tuple[int, ...]]:
+    """The rotating RRsets of a zone and their turns (health/policy.rotation), which its
+    digest leaves out: they change the order of answers, not the zone's data."""
+    return {
+        (name, rtype): rrset.turns
+        for name, node in zone.nodes.items()
+        for rtype, rrset in node.items()
+        if rrset.turns
+    }
 
 
 @dataclasses.dataclass(slots=True)
