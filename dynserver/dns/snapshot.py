@@ -124,6 +124,9 @@ class Snapshot:
         # SOA serial changes every time), and keys whose reply holds another zone's data.
         self._refs: dict[Name, set[bytes]] = {}
         self._cross: set[bytes] = set()
+        # The other way round: the names each key is listed under in _refs, so a change
+        # costs work in proportion to the replies it drops, not to the zone's size.
+        self._names_of: dict[bytes, set[Name]] = {}
         if warm:
             self._warm(self.zones.values())
 
@@ -148,7 +151,25 @@ class Snapshot:
                 copy.pop(key, None)
             tables.append(copy)
         new._tables = tuple(tables)
-        new._refs = {n: keys - drop for n, keys in self._refs.items() if n not in names}
+        # The index without the dropped keys. Shallow copies (C speed); a set that loses
+        # keys is replaced, never changed, so this snapshot's index stays as it was.
+        refs = self._refs.copy()
+        names_of = self._names_of.copy()
+        for name in names:
+            refs.pop(name, None)
+        losing: dict[Name, set[bytes]] = {}
+        for key in drop:
+            for name in names_of.pop(key, ()):
+                if name not in names:
+                    losing.setdefault(name, set()).add(key)
+        for name, keys in losing.items():
+            kept = refs[name] - keys if name in refs else None
+            if kept:
+                refs[name] = kept
+            else:
+                refs.pop(name, None)
+        new._refs = refs
+        new._names_of = names_of
         new._memo_room = max(0, MEMO_LIMIT - len(new._tables[0]))
         return new
 
@@ -354,7 +375,9 @@ class Snapshot:
             return  # REFUSED: not ours, and no zone change can make it ours
         origin = zone.origin
         depth = len(origin)
+        listed = self._names_of.setdefault(key, set())
         self._refs.setdefault(qname, set()).add(key)
+        listed.add(qname)
         sections = (resolution.answer, resolution.authority, *resolution.glue, *resolution.additional)
         for section in sections:
             for record in section:
@@ -363,6 +386,7 @@ class Snapshot:
                     self._cross.add(key)  # a CNAME chain or an address from another zone
                     return
                 self._refs.setdefault(owner, set()).add(key)
+                listed.add(owner)
 
 
 def _character_strings(text: str) -> list[bytes]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import calendar
+import functools
 import hashlib
 import struct
 import time
@@ -77,12 +78,12 @@ class Key:
     sync_publish: float | None = None
     sync_delete: float | None = None
 
-    @property
+    @functools.cached_property
     def rdata(self) -> bytes:
         """The DNSKEY RDATA in wire form."""
         return struct.pack("!HBB", self.flags, PROTOCOL, self.algorithm) + self.public
 
-    @property
+    @functools.cached_property
     def tag(self) -> int:
         return key_tag(self.rdata)
 

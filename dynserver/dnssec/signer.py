@@ -25,7 +25,7 @@ from types import MappingProxyType
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-from dnslib import RD
+from dnslib import CNAME, MX, NS, PTR, RD, SOA, DNSLabel
 
 from dynserver.dns import wire
 from dynserver.dns.zone import (
@@ -41,6 +41,7 @@ from dynserver.dns.zone import (
     Signature,
     Signed,
     Zone,
+    copy_mapping,
     hashed_owner,
     nsec3_hash,
     rdata_wire,
@@ -66,12 +67,25 @@ class Policy:
 
 
 def canonical_rdata(rtype: int, rd: RD) -> bytes:
-    """RFC 4034 6.2: names in the RDATA of the listed types in lower case, uncompressed."""
+    """RFC 4034 6.2: names in the RDATA of the listed types in lower case, uncompressed.
+
+    SOA, NS, CNAME, PTR and MX (what a failover re-signs: the SOA every time) are laid out
+    here from dnslib's fields; the other types with names go through dnspython."""
+    if isinstance(rd, SOA):
+        return _lower_name(rd.mname) + _lower_name(rd.rname) + struct.pack("!IIIII", *rd.times)
+    if isinstance(rd, MX):
+        return bytes(rd.preference.to_bytes(2, "big")) + _lower_name(rd.label)
+    if isinstance(rd, CNAME | NS | PTR):
+        return _lower_name(rd.label)
     data = rdata_wire(rd)
     if rtype not in _NAME_TYPES:
         return data
     rdata = dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RdataType(rtype), data, 0, len(data))
     return bytes(rdata.to_digestable())
+
+
+def _lower_name(label: DNSLabel) -> bytes:
+    return wire.name_to_wire(tuple(part.lower() for part in label.label))
 
 
 def type_bitmap(types: Iterable[int]) -> bytes:
@@ -193,8 +207,8 @@ class ZoneSigner:
         """Sign these names' RRsets (and NSEC3 records, for NSEC3 owners) anew."""
         signed = zone.signed
         assert signed is not None
-        sigs = dict(signed.sigs)
-        nsec3 = dict(signed.nsec3)
+        sigs = copy_mapping(signed.sigs)
+        nsec3 = copy_mapping(signed.nsec3)
         changed: set[Name] = set()
         for name in names:
             if name in nsec3:
@@ -220,9 +234,9 @@ class ZoneSigner:
     ) -> tuple[Signed, set[Name]]:
         origin = self.origin
         cuts = zone.cuts
-        sigs = {} if full else dict(previous.sigs)
-        hashes = {} if full else dict(previous.hashes)
-        nsec3 = {} if full else dict(previous.nsec3)
+        sigs = {} if full else copy_mapping(previous.sigs)
+        hashes = {} if full else copy_mapping(previous.hashes)
+        nsec3 = {} if full else copy_mapping(previous.nsec3)
         chain = [] if full else list(previous.chain)
         changed: set[Name] = set(names)
         members: list[Name] = []
