@@ -44,10 +44,14 @@ ORIGIN = parse_name("dyn.example.test")
 
 def write(folder: Path, records: int, signed: bool, algorithm: int) -> Path:
     (folder / "zone").write_text(ZONE)
-    lines = ['[server]\ndns = ["127.0.0.1:0"]\ndatabase = ""\n', '[zones."dyn.example.test"]\nfile = "zone"\n']
+    lines = [
+        '[server]\ndns = ["127.0.0.1:0"]\ndatabase = ""\n',
+        '[zones."dyn.example.test"]\nfile = "zone"\n',
+    ]
     if signed:
         lines.append(
-            f'[zones."dyn.example.test".dnssec]\nenabled = true\nkey_directory = "keys"\nalgorithm = {algorithm}\n'
+            '[zones."dyn.example.test".dnssec]\nenabled = true\nkey_directory = "keys"\n'
+            f"algorithm = {algorithm}\n"
         )
     for i in range(records):
         lines.append(
