@@ -344,6 +344,18 @@ class Runtime:
         self.signers = signers
         return changed
 
+    def _key_event_passed(self, now: float) -> bool:
+        """A key time (publish, activate, inactive, delete, sync_...) fell between the last
+        signing tick and ``now``: the sweeper (once a second) signs at once, not within 60 s."""
+        last = self._last_dnssec_tick
+        return any(
+            last < at <= now
+            for signer in self.signers.values()
+            for key in signer.keys
+            for at in key_times(key)
+            if at
+        )
+
     def dnssec_keys(self, origin: Name) -> list[Key]:
         """The keys a signed zone is signed with now (empty for an unsigned zone)."""
         signer = self.signers.get(origin)
@@ -361,9 +373,22 @@ class Runtime:
                 return zone
             return Zone(origin=zone.origin, nodes=zone.nodes, cuts=zone.cuts, soa=zone.soa)
         now = time.time()
-        self._signed_state[origin] = signer.state(now)
-        if previous is None or previous.signed is None or names is None or previous.cuts != zone.cuts:
-            return signer.sign(zone, now)
+        state = signer.state(now)
+        # Other keys publish or sign than when the zone was last signed (a rollover's
+        # step): every RRset needs the signatures of the keys that sign now.
+        keys_moved = state != self._signed_state.get(origin)
+        self._signed_state[origin] = state
+        if (
+            keys_moved
+            or previous is None
+            or previous.signed is None
+            or names is None
+            or previous.cuts != zone.cuts
+        ):
+            signed_zone = signer.sign(zone, now)
+            if isinstance(names, set):  # every name, and every NSEC3 owner before and after
+                names |= set(zone.nodes) | _signed_owners(previous) | _signed_owners(signed_zone)
+            return signed_zone
         carried = Zone(
             origin=zone.origin, nodes=zone.nodes, cuts=zone.cuts, soa=zone.soa, signed=previous.signed
         )
@@ -428,9 +453,7 @@ class Runtime:
             if keys_changed or before.signed is None or signer.state(now) != self._signed_state.get(origin):
                 self.serials[origin] = next_serial(self.serials[origin])
                 zone = self._build_zone(origin)
-                names = set(before.nodes) | set(zone.nodes)
-                names |= set(before.signed.nsec3) if before.signed is not None else set()
-                names |= set(zone.signed.nsec3) if zone.signed is not None else set()
+                names = set(before.nodes) | set(zone.nodes) | _signed_owners(before) | _signed_owners(zone)
                 log.info("event=dnssec_signed zone=%s keys=%s", _text(origin), signer.state(now))
             else:
                 due = signer.due(before, now, DNSSEC_SLICE)
@@ -1001,7 +1024,7 @@ class Runtime:
                 self._save_state(target_key(change.record, change.target))
             self._handle_changes(changes)
             await self._expire_challenges()
-            if time.time() - self._last_dnssec_tick >= DNSSEC_TICK:
+            if time.time() - self._last_dnssec_tick >= DNSSEC_TICK or self._key_event_passed(time.time()):
                 self._last_dnssec_tick = time.time()
                 try:
                     await self.dnssec_tick()
@@ -1700,6 +1723,13 @@ def _signer(zone: ZoneConfig, keys: list[Key]) -> ZoneSigner:
         inception_offset=zone.dnssec.inception_offset,
     )
     return ZoneSigner(zone.name, keys, policy)
+
+
+def _signed_owners(zone: Zone | None) -> set[Name]:
+    """The owner names of a zone's RRSIG and NSEC3 records."""
+    if zone is None or zone.signed is None:
+        return set()
+    return set(zone.signed.sigs) | set(zone.signed.nsec3)
 
 
 def _key_texts(signer: ZoneSigner) -> list[str]:

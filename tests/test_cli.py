@@ -138,7 +138,7 @@ def test_serve_refuses_a_broken_config_and_serves_nothing(tmp_path: Path) -> Non
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f'dynserver: config error: {path}:6: zones."dyn.example.test".typo: unknown key; '
-        "expected one of: file, records, transfer"
+        "expected one of: dnssec, file, records, transfer"
     )
     assert not (tmp_path / "dynserver.db").exists(), "nothing was started, not even the database"
 

@@ -19,7 +19,8 @@ from dynserver import config
 from dynserver.app import App
 from dynserver.config import parse_name
 from dynserver.dns.zone import Zone, hashed_owner
-from dynserver.dnssec.keys import parse_key_files
+from dynserver.dnssec import keystore
+from dynserver.dnssec.keys import generate, parse_key_files, with_times
 from dynserver.errors import ConfigError
 from dynserver.xfr import journal
 from tests.dnssec.support import covers, matches, validate_sections
@@ -239,3 +240,41 @@ def test_config_errors_name_the_key(tmp_path: Path, text: str) -> None:
     key = text.split(" ")[0]
     assert f'zones."dyn.example.test".dnssec.{key}' in str(error.value)
     assert "dynserver.toml:" in str(error.value)
+
+
+def test_a_key_that_starts_signing_signs_every_rrset(tmp_path: Path) -> None:
+    """A second key saved (a rollover's first step) and a reload: every RRset carries an
+    RRSIG by each key that signs; when the first key stops signing, by the second alone."""
+    path = write(tmp_path, 'key_directory = "keys"')
+
+    async def main() -> None:
+        app = App(config.load(path))
+        await app.start()
+        try:
+            runtime = app.runtime
+            (old,) = runtime.dnssec_keys(ORIGIN)
+            zone_config = runtime.zone_configs[ORIGIN]
+            new = generate(ORIGIN, 13, time.time(), avoid=[old.tag])
+            await keystore.save_key(zone_config, None, new)
+            outcome = await runtime.reload(actor="test", via="test")
+            assert outcome.ok, outcome.errors
+            for name, qtype in [("www.dyn.example.test", "A"), ("nothing.dyn.example.test", "A")]:
+                reply = ask(app, name, qtype)
+                tags = {
+                    sig.key_tag
+                    for rrset in reply.answer + reply.authority
+                    if rrset.rdtype == 46
+                    for sig in rrset
+                }
+                assert tags == {old.tag, new.tag}, (name, tags)
+                validate_sections(reply, keys_of(app))
+            await keystore.save_key(zone_config, None, with_times(old, inactive=time.time() - 1))
+            await runtime.dnssec_tick()
+            reply = ask(app, "www.dyn.example.test")
+            tags = {sig.key_tag for rrset in reply.answer if rrset.rdtype == 46 for sig in rrset}
+            assert tags == {new.tag}
+            validate_sections(reply, keys_of(app))
+        finally:
+            await app.stop()
+
+    run(main())

@@ -492,11 +492,6 @@ def test_zonemaster_dnssec_module_reports_no_error(world: World, tmp_path: Path)
 # -- a key rollover, end to end ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="signing core (042c0c1): a key that starts signing does not re-sign the RRsets already "
-    "signed, so they carry the old key's RRSIG alone and go bogus when it leaves (reported to dnssec)",
-)
 def test_a_key_rollover_never_breaks_validation(tmp_path: Path) -> None:
     """`dynserver dnssec rollover` with the waits shrunk to the test's TTLs: the new key is
     published and signs, CDS switches to it when `dnssec status` says so, the parent gets
