@@ -48,6 +48,7 @@ import itertools
 import json
 import os
 import re
+import select
 import shlex
 import shutil
 import statistics
@@ -76,6 +77,10 @@ START_TIMEOUT_S = 60.0
 TEST_SERVER_START_S = 60.0
 DNS_OFFSET_S = 20.0  # dnsperf starts this long into the observation window
 OVER_FACTOR = 1.1  # "late" beyond the jitter: an interval > 1.1 x the check interval
+
+# Descriptors each process may need: dynserver's checks in flight (at most its cap, 256
+# by default), its listeners, database and web connections, with room to spare.
+FILES_NEEDED = 4096
 
 TARGET_QPS_RATIO = 0.60
 TARGET_P99_S = 1.0
@@ -386,14 +391,13 @@ class Bench:
 
     def start_test_server(self) -> subprocess.Popen[bytes]:
         total = self.args.records * self.args.per_record
-        bu.progress(f"finding a port free on {total} target addresses ...")
-        self.hport = bu.common_tcp_port([target_address(k) for k in range(total)])
         extra = ["--count", str(total), "--log", str(self.arrivals_log), "--stats", str(self.test_stats)]
-        argv = [sys.executable, str(bu.HTTP_OK_SERVER), "--port", str(self.hport), *extra]
+        # --port 0: the test server picks a port free on its one loopback listener.
+        argv = [sys.executable, str(bu.HTTP_OK_SERVER), "--port", "0", *extra]
         self.result.test_server_command = shlex.join(["taskset", "-c", str(CLIENT_CPU), *argv])
         bu.progress(f"test server: {self.result.test_server_command}")
         proc = self.spawn(argv, "test-server.log", CLIENT_CPU, pipe=True)
-        bu.wait_line(proc, b"ready", TEST_SERVER_START_S)
+        self.hport = int(ready_line(proc, TEST_SERVER_START_S).split()[1])
         return proc
 
     def start_dynserver(self, monitored: bool) -> subprocess.Popen[bytes]:
@@ -659,8 +663,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def preflight(total: int) -> str | None:
-    """Why the bench cannot run on this machine, or None."""
+def ready_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """The test server's "ready <port>" line."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        if not chunk:
+            raise bu.BenchError(f"the test server exited (code {proc.wait()})")
+        buffer += chunk
+        for line in buffer.decode(errors="replace").splitlines():
+            if line.startswith("ready ") and buffer.endswith(b"\n"):
+                return line
+    raise bu.BenchError(f"no 'ready' from the test server in {timeout} s")
+
+
+def preflight() -> str | None:
+    """Why the bench cannot run on this machine, or None. Descriptors: the test server
+    listens on one socket (http_ok_server.py) and dynserver holds at most its cap of
+    checks in flight (health/scheduler.py), so no process needs one per target."""
     if not set(CPUS) <= os.sched_getaffinity(0):
         return f"needs CPUs {CLIENT_CPU} and {SERVER_CPU}"
     for tool in ("taskset", "dnsperf"):
@@ -669,7 +694,7 @@ def preflight(total: int) -> str | None:
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = total + 1024
+    need = FILES_NEEDED
     if soft < need:
         if hard != resource.RLIM_INFINITY and hard < need:
             return f"needs {need} open files (ulimit -n), the hard limit is {hard}"
@@ -679,7 +704,7 @@ def preflight(total: int) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    problem = preflight(args.records * args.per_record)
+    problem = preflight()
     if problem:
         print(f"check_capacity: {problem}", file=sys.stderr)
         return 2
