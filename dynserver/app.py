@@ -51,7 +51,10 @@ class App:
         self.runtime = Runtime(config, self.transfers)
         runtime = self.runtime
         self.scheduler: Scheduler[CheckKey] = Scheduler(
-            runtime.on_result, on_lateness=runtime.metrics.check_lateness.observe
+            runtime.on_result,
+            on_lateness=runtime.metrics.check_lateness.observe,
+            max_in_flight=config.server.checks_in_flight,
+            on_behind=runtime.on_checks_behind,
         )
         self.notifier = Notifier(config.notify, report=runtime.on_delivery)
         # Mirrors (Cloudflare, RFC 2136 primaries) get each changed answer; queued, never awaited.

@@ -72,6 +72,22 @@ class LocationSample(Protocol):
     def excluded(self) -> str | None: ...  # why it is excluded from the vote; None: it votes
 
 
+class CheckLoad(Protocol):
+    """What the check-load gauges read (dynserver.health.scheduler's Load has these fields:
+    the Runtime passes its scheduler's load)."""
+
+    @property
+    def checks(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def max_in_flight(self) -> int: ...
+    @property
+    def waiting(self) -> int: ...
+    @property
+    def behind(self) -> bool: ...
+
+
 class Metrics:
     """Every metric of one running dynserver, and the registry that renders them.
 
@@ -84,6 +100,7 @@ class Metrics:
         targets: Callable[[], Iterable[TargetSample]] = tuple,
         serials: Callable[[], Mapping[str, int]] = dict,
         locations: Callable[[], Iterable[LocationSample]] = tuple,
+        checks: Callable[[], CheckLoad | None] = lambda: None,
         process: bool = True,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -158,6 +175,7 @@ class Metrics:
         )
         self._location_children: dict[tuple[str, bool], Counter] = {}
         registry.register(_StateCollector(self.queries, targets, serials, locations))
+        registry.register(_CheckLoadCollector(checks))
         if process:
             ProcessCollector(registry=registry)  # CPU, memory, open files (Linux /proc)
 
@@ -195,6 +213,41 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition format (version 0.0.4)."""
         return generate_latest(self.registry)
+
+
+class _CheckLoadCollector(Collector):
+    """The scheduler's load, read at scrape time: checks in flight against the cap,
+    checks due but waiting for a slot, and whether checks run late (back pressure)."""
+
+    def __init__(self, load: Callable[[], CheckLoad | None]) -> None:
+        self._load = load
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(None)
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(self._load())
+
+    def _families(self, load: CheckLoad | None) -> Iterator[Metric]:
+        for name, doc, value in (
+            ("dynserver_checks_scheduled", "Distinct checks the scheduler runs.", "checks"),
+            ("dynserver_checks_in_flight", "Checks running now (each holds a socket).", "in_flight"),
+            (
+                "dynserver_checks_in_flight_limit",
+                "The cap on checks running at once ([server] checks_in_flight).",
+                "max_in_flight",
+            ),
+            ("dynserver_checks_waiting", "Checks due and waiting for a free slot.", "waiting"),
+            (
+                "dynserver_checks_behind",
+                "1 while checks start over a second late (the machine cannot keep up), else 0.",
+                "behind",
+            ),
+        ):
+            family = GaugeMetricFamily(name, doc)
+            if load is not None:
+                family.add_metric([], float(getattr(load, value)))
+            yield family
 
 
 class _StateCollector(Collector):

@@ -69,6 +69,9 @@ class ServerConfig:
     # DNS Cookies' server secret (16 bytes, shared by servers behind one address); None:
     # a random one per start, so cookies handed out before a restart are renewed.
     cookie_secret: bytes | None = None
+    # Health checks running at once (each holds a socket): more wait for a slot, and if
+    # they wait too long the scheduler says it is behind (dynserver/health/scheduler.py).
+    checks_in_flight: int = 256
 
 
 @dataclass(frozen=True, slots=True)

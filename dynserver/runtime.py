@@ -39,7 +39,7 @@ from dynserver.health.conditions import expiry_reason
 from dynserver.health.engine import Change, Engine, checked_address, target_key
 from dynserver.health.policy import Decision
 from dynserver.health.probes import Check
-from dynserver.health.scheduler import Scheduler
+from dynserver.health.scheduler import Load, Scheduler
 from dynserver.health.state import Health, Result, TargetState
 from dynserver.locations.protocol import check_id
 from dynserver.locations.quorum import Connectivity, LocationStatus, LocationView, Tally
@@ -133,7 +133,10 @@ class Runtime:
         self.zones: dict[Name, Zone] = {origin: self._build_zone(origin) for origin in self.zone_configs}
         # /metrics: target states and serials are read from here when scraped.
         self.metrics = Metrics(
-            targets=self._target_samples, serials=self._serial_texts, locations=self.location_statuses
+            targets=self._target_samples,
+            serials=self._serial_texts,
+            locations=self.location_statuses,
+            checks=self.check_load,
         )
         # Transfers (and signed queries) are answered by `transfers`, which keeps each
         # zone's IXFR journal.
@@ -704,6 +707,36 @@ class Runtime:
             "database_open": database_open,
             "checks_running": checks_running,
         }
+
+    def check_load(self) -> Load | None:
+        """The scheduler's load (None before it is attached): /metrics and the dashboard."""
+        scheduler = getattr(self, "scheduler", None)
+        return scheduler.load() if scheduler is not None else None
+
+    def on_checks_behind(self, behind: bool, load: Load) -> None:
+        """The scheduler fell behind (checks start over a second late: the machine, or the
+        cap of checks in flight, cannot keep up) or caught up again: said, not hidden."""
+        if behind:
+            reason = (
+                f"checks are running late: the last started {load.late:.1f} s after its due time; "
+                f"{load.in_flight} of at most {load.max_in_flight} in flight, {load.waiting} waiting"
+            )
+            log.warning(
+                "event=checks_behind late=%.3f in_flight=%d max_in_flight=%d waiting=%d",
+                load.late,
+                load.in_flight,
+                load.max_in_flight,
+                load.waiting,
+            )
+        else:
+            reason = "checks start on time again"
+            log.info("event=checks_caught_up in_flight=%d waiting=%d", load.in_flight, load.waiting)
+        detail = {"late": round(load.late, 3), "in_flight": load.in_flight, "waiting": load.waiting}
+        self._event(
+            EventRow(
+                kind="scheduler", result="behind" if behind else "caught_up", reason=reason, detail=detail
+            )
+        )
 
     # -- secondaries: AXFR/IXFR and NOTIFY ---------------------------------------------
 

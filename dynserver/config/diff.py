@@ -29,6 +29,11 @@ def describe(old: Config, new: Config) -> list[str]:
     out += _keyed("monitor", {m.name: m for m in old.monitors}, {m.name: m for m in new.monitors}, _fields)
     if (old.server.rrl, old.server.cookie_secret) != (new.server.rrl, new.server.cookie_secret):
         out.append("[server.rrl] or cookie_secret: changed (applies at the next start)")
+    if old.server.checks_in_flight != new.server.checks_in_flight:
+        out.append(
+            f"[server] checks_in_flight: {old.server.checks_in_flight} -> {new.server.checks_in_flight} "
+            "(applies at the next start)"
+        )
     for section in ("server", "notify", "web", "locations", "keys", "mirrors"):
         before, after = getattr(old, section), getattr(new, section)
         if before != after:

@@ -27,6 +27,7 @@ _SERVER_KEYS = {
     "user",
     "rrl",
     "cookie_secret",
+    "checks_in_flight",
 }
 _RRL_KEYS = {"enabled", "rate", "slip", "window", "exempt"}
 
@@ -56,6 +57,7 @@ def read_server(reader: Reader, raw: Any) -> ServerConfig:
             table, key_path, "tcp_max_connections_per_client", 64, 1, 100_000, int
         ),
         control=reader.get(table, key_path, "control", str, None, 'a file name ("" for none)'),
+        checks_in_flight=reader.number(table, key_path, "checks_in_flight", 256, 1, 10_000, int),
         user=_read_user(reader, table, key_path),
         rrl=_read_rrl(reader, table.get("rrl", {}), (*key_path, "rrl")),
         cookie_secret=_read_cookie_secret(reader, table, key_path),

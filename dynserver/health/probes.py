@@ -91,23 +91,48 @@ async def _once(check: Check, clock: Clock) -> Result:
             ok, reason = outcome[0], outcome[1]
             if len(outcome) > 2:
                 expires = outcome[2]
-    except TimeoutError:
-        ok, reason = False, "timeout"
-    except ConnectionRefusedError:
-        ok, reason = False, "connection refused"
-    except ssl.SSLCertVerificationError as error:
-        ok, reason = False, f"TLS error: certificate verify failed: {error.verify_message}"
-    except ssl.SSLError as error:
-        ok, reason = False, f"TLS error: {error.reason or error}"
-    except dns.exception.Timeout:
-        ok, reason = False, "timeout"
-    except http.ProbeFailure as error:
-        ok, reason = False, str(error)
-    except (ConnectionResetError, asyncio.IncompleteReadError):
-        ok, reason = False, "connection closed by the server"
-    except OSError as error:
-        ok, reason = False, error.strerror or str(error)
-    finished = clock()
+    except (
+        OSError,
+        ssl.SSLError,
+        dns.exception.Timeout,
+        http.ProbeFailure,
+        asyncio.IncompleteReadError,
+    ) as error:
+        ok, reason = False, failure_reason(error)
+    return conclude(check, ok, reason, started, clock(), expires)
+
+
+def failure_reason(error: Exception) -> str:
+    """What a failed attempt says, for a person: "timeout", "connection refused"..."""
+    if isinstance(error, TimeoutError | dns.exception.Timeout):
+        return "timeout"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS error: certificate verify failed: {error.verify_message}"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error: {error.reason or error}"
+    if isinstance(error, http.ProbeFailure):
+        return str(error)
+    if isinstance(error, ConnectionResetError | asyncio.IncompleteReadError):
+        return "connection closed by the server"
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    return str(error)  # pragma: no cover - the callers pass only the types above
+
+
+def conclude(
+    check: Check,
+    ok: bool,
+    reason: str,
+    started: float,
+    finished: float,
+    expires: float | None = None,
+    at: float | None = None,
+) -> Result:
+    """One attempt's result: a slow answer or an expiring certificate fails it. ``at``:
+    the result's time on the event loop's clock, when ``started`` and ``finished`` are
+    read from another (a finer one: uvloop's time() moves in milliseconds)."""
     limit = check.monitor.max_response_time
     if ok and limit is not None:
         # A slow answer is a failure of this attempt: a retry may be faster.
@@ -119,7 +144,13 @@ async def _once(check: Check, clock: Clock) -> Result:
         expiring = conditions.expiry_reason(expires, time.time(), days)
         if expiring is not None:
             ok, reason = False, expiring
-    return Result(ok=ok, reason=reason, at=finished, latency=finished - started, certificate_expires=expires)
+    return Result(
+        ok=ok,
+        reason=reason,
+        at=finished if at is None else at,
+        latency=finished - started,
+        certificate_expires=expires,
+    )
 
 
 # -- http / https ---------------------------------------------------------------------
@@ -165,20 +196,84 @@ async def _http(check: Check) -> tuple[bool, str, float | None]:
         max_bytes=check.monitor.max_response_bytes,
         certificate=check.monitor.certificate_expiry_days is not None,
     )
-    status, expires = response.status, response.certificate_expires
+    ok, reason = judge_http(check, response.status, response.body)
+    return ok, reason, response.certificate_expires
+
+
+def judge_http(check: Check, status: int, body: bytes) -> tuple[bool, str]:
+    """A response's verdict: the expected codes, then the body's conditions."""
     if not any(low <= status <= high for low, high in check.monitor.expected_codes):
-        return False, f"status {status}", expires
-    text = response.body.decode("utf-8", errors="replace")
-    if check.monitor.expected_body is not None and check.monitor.expected_body not in text:
-        return False, f"body lacks {check.monitor.expected_body!r}", expires
-    if check.monitor.unexpected_body is not None and check.monitor.unexpected_body in text:
-        return False, f"body contains {check.monitor.unexpected_body!r}", expires
+        return False, f"status {status}"
+    if check.monitor.expected_body is not None or check.monitor.unexpected_body is not None:
+        text = body.decode("utf-8", errors="replace")
+        if check.monitor.expected_body is not None and check.monitor.expected_body not in text:
+            return False, f"body lacks {check.monitor.expected_body!r}"
+        if check.monitor.unexpected_body is not None and check.monitor.unexpected_body in text:
+            return False, f"body contains {check.monitor.unexpected_body!r}"
     if check.monitor.expected_json is not None:
         # The body is the one expected_body reads, bounded by max_response_bytes.
-        matched, why = check.monitor.expected_json.evaluate(response.body)
+        matched, why = check.monitor.expected_json.evaluate(body)
         if not matched:
-            return False, why, expires
-    return True, f"status {status}", expires
+            return False, why
+    return True, f"status {status}"
+
+
+@dataclass(frozen=True, slots=True)
+class FastHttp:
+    """A plain-HTTP check run as an ``http.Exchange`` (callbacks on a raw socket) instead
+    of a coroutine: what the scheduler runs for thousands of targets. Built once per
+    check (``fast_http``); the request bytes are those of the coroutine probe."""
+
+    check: Check
+    port: int
+    request: bytes
+    head_only: bool
+
+    def start(self, exchange: http.Exchange) -> None:
+        exchange.start(self.check.address, self.port, self.request, self.check.monitor.timeout)
+
+    def result(
+        self,
+        status: int,
+        body: bytes,
+        error: Exception | None,
+        started: float,
+        now: float,
+    ) -> Result:
+        """The check's result, as ``run_check`` would give it. ``started``: time.monotonic()
+        when the exchange started; ``now``: the loop's time, the result's ``at``."""
+        monitor = self.check.monitor
+        if error is not None:
+            ok, reason = False, failure_reason(error)
+        else:
+            ok, reason = judge_http(self.check, status, body)
+        result = conclude(self.check, ok, reason, started, time.monotonic(), at=now)
+        if monitor.invert:
+            ok, reason = conditions.inverted(result.ok, result.reason)
+            return Result(ok=ok, reason=reason, at=result.at, latency=result.latency)
+        return result
+
+
+def fast_http(check: Check) -> FastHttp | None:
+    """The check as a ``FastHttp``, or None when it needs the coroutine probe: HTTPS, a
+    host name to resolve, retries, redirects to follow, or a request it would not send."""
+    monitor = check.monitor
+    if check.type != MonitorType.HTTP or monitor.retries or monitor.follow_redirects:
+        return None
+    try:
+        ipaddress.ip_address(check.address)
+    except ValueError:
+        return None
+    port = check.port or 80
+    headers = (("User-Agent", check.monitor.user_agent or USER_AGENT), *check.headers)
+    path = check.path if check.path.startswith("/") else "/" + check.path
+    try:
+        _url, _sni, request = http.first_request(
+            "http", check.address, port, path, check.monitor.method, headers
+        )
+    except http.ProbeFailure:
+        return None
+    return FastHttp(check=check, port=port, request=request, head_only=check.monitor.method == "HEAD")
 
 
 # -- tcp ------------------------------------------------------------------------------

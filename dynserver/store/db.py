@@ -134,7 +134,7 @@ class StoredState:
 @dataclass(frozen=True, slots=True)
 class EventRow:
     # health | answer | maintenance | update | check | auth | credential | agent | mirror | notify | system
-    # | acme (challenges added and removed)
+    # | acme (challenges added and removed) | scheduler (checks fell behind or caught up)
     kind: str
     record: str | None = None
     target: str | None = None

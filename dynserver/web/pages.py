@@ -63,6 +63,7 @@ EVENT_KINDS = (
     "certificate",
     "rrl",
     "push",
+    "scheduler",
 )
 PROPAGATION_LABELS = {propagation.IN_SYNC: "in sync", propagation.STALE: "stale", propagation.ERROR: "error"}
 STATE_COLOURS = {  # the same as the .state-* badges in style.css (the chart's legend)
@@ -134,7 +135,9 @@ def routes(
                     "records": [record_card(r) for r in config.records] if config else [],
                 }
             )
-        return render(request, "index.html", {"zones": zones, "now": time.time()})
+        load = runtime.check_load()
+        behind = load if load is not None and load.behind else None
+        return render(request, "index.html", {"zones": zones, "now": time.time(), "checks_behind": behind})
 
     def find_record(request: Request) -> DynamicRecord | None:
         return updates.targets.record(request.path_params["fqdn"])

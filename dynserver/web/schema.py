@@ -30,7 +30,8 @@ _EVENT_KINDS = (
     "health, answer, maintenance, update, check, auth, credential, mirror, notify, system, agent, location, "
     "reload (also every edit: actor and changes), acme (DNS-01 challenges added and removed), "
     "certificate (a target's certificate expires soon), rrl (rate limiting of a network started or stopped), "
-    "push (a push monitor's token added, replaced or removed)."
+    "push (a push monitor's token added, replaced or removed), "
+    "scheduler (checks fell behind: the machine cannot keep up; or caught up)."
 )
 
 

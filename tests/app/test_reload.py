@@ -101,7 +101,7 @@ def test_states_values_and_schedules_survive_and_a_new_target_is_checked(tmp_pat
                     break
                 await asyncio.sleep(0.02)
             report(app, "127.0.0.23", True)
-            tasks = dict(app.scheduler._tasks)
+            scheduled = app.scheduler.scheduled()
             serial = runtime.serials[ORIGIN]
             text = path.read_text().replace(
                 '  { name = "backup", value = "127.0.0.22", priority = 2 },\n',
@@ -116,10 +116,13 @@ def test_states_values_and_schedules_survive_and_a_new_target_is_checked(tmp_pat
             assert runtime.target_state(PRIMARY).health is Health.DOWN
             assert runtime.value((APP, "A", "backup")) == "127.0.0.23"
             assert answer(app) == ["127.0.0.23"]
-            # The unchanged checks kept their tasks (their schedule); the new one runs.
-            for key, task in tasks.items():
-                assert app.scheduler._tasks[key] is task
-            assert any(k.address == "127.0.0.24" for k in app.scheduler._tasks)
+            # The unchanged checks kept their schedule (due times); the new one runs.
+            now_scheduled = app.scheduler.scheduled()
+            for key, due in scheduled.items():
+                assert key in now_scheduled
+                if due is not None and now_scheduled[key] is not None:
+                    assert now_scheduled[key] == due
+            assert any(k.address == "127.0.0.24" for k in now_scheduled)
             # The target's own name is new zone content: a new serial, journaled.
             assert runtime.serials[ORIGIN] == serial + 1
             journal = runtime.transfers.journals[ORIGIN]
@@ -133,7 +136,7 @@ def test_states_values_and_schedules_survive_and_a_new_target_is_checked(tmp_pat
             removed = await runtime.reload(actor="test", via="api")
             assert "record app.dyn.example.test A: target third removed" in removed.changes
             await asyncio.sleep(0)
-            assert not any(k.address == "127.0.0.24" for k in app.scheduler._tasks)
+            assert not any(k.address == "127.0.0.24" for k in app.scheduler.scheduled())
         finally:
             await app.stop()
         with sqlite3.connect(tmp_path / "dynserver.db") as db:

@@ -6,6 +6,10 @@ head, keeps it (so a test can assert what the probe sent), then plays the script
 test: raw bytes, pauses, a close, or nothing at all. The end-to-end tests
 (tests/e2e/test_failover.py) cover TLS, SNI and real server processes; these cover the
 HTTP/1.1 framing a real server may use.
+
+Every case runs twice: through ``run_check`` (the coroutine probe) and through the
+scheduler, which runs plain HTTP checks as an ``http.Exchange`` on a raw socket (and
+hands retries and redirects to ``run_check``): both must give the same result.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from dataclasses import dataclass, field, replace
 import pytest
 import uvloop
 
-from dynserver.health.probes import Check, run_check
+from dynserver.health.probes import Check, fast_http, run_check
+from dynserver.health.scheduler import Scheduler
 from dynserver.health.state import Result
-from dynserver.model import Monitor
+from dynserver.model import Monitor, MonitorType
 from tests.support import loopback
 
 Script = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
@@ -37,6 +42,32 @@ def event_loop_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     """Every case on both event loops: dynserver runs on uvloop, whose transports are not
     asyncio's classes and whose callbacks come in their own order."""
     monkeypatch.setattr(sys.modules[__name__], "_run", RUNNERS[request.param])
+
+
+async def _probe(check: Check) -> Result:
+    return await run_check(check)
+
+
+async def _scheduled(check: Check) -> Result:
+    """The check's first result from a scheduler, as dynserver runs it."""
+    got: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+    scheduler: Scheduler[int] = Scheduler(lambda _key, result: got.done() or got.set_result(result))
+    scheduler.set_checks({0: (check, 3600.0)})
+    scheduler.check_now()
+    try:
+        return await got
+    finally:
+        await scheduler.stop()
+
+
+_runner: Callable[[Check], Awaitable[Result]] = _probe
+
+
+@pytest.fixture(autouse=True, params=["run_check", "scheduler"])
+def check_runner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        sys.modules[__name__], "_runner", _probe if request.param == "run_check" else _scheduled
+    )
 
 
 @dataclass
@@ -86,7 +117,7 @@ def check_against(
         check = Check(monitor=monitor, address=host, port=port, path=monitor.path, headers=())
         check = replace(check, **overrides)  # type: ignore[arg-type]
         try:
-            result = await run_check(check)
+            result = await _runner(check)
         finally:
             listener.close()
         return result, server.heads
@@ -286,7 +317,7 @@ def test_a_closed_port_is_refused() -> None:
         port = listener.sockets[0].getsockname()[1]
         listener.close()
         await listener.wait_closed()
-        return await run_check(Check(monitor=MONITOR, address=host, port=port, path="/", headers=()))
+        return await _runner(Check(monitor=MONITOR, address=host, port=port, path="/", headers=()))
 
     result = _run(main())
     assert (result.ok, result.reason) == (False, "connection refused")
@@ -306,3 +337,13 @@ def test_retries_run_again_within_one_check(fails: int) -> None:
     result, heads = check_against(script, replace(MONITOR, retries=1))
     assert len(heads) == 2
     assert (result.ok, result.reason) == ((True, "status 200") if fails == 1 else (False, "status 500"))
+
+
+def test_plain_http_runs_without_a_coroutine_and_the_rest_with_one() -> None:
+    """What the scheduler runs as an Exchange: plain HTTP to an address, no retries or redirects."""
+    check = Check(monitor=MONITOR, address="127.0.0.1", port=80, path="/health", headers=())
+    assert fast_http(check) is not None
+    assert fast_http(replace(check, monitor=replace(MONITOR, retries=1))) is None
+    assert fast_http(replace(check, monitor=replace(MONITOR, follow_redirects=True))) is None
+    assert fast_http(replace(check, monitor=replace(MONITOR, type=MonitorType.HTTPS))) is None
+    assert fast_http(replace(check, address="backend.example.test")) is None

@@ -13,6 +13,7 @@ from dynserver.health import scheduler as scheduler_module
 from dynserver.health.probes import Check
 from dynserver.health.scheduler import Scheduler
 from dynserver.health.state import Result
+from dynserver.metrics import Metrics
 from dynserver.model import Monitor
 
 MONITOR = Monitor(name="m", type="tcp", port=1)
@@ -101,3 +102,123 @@ def test_interval_is_the_longest_wait_between_checks(monkeypatch: pytest.MonkeyP
     assert all(0.9 * interval - 1e-6 <= gap <= interval + 1e-6 for gap in gaps), gaps
     assert len({round(gap, 4) for gap in gaps}) > len(gaps) // 2  # not a fixed cadence
     assert sum(gaps) / len(gaps) < 0.99 * interval
+
+
+def test_a_cap_too_small_to_keep_up_is_said_and_so_is_catching_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Back pressure: with one check in flight at a time and checks that take 0.1 s, ten
+    checks due every 0.5 s cannot all start on time; the scheduler says it is behind
+    (once), with how much waits, never more than the cap in flight. When checks become
+    quick it says it caught up."""
+    monkeypatch.setattr(scheduler_module, "BEHIND", 0.3)
+    monkeypatch.setattr(scheduler_module, "CAUGHT_UP_AFTER", 0.5)
+    work = 0.1
+    running = peak = 0
+
+    async def fake_check(spec: Check, clock: object = None) -> Result:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(work)
+        running -= 1
+        return Result(ok=True, reason="ok", at=asyncio.get_running_loop().time())
+
+    monkeypatch.setattr(scheduler_module, "run_check", fake_check)
+    said: list[tuple[bool, scheduler_module.Load]] = []
+
+    async def main() -> tuple[float, scheduler_module.Load | None]:
+        nonlocal work
+        sched: Scheduler[int] = Scheduler(
+            lambda key, result: None,
+            rng=random.Random(3),
+            max_in_flight=1,
+            on_behind=lambda behind, load: said.append((behind, load)),
+        )
+        sched.set_checks({n: (check(n), 0.5) for n in range(10)})
+        behind_load = None
+        for _ in range(60):
+            await asyncio.sleep(0.05)
+            if sched.behind and behind_load is None:
+                behind_load = sched.load()
+        worst = max(sched.lateness)
+        work = 0.0  # the checks become quick: the queue drains
+        for _ in range(80):
+            await asyncio.sleep(0.05)
+            if not sched.behind:
+                break
+        await sched.stop()
+        return worst, behind_load
+
+    worst, load = asyncio.run(main())
+    assert peak == 1
+    assert worst > 0.3
+    assert load is not None and load.behind and load.max_in_flight == 1 and load.in_flight <= 1
+    assert said[0][0] is True and said[0][1].waiting > 0 and said[0][1].late > 0.3
+    assert [behind for behind, _ in said] == [True, False]
+
+
+def test_metrics_show_the_cap_and_the_load() -> None:
+    load = scheduler_module.Load(checks=20, in_flight=3, max_in_flight=4, waiting=7, behind=True, late=1.5)
+    text = Metrics(checks=lambda: load, process=False).render().decode()
+    assert "dynserver_checks_in_flight 3.0" in text
+    assert "dynserver_checks_in_flight_limit 4.0" in text
+    assert "dynserver_checks_waiting 7.0" in text
+    assert "dynserver_checks_behind 1.0" in text
+    assert "dynserver_checks_scheduled 20.0" in text
+
+
+def test_plain_http_checks_in_flight_never_pass_the_cap() -> None:
+    """The raw-socket path (http.Exchange) counts against the same cap: against a server
+    that accepts and never answers, at most max_in_flight sockets are open at once, and
+    the rest wait for a slot (their timeout starts when they get one)."""
+    from dynserver.model import MonitorType
+
+    monitor = Monitor(name="web", type=MonitorType.HTTP, timeout=0.3)
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    async def main() -> tuple[int, int, list[Result]]:
+        server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        results: list[Result] = []
+        sched: Scheduler[int] = Scheduler(lambda key, result: results.append(result), max_in_flight=5)
+        sched.set_checks(
+            {
+                n: (Check(monitor=monitor, address="127.0.0.1", port=port, path=f"/{n}", headers=()), 60.0)
+                for n in range(30)
+            }
+        )
+        sched.check_now()
+        peak_in_flight = 0
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            peak_in_flight = max(peak_in_flight, sched.load().in_flight)
+        await sched.stop()
+        for writer in held:
+            writer.close()
+        server.close()
+        return peak_in_flight, len(held), results
+
+    peak, accepted, results = asyncio.run(main())
+    assert peak == 5
+    assert len(results) >= 20 and all(r.reason == "timeout" for r in results)
+    assert accepted >= 20
+
+
+def test_checks_due_together_start_in_one_wake_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One timer for all checks, woken at most every BATCH seconds: 2,000 checks spread
+    over a second need about 1 / BATCH wake-ups, not 2,000."""
+    monkeypatch.setattr(scheduler_module, "FIRST_RUNS_PER_SECOND", 2000)
+    ticks = 0
+    original = Scheduler._tick
+
+    def counting(self: Scheduler[int]) -> None:
+        nonlocal ticks
+        ticks += 1
+        original(self)
+
+    monkeypatch.setattr(Scheduler, "_tick", counting)
+    starts, _ = run(monkeypatch, 2000, interval=10.0, seconds=1.3)
+    assert len(starts) == 2000
+    assert ticks <= 1.3 / scheduler_module.BATCH + 5
