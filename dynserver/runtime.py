@@ -335,6 +335,12 @@ class Runtime:
             if zone.dnssec.key_directory is None and self.store is None:
                 continue  # the database is not open yet (restore reads them)
             keys = await keystore.load_keys(zone, self.store)
+            if not keys and zone.name in self.signers:
+                # Keys that were there are gone (a directory emptied by mistake?): a new key
+                # would not match the parent's DS. Keep signing with the ones in use.
+                log.warning("event=dnssec_keys_missing zone=%s kept=current", _text(zone.name))
+                signers[zone.name] = self.signers[zone.name]
+                continue
             if not keys:
                 key = generate(zone.name, zone.dnssec.algorithm)
                 await keystore.save_key(zone, self.store, key)

@@ -163,6 +163,11 @@ def test_key_directory_holds_bind_key_files(tmp_path: Path) -> None:
             again = parse_key_files(Path(f"{base}.key").read_text(), private.read_text())
             assert again.rdata == key.rdata
             validate_sections(ask(app, "www.dyn.example.test"), keys_of(app))
+            # Key files gone while serving: no new key (it would not match the parent's DS).
+            private.unlink()
+            await app.runtime.dnssec_tick()
+            assert [k.tag for k in app.runtime.dnssec_keys(ORIGIN)] == [key.tag]
+            assert not private.exists()
         finally:
             await app.stop()
 
