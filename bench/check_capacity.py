@@ -6,10 +6,10 @@ One command, run from the repository root:
 
 What it does:
 
-1. Starts the test server (``bench/http_ok_server.py``, one asyncio process pinned to
-   CPU 0, the CPU dnsperf uses) listening on 5,000 addresses 127.77.x.y, one port: each
-   target its own address, as real targets are. It answers 200 and logs every
-   connection's arrival (target, CLOCK_MONOTONIC time).
+1. Starts the test server (``bench/http_ok_server.py``, one uvloop process pinned to
+   CPU 0, the CPU dnsperf uses) answering on 5,000 addresses 127.77.x.y, one port, from
+   one loopback listener: each target its own address, as real targets are. It answers
+   200 and logs every connection's arrival (target, CLOCK_MONOTONIC time).
 2. Idle: starts dynserver pinned to CPU 1 with the generated zone ``cap.example.test``
    (1,000 dynamic records ``r0``..``r999`` x 5 targets, priorities 1..5) but no monitor
    (nothing is checked), and runs dnsperf pinned to CPU 0 three times (``--dns-runs``):

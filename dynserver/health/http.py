@@ -13,6 +13,7 @@ TLS SNI, as okerr's ``addr=`` and Cloudflare's host header override do.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import contextlib
 import errno
@@ -377,7 +378,7 @@ class Exchange(_Parsing):
         super().__init__(head_only=head_only, max_bytes=max_bytes)
         self.loop = loop
         self.on_done = on_done
-        self.sock: socket.socket | None = None
+        self.sock: _socket.socket | None = None
         self.fd = -1
         self.pending = b""
         self.timer: asyncio.TimerHandle | None = None
@@ -391,7 +392,9 @@ class Exchange(_Parsing):
         self.timer = self.loop.call_later(timeout, self._timed_out)
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         try:
-            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+            # The C socket type: socket.socket's Python __init__ and close() wrappers cost
+            # a few microseconds a check (py-spy: 4 % of dynserver at 5,000 targets).
+            sock = _socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         except OSError as error:  # out of descriptors, say: a failure of this check
             self.loop.call_soon(self._fail, error)
             return
