@@ -12,6 +12,8 @@ The method, the CPU accounting, the quiet-machine checks and the report are thos
   - dynserver: the static zone of ``bench/peers/zones`` with ``[zones."dyn.example.test".dnssec]``
     (keys generated at first start in a key directory of the temp dir);
   - Knot: the same zone signed by Knot's automatic signing (``bench/peers/knot-dnssec.conf.in``);
+  - knot-online: Knot signing each answer as it goes (``mod-onlinesign``,
+    ``bench/peers/knot-onlinesign.conf.in``), with its compact denial (NODATA for ``nope``);
   - PowerDNS: the LUA zone of dnsperf_compare (``app`` is an ``ifurlup`` record) with live
     signing: the bind backend with a DNSSEC database, ``pdnsutil secure-zone`` and
     ``set-nsec3 '1 0 0 -'`` before it starts;
@@ -42,7 +44,7 @@ import dns.rdatatype
 import dnsperf_compare as bench
 from dnsperf_compare import PEERS_DIR, ZONE, Env, Flavour, ServerFailed, render
 
-SERVERS = ("dynserver", "knot", "pdns")
+SERVERS = ("dynserver", "knot", "knot-online", "pdns")
 KEY_DIRECTORY = "keys"
 
 
@@ -58,6 +60,15 @@ def prepare_dynserver(env: Env) -> list[str]:
 
 def prepare_knot(env: Env) -> list[str]:
     config = render(PEERS_DIR / "knot-dnssec.conf.in", env.rundir / "knot.conf", env)
+    bench.render_static_zone(env, env.rundir / "zones" / f"{ZONE}.zone")
+    bench.mkdirs(env.rundir / "knot" / "db")
+    return ["knotd", "-c", str(config)]
+
+
+def prepare_knot_online(env: Env) -> list[str]:
+    """Knot signing each answer as it sends it (mod-onlinesign): online signing like
+    PowerDNS's, with Knot's compact denial (a NODATA "black lie" instead of NXDOMAIN)."""
+    config = render(PEERS_DIR / "knot-onlinesign.conf.in", env.rundir / "knot.conf", env)
     bench.render_static_zone(env, env.rundir / "zones" / f"{ZONE}.zone")
     bench.mkdirs(env.rundir / "knot" / "db")
     return ["knotd", "-c", str(config)]
@@ -86,6 +97,7 @@ def prepare_pdns(env: Env) -> list[str]:
 PREPARE: dict[str, Callable[[Env], list[str]]] = {
     "dynserver": prepare_dynserver,
     "knot": prepare_knot,
+    "knot-online": prepare_knot_online,
     "pdns": prepare_pdns,
 }
 
@@ -120,8 +132,12 @@ def check_signed(addr: str, port: int) -> list[str]:
     except (AssertionError, KeyError, dns.dnssec.ValidationFailure) as error:
         problems.append(f"www A with DO=1 does not validate: {error!r}")
     nope = ask_signed(addr, port, f"nope.{ZONE}", "A")
-    nsec3 = [r for r in (nope.authority if nope else []) if r.rdtype == dns.rdatatype.NSEC3]
-    if nope is None or nope.rcode() != dns.rcode.NXDOMAIN or not nsec3:
+    denial = {r.rdtype for r in (nope.authority if nope else [])} & {dns.rdatatype.NSEC3, dns.rdatatype.NSEC}
+    compact = nope is not None and nope.rcode() == dns.rcode.NOERROR and denial == {dns.rdatatype.NSEC}
+    if compact:  # Knot's onlinesign: compact denial answers NODATA where others say NXDOMAIN
+        problems = [p for p in problems if not p.startswith("nope A:")]
+        problems.append("nope A: compact denial (NOERROR + NSEC 'black lie'), not NXDOMAIN + NSEC3")
+    elif nope is None or nope.rcode() != dns.rcode.NXDOMAIN or denial != {dns.rdatatype.NSEC3}:
         problems.append("nope A with DO=1: expected NXDOMAIN with NSEC3 records")
     return problems
 
