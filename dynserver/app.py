@@ -79,6 +79,8 @@ class App:
         self.hub = Hub(runtime)  # the agents' end ([locations]): their streams and results
         self.udp: list[UdpServer] = []
         self.tcp: list[TcpServer] = []
+        # DNS sockets bound at start and not read yet (closed by stop if the start fails).
+        self._bound: list[tuple[Listener, tuple[socket.socket, socket.socket]]] = []
         # Cookies and rate limiting, one for every listener: a cookie from one is valid at
         # all, and a client's budget is one whichever address it asks (issue 15).
         self.guard = Guard.from_config(config.server, event=rrl_event(runtime.add_event))
@@ -102,12 +104,16 @@ class App:
             self.writer.start()
             runtime.record_to(self.writer)
         await self.hub.start()  # the registered agents, before any check or vote
+        # Every DNS listener is bound first: a busy address fails the start before anything
+        # else is opened, and a start as root has bound port 53 before it drops privileges.
+        # They are read only last (issue 15), once nothing is left to start: the first
+        # answer means a server fully up, so no step that fails (a busy web port, the
+        # control socket of another server) or holds the loop (the web app, the checks)
+        # comes after it, and a query that arrived meanwhile waited in its socket.
         for listener in self.config.server.dns:
-            await self._listen(listener, _bind_pair(listener))
-        if self.udp and self.tcp:
-            runtime.dns_listening()
+            self._bound.append((listener, _bind_pair(listener)))
         if self.secondaries.enabled:
-            self.secondaries.start(udp.address[0] for udp in self.udp)
+            self.secondaries.start(pair[0].getsockname()[0] for _, pair in self._bound)
         if self.config.demo:
             self._demo = DemoServers(list(self.config.demo))
             await self._demo.start()
@@ -126,19 +132,39 @@ class App:
         # Started as root: every listener is bound, so become [server] user now; the
         # control socket is then the user's, and the user can remove it at stop.
         drop_privileges(self.config.server.user, self.config.database)
-        await self._start_control()  # last: a reload is asked of a server that is up
+        await self._start_control()  # a reload is asked of a server that is up
+        bound, self._bound = self._bound, []
+        await self._listen(bound)
+        if self.udp and self.tcp:
+            runtime.dns_listening()
 
-    async def _listen(self, listener: Listener, sockets: tuple[socket.socket, socket.socket]) -> None:
+    async def _listen(self, bound: list[tuple[Listener, tuple[socket.socket, socket.socket]]]) -> None:
+        """Serve DNS on bound sockets: TCP first, then UDP, the readers of the UDP sockets
+        last and with nothing awaited after them, so no query is answered before this
+        returns (the caller may still settle the garbage collector, say)."""
         runtime = self.runtime
-        udp = UdpServer(
-            listener, runtime.answer, packets=lambda: runtime.snapshot.packet_cache(), guard=self.guard
-        )
-        udp.start(sockets[0])
-        tcp = TcpServer(listener, runtime.answer, self.config.server, guard=self.guard)
-        await tcp.start(sockets[1])
-        self.udp.append(udp)
-        self.tcp.append(tcp)
-        log.info("event=listening proto=dns address=%s", Listener(*udp.address))
+        tcps: list[TcpServer] = []
+        try:
+            for listener, (_, tcp_sock) in bound:
+                tcp = TcpServer(listener, runtime.answer, self.config.server, guard=self.guard)
+                await tcp.start(tcp_sock)
+                tcps.append(tcp)
+        except BaseException:
+            for tcp in tcps:  # each closes its own socket
+                await tcp.close()
+            for index, (_, (udp_sock, tcp_sock)) in enumerate(bound):
+                udp_sock.close()
+                if index >= len(tcps):
+                    tcp_sock.close()
+            raise
+        for (listener, (udp_sock, _)), tcp in zip(bound, tcps, strict=True):
+            udp = UdpServer(
+                listener, runtime.answer, packets=lambda: runtime.snapshot.packet_cache(), guard=self.guard
+            )
+            udp.start(udp_sock)
+            self.udp.append(udp)
+            self.tcp.append(tcp)
+            log.info("event=listening proto=dns address=%s", Listener(*udp.address))
 
     async def _reconfigure(self, new: Config) -> list[str]:
         """A reload, around the runtime: bind added listeners first (a busy address
@@ -163,8 +189,7 @@ class App:
             raise
         changes = self.runtime.apply_config(new)
         self.config = new
-        for listener, pair in bound:
-            await self._listen(listener, pair)
+        await self._listen(bound)
         for index in [
             i for i, udp in enumerate(self.udp) if (udp.listener.host, udp.listener.port) not in wanted
         ]:
@@ -250,6 +275,10 @@ class App:
         if self.control is not None:  # first: no reload is asked of a server stopping
             await self.control.stop()
         await self.secondaries.stop()
+        for _, pair in self._bound:
+            for sock in pair:
+                sock.close()
+        self._bound = []
         for udp in self.udp:
             udp.close()
         for tcp in self.tcp:

@@ -8,9 +8,11 @@ makes `serve` exit 1 before anything is served.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -165,6 +167,46 @@ def test_serve_on_a_busy_port_exits_1(tmp_path: Path, database: str) -> None:
     message = result.stderr.strip()
     assert message.startswith("dynserver: cannot listen: "), message
     assert len(message.splitlines()) == 1, "one clear line, no traceback"
+
+
+def test_serve_on_a_busy_web_port_exits_1_having_answered_nothing(tmp_path: Path) -> None:
+    # Issue 15: the DNS listeners are read only once everything else has started, so a
+    # start that fails answers no query (a client never sees a server that answers once
+    # and is then gone). Before, uvicorn's own bind raised SystemExit in its task: the
+    # loop ended under the database's thread, and the process hung, DNS closed.
+    host = loopback()
+    port = free_port(host)
+    path = write(tmp_path, zone_config(f"{host}:{port}"))
+    answered: list[bytes] = []
+    done = threading.Event()
+
+    def ask() -> None:  # from before the start to its end, a query every 2 ms
+        query = dns.message.make_query("dyn.example.test", "SOA").to_wire()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(0.002)
+            while not done.is_set():
+                client.sendto(query, (host, port))
+                with contextlib.suppress(TimeoutError, ConnectionRefusedError):
+                    answered.append(client.recv(4096))
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind((host, 0))
+        busy.listen()
+        web = f"{host}:{busy.getsockname()[1]}"
+        asker = threading.Thread(target=ask)
+        asker.start()
+        try:
+            result = run("serve", "--config", str(path), "--http", web, cwd=tmp_path, timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("serve did not exit")
+        finally:
+            done.set()
+            asker.join()
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    error = f"dynserver: cannot listen: [Errno 98] web listener {web}: Address already in use"
+    assert result.stderr.strip().splitlines()[-1] == error
+    assert not answered, f"{len(answered)} queries answered by a server that did not start"
 
 
 def test_serve_with_a_bad_listener_flag() -> None:

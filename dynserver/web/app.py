@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -173,6 +174,28 @@ class _Server(uvicorn.Server):
         return contextlib.nullcontext()
 
 
+def _bind(listener: Listener) -> list[socket.socket]:
+    """The web listener's sockets, bound as asyncio's create_server binds a host and port
+    (every address of "localhost", SO_REUSEADDR, IPv6 sockets IPv6 only), not listening yet."""
+    bound: list[socket.socket] = []
+    try:
+        addresses = socket.getaddrinfo(
+            listener.host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as error:
+        for sock in bound:
+            sock.close()
+        raise OSError(error.errno, f"web listener {listener}: {error.strerror or error}") from None
+    return bound
+
+
 class WebServer:
     """uvicorn in our event loop, bound before start() returns."""
 
@@ -189,6 +212,7 @@ class WebServer:
             http=_HeadersInTime,
         )
         self._server = _Server(config)
+        self._listener = listener
         self._task: asyncio.Task[None] | None = None
         self._checker: Checker | None = getattr(asgi.state, "propagation", None)
         self._hub: Hub | None = getattr(asgi.state, "hub", None)
@@ -200,10 +224,15 @@ class WebServer:
         return host, port
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
+        """Bind, then serve. A taken address is an OSError naming it: uvicorn binding
+        by itself would log the error and raise SystemExit in its task, which ends the
+        event loop before the rest of the server could stop (the database's thread then
+        kept the process alive, serving nothing)."""
+        sockets = _bind(self._listener)
+        self._task = asyncio.create_task(self._server.serve(sockets=sockets))
         while not self._server.started:
             if self._task.done():
-                self._task.result()  # raises the bind error
+                self._task.result()
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:

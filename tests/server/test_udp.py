@@ -198,3 +198,36 @@ def test_repeated_queries_are_served_from_the_snapshot_packet_cache(reader: str)
     asyncio.run(main())
     counted = sum(count for _, _, _, count in snapshot.stats.totals())
     assert counted == 7, "six queries and the NOTIFY counted, wherever they were answered"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_queries_that_arrive_before_the_reader_starts_are_answered_when_it_does(
+    reader: str, loop: str
+) -> None:
+    # The server binds its listeners first and reads them only once everything else has
+    # started (issue 15): what arrives in between waits in the socket, none of it is lost.
+    host = loopback()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    clients = [_client(socket.AF_INET, host) for _ in range(100)]
+    for i, client in enumerate(clients):
+        client.sendto(b"early%d" % i, sock.getsockname())
+
+    async def main() -> None:
+        server = UdpServer(Listener(host, 0), echo)  # type: ignore[arg-type]
+        server.start(sock)
+        try:
+            running = asyncio.get_running_loop()
+            for i, client in enumerate(clients):
+                reply = await asyncio.wait_for(running.sock_recv(client, 65535), 5)
+                assert reply.startswith(b"early%d|%s|%d|" % (i, host.encode(), client.getsockname()[1]))
+        finally:
+            server.close()
+            for client in clients:
+                client.close()
+
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
