@@ -37,6 +37,10 @@ RECV_SIZE = 4096
 # the batched reader takes up to ROUNDS batches of BATCH while the socket has more.
 BATCH = 64
 ROUNDS = 4
+# Batches read when a listener closes (a reload that removes it, a stop): the queries
+# already queued in its socket are answered, not dropped with it; a default receive
+# buffer holds a few hundred, and a flood cannot hold the close for longer than this.
+DRAIN_BATCHES = 16
 # Set to 0 to use the portable recvfrom/sendto reader (for comparison, or a kernel
 # that refuses recvmmsg).
 MMSG_ENV = "DYNSERVER_UDP_MMSG"
@@ -85,27 +89,28 @@ class UdpServer:
         sock.setblocking(False)
         self._sock = sock
         self._loop = asyncio.get_running_loop()
-        reader: Callable[[], None] = self._on_readable
+        reader: Callable[[], object] = self._on_readable
         if _mmsg_available() and os.environ.get(MMSG_ENV, "1") != "0":
             self._batch = _MmsgBatch(sock, self._answer, self._later, self._packets, self._guard)
             reader = self._batch.on_readable
         self._loop.add_reader(sock.fileno(), reader)
 
-    def _on_readable(self) -> None:
+    def _on_readable(self) -> int:
+        """Read and answer up to BATCH queries; how many were read."""
         sock = self._sock
         assert sock is not None
         recvfrom = sock.recvfrom
         sendto = sock.sendto
         answer = self._answer
         guard = self._guard
-        for _ in range(BATCH):
+        for count in range(BATCH):
             try:
                 data, address = recvfrom(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                return count
             except OSError as error:  # pragma: no cover - e.g. ICMP errors surfacing
                 log.debug("udp recv error: %s", error)
-                return
+                return count
             try:
                 reply = answer(data, False, address)
                 if guard is not None and reply.__class__ is bytes:
@@ -120,6 +125,7 @@ class UdpServer:
                 continue
             with contextlib.suppress(OSError):  # a full send buffer: UDP may drop
                 sendto(reply, address)
+        return BATCH
 
     def _later(self, pending: Awaitable[bytes | None], address: tuple[str, int]) -> None:
         async def send() -> None:
@@ -137,9 +143,15 @@ class UdpServer:
         task.add_done_callback(self._pending.discard)
 
     def close(self) -> None:
+        """Stop reading, answer what the socket still holds (at most DRAIN_BATCHES
+        batches), then close it."""
         if self._sock is not None:
             if self._loop is not None:
                 self._loop.remove_reader(self._sock.fileno())
+            read = self._batch.read_batch if self._batch is not None else self._on_readable
+            for _ in range(DRAIN_BATCHES):
+                if not read():
+                    break
             self._sock.close()
             self._sock = None
         self._batch = None
@@ -293,6 +305,10 @@ class _MmsgBatch:
             )
             for i in range(n)
         ]
+
+    def read_batch(self) -> int:
+        """Read, answer and send one batch; the number of queries read."""
+        return self._one_batch()
 
     def on_readable(self) -> None:
         # Queries that arrived while a batch was answered are read at once, without a

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Awaitable
 
 import pytest
@@ -231,3 +232,28 @@ def test_queries_that_arrive_before_the_reader_starts_are_answered_when_it_does(
         uvloop.run(main())
     else:
         asyncio.run(main())
+
+
+def test_queries_queued_when_the_listener_closes_are_answered_before_it_does(reader: str) -> None:
+    # A reload that removes a listener, or a stop, closes its socket: what the kernel
+    # already queued in it is answered first, not dropped with it.
+    host = loopback()
+    clients = [_client(socket.AF_INET, host) for _ in range(100)]
+
+    async def main() -> None:
+        server = UdpServer(Listener(host, 0), echo)  # type: ignore[arg-type]
+        server.start()
+        for i, client in enumerate(clients):
+            client.sendto(b"last%d" % i, server.address)
+        time.sleep(0.05)  # delivered (loopback may defer to a softirq), with no loop turn
+        server.close()
+        running = asyncio.get_running_loop()
+        try:
+            for i, client in enumerate(clients):
+                reply = await asyncio.wait_for(running.sock_recv(client, 65535), 5)
+                assert reply.startswith(b"last%d|" % i)
+        finally:
+            for client in clients:
+                client.close()
+
+    asyncio.run(main())
