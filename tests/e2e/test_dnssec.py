@@ -54,6 +54,7 @@ from tests.dnssec_support import (
     texts,
     validating_unbound,
 )
+from tests.netns import net_namespace
 from tests.secondaries import Primary, secondary
 from tests.support import ROOT, Server, dynserver, free_port, loopback, poll, require_program
 
@@ -449,8 +450,6 @@ def test_an_nsd_secondary_serves_the_signed_zone_and_unbound_validates_through_i
 def test_zonemaster_dnssec_module_reports_no_error(world: World, tmp_path: Path) -> None:
     """Zonemaster's DNSSEC tests, undelegated (--ns, --ds), offline: it speaks only to port
     53, so a copy of the child (same keys) runs in a private network namespace."""
-    from tests.netns import net_namespace
-
     zonemaster = require_program("zonemaster-cli", "zonemaster-cli")
     ds = child_ds(world.config)
     with net_namespace() as ns:
