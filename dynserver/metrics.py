@@ -19,6 +19,7 @@ registered agents, results are the small sets below.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ class TargetSample:
     type: str
     target: str
     state: str
+    forced: str | None = None  # "up" or "down" while an admin forces it
+    forced_until: float | None = None  # Unix time it ends (None: until cleared)
 
 
 class LocationSample(Protocol):
@@ -302,6 +305,16 @@ class _StateCollector(Collector):
                 value = 1.0 if state == sample.state else 0.0
                 states.add_metric([sample.record, sample.type, sample.target, state], value)
         yield states
+        forced = GaugeMetricFamily(
+            "dynserver_target_forced",
+            "Targets an admin forced up or down (state label): the Unix time it ends, +Inf until cleared.",
+            labels=["record", "type", "target", "state"],
+        )
+        for sample in self._targets() if samples else ():
+            if sample.forced is not None:
+                until = math.inf if sample.forced_until is None else sample.forced_until
+                forced.add_metric([sample.record, sample.type, sample.target, sample.forced], until)
+        yield forced
         serials = GaugeMetricFamily("dynserver_zone_serial", "Each zone's SOA serial.", labels=["zone"])
         for zone, serial in sorted(self._serials().items()) if samples else ():
             serials.add_metric([zone], serial)

@@ -36,7 +36,7 @@ from dynserver.dnssec.keys import Key, generate
 from dynserver.dnssec.signer import Policy, ZoneSigner
 from dynserver.errors import ConfigError
 from dynserver.health.conditions import expiry_reason
-from dynserver.health.engine import Change, Engine, checked_address, target_key
+from dynserver.health.engine import Change, Engine, Forcing, checked_address, target_key
 from dynserver.health.policy import Decision
 from dynserver.health.probes import Check
 from dynserver.health.scheduler import Load, Scheduler
@@ -57,7 +57,15 @@ from dynserver.model import (
     monitors_of,
 )
 from dynserver.notify.sender import Alert, Notifier
-from dynserver.store.db import EventRow, JournalRow, Sample, Store, StoredChallenge, StoredState
+from dynserver.store.db import (
+    EventRow,
+    JournalRow,
+    Sample,
+    Store,
+    StoredChallenge,
+    StoredForced,
+    StoredState,
+)
 from dynserver.store.writer import Writer
 from dynserver.types import CheckKey, Name, RecordKey, Stream, TargetKey
 from dynserver.update import acme, rfc2136
@@ -865,16 +873,20 @@ class Runtime:
                     )
                 )
 
-    def _handle_changes(self, changes: list[Change], actor: str | None = None) -> None:
-        """Republish changed answers, then record events and alerts for the transitions."""
+    def _handle_changes(
+        self, changes: list[Change], actor: str | None = None, kind: str | None = None
+    ) -> None:
+        """Republish changed answers, then record events and alerts for the transitions
+        (``kind``: the events' kind when not health or maintenance; then no alert)."""
         if not changes:
             return
         before = {key: self.engine.decisions[key].values for key in self._keys(changes)}
         changed = self.engine.recompute(before)
         self.publish(changed)  # the answer first: events, alerts and logs may not delay it
         for change in changes:
-            self._event_for(change, actor)
-            self._alert_for(change)
+            self._event_for(change, actor, kind)
+            if kind is None:
+                self._alert_for(change)
             record = change.record
             state = change.transition.current.value
             self.metrics.transitions.labels(_label(record.name), record.type, change.target.name, state).inc()
@@ -926,6 +938,74 @@ class Runtime:
                 changes.append(change)
         self._after_result([key], result, changes)  # states of changed targets saved there
         return names
+
+    async def force(
+        self,
+        key: TargetKey,
+        state: Health | None,
+        *,
+        actor: str,
+        until: float | None = None,
+        reason: str = "",
+    ) -> bool:
+        """Force a target up or down (gdnsd's admin_state) until ``until`` (Unix time) or
+        until cleared (``state`` None clears): on disk first, then live in the same step,
+        as an update. The checks go on meanwhile; clearing returns to what they say.
+        False: nothing to change (clearing a target that is not forced)."""
+        current = self.engine.forcing.get(key)
+        if state is None and current is None:
+            return False
+        forcing = None if state is None else Forcing(state, actor, time.time(), until, reason)
+        record = _text(key[0])
+        if self.store is not None:
+            if forcing is None:
+                await self.store.delete_forced(record, key[1], key[2])
+            else:
+                await self.store.save_forced(
+                    StoredForced(
+                        record, key[1], key[2], forcing.state.value, actor, forcing.at, until, reason
+                    )
+                )
+        previous = self.engine.states[key].health
+        ended = forcing is None and actor == "system"  # its end time came (_expire_forcing)
+        change = self.engine.force(key, forcing, asyncio.get_running_loop().time(), ended)
+        self._save_state(key)
+        log.info(
+            "event=force_request record=%s target=%s state=%s until=%s actor=%s",
+            record,
+            key[2],
+            "cleared" if forcing is None else forcing.state.value,
+            "-" if until is None else until,
+            actor,
+        )
+        if change is not None:
+            self._handle_changes([change], actor=actor, kind="forced")
+            return True
+        # The same health as before (forced up while up, or drained): still an event.
+        self._event(
+            EventRow(
+                kind="forced",
+                record=record,
+                target=key[2],
+                reason=forcing.text() if forcing is not None else "forced state cleared: back to its checks",
+                previous=previous.value,
+                current=self.engine.states[key].health.value,
+                actor=actor,
+                detail={"type": key[1], **({"forced": _forced_detail(forcing)} if forcing else {})},
+            )
+        )
+        return True
+
+    def forcing(self, key: TargetKey) -> Forcing | None:
+        """A target's forced state, if an admin set one."""
+        return self.engine.forcing.get(key)
+
+    async def _expire_forcing(self) -> None:
+        for key in self.engine.expired_forcing(time.time()):
+            try:
+                await self.force(key, None, actor="system")
+            except Exception:
+                log.exception("event=forced_expiry_failed target=%s", key[2])  # tried again next sweep
 
     def set_maintenance(self, key: TargetKey, on: bool, actor: str | None = None) -> bool:
         change = self.engine.set_maintenance(key, on, asyncio.get_running_loop().time())
@@ -1063,6 +1143,7 @@ class Runtime:
                 self._save_state(target_key(change.record, change.target))
             self._handle_changes(changes)
             await self._expire_challenges()
+            await self._expire_forcing()
             if time.time() - self._last_dnssec_tick >= DNSSEC_TICK or self._key_event_passed(time.time()):
                 self._last_dnssec_tick = time.time()
                 try:
@@ -1173,6 +1254,7 @@ class Runtime:
             locations=new.locations,
             location_names=names,
             parts=old_engine.parts,
+            forcing=old_engine.forcing,
         )
         for key, on in maintenance.items():
             engine.states[key] = replace(engine.states[key], maintenance=on)
@@ -1481,10 +1563,14 @@ class Runtime:
         """Record an event from outside the engine (a login, a mirror push)."""
         self._event(event)
 
-    def _event_for(self, change: Change, actor: str | None) -> None:
+    def _event_for(self, change: Change, actor: str | None, kind: str | None = None) -> None:
         transition = change.transition
-        last = self.engine.states[target_key(change.record, change.target)].last_result
-        kind = "maintenance" if Health.MAINTENANCE in (transition.previous, transition.current) else "health"
+        key = target_key(change.record, change.target)
+        last = self.engine.states[key].last_result
+        if kind is None:
+            kind = (
+                "maintenance" if Health.MAINTENANCE in (transition.previous, transition.current) else "health"
+            )
         self._event(
             EventRow(
                 kind=kind,
@@ -1523,6 +1609,9 @@ class Runtime:
                 }
                 for name, state in monitors
             }
+        forcing = self.engine.forcing.get(target_key(change.record, change.target))
+        if forcing is not None:  # who forced it, until when (shown on every event meanwhile)
+            detail["forced"] = _forced_detail(forcing)
         if self.locations is not None:
             now = asyncio.get_running_loop().time()
             detail["locations"] = {
@@ -1582,9 +1671,17 @@ class Runtime:
 
     def _target_samples(self) -> list[TargetSample]:
         """Every target's current health, for /metrics (read when scraped)."""
+        forcing = self.engine.forcing
         return [
-            TargetSample(_label(name), rtype, target, state.health.value)
-            for (name, rtype, target), state in self.engine.states.items()
+            TargetSample(
+                _label(key[0]),
+                key[1],
+                key[2],
+                state.health.value,
+                None if (forced := forcing.get(key)) is None else forced.state.value,
+                None if forced is None else forced.until,
+            )
+            for key, state in self.engine.states.items()
         ]
 
     def _serial_texts(self) -> dict[str, int]:
@@ -1667,6 +1764,13 @@ class Runtime:
             if row.value_set_at is not None and row.config_value == target.value:
                 values[target_key(record, target)] = row.value
                 self._value_set_at[target_key(record, target)] = row.value_set_at
+        forcing: dict[TargetKey, Forcing] = {}
+        for forced in await store.forced_states():
+            record = records.get((forced.record, forced.type))
+            if record is not None and any(t.name == forced.target for t in record.targets):
+                state = Health(forced.state)
+                key = (record.name, record.type, forced.target)
+                forcing[key] = Forcing(state, forced.actor, forced.at, forced.until, forced.reason)
         records_list = list(self.engine.records.values())
         self.engine = Engine(
             records_list,
@@ -1675,6 +1779,7 @@ class Runtime:
             values=values,
             locations=self.locations,
             location_names=self.engine.location_names,
+            forcing=forcing,  # an ended one is cleared by the first sweep, with its event
         )
         stored_serials = await store.serials()
         digests = {}
@@ -1718,6 +1823,15 @@ def _resumed_wait(row: StoredState, now: float) -> float | None:
         return None
     last_seen = row.last_at if row.last_at is not None else row.since
     return now + max(0.0, row.pending_until - last_seen)
+
+
+def _forced_detail(forcing: Forcing) -> dict[str, Any]:
+    return {
+        "state": forcing.state.value,
+        "actor": forcing.actor,
+        "until": forcing.until,
+        "reason": forcing.reason,
+    }
 
 
 def _digest(zone: Zone) -> str:

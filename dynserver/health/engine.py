@@ -7,6 +7,7 @@ application turns that into a new snapshot, events and notifications.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -52,6 +53,28 @@ class Combination:
 
     monitors: tuple[str, ...]
     need: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forcing:
+    """An admin's forced state of a target (gdnsd's admin_state): who, when, until when."""
+
+    state: Health  # UP or DOWN
+    actor: str
+    at: float  # Unix time it was set
+    until: float | None = None  # Unix time it ends by itself (None: until cleared)
+    reason: str = ""
+
+    def text(self) -> str:
+        """'forced down by web:admin until 2026-12-06 18:00:00Z: replacing a disk'."""
+        until = "until cleared" if self.until is None else f"until {_utc(self.until)}"
+        return f"forced {self.state.value} by {self.actor} {until}" + (
+            f": {self.reason}" if self.reason else ""
+        )
+
+
+def _utc(at: float) -> str:
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def record_key(record: DynamicRecord) -> RecordKey:
@@ -104,6 +127,7 @@ class Engine:
         locations: LocationsConfig | None = None,
         location_names: Sequence[str] = (),
         parts: Mapping[PartKey, TargetState] | None = None,
+        forcing: Mapping[TargetKey, Forcing] | None = None,
     ) -> None:
         self.records: dict[RecordKey, DynamicRecord] = {record_key(r): r for r in records}
         self.monitors = dict(monitors)
@@ -205,6 +229,12 @@ class Engine:
             if record.maintenance_windows or target.maintenance_windows
         }
         self.drained: set[TargetKey] = set()
+        # Forced states (an admin's up or down over the checks), and who set them until when.
+        self.forcing: dict[TargetKey, Forcing] = {}
+        for key, forced in (forcing or {}).items():
+            if key in self.states:
+                self.forcing[key] = forced
+                self.states[key] = replace(self.states[key], forced=forced.state)
         self._window_change = 0.0  # wall time of the next window start or end
         self.decisions: dict[RecordKey, Decision] = {
             key: self._decide(record) for key, record in self.records.items()
@@ -402,8 +432,8 @@ class Engine:
             state, observed=observed, pending_until=pending_until, since=now if changed else state.since
         )
         self.states[key] = state
-        if not changed or state.maintenance:
-            return None  # drained targets change silently, as in the state machine
+        if not changed or state.maintenance or state.forced is not None:
+            return None  # drained or forced targets change silently, as in the state machine
         record, target = self._find(key)
         return Change(record, target, Transition(previous, state.health, reason, now))
 
@@ -695,6 +725,30 @@ class Engine:
             for target in record.targets
             if (value := self.values[target_key(record, target)]) is not None
         ]
+
+    def force(
+        self, key: TargetKey, forcing: Forcing | None, now: float, ended: bool = False
+    ) -> Change | None:
+        """Force a target up or down (None: back to its checks, cleared or ``ended`` by
+        itself); a change when what the policy sees changes. Its checks go on meanwhile,
+        silently."""
+        record, target = self._find(key)
+        if forcing is None:
+            gone = self.forcing.pop(key, None)
+            what = "forced state" if gone is None else f"forced {gone.state.value}"
+            reason = f"{what} {'ended' if ended else 'cleared'}: back to its checks"
+        else:
+            self.forcing[key] = forcing
+            reason = forcing.text()
+        new, transition = machine.set_forced(
+            self.states[key], None if forcing is None else forcing.state, now, reason
+        )
+        self.states[key] = new
+        return Change(record, target, transition) if transition is not None else None
+
+    def expired_forcing(self, wall: float) -> list[TargetKey]:
+        """The targets whose forced state has ended by ``wall`` (Unix time)."""
+        return [key for key, f in self.forcing.items() if f.until is not None and f.until <= wall]
 
     def set_maintenance(self, key: TargetKey, on: bool, now: float) -> Change | None:
         record, target = self._find(key)

@@ -10,6 +10,7 @@ nothing is read from a clock, and the transition table below is the whole behavi
                                       └──────── failback_delay elapsed ─────────┘
     any state ──no result for 3 intervals──▶ unknown (stale)
     maintenance is a flag over all of this: the target is drained, checks go on.
+    forced (an admin's up or down, gdnsd's admin_state) is one too, below maintenance.
 """
 
 from __future__ import annotations
@@ -89,11 +90,16 @@ class TargetState:
     # result, whichever is later: time spent stopped is not a stalled checker, so a state
     # restored after a long stop is not thrown away before its first fresh check.
     watched_since: float = 0.0
+    # An admin's forced state (UP or DOWN) over what checks observe; None: the checks decide.
+    forced: Health | None = None
 
     @property
     def health(self) -> Health:
-        """What the policy and the UI see: maintenance overrides what checks observe."""
-        return Health.MAINTENANCE if self.maintenance else self.observed
+        """What the policy and the UI see: maintenance, then a forced state, override what
+        checks observe."""
+        if self.maintenance:
+            return Health.MAINTENANCE
+        return self.observed if self.forced is None else self.forced
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,7 @@ def step(state: TargetState, result: Result, limits: Thresholds) -> tuple[Target
         last_result=result,
         maintenance=state.maintenance,
         watched_since=state.watched_since,
+        forced=state.forced,
     )
     if ok:
         event = Event.PASSED if state.successes >= limits.consecutive_up else None
@@ -150,6 +157,21 @@ def tick(state: TargetState, now: float, limits: Thresholds) -> tuple[TargetStat
     ):
         return _apply(state, Event.STALE, now, "no check result (checker stalled)", limits)
     return state, None
+
+
+def set_forced(
+    state: TargetState, forced: Health | None, now: float, reason: str
+) -> tuple[TargetState, Transition | None]:
+    """Force the target UP or DOWN (None: back to what its checks observe); a transition
+    when what the policy sees changes (not under maintenance, nor to the same health)."""
+    if forced not in (None, Health.UP, Health.DOWN):
+        raise ValueError(f"a target is forced up or down, not {forced}")
+    previous = state.health
+    state = replace(state, forced=forced)
+    if state.health is previous:
+        return state, None
+    state = replace(state, since=now)
+    return state, Transition(previous, state.health, reason, now)
 
 
 def set_maintenance(state: TargetState, on: bool, now: float) -> tuple[TargetState, Transition | None]:
@@ -189,6 +211,6 @@ def _apply(
     if target is Health.DOWN:
         # Coming back needs consecutive_up fresh successes (and a fresh failback wait).
         state = replace(state, successes=0)
-    if state.maintenance:
-        return state, None  # drained targets change silently: no alert, no answer change
+    if state.maintenance or state.forced is not None:
+        return state, None  # drained or forced targets change silently: no alert, no answer change
     return state, Transition(previous, state.health, reason, now)

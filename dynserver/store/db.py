@@ -18,7 +18,7 @@ from typing import Any
 
 import aiosqlite
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE target_state (
@@ -107,6 +107,16 @@ _MIGRATIONS: dict[int, str] = {
         UNIQUE (record, type, target)
     );
     """,
+    # Forced states (an admin's up or down over the checks, gdnsd's admin_state): kept
+    # across restarts until cleared or ``until`` (Unix time; NULL: until cleared).
+    9: """
+    CREATE TABLE IF NOT EXISTS forced_state (
+        record TEXT NOT NULL, type TEXT NOT NULL, target TEXT NOT NULL,
+        state TEXT NOT NULL, actor TEXT NOT NULL, at REAL NOT NULL, until REAL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (record, type, target)
+    );
+    """,
 }
 
 
@@ -184,6 +194,20 @@ class StoredPushToken:
     target: str
     created: float
     last_used: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredForced:
+    """A target's forced state as stored (names in the text form, with the final dot)."""
+
+    record: str
+    type: str
+    target: str
+    state: str  # "up" or "down"
+    actor: str
+    at: float  # Unix time
+    until: float | None
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -623,6 +647,25 @@ class Store:
             f"INSERT OR IGNORE INTO push_token ({_PUSH_COLUMNS}) VALUES (?,?,?,?,?,?)", astuple(token)
         )
 
+    # -- forced states ---------------------------------------------------------------
+
+    async def forced_states(self) -> list[StoredForced]:
+        async with self._db.execute(f"SELECT {_FORCED_COLUMNS} FROM forced_state") as cursor:
+            rows = await cursor.fetchall()
+        return [StoredForced(*row) for row in rows]
+
+    async def save_forced(self, forced: StoredForced) -> None:
+        """A target's forced state, committed before it applies (it survives a crash)."""
+        await self._changed_one(
+            f"INSERT OR REPLACE INTO forced_state ({_FORCED_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+            astuple(forced),
+        )
+
+    async def delete_forced(self, record: str, type: str, target: str) -> bool:
+        return await self._changed_one(
+            "DELETE FROM forced_state WHERE record = ? AND type = ? AND target = ?", (record, type, target)
+        )
+
     async def delete_push_token(self, record: str, type: str, target: str) -> bool:
         return await self._changed_one(
             "DELETE FROM push_token WHERE record = ? AND type = ? AND target = ?", (record, type, target)
@@ -650,6 +693,7 @@ class Store:
 
 
 _CREDENTIAL_COLUMNS = "name, salt, digest, admin, targets, created, last_used"
+_FORCED_COLUMNS = "record, type, target, state, actor, at, until, reason"
 _PUSH_COLUMNS = "digest, record, type, target, created, last_used"
 _AGENT_COLUMNS = "name, salt, digest, created, last_contact, version, canary"
 

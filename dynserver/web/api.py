@@ -12,6 +12,7 @@ import datetime
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from dynserver import propagation
 from dynserver.config.edit import Definition
 from dynserver.dns.names import fqdn, name_text
 from dynserver.errors import RequestError
+from dynserver.health.state import Health
 from dynserver.model import DynamicRecord, is_checked
 from dynserver.runtime import Runtime
 from dynserver.types import TargetKey
@@ -45,6 +47,7 @@ MAX_EVENTS = 1000
 EVENT_FILTERS = frozenset({"record", "target", "kind", "since", "until", "limit", "before"})
 PROPAGATION_PARAMETERS = frozenset({"hostname"})
 MAX_BODY = 64 * 1024
+FORCE_EXAMPLE = '{"state": "down", "duration": 3600, "reason": "disk replacement"}'
 
 
 class ApiError(RequestError):
@@ -213,6 +216,24 @@ def create_api(
             on = body["maintenance"]
         changed = runtime.set_maintenance(key, on, actor=principal.name)
         return _encoded(schema.MaintenanceResult(changed=changed, target=target_body(record, key[2])))
+
+    async def forced(request: Request, principal: Principal) -> Response:
+        """PUT: force the target up or down (for a duration, until a time, or until
+        cleared); DELETE: clear it, back to its checks."""
+        record, key = find_target(request)
+        if request.method == "DELETE":
+            changed = await runtime.force(key, None, actor=principal.name)
+            return _encoded(schema.ForcedResult(changed=changed, target=target_body(record, key[2])))
+        try:
+            body = msgspec.json.decode(await _body(request), type=schema.Force)
+        except msgspec.ValidationError as error:
+            raise ApiError(422, ErrorCode.INVALID, f"{error}; expected e.g. {FORCE_EXAMPLE}") from None
+        except msgspec.DecodeError:
+            raise ApiError(400, ErrorCode.BAD_REQUEST, "the body is not JSON") from None
+        until = None if body.duration is msgspec.UNSET else time.time() + body.duration
+        state = Health.UP if body.state is schema.ForcedState.UP else Health.DOWN
+        await runtime.force(key, state, actor=principal.name, until=until, reason=body.reason)
+        return _encoded(schema.ForcedResult(changed=True, target=target_body(record, key[2])))
 
     async def heartbeat(request: Request) -> Response:
         """GET or POST /push/TOKEN: a push monitor's heartbeat (the token is the secret:
@@ -387,6 +408,7 @@ def create_api(
                 authenticated(maintenance, admin=True),
                 methods=["PUT", "DELETE", "POST"],
             ),
+            Route(target_path + "/forced", authenticated(forced, admin=True), methods=["PUT", "DELETE"]),
             Route("/events", authenticated(events, admin=True), methods=["GET"]),
             Route("/locations", authenticated(locations), methods=["GET"]),
             Route("/push/{token}", heartbeat, methods=["GET", "POST"]),
@@ -430,10 +452,15 @@ def _by_method(
     return endpoint
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+async def _body(request: Request) -> bytes:
     body = await request.body()
     if len(body) > MAX_BODY:
         raise ApiError(400, ErrorCode.BAD_REQUEST, f"the body is larger than {MAX_BODY} bytes")
+    return body
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    body = await _body(request)
     try:
         data = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError):

@@ -25,6 +25,7 @@ _BODIES: tuple[Any, ...] = (
     *schema.RESPONSES,
     schema.ValueUpdateBody,
     schema.Maintenance,
+    schema.Force,
     protocol.ResultsBatch,
     schema.ChallengeChange,
 )
@@ -418,6 +419,37 @@ DOCUMENT: dict[str, Any] = {
                     "400": _error("BadRequest"),
                     "404": _error("NotFound"),
                     "422": _error("Invalid"),
+                    **_ADMIN_ERRORS,
+                },
+            },
+        },
+        "/records/{fqdn}/targets/{name}/forced": {
+            "parameters": _TARGET_PARAMETERS,
+            "put": {
+                "operationId": "forceTarget",
+                "summary": "Force the target up or down, for a while or until cleared (admin)",
+                "description": "gdnsd's admin_state: the target is answered (up) or not (down) whatever "
+                "its checks say, which go on meanwhile; maintenance still wins. Kept across restarts; "
+                "shown on the target (`forced`: who, since, until, why), in the events (kind forced) "
+                "and in /metrics (dynserver_target_forced). A new PUT replaces the forced state.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _schema(schema.Force)}},
+                },
+                "responses": {
+                    "200": _json(schema.ForcedResult, "Forced."),
+                    "400": _error("BadRequest"),
+                    "404": _error("NotFound"),
+                    "422": _error("Invalid"),
+                    **_ADMIN_ERRORS,
+                },
+            },
+            "delete": {
+                "operationId": "clearForced",
+                "summary": "Clear the target's forced state: back to its checks (admin)",
+                "responses": {
+                    "200": _json(schema.ForcedResult, "Cleared (changed false: it was not forced)."),
+                    "404": _error("NotFound"),
                     **_ADMIN_ERRORS,
                 },
             },

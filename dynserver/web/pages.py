@@ -28,10 +28,12 @@ from dynserver import __version__, propagation
 from dynserver.dns import wire
 from dynserver.dns.names import fqdn, name_text
 from dynserver.health.engine import target_key
+from dynserver.health.state import Health
 from dynserver.locations.quorum import Tally
 from dynserver.model import DynamicRecord
 from dynserver.runtime import Runtime
 from dynserver.store.db import EventRow, Sample
+from dynserver.types import TargetKey
 from dynserver.update.limits import Block
 from dynserver.update.service import Updates
 from dynserver.update.targets import record_text
@@ -512,7 +514,8 @@ def routes(
     def back(request: Request, record: DynamicRecord) -> Response:
         return RedirectResponse(_local(request.query_params.get("next", "/")), status_code=303)
 
-    async def maintenance(request: Request) -> Response:
+    async def target_post(request: Request) -> tuple[Session, DynamicRecord, TargetKey] | Response:
+        """The session, record and target of a target's action (a POST), or the refusal."""
         session, error = await admin_post(request)
         if error is not None or session is None:
             return error or Response(status_code=401)
@@ -520,6 +523,13 @@ def routes(
         key = updates.targets.by_ref(record_text(record), request.path_params["name"]) if record else None
         if record is None or key is None:
             return Response("no such record or target\n", status_code=404)
+        return session, record, key
+
+    async def maintenance(request: Request) -> Response:
+        found = await target_post(request)
+        if isinstance(found, Response):
+            return found
+        session, record, key = found
         on = (await _form(request)).get("on") == "1"
         actor = f"web:{session.user}"
         changed = runtime.set_maintenance(key, on, actor=actor)
@@ -531,6 +541,32 @@ def routes(
             actor,
             changed,
         )
+        return back(request, record)
+
+    async def force(request: Request) -> Response:
+        """The targets table's Force form: state down/up for N minutes (blank: until
+        cleared) with a reason, or clear."""
+        found = await target_post(request)
+        if isinstance(found, Response):
+            return found
+        session, record, key = found
+        form = await _form(request)
+        state = str(form.get("state", ""))
+        minutes = str(form.get("minutes", "")).strip()
+        reason = " ".join(str(form.get("reason", "")).split())[:200]
+        actor = f"web:{session.user}"
+        if state == "clear":
+            await runtime.force(key, None, actor=actor)
+            return back(request, record)
+        if state not in ("up", "down") or (
+            minutes and not (minutes.isdigit() and 0 < int(minutes) <= 527040)
+        ):
+            return Response(
+                "expected state up, down or clear, and minutes a whole number from 1 to 527040 (or blank)\n",
+                status_code=400,
+            )
+        until = time.time() + int(minutes) * 60 if minutes else None
+        await runtime.force(key, Health(state), actor=actor, until=until, reason=reason)
         return back(request, record)
 
     async def check(request: Request) -> Response:
@@ -555,6 +591,7 @@ def routes(
         Route("/records/{fqdn}/propagation.json", propagation_json),
         Route("/records/{fqdn}/check", check, methods=["POST"]),
         Route("/records/{fqdn}/targets/{name}/maintenance", maintenance, methods=["POST"]),
+        Route("/records/{fqdn}/targets/{name}/forced", force, methods=["POST"]),
         Route("/events", events_page),
         Route("/agents", agents_page),
         Route("/login", login_page, methods=["GET", "POST"]),

@@ -130,6 +130,23 @@ class MonitorState(Struct, frozen=True, forbid_unknown_fields=True):
     last_result: LastResult | None
 
 
+class ForcedState(enum.StrEnum):
+    """What an admin may force a target to."""
+
+    UP = "up"  #: answered whatever its checks say (unless in maintenance)
+    DOWN = "down"  #: never answered whatever its checks say
+
+
+class Forced(Struct, frozen=True, forbid_unknown_fields=True):
+    """An admin's forced state of a target (gdnsd's admin_state): who, since and until when."""
+
+    state: Annotated[ForcedState, Meta(description="What the target is forced to, over its checks.")]
+    actor: Annotated[str, Meta(description="Who forced it: a credential, web:admin, or the CLI.")]
+    at: Annotated[float, Meta(description="Unix time it was forced.")]
+    until: Annotated[float | None, Meta(description="Unix time it ends by itself (null: until cleared).")]
+    reason: str
+
+
 class Target(ResponseBody, frozen=True):
     name: str
     hostname: Annotated[str, Meta(description="<target>.<record>: answers the value in DNS.")]
@@ -176,6 +193,10 @@ class Target(ResponseBody, frozen=True):
             list[MonitorState],
             Meta(description="Only for a target checked by several monitors: each one's state, in order."),
         ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    forced: (
+        Annotated[Forced, Meta(description="Only while an admin forces the target up or down.")]
         | msgspec.UnsetType
     ) = msgspec.UNSET
     require: (
@@ -246,6 +267,27 @@ class Maintenance(RequestBody, frozen=True):
 
 class MaintenanceResult(ResponseBody, frozen=True):
     changed: bool
+    target: Target
+
+
+class Force(RequestBody, frozen=True):
+    """Force a target up or down, for a while or until cleared (DELETE clears)."""
+
+    state: Annotated[ForcedState, Meta(examples=["down"])]
+    duration: (
+        Annotated[
+            float,
+            Meta(
+                gt=0, le=31_622_400, description="Seconds from now, at most a year (absent: until cleared)."
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    reason: Annotated[str, Meta(max_length=200, description="Why: shown with it everywhere.")] = ""
+
+
+class ForcedResult(ResponseBody, frozen=True):
+    changed: Annotated[bool, Meta(description="False: clearing a target that was not forced.")]
     target: Target
 
 
@@ -504,6 +546,7 @@ RESPONSES: Final = (
     Target,
     UpdateResult,
     MaintenanceResult,
+    ForcedResult,
     PushResult,
     Checking,
     EventList,
@@ -520,4 +563,4 @@ RESPONSES: Final = (
     ChallengeChanged,
     ChallengeList,
 )
-REQUESTS: Final = (ValueUpdate, Maintenance, ResultsBatch, ChallengeChange)
+REQUESTS: Final = (ValueUpdate, Maintenance, Force, ResultsBatch, ChallengeChange)

@@ -56,7 +56,16 @@ def target_body(runtime: Runtime, updates: Updates, record: DynamicRecord, name:
         vote=vote,
         maintenance_windows=_windows(record.maintenance_windows + configured.maintenance_windows),
         **_monitors(runtime, key, offset),
+        forced=_forced(runtime, key),
     )
+
+
+def _forced(runtime: Runtime, key: TargetKey) -> schema.Forced | msgspec.UnsetType:
+    forcing = runtime.forcing(key)
+    if forcing is None:
+        return msgspec.UNSET
+    state = schema.ForcedState(forcing.state.value)
+    return schema.Forced(state, forcing.actor, forcing.at, forcing.until, forcing.reason)
 
 
 def _monitors(runtime: Runtime, key: TargetKey, offset: float) -> dict[str, Any]:
