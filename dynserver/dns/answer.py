@@ -14,7 +14,7 @@ from dnslib import RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from dynserver.dns import wire
 from dynserver.dns.names import name_from_dnslib
-from dynserver.dns.zone import RRset, Signature, Signed, Zone
+from dynserver.dns.zone import TYPE_RRSIG, RRset, Signature, Signed, Zone
 from dynserver.types import Name
 
 # A CNAME chain longer than this inside our own data is a loop or a misconfiguration;
@@ -131,6 +131,10 @@ def resolve(zones: Mapping[Name, Zone], qname: Name, qtype: int, dnssec: bool = 
         if signed is not None and owner is not None:
             proofs += _next_closer_proof(signed, qname, closest)
         rrsets = _select(node, qtype)
+        if not rrsets and qtype == TYPE_RRSIG and owner is None and zone.signed is not None:
+            # The RRSIGs at the name, as BIND and NSD answer them (not signed themselves).
+            rrsets = [sig for _, sig in zone.signed.sigs.get(qname, {}).values()]
+            signed = None
         if rrsets:
             rotating: tuple[RRset, int] | None = None
             for rrset in rrsets:

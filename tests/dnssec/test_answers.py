@@ -261,3 +261,11 @@ def test_repeated_do_queries_come_from_the_tables(snapshot: Snapshot) -> None:
     assert key in snapshot._tables[2] and key not in snapshot._tables[1]
     again = query(snapshot, "nx2.dyn.example.test.", "A")
     assert first.to_wire()[2:] == again.to_wire()[2:]
+
+
+def test_a_query_for_rrsig_gets_the_names_signatures(snapshot: Snapshot) -> None:
+    for do in (False, True):
+        message = dns.message.make_query("www.dyn.example.test.", "RRSIG", want_dnssec=do)
+        reply = ask(snapshot, message)
+        covered = sorted(T.to_text(rrset.covers) for rrset in reply.answer)
+        assert covered == ["A", "AAAA"] and reply.flags & dns.flags.AA

@@ -111,6 +111,10 @@ def test_key_made_kept_and_every_change_signed(tmp_path: Path) -> None:
             reply = ask(app, "bravo.app.dyn.example.test")
             assert reply.rcode() == dns.rcode.NOERROR
             validate_sections(reply, keys)
+            # IXFR: the new name's NSEC3 and its neighbour's changed one travel with it.
+            delta = app.runtime.transfers.journals[ORIGIN].entries()[-1][1]
+            assert sum(" IN NSEC3 " in _record_text(r) for r in delta.added) >= 2
+            assert sum(" IN NSEC3 " in _record_text(r) for r in delta.deleted) >= 1
             nodata = ask(app, "bravo.app.dyn.example.test", "MX")
             validate_sections(nodata, keys)
             assert matches(nodata, dns.name.from_text("bravo.app.dyn.example.test.")) is not None
