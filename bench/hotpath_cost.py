@@ -8,13 +8,15 @@
   restore's own cost is measured and subtracted) and sendmmsg by a no-op, so only the
   Python work of a batch is timed (packet-cache hits served in the loop, counters).
 
-    .venv/bin/python bench/hotpath_cost.py [--repeat 5] [--number 2000]
+    .venv/bin/python bench/hotpath_cost.py [--repeat 5] [--number 2000] [--rrl] [--size 11]
 
 Prints microseconds per query (the minimum of ``--repeat`` timeit runs, each of
 ``--number`` batches) for a few fixed queries: a fast-path hit with and without EDNS,
-one of a record with four values (which rotate since issue 17), NXDOMAIN, REFUSED.
-Used to keep the query counters of /metrics off the hot path: run it before and after a
-change to dynserver/dns/snapshot.py or dynserver/server/udp.py.
+one of a record with four values (which rotate since issue 17), NXDOMAIN, REFUSED;
+``--rrl`` puts rate limiting (a rate nothing reaches) and cookies on both readers,
+``--size`` sets the queries a batch. Used to keep the query counters of /metrics off
+the hot path: run it before and after a change to dynserver/dns/snapshot.py or
+dynserver/server/udp.py.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ import dns.message
 
 from dynserver import config
 from dynserver.app import App
+from dynserver.dns.cookies import Cookies
+from dynserver.dns.rrl import RateLimiter
 from dynserver.server import udp
+from dynserver.server.guard import Guard
 from dynserver.server.udp import BATCH, UdpServer
 
 ZONE = """\
@@ -101,7 +106,9 @@ def queries() -> dict[str, bytes]:
     }
 
 
-def batched_reader(app: App, data: bytes) -> tuple[Callable[[], int], Callable[[], None]] | None:
+def batched_reader(
+    app: App, data: bytes, guard: Guard | None = None, size: int = BATCH
+) -> tuple[Callable[[], int], Callable[[], None]] | None:
     """The batched reader's one-batch step over 64 copies of ``data``, system calls
     stubbed, and the stub's own cost (it restores the 64 queries, which the replies
     overwrite in place) to subtract."""
@@ -116,7 +123,7 @@ def batched_reader(app: App, data: bytes) -> tuple[Callable[[], int], Callable[[
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
     batch = udp._MmsgBatch(
-        server, app.runtime.answer, lambda *args: None, lambda: app.runtime.snapshot.packet_cache()
+        server, app.runtime.answer, lambda *args: None, lambda: app.runtime.snapshot.packet_cache(), guard
     )
     for _ in range(BATCH):
         client.sendto(data, server.getsockname())
@@ -136,7 +143,7 @@ def batched_reader(app: App, data: bytes) -> tuple[Callable[[], int], Callable[[
 
     def recvmmsg(fd: int, at: object, count: int, flags: int, timeout: object) -> int:
         restore()
-        return BATCH
+        return size
 
     batch._recvmmsg = recvmmsg
     batch._sendmmsg = lambda fd, at, count, flags: count
@@ -145,32 +152,42 @@ def batched_reader(app: App, data: bytes) -> tuple[Callable[[], int], Callable[[
     return batch._one_batch, restore
 
 
-async def measure(repeat: int, number: int) -> dict[str, tuple[float, float | None]]:
+def guard_for(rrl: bool) -> Guard | None:
+    """With --rrl: cookies and a limiter whose rate nothing here reaches (every reply
+    still pays it), as dnsperf_compare.py configures dynserver."""
+    if not rrl:
+        return None
+    return Guard(RateLimiter(rate=10**9, slip=2, window=15.0), Cookies(bytes(16)))
+
+
+async def measure(
+    repeat: int, number: int, rrl: bool = False, size: int = BATCH
+) -> dict[str, tuple[float, float | None]]:
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "dyn.example.test.zone").write_text(ZONE)
         (Path(folder) / "dynserver.toml").write_text(CONFIG)
         app = App(config.load(Path(folder) / "dynserver.toml"))
     results = {}
     for label, data in queries().items():
-        server = UdpServer(app.config.server.dns[0], app.runtime.answer)
+        server = UdpServer(app.config.server.dns[0], app.runtime.answer, guard=guard_for(rrl))
         sock = FakeSocket(data)
         server._sock = sock  # type: ignore[assignment]
         on_readable = server._on_readable
         on_readable()  # the first answer of a miss is rendered and memoised
 
         def batch(sock: FakeSocket = sock, on_readable: Any = on_readable) -> None:
-            sock.left = BATCH
+            sock.left = size
             on_readable()
 
         runs = timeit.repeat(batch, repeat=repeat, number=number)
-        plain = min(runs) / number / BATCH * 1e6
-        batched = batched_reader(app, data)
+        plain = min(runs) / number / size * 1e6
+        batched = batched_reader(app, data, guard_for(rrl), size)
         micros = None
         if batched is not None:
             step, restore = batched
             total = min(timeit.repeat(step, repeat=repeat, number=number))
             stub = min(timeit.repeat(restore, repeat=repeat, number=number))
-            micros = (total - stub) / number / BATCH * 1e6
+            micros = (total - stub) / number / size * 1e6
         results[label] = (plain, micros)
     return results
 
@@ -179,9 +196,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--number", type=int, default=2000)
+    parser.add_argument("--rrl", action="store_true", help="with rate limiting and cookies on")
+    parser.add_argument(
+        "--size", type=int, default=BATCH, help=f"queries a batch (default {BATCH}; ~11 at 100k QPS)"
+    )
     args = parser.parse_args()
     print(f"{'query':16} {'plain':>8} {'batched':>8}  (us/query)")
-    for label, (plain, batched) in asyncio.run(measure(args.repeat, args.number)).items():
+    for label, (plain, batched) in asyncio.run(
+        measure(args.repeat, args.number, args.rrl, args.size)
+    ).items():
         shown = f"{batched:8.3f}" if batched is not None else "     n/a"
         print(f"{label:16} {plain:8.3f} {shown}")
 

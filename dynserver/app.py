@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from dynserver.runtime import Runtime
 from dynserver.server.guard import Guard, rrl_event
 from dynserver.server.tcp import TcpServer
 from dynserver.server.udp import UdpServer
-from dynserver.store.db import Store
+from dynserver.store.db import EventRow, Store
 from dynserver.store.writer import Writer
 from dynserver.types import CheckKey
 from dynserver.web.app import WebServer, create_app
@@ -83,7 +84,7 @@ class App:
         self._bound: list[tuple[Listener, tuple[socket.socket, socket.socket]]] = []
         # Cookies and rate limiting, one for every listener: a cookie from one is valid at
         # all, and a client's budget is one whichever address it asks (issue 15).
-        self.guard = Guard.from_config(config.server, event=rrl_event(runtime.add_event))
+        self.guard = Guard.from_config(config.server, event=rrl_event(self._add_event))
         if self.guard.limiter is not None:
             runtime.metrics.watch_rrl(self.guard.limiter)
         self._web_server: WebServer | None = None
@@ -93,9 +94,20 @@ class App:
         self._tasks: list[asyncio.Task[None]] = []
         self._demo: DemoServers | None = None
         self.control: ControlServer | None = None  # `dynserver reload` asks here
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = threading.get_ident()
+
+    def _add_event(self, event: EventRow) -> None:
+        """An event from any thread: the UDP receive threads' rate limiting notes are
+        recorded on the event loop, as every other event."""
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(self.runtime.add_event, event)
+        else:
+            self.runtime.add_event(event)
 
     async def start(self) -> None:
         runtime = self.runtime
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         database = self.config.database
         if database is not None:
             self.store = await Store.open(database)
@@ -162,6 +174,7 @@ class App:
                 listener, runtime.answer, packets=lambda: runtime.snapshot.packet_cache(), guard=self.guard
             )
             udp.start(udp_sock)
+            runtime.swap_fences.append(udp.fence)
             self.udp.append(udp)
             self.tcp.append(tcp)
             log.info("event=listening proto=dns address=%s", Listener(*udp.address))
@@ -194,6 +207,7 @@ class App:
             i for i, udp in enumerate(self.udp) if (udp.listener.host, udp.listener.port) not in wanted
         ]:
             log.info("event=closed proto=dns address=%s", Listener(*self.udp[index].address))
+            self.runtime.swap_fences.remove(self.udp[index].fence)
             self.udp[index].close()
             await self.tcp[index].close()
         self.udp = [u for u in self.udp if (u.listener.host, u.listener.port) in wanted]
@@ -280,6 +294,8 @@ class App:
                 sock.close()
         self._bound = []
         for udp in self.udp:
+            if udp.fence in self.runtime.swap_fences:
+                self.runtime.swap_fences.remove(udp.fence)
             udp.close()
         for tcp in self.tcp:
             await tcp.close()

@@ -150,6 +150,9 @@ class Runtime:
         # zone's IXFR journal.
         self.transfers = transfers
         self.snapshot = self._snapshot()
+        # Called by swap after the new snapshot is in place, each returning once no reply
+        # from the old one can still go out (the UDP receive threads: UdpServer.fence).
+        self.swap_fences: list[Callable[[], None]] = []
         self.store: Store | None = None
         self.writer: Writer | None = None
         self._check_targets: dict[CheckKey, list[TargetKey]] = {}
@@ -280,7 +283,11 @@ class Runtime:
         return outcome.reply(wire.NOERROR)
 
     def swap(self, snapshot: Snapshot) -> None:
+        """Serve ``snapshot`` from now on: when this returns, no reply from the one it
+        replaces goes out (a receive thread's batch in flight has been sent)."""
         self.snapshot = snapshot
+        for fence in self.swap_fences:
+            fence()
 
     def _snapshot(self, *, warm: bool = True) -> Snapshot:
         """A snapshot built from scratch, counting queries into the same /metrics counters."""

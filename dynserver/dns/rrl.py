@@ -140,10 +140,20 @@ class RateLimiter:
             return ANSWER
         return self.over(1)[0]
 
-    def take(self, network: bytes, answer: bytes, now: float, count: int) -> int:
+    @property
+    def rate(self) -> float:
+        """Replies a second per key."""
+        return self._rate
+
+    def take(self, network: bytes, answer: bytes, now: float, count: int, spare: int = 0) -> int:
         """How many of ``count`` replies to ``network`` of kind ``answer`` at ``now`` are
         within the limit (the first ones); ``over`` says what to do with the rest. One
-        call for all the replies of a batch that share a key keeps the hot path cheap."""
+        call for all the replies of a batch that share a key keeps the hot path cheap.
+
+        ``spare``: when all ``count`` are within the limit, up to that many tokens more
+        are taken and counted in the result, for the caller to spend on the key's next
+        replies without asking again (a receive thread's credit, dynserver/server/udp.py).
+        They never make a key limited: only ``count`` does."""
         key = network + answer
         slot = hash(key) & self._mask
         if self._keys[slot] != key:
@@ -157,6 +167,9 @@ class RateLimiter:
             tokens = self._depth
         self._stamps[slot] = now
         if tokens >= count:
+            if spare:
+                extra = tokens - count
+                count += spare if extra >= spare else int(extra)
             self._tokens[slot] = tokens - count
             if self._limiting[slot]:
                 self._limiting[slot] = 0

@@ -10,6 +10,7 @@ is BADCOOKIE with a fresh server cookie (RFC 7873 §5.2.3, as BIND does), else T
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -52,6 +53,9 @@ class Guard:
         self._monotonic = monotonic
         self._networks: dict[str, bytes] = {}  # client address -> its network key
         self._answer_keys: dict[bytes, bytes] = {}  # reply after its ID -> kind of answer
+        # Held around every use of the limiter: UDP receive threads charge it for their
+        # cache hits (dynserver/server/udp.py) while the event loop answers other queries.
+        self.lock = threading.Lock()
 
     @classmethod
     def from_config(cls, server: ServerConfig, event: Callable[[str, str], None] | None = None) -> Guard:
@@ -106,7 +110,8 @@ class Guard:
             if len(self._answer_keys) >= _ANSWER_KEYS:
                 self._answer_keys.clear()
             answer = self._answer_keys[body] = rrl.reply_key(reply)
-        verdict = limiter.verdict(net, answer, self._monotonic())
+        with self.lock:
+            verdict = limiter.verdict(net, answer, self._monotonic())
         if verdict == rrl.ANSWER:
             return reply
         if verdict == rrl.DROP:
@@ -122,7 +127,8 @@ class Guard:
         """The limiter's verdict for a reply from the packet cache (no cookies there: a
         query with an option never reaches the cache)."""
         assert self.limiter is not None
-        return self.limiter.verdict(network, answer, now)
+        with self.lock:
+            return self.limiter.verdict(network, answer, now)
 
 
 def rrl_event(add_event: Callable[[EventRow], None]) -> Callable[[str, str], None]:

@@ -11,6 +11,7 @@ a client's address into a Python tuple and back (measurements: docs/benchmarks.m
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import ctypes.util
@@ -18,13 +19,15 @@ import errno
 import logging
 import os
 import socket
+import struct
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dynserver.dns import packet, rrl
-from dynserver.dns.packet import FLAGS, ID_END, KEY_START, NOT_QUERY, RD_BIT, STAT, PacketCache
+from dynserver.dns.packet import FLAGS, ID_END, KEY_START, NOT_QUERY, RD_BIT, STAT, Entry, PacketCache, Tail
 from dynserver.model import Listener
 from dynserver.server.guard import Guard
 from dynserver.types import Answerer
@@ -44,6 +47,12 @@ DRAIN_BATCHES = 16
 # Set to 0 to use the portable recvfrom/sendto reader (for comparison, or a kernel
 # that refuses recvmmsg).
 MMSG_ENV = "DYNSERVER_UDP_MMSG"
+# Set to 0 to run the batched reader on the event loop (a reader callback per wake-up)
+# instead of on a receive thread of its own that blocks in recvmmsg.
+THREAD_ENV = "DYNSERVER_UDP_THREAD"
+# How long the receive thread blocks in recvmmsg before it looks whether it should stop
+# (close() wakes it at once; this is the safety net).
+IDLE_WAKE_S = 1.0
 
 
 # Where the batched reader finds the current snapshot's packet cache (read once a batch:
@@ -67,6 +76,7 @@ class UdpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[asyncio.Future[None]] = set()
         self._batch: _MmsgBatch | None = None
+        self._receiver: _Receiver | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -78,6 +88,23 @@ class UdpServer:
     def batched(self) -> bool:
         """Whether queries are read and answered with recvmmsg/sendmmsg."""
         return self._batch is not None
+
+    @property
+    def threaded(self) -> bool:
+        """Whether the batches are read on a receive thread (else in the event loop)."""
+        return self._receiver is not None
+
+    def fence(self) -> None:
+        """Return once no reply from a snapshot read before this call can still go out.
+
+        Runtime.swap calls it right after it replaced the snapshot: the receive thread
+        holds the fence from the moment it reads the snapshot for a batch until that
+        batch's sendmmsg returned, so when the fence is passed every later batch reads
+        the new one. (The event-loop readers need nothing: a swap runs on the loop,
+        between two of their batches.)"""
+        if self._receiver is not None:
+            with self._receiver.fence:
+                pass
 
     def start(self, sock: socket.socket | None = None) -> None:
         """Bind (unless given a bound socket) and start reading."""
@@ -92,6 +119,10 @@ class UdpServer:
         reader: Callable[[], object] = self._on_readable
         if _mmsg_available() and os.environ.get(MMSG_ENV, "1") != "0":
             self._batch = _MmsgBatch(sock, self._answer, self._later, self._packets, self._guard)
+            if os.environ.get(THREAD_ENV, "1") != "0":
+                self._receiver = _Receiver(self._batch, self._loop)
+                self._receiver.start()
+                return
             reader = self._batch.on_readable
         self._loop.add_reader(sock.fileno(), reader)
 
@@ -135,8 +166,8 @@ class UdpServer:
                 log.exception("error answering a UDP message")
                 return
             if reply is not None and self._sock is not None:
-                with contextlib.suppress(OSError):
-                    self._sock.sendto(reply, address)
+                with contextlib.suppress(OSError):  # never waits: the socket may block (thread)
+                    self._sock.sendto(reply, _DONTWAIT, address)
 
         task = asyncio.ensure_future(send())
         self._pending.add(task)
@@ -146,7 +177,9 @@ class UdpServer:
         """Stop reading, answer what the socket still holds (at most DRAIN_BATCHES
         batches), then close it."""
         if self._sock is not None:
-            if self._loop is not None:
+            if self._receiver is not None:
+                self._receiver.stop()  # it no longer reads the socket when this returns
+            elif self._loop is not None:
                 self._loop.remove_reader(self._sock.fileno())
             read = self._batch.read_batch if self._batch is not None else self._on_readable
             for _ in range(DRAIN_BATCHES):
@@ -155,6 +188,7 @@ class UdpServer:
             self._sock.close()
             self._sock = None
         self._batch = None
+        self._receiver = None
 
 
 # -- recvmmsg / sendmmsg through ctypes (Linux) ----------------------------------------
@@ -187,7 +221,10 @@ class _MMsgHdr(ctypes.Structure):
 
 
 _MSG_DONTWAIT = 0x40
+_MSG_WAITFORONE = 0x10000  # block for the first datagram only, then take what is there
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _NAME_SIZE = 128  # sizeof(struct sockaddr_storage)
+_NAME_WORDS = _NAME_SIZE // 4  # an IPv4 address is word 1 of its slot
 _HDR = ctypes.sizeof(_MMsgHdr)  # 64 on 64-bit Linux
 _NAMELEN_AT = _MMsgHdr.msg_hdr.offset + _MsgHdr.msg_namelen.offset
 _NAME_AT = _MMsgHdr.msg_hdr.offset + _MsgHdr.msg_name.offset
@@ -195,9 +232,29 @@ _LEN_AT = _MMsgHdr.msg_len.offset
 _IOV_LEN_AT = _IoVec.iov_len.offset
 _PEER_CACHE = 4096  # decoded client addresses kept; cleared when full
 _ANSWER_KEYS = 20_000  # cached replies' rate-limiting keys kept (as many as the packet cache)
+CREDIT = 64  # tokens a reader takes ahead per (network, reply): see _MmsgBatch._limit
+CREDIT_S = 1.0  # and keeps at most this long
 
-_libc_calls: tuple[Callable[..., int], Callable[..., int], Callable[[], int]] | None = None
+# recvmmsg and sendmmsg keeping the GIL, errno, and recvmmsg releasing the GIL (it blocks).
+_libc_calls: tuple[Callable[..., int], Callable[..., int], Callable[[], int], Callable[..., int]] | None = (
+    None
+)
 _NO_PACKETS: tuple[PacketCache, list[int]] = ({}, [])
+# What the limiter is charged per, for cache hits: (client network, the entry's tail for
+# RD clear: its bytes, or a rotating entry's iterator, the same object for every query).
+_Client = tuple[int | bytes, Tail]
+
+
+def _count_loop(counts: dict[Any, int], items: list[Any]) -> None:
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+
+
+# Counter's counting loop in C (what Counter.update calls), without Counter's own Python
+# overhead per call; the loop above where it is missing.
+_count_elements: Callable[[dict[Any, int], list[Any]], None] = getattr(
+    collections, "_count_elements", _count_loop
+)
 
 
 def _mmsg_available() -> bool:
@@ -216,12 +273,16 @@ def _mmsg_available() -> bool:
         # ~0.6 us of the ~1.3 us a call costs through ctypes here).
         # No use_errno either: ctypes would swap errno with a per-thread copy around every
         # call; errno is read from libc only after a call failed (calling_errno).
-        libc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6")
+        path = ctypes.util.find_library("c") or "libc.so.6"
+        libc = ctypes.PyDLL(path)
         recv, send, location = libc.recvmmsg, libc.sendmmsg, libc.__errno_location
+        # The receive thread's call blocks: through CDLL, which lets other threads run.
+        waiting = ctypes.CDLL(path).recvmmsg
     except (OSError, AttributeError):
         return False
     recv.restype = ctypes.c_int
     send.restype = ctypes.c_int
+    waiting.restype = ctypes.c_int
     location.restype = ctypes.POINTER(ctypes.c_int)
 
     def calling_errno() -> int:
@@ -229,7 +290,7 @@ def _mmsg_available() -> bool:
         nothing in between makes a system call)."""
         return int(location().contents.value)
 
-    _libc_calls = (recv, send, calling_errno)
+    _libc_calls = (recv, send, calling_errno, waiting)
     return True
 
 
@@ -248,13 +309,17 @@ class _MmsgBatch:
         self._packets = packets
         self._guard = guard
         self._limiter = guard.limiter if guard is not None else None
-        # The rate limiter's answer key of each cached reply, by cache key (computed once,
-        # as the full path computes it; emptied with each new packet cache, or when full).
-        self._answer_keys: dict[bytes, bytes] = {}
-        self._keys_of: object = None
-        # Per slot of a batch: the (client, cache key) of a cache hit, None otherwise.
-        self._clients: list[tuple[int | bytes, bytes] | None] = [None] * BATCH
-        self._recvmmsg, self._sendmmsg, self._errno = _libc_calls
+        # The rate limiter's answer key of each cached reply, by its tail for RD clear
+        # (computed once, as the full path computes it; emptied when full).
+        self._answer_keys: dict[Tail, bytes] = {}
+        # Tokens taken ahead per (client network, reply) (_limit), and until when.
+        self._credits: dict[_Client, int] = {}
+        self._credits_until = 0.0
+        rate = self._limiter.rate if self._limiter is not None else 0.0
+        self._spare = max(0, min(CREDIT, int(rate * 0.01)))
+        # Per slot of a batch: the cache entry of a hit, else None.
+        self._entries: list[Entry | None] = [None] * BATCH
+        self._recvmmsg, self._sendmmsg, self._errno, self._recvmmsg_waiting = _libc_calls
         self._sock = sock
         self._fd = sock.fileno()
         self._answer = answer
@@ -317,6 +382,17 @@ class _MmsgBatch:
             if not self._one_batch():
                 return
 
+    def _receive(self, call: Callable[..., int], flags: int) -> int:
+        """recvmmsg into fresh headers; the number of queries read (0: none, or an error)."""
+        self._msg_raw[:] = self._fresh_msgs
+        self._iov_raw[:] = self._fresh_iovs
+        count: int = call(self._fd, self._ptrs[0], BATCH, flags, None)
+        if count < 0:
+            if (code := self._errno()) not in (errno.EAGAIN, errno.EINTR):
+                log.debug("udp recvmmsg error: %s", os.strerror(code))
+            return 0
+        return count
+
     def _one_batch(self) -> int:
         """Read, answer and send one batch; the number of queries read.
 
@@ -324,50 +400,93 @@ class _MmsgBatch:
         same message header recvmmsg filled: the client's address as the kernel wrote it,
         the iovec shortened to the reply. Messages without a reply now (dropped,
         deferred) are left out of the sendmmsg calls."""
-        self._msg_raw[:] = self._fresh_msgs
-        self._iov_raw[:] = self._fresh_iovs
-        count: int = self._recvmmsg(self._fd, self._ptrs[0], BATCH, _MSG_DONTWAIT, None)
-        if count <= 0:
-            if count < 0 and (code := self._errno()) not in (errno.EAGAIN, errno.EINTR):
-                log.debug("udp recvmmsg error: %s", os.strerror(code))
+        count = self._receive(self._recvmmsg, _MSG_DONTWAIT)
+        if not count:
             return 0
-        msg_u32, iov_u64, buf, raw = self._msg_u32, self._iov_u64, self._data, self._raw
-        answer, peers, slots = self._answer, self._peers, self._slots
         cache, hits = self._packets() if self._packets is not None else _NO_PACKETS
+        misses = self._serve_hits(count, cache)
+        tally = self._account(count, hits)
+        unsent = self._answer_misses(misses) if misses else None
+        if tally:
+            unsent = self._limit(tally, count, unsent)
+        self._send_except(count, unsent)
+        return count
+
+    def _serve_hits(self, count: int, cache: PacketCache) -> list[int] | None:
+        """Answer the batch's packet-cache hits in place, noting each one's cache entry
+        (``_account`` counts them); the slots of the other queries, or None."""
+        msg_u32, iov_u64, buf, raw = self._msg_u32, self._iov_u64, self._data, self._raw
+        slots, entries = self._slots, self._entries
         cached = cache.get
-        unsent: list[int] | None = None
-        guard = self._guard
-        # Rate limiting of cache hits: tallied per (client address, query) in the loop,
-        # one dictionary update each, and charged to the limiter once per key after it.
-        tally: dict[tuple[int | bytes, bytes], int] | None = None if self._limiter is None else {}
-        raw_names, clients, name_u32, ipv4 = self._raw_names, self._clients, self._name_u32, self._ipv4
+        misses: list[int] | None = None
         for i in range(count):
-            start, len_word, name_at, namelen_word, iov_word = slots[i]
-            stop = start + msg_u32[len_word]
+            start, len_word, _, _, iov_word = slots[i]
             # A repeated query: the reply tail for its RD bit goes from the packet cache
             # over the query, after its ID (packet.serve, inlined: no call per query).
-            key = raw[start + KEY_START : stop]
-            hit = cached(key)
+            hit = cached(raw[start + KEY_START : start + msg_u32[len_word]])
             if hit is not None and not (flags := buf[start + FLAGS]) & NOT_QUERY:
                 tail: bytes = hit[flags & RD_BIT]  # type: ignore[assignment]  # 0 or 1
                 if tail.__class__ is not bytes:
                     tail = next(tail)  # type: ignore[call-overload]  # a rotating reply
-                if tally is not None:
-                    # The client's network as the kernel wrote it: an IPv4 socket's peers
-                    # are IPv4, the /24 is 3 bytes of one word; an IPv6 socket's, a slice.
-                    if ipv4:
-                        client = (name_u32[(name_at >> 2) + 1] & 0xFFFFFF, key)
-                    else:
-                        client = (raw_names[name_at + 8 : name_at + 15], key)
-                    tally[client] = tally.get(client, 0) + 1
-                    clients[i] = client
-                hits[hit[STAT]] += 1
+                entries[i] = hit
                 size = len(tail) + ID_END
                 buf[start + ID_END : start + size] = tail
                 iov_u64[iov_word] = size
                 continue
-            clients[i] = None
-            data = raw[start:stop]
+            entries[i] = None
+            if misses is None:
+                misses = []
+            misses.append(i)
+        return misses
+
+    def _account(self, count: int, hits: list[int]) -> dict[_Client, int] | None:
+        """Count the batch's cache hits in the snapshot's counters; with a rate limiter,
+        their tally per (client network, reply tail), which ``_limit`` charges."""
+        entries = self._entries[:count]
+        counted: dict[Entry | None, int] = {}
+        _count_elements(counted, entries)
+        counted.pop(None, None)
+        for entry, n in counted.items():
+            hits[entry[STAT]] += n  # type: ignore[index]  # None was popped
+        if self._limiter is None or not counted:
+            return None
+        tally: dict[_Client, int] = {}
+        if self._ipv4:
+            # The client's network as the kernel wrote it: the /24 is 3 bytes of the
+            # address's word. One address for the whole batch (one resolver, a flood):
+            # one entry per reply, whatever the batch's size.
+            words = self._name_u32[1 : count * _NAME_WORDS : _NAME_WORDS].tolist()
+            if words.count(words[0]) == count:
+                network = words[0] & 0xFFFFFF
+                for entry, n in counted.items():
+                    client: _Client = (network, entry[0])  # type: ignore[index]
+                    tally[client] = tally.get(client, 0) + n
+                return tally
+        for i in range(count):
+            entry = entries[i]
+            if entry is not None:
+                client = (self._network(i), entry[0])
+                tally[client] = tally.get(client, 0) + 1
+        return tally
+
+    def _network(self, i: int) -> int | bytes:
+        """Slot i's client network: an IPv4 /24 as the low 3 bytes of a word (as the
+        kernel wrote the address), an IPv6 /56 as 7 bytes."""
+        name_at = i * _NAME_SIZE
+        if self._ipv4:
+            return self._name_u32[(name_at >> 2) + 1] & 0xFFFFFF
+        raw_names: bytes = self._raw_names[name_at + 8 : name_at + 15]
+        return raw_names
+
+    def _answer_misses(self, misses: list[int]) -> list[int] | None:
+        """Answer the queries in slots ``misses`` through the core (and the guard), each
+        reply written over its query; the slots left without a reply now, or None."""
+        msg_u32, iov_u64, buf, raw = self._msg_u32, self._iov_u64, self._data, self._raw
+        answer, peers, slots, guard = self._answer, self._peers, self._slots, self._guard
+        unsent: list[int] | None = None
+        for i in misses:
+            start, len_word, name_at, namelen_word, iov_word = slots[i]
+            data = raw[start : start + msg_u32[len_word]]
             key = self._raw_names[name_at : name_at + msg_u32[namelen_word]]
             peer = peers.get(key)
             if peer is None:
@@ -390,55 +509,61 @@ class _MmsgBatch:
                 continue
             if reply.__class__ is bytes:  # not from the core (UDP replies are at most 1232 bytes)
                 with contextlib.suppress(OSError):
-                    self._sock.sendto(reply, peer)
+                    self._sock.sendto(reply, socket.MSG_DONTWAIT, peer)
             else:  # rare: a reply that must wait (UPDATE)
                 self._later(reply, peer)  # type: ignore[arg-type]
-        if tally:
-            unsent = self._limit(tally, cache, count, unsent)
-        if unsent is None:
-            self._send(0, count)
-        else:
-            first = 0
-            for gap in (*unsent, count):
-                if gap > first:
-                    self._send(first, gap)
-                first = gap + 1
-        return count
+        return unsent
 
     def _limit(
         self,
-        tally: dict[tuple[int | bytes, bytes], int],
-        cache: PacketCache,
+        tally: dict[_Client, int],
         count: int,
         unsent: list[int] | None,
     ) -> list[int] | None:
         """Charge the limiter with the batch's cache hits; replies over the limit are
-        dropped (left unsent) or slipped (a TC=1 reply written over theirs)."""
+        dropped (left unsent) or slipped (a TC=1 reply written over theirs).
+
+        Each (network, reply) keeps a small credit of tokens taken ahead from the limiter
+        (at most CREDIT, and 10 ms of the rate, for at most CREDIT_S seconds): most
+        batches then pay one dictionary update per key instead of a call to the limiter.
+        The tokens are the bucket's own, taken only when all of a batch's replies fit, so
+        a key is limited as before, a few replies later at most."""
         limiter = self._limiter
         assert limiter is not None
         now = time.monotonic()
-        if self._keys_of is not cache or len(self._answer_keys) >= _ANSWER_KEYS:
-            self._answer_keys, self._keys_of = {}, cache
+        credits = self._credits
+        if now >= self._credits_until:
+            credits.clear()
+            self._credits_until = now + CREDIT_S
+        if len(self._answer_keys) >= _ANSWER_KEYS:
+            self._answer_keys = {}
         answer_keys = self._answer_keys
-        over: dict[tuple[int | bytes, bytes], list[int]] = {}
+        over: dict[_Client, list[int]] = {}
         for hit_client, n in tally.items():
-            network, key = hit_client
-            answer_key = answer_keys.get(key)
+            left = credits.get(hit_client, 0)
+            if left >= n:
+                credits[hit_client] = left - n
+                continue
+            network, tail = hit_client
+            answer_key = answer_keys.get(tail)
             if answer_key is None:
-                answer_key = answer_keys[key] = rrl.reply_key(b"\x00\x00" + packet.tail(cache[key], 0))
+                answer_key = answer_keys[tail] = rrl.reply_key(b"\x00\x00" + packet.tail((tail, tail, 0), 0))
             if isinstance(network, int):  # an IPv4 /24 read as a little-endian word
                 network = network.to_bytes(3, "little")
-            allowed = limiter.take(network, answer_key, now, n)
-            if allowed < n:
-                # The first ``allowed`` go out, the rest as ``over`` says, in batch order.
-                over[hit_client] = [rrl.ANSWER] * allowed + limiter.over(n - allowed)
+            allowed = left + limiter.take(network, answer_key, now, n - left, self._spare)
+            if allowed >= n:
+                credits[hit_client] = allowed - n
+                continue
+            credits[hit_client] = 0
+            # The first ``allowed`` go out, the rest as ``over`` says, in batch order.
+            over[hit_client] = [rrl.ANSWER] * allowed + limiter.over(n - allowed)
         if not over:
             return unsent
-        buf, raw, slots, clients = self._data, self._raw, self._slots, self._clients
+        buf, raw, slots, entries = self._data, self._raw, self._slots, self._entries
         dropped = set(unsent or ())
         for i in range(count):
-            client = clients[i]
-            verdicts = over.get(client) if client is not None else None
+            entry = entries[i]
+            verdicts = over.get((self._network(i), entry[0])) if entry is not None else None
             if not verdicts:
                 continue
             start, _, _, _, iov_word = slots[i]
@@ -451,6 +576,28 @@ class _MmsgBatch:
                 buf[start : start + len(slip)] = slip
                 self._iov_u64[iov_word] = len(slip)
         return sorted(dropped) or None
+
+    def _send_except(self, count: int, unsent: list[int] | None) -> None:
+        """sendmmsg the replies in slots 0..count-1 but those in ``unsent`` (sorted)."""
+        if unsent is None:
+            self._send(0, count)
+            return
+        first = 0
+        for gap in (*unsent, count):
+            if gap > first:
+                self._send(first, gap)
+            first = gap + 1
+
+    def _send_slots(self, slots: list[int]) -> None:
+        """sendmmsg the replies in ``slots`` (sorted), each run of neighbours in one call."""
+        k = 0
+        while k < len(slots):
+            first = end = slots[k]
+            k += 1
+            while k < len(slots) and slots[k] == end + 1:
+                end += 1
+                k += 1
+            self._send(first, end + 1)
 
     def _send(self, first: int, end: int) -> None:
         """sendmmsg the replies in slots first..end-1."""
@@ -474,3 +621,108 @@ class _MmsgBatch:
             self._peers.clear()
         self._peers[key] = peer
         return peer
+
+
+class _Receiver:
+    """The batched reader on a thread of its own, as gdnsd's I/O threads: it blocks in
+    recvmmsg (MSG_WAITFORONE, the GIL released) and sends with sendmmsg, so a wake-up
+    costs two system calls and no trip through epoll and the event loop.
+
+    The thread answers packet-cache hits only: that path reads the snapshot's cache and
+    counters and charges the rate limiter (under the guard's lock), nothing else. Every
+    other query of a batch (the core, cookies, UPDATE) is handed to the event loop, which
+    answers and sends it as the loop reader does, while the thread waits; so the core,
+    the snapshots and the runtime stay single-threaded.
+
+    Swaps: the thread holds ``fence`` from reading the snapshot to the end of the batch's
+    sendmmsg (UdpServer.fence). It never holds it while it waits for the loop, which is
+    where a swap runs."""
+
+    def __init__(self, batch: _MmsgBatch, loop: asyncio.AbstractEventLoop) -> None:
+        self.fence = threading.Lock()
+        self._batch = batch
+        self._loop = loop
+        self._sock = batch._sock
+        self._stopping = False
+        self._answered = threading.Lock()  # released by the loop when it answered a handover
+        self._answered.acquire()
+        self._handed: list[int] | None = None  # the slots handed to the loop, until answered
+        self._guard_lock = batch._guard.lock if batch._guard is not None else None
+        name = self._sock.getsockname()
+        self._thread = threading.Thread(target=self._run, name=f"udp {name[0]}:{name[1]}", daemon=True)
+
+    def start(self) -> None:
+        sock = self._sock
+        sock.setblocking(True)
+        seconds = int(IDLE_WAKE_S)
+        micros = int((IDLE_WAKE_S - seconds) * 1e6)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", seconds, micros))
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it, then answer what it had handed to the loop
+        (called on the loop: the socket stays open, the caller drains and closes it)."""
+        self._stopping = True
+        # Wakes a recvmmsg that waits, on Linux even on an unconnected UDP socket (which
+        # says ENOTCONN but wakes it all the same; what is queued can still be read);
+        # IDLE_WAKE_S is the safety net.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RD)
+        self._thread.join(timeout=IDLE_WAKE_S + 5)
+        if not self._thread.is_alive():
+            self._answer_handed()
+
+    def _run(self) -> None:
+        batch = self._batch
+        waiting = batch._recvmmsg_waiting
+        while not self._stopping:
+            count = batch._receive(waiting, _MSG_WAITFORONE)
+            if not count or self._stopping:
+                continue
+            try:
+                misses = self._serve(count)
+            except Exception:  # pragma: no cover - a bug: log it, keep serving
+                log.exception("error answering a UDP batch")
+                continue
+            if misses and not self._hand_over(misses):
+                return
+
+    def _serve(self, count: int) -> list[int] | None:
+        """Answer and send the batch's cache hits; the other queries' slots."""
+        batch = self._batch
+        with self.fence:
+            cache, hits = batch._packets() if batch._packets is not None else _NO_PACKETS
+            misses = batch._serve_hits(count, cache)
+            tally = batch._account(count, hits)
+            unsent = misses
+            if tally:
+                assert self._guard_lock is not None
+                with self._guard_lock:
+                    unsent = batch._limit(tally, count, unsent)
+            batch._send_except(count, unsent)
+        return misses
+
+    def _hand_over(self, misses: list[int]) -> bool:
+        """Have the loop answer and send ``misses``, and wait until it has (False: stop;
+        stop() then answers them itself)."""
+        self._handed = misses
+        try:
+            self._loop.call_soon_threadsafe(self._answer_on_loop)
+        except RuntimeError:  # the loop is closed
+            return False
+        while not self._answered.acquire(timeout=0.1):
+            if self._stopping:
+                return False
+        return True
+
+    def _answer_on_loop(self) -> None:
+        self._answer_handed()
+        self._answered.release()
+
+    def _answer_handed(self) -> None:
+        """On the loop: answer and send the slots handed over, once."""
+        misses, self._handed = self._handed, None
+        if misses is not None:
+            batch = self._batch
+            unsent = batch._answer_misses(misses)
+            batch._send_slots([i for i in misses if i not in unsent] if unsent else misses)

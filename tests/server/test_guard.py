@@ -25,13 +25,13 @@ from dynserver.dns.rrl import RateLimiter
 from dynserver.dns.snapshot import Snapshot
 from dynserver.metrics import Metrics
 from dynserver.model import Listener, RrlConfig, ServerConfig
-from dynserver.server import udp
 from dynserver.server.guard import Guard, rrl_event
 from dynserver.server.tcp import TcpServer
 from dynserver.server.udp import UdpServer
 from dynserver.store.db import EventRow
 from tests.dns.test_cookies import independent_server_cookie
 from tests.dns.zones import DYN
+from tests.server.test_udp import READERS, use_reader
 from tests.snapshots import load_snapshot
 from tests.support import loopback, tcp_read, tcp_send
 
@@ -40,12 +40,9 @@ NAME = "www.dyn.example.test"
 CLIENT_ADDRESS = "127.0.0.1"  # the source address of an unbound socket (and of dig) here
 
 
-@pytest.fixture(params=["mmsg", "plain"])
+@pytest.fixture(params=READERS)
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "mmsg" and not udp._mmsg_available():
-        pytest.skip("recvmmsg/sendmmsg are Linux-only")
-    monkeypatch.setenv(udp.MMSG_ENV, "1" if request.param == "mmsg" else "0")
-    return str(request.param)
+    return use_reader(str(request.param), monkeypatch)
 
 
 @pytest.fixture

@@ -16,15 +16,21 @@ from dynserver.server import udp
 from dynserver.server.udp import UdpServer
 from tests.support import loopback
 
-READERS = ["mmsg", "plain"]
+READERS = ["thread", "mmsg", "plain"]  # the receive thread, the loop's batches, recvfrom
 
 
 @pytest.fixture(params=READERS)
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "mmsg" and not udp._mmsg_available():
+    return use_reader(str(request.param), monkeypatch)
+
+
+def use_reader(reader: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Make UdpServer.start pick ``reader`` (one of READERS)."""
+    if reader != "plain" and not udp._mmsg_available():
         pytest.skip("recvmmsg/sendmmsg are Linux-only")
-    monkeypatch.setenv(udp.MMSG_ENV, "1" if request.param == "mmsg" else "0")
-    return str(request.param)
+    monkeypatch.setenv(udp.MMSG_ENV, "0" if reader == "plain" else "1")
+    monkeypatch.setenv(udp.THREAD_ENV, "1" if reader == "thread" else "0")
+    return reader
 
 
 def echo(data: bytes, tcp: bool, peer: tuple[str, int]) -> bytes | Awaitable[bytes | None] | None:
@@ -82,7 +88,8 @@ def test_bursts_from_many_clients_each_get_their_own_replies(
     per_client = udp.BATCH * 2 + 7  # more than one batch from each, interleaved
 
     async def body(server: UdpServer, clients: list[socket.socket]) -> None:
-        assert server.batched is (reader == "mmsg")
+        assert server.batched is (reader != "plain")
+        assert server.threaded is (reader == "thread")
         loop = asyncio.get_running_loop()
         address = server.address
         for n in range(per_client):
@@ -179,8 +186,8 @@ def test_repeated_queries_are_served_from_the_snapshot_packet_cache(reader: str)
                 assert [str(rrset) for rrset in reply.answer] == ["www.dyn.example.test. 300 IN A 192.0.2.10"]
             served_by_core = len(calls)
             # The first asks build the template and fill the cache; from then on the
-            # reader (mmsg) or Snapshot.answer (plain reader) serves the repeats.
-            if reader == "mmsg":
+            # reader (thread, mmsg) or Snapshot.answer (plain reader) serves the repeats.
+            if reader != "plain":
                 assert 1 <= served_by_core <= 2
             else:
                 assert served_by_core == 6
