@@ -41,6 +41,7 @@ import re
 import resource
 import shlex
 import shutil
+import socket
 import socketserver
 import subprocess
 import sys
@@ -93,6 +94,8 @@ ALL_SERVERS = ("dynserver", "gdnsd", "nsd", "knot", "pdns")
 # What dynserver must reach, relative to gdnsd (the fastest health-checking peer).
 TARGET_QPS_RATIO = 0.8  # dynserver QPS >= 0.8 x gdnsd
 TARGET_CPU_RATIO = 1.5  # dynserver CPU/query at 100k QPS <= 1.5 x gdnsd
+
+PROBE_INTERVAL_S = 0.001  # the latency probe's pause between two queries
 
 MAX_OTHER_LOAD = 0.10  # share of a core taken by others (processes, steal) before a run is flagged
 QUIET_SAMPLE_S = 1.0
@@ -462,6 +465,10 @@ class Run:
     steal_s: float  # time the hypervisor took the two CPUs away: should be near 0
     interrupt_s: float  # interrupt time on the two CPUs: mostly the loopback traffic itself
     command: str
+    # Round-trip times seen by the latency probe beside dnsperf (fixed-rate runs only).
+    probe_p50_us: float | None = None
+    probe_p99_us: float | None = None
+    probe_lost: int = 0
 
     @property
     def disturbed_s(self) -> float:
@@ -527,10 +534,15 @@ def measure(
 ) -> Run:
     """Run dnsperf once; charge the server's CPU time over the run to the answered queries."""
     argv = dnsperf_argv(addr, str(port), duration, rate, queries, extra)
+    probe = LatencyProbe(addr, port, duration) if rate else None
     before = CpuSample.now(proc.pid)
     started = time.monotonic()
+    if probe is not None:
+        probe.start()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30, check=False)
     wall_s = time.monotonic() - started
+    if probe is not None:
+        probe.join()
     after = CpuSample.now(proc.pid)
     if proc.poll() is not None:
         raise ServerFailed(f"server exited (code {proc.returncode}) during dnsperf")
@@ -555,7 +567,52 @@ def measure(
         steal_s=steal_s,
         interrupt_s=after.interrupt - before.interrupt,
         command=shlex.join(argv),
+        probe_p50_us=probe.percentile(50) if probe is not None else None,
+        probe_p99_us=probe.percentile(99) if probe is not None else None,
+        probe_lost=probe.lost if probe is not None else 0,
     )
+
+
+class LatencyProbe(threading.Thread):
+    """Beside a fixed-rate dnsperf run, one query (`www` A) every PROBE_INTERVAL_S from
+    CPU 0, each waited for, its round trip timed: dnsperf 2.10 prints only the mean and
+    standard deviation of its latencies, this gives percentiles. Its ~1k queries a
+    second are answered by the server too (about 1 % on top of dnsperf's 100k)."""
+
+    def __init__(self, addr: str, port: int, duration: float) -> None:
+        super().__init__(daemon=True)
+        self.addr, self.port, self.duration = addr, port, duration
+        self.rtts: list[float] = []
+        self.lost = 0
+
+    def run(self) -> None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {CLIENT_CPU})  # this thread only, beside dnsperf
+        query = bytearray(dns.message.make_query(f"www.{ZONE}", "A").to_wire())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect((self.addr, self.port))
+            sock.settimeout(0.5)
+            time.sleep(0.5)  # dnsperf has started
+            end = time.monotonic() + self.duration - 1.0
+            ident = 0
+            while time.monotonic() < end:
+                ident = (ident + 1) & 0xFFFF
+                query[0:2] = ident.to_bytes(2, "big")
+                sent = time.perf_counter()
+                sock.send(query)
+                try:
+                    while sock.recv(512)[:2] != query[:2]:  # a late reply to an earlier one
+                        pass
+                    self.rtts.append(time.perf_counter() - sent)
+                except TimeoutError:
+                    self.lost += 1
+                time.sleep(PROBE_INTERVAL_S)
+
+    def percentile(self, p: float) -> float | None:
+        if not self.rtts:
+            return None
+        ordered = sorted(self.rtts)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] * 1e6
 
 
 # --------------------------------------------------------------------------- one server
@@ -770,6 +827,14 @@ def report(results: Sequence[ServerResult], args: argparse.Namespace, flavour: F
         "",
         *targets(results, flavour.reference),
     ]
+    for r in results:
+        runs = [run for run in r.fixed_runs if run.probe_p99_us is not None]
+        if runs:
+            shown = ", ".join(f"{run.probe_p50_us:.0f} / {run.probe_p99_us:.0f}" for run in runs)
+            lines.append(
+                f"latency at {FIXED_RATE // 1000}k QPS [{r.name}], p50 / p99 µs of a probe asking "
+                f"once a millisecond beside dnsperf, round by round: {shown}"
+            )
     for r in results:
         lines += [f"note [{r.name}]: {note}" for note in dict.fromkeys(r.notes)]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Rotating and weighted answers end to end (issue 17): a real dynserver, asked hundreds
-of times by dnspython over UDP (both readers: recvmmsg and recvfrom, so the packet cache
-of each) and TCP, puts each target first as often as its weight says; a record with
-``order = "fixed"`` always answers in config order."""
+of times by dnspython over UDP (every reader: the receive thread, recvmmsg on the event
+loop and recvfrom, so the packet cache of each) and TCP, puts each target first as often
+as its weight says; a record with ``order = "fixed"`` always answers in config order."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from dynserver.server.udp import MMSG_ENV
+from dynserver.server.udp import MMSG_ENV, THREAD_ENV
 from tests.support import Server, dynserver, master_file, write_config
 
 ZONE = "rot.example.test"
@@ -58,9 +58,14 @@ def orders(server: Server, label: str, count: int, tcp: bool = False) -> list[tu
     return found
 
 
-@pytest.mark.parametrize("mmsg", ["1", "0"], ids=["recvmmsg", "recvfrom"])
-def test_first_places_follow_the_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mmsg: str) -> None:
+@pytest.mark.parametrize(
+    ("mmsg", "thread"), [("1", "1"), ("1", "0"), ("0", "0")], ids=["thread", "recvmmsg", "recvfrom"]
+)
+def test_first_places_follow_the_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mmsg: str, thread: str
+) -> None:
     monkeypatch.setenv(MMSG_ENV, mmsg)
+    monkeypatch.setenv(THREAD_ENV, thread)
     config = write_config(tmp_path, {ZONE: master_file(ZONE, "ns1 IN A 127.0.0.1\n")}, CONFIG)
     with dynserver(config, zone=ZONE) as server:
         answers = orders(server, "www", 500)
