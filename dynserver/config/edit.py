@@ -436,7 +436,9 @@ def _targets_text(targets: list[Any], indent: str = "  ") -> str:
 
 
 def _item(text: str) -> Item:
-    value = tomlkit.parse(f"x = {text}\n")["x"]  # with its line end, as a key of a table needs
+    # The Item itself (``item``, not ``[]``: indexing unwraps a boolean to a plain bool),
+    # with its line end, as a key of a table needs.
+    value = tomlkit.parse(f"x = {text}\n").item("x")
     assert isinstance(value, Item)
     return value
 

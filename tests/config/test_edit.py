@@ -556,3 +556,14 @@ def test_check_config_accepts_what_the_edits_wrote(editor: Editor) -> None:
         "# -- monitors --",
     ):
         assert comment in text
+
+
+def test_a_boolean_key_can_be_added_to_a_table(editor: Editor) -> None:
+    # tomlkit unwraps a parsed boolean to a plain bool; the editor must still write it
+    # (the API's fuzzing found a 500 here).
+    text = editor.read().text
+    monitor = {**(editor.monitor(text, "web") or {}), "invert": True}
+    text = editor.put_monitor(text, "web", monitor)
+    assert editor.monitor(text, "web") == monitor
+    assert "invert = true" in text
+    editor.validate(text)
