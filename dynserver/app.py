@@ -105,7 +105,13 @@ class App:
         else:
             self.runtime.add_event(event)
 
-    async def start(self) -> None:
+    async def start(self, settle: Callable[[], None] | None = None) -> None:
+        """Start every part, DNS last (issue 15): its sockets are bound only once the rest
+        is up, and read right after, so the first answer comes from a server with nothing
+        left to start (no step that fails, a busy web port say, or holds the loop, the
+        web app, comes after it), and a query waits unanswered in a bound socket only for
+        the few steps between bind and read. ``settle`` runs just before the bind (the
+        command line settles the garbage collector there)."""
         runtime = self.runtime
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         database = self.config.database
@@ -116,16 +122,6 @@ class App:
             self.writer.start()
             runtime.record_to(self.writer)
         await self.hub.start()  # the registered agents, before any check or vote
-        # Every DNS listener is bound first: a busy address fails the start before anything
-        # else is opened, and a start as root has bound port 53 before it drops privileges.
-        # They are read only last (issue 15), once nothing is left to start: the first
-        # answer means a server fully up, so no step that fails (a busy web port, the
-        # control socket of another server) or holds the loop (the web app, the checks)
-        # comes after it, and a query that arrived meanwhile waited in its socket.
-        for listener in self.config.server.dns:
-            self._bound.append((listener, _bind_pair(listener)))
-        if self.secondaries.enabled:
-            self.secondaries.start(pair[0].getsockname()[0] for _, pair in self._bound)
         if self.config.demo:
             self._demo = DemoServers(list(self.config.demo))
             await self._demo.start()
@@ -141,19 +137,25 @@ class App:
         self._tasks.append(asyncio.create_task(runtime.sweep(), name="sweeper"))
         if self.config.server.http is not None:
             await self._start_web(self.config.server.http)
+        if settle is not None:
+            settle()
+        for listener in self.config.server.dns:
+            self._bound.append((listener, _bind_pair(listener)))
         # Started as root: every listener is bound, so become [server] user now; the
         # control socket is then the user's, and the user can remove it at stop.
         drop_privileges(self.config.server.user, self.config.database)
         await self._start_control()  # a reload is asked of a server that is up
         bound, self._bound = self._bound, []
         await self._listen(bound)
+        if self.secondaries.enabled:  # their SOA and IXFR queries are answered at once
+            self.secondaries.start(udp.address[0] for udp in self.udp)
         if self.udp and self.tcp:
             runtime.dns_listening()
 
     async def _listen(self, bound: list[tuple[Listener, tuple[socket.socket, socket.socket]]]) -> None:
         """Serve DNS on bound sockets: TCP first, then UDP, the readers of the UDP sockets
-        last and with nothing awaited after them, so no query is answered before this
-        returns (the caller may still settle the garbage collector, say)."""
+        last and with nothing awaited after them, so no UDP query is answered before this
+        returns."""
         runtime = self.runtime
         tcps: list[TcpServer] = []
         try:
@@ -321,12 +323,14 @@ class App:
         if self.store is not None:
             await self.store.close()
 
-    async def serve_forever(self, on_started: Callable[[], None] | None = None) -> None:
+    async def serve_forever(
+        self, on_started: Callable[[], None] | None = None, settle: Callable[[], None] | None = None
+    ) -> None:
         try:
             # Inside the try: a start that fails half-way (a busy port after the database
             # was opened) must still close what it opened, or aiosqlite's thread outlives
             # the event loop and the process hangs or prints tracebacks instead of exiting.
-            await self.start()
+            await self.start(settle)
             if on_started is not None:
                 on_started()
             await self.stopping.wait()
@@ -345,7 +349,15 @@ def _transferred(config: Config) -> object:
 
 
 def _bind_pair(listener: Listener) -> tuple[socket.socket, socket.socket]:
-    """Bind UDP and TCP on the same port (port 0: the kernel picks one free for both)."""
+    """Bind UDP and TCP on the same port (port 0: the kernel picks one free for both);
+    an OSError names the listener."""
+    try:
+        return _bind_udp_tcp(listener)
+    except OSError as error:
+        raise OSError(error.errno, f"DNS listener {listener}: {error.strerror or error}") from None
+
+
+def _bind_udp_tcp(listener: Listener) -> tuple[socket.socket, socket.socket]:
     family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
     for _ in range(20):
         udp = socket.socket(family, socket.SOCK_DGRAM)

@@ -299,11 +299,9 @@ async def _serve(app_class: type, loaded: config.Config, overrides: Any) -> None
     serving = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, _reload_on_hangup(app, serving))
 
-    def started() -> None:
-        _settle_gc()
-        serving.set()
-
-    await app.serve_forever(on_started=started)
+    # The collector is settled once everything is built, just before the DNS listeners
+    # are bound and read (app.App.start): not after the first answer, which it would delay.
+    await app.serve_forever(on_started=serving.set, settle=_settle_gc)
 
 
 def _reload_on_hangup(app: Any, serving: asyncio.Event) -> Callable[[], None]:
@@ -371,9 +369,9 @@ GC_YOUNG_THRESHOLD = 50_000
 
 
 def _settle_gc() -> None:
-    """Once serving: move everything built to serve (zones, snapshots, the config, one
-    task per check) out of the collector's reach, as it lives as long as the process
-    (gc.freeze), and scan young objects less often. Cycles are still collected."""
+    """Once built, before DNS is served: move everything built to serve (zones, snapshots,
+    the config, one task per check) out of the collector's reach, as it lives as long as
+    the process (gc.freeze), and scan young objects less often. Cycles are still collected."""
     gc.collect()
     gc.freeze()
     _young, middle, old = gc.get_threshold()
