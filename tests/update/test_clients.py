@@ -232,12 +232,17 @@ def test_brute_force_over_http_is_locked_out_and_others_keep_working(live: Live)
     """Ten wrong secrets from one address: that address gets `abuse`, even with the right
     secret; the owner from another address, and other credentials, still work."""
     other = add(live.folder / "dynserver.toml", "charlie-backup", "--target", f"{APP}/charlie")
+    # A credential of its own: the wrong-password tests of ddclient and inadyn count
+    # against bravo-backup too (clients retry), and 30 failures lock a credential.
+    secret = add(live.folder / "dynserver.toml", "bravo-line", "--target", f"{APP}/bravo")
     attacker, owner = loopback(), loopback()
     url = f"http://{live.http}/nic/update?hostname={BRAVO}&myip=192.0.2.70"
-    replies = [curl("--interface", attacker, "-u", f"bravo-backup:guess{n}", url).stdout for n in range(11)]
+    replies = [curl("--interface", attacker, "-u", f"bravo-line:guess{n}", url).stdout for n in range(11)]
     assert replies == ["badauth\n"] * 10 + ["abuse\n"]
-    assert curl("--interface", attacker, "-u", f"bravo-backup:{live.secret}", url).stdout == "abuse\n"
-    assert curl("--interface", owner, "-u", f"bravo-backup:{live.secret}", url).stdout == "good 192.0.2.70\n"
+    assert curl("--interface", attacker, "-u", f"bravo-line:{secret}", url).stdout == "abuse\n"
+    answer = curl("--interface", owner, "-u", f"bravo-line:{secret}", url).stdout
+    locks = [line for line in live.server.log_text().splitlines() if "locked" in line]
+    assert answer == "good 192.0.2.70\n", locks
     charlie = f"http://{live.http}/nic/update?hostname=charlie.{APP}&myip=192.0.2.71"
     assert curl("--interface", owner, "-u", f"charlie-backup:{other}", charlie).stdout == "good 192.0.2.71\n"
     assert live.dig() == ["192.0.2.70"]
