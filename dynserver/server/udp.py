@@ -678,6 +678,8 @@ class _Receiver:
         while not self._stopping:
             count = batch._receive(waiting, _MSG_WAITFORONE)
             if not count or self._stopping:
+                # After stop()'s shutdown, recvmmsg returns empty messages without an
+                # address: nothing to answer (close() drains what is really queued).
                 continue
             try:
                 misses = self._serve(count)
