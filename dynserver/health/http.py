@@ -406,6 +406,10 @@ class Exchange(_Parsing):
         self.pending = request
         self._send()
 
+    def fail(self, error: Exception) -> None:
+        """End with this error (reported as any failure)."""
+        self._fail(error)
+
     def cancel(self) -> None:
         """Stop without a report (the check was removed or replaced)."""
         self.finished = True

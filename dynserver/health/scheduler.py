@@ -234,7 +234,11 @@ class Scheduler(Generic[K]):
                 exchange.key, exchange.due, exchange.plan = key, due, fast
                 exchange.started = time.monotonic()  # for the latency (the loop's clock is coarser)
                 running[key] = exchange
-                fast.start(exchange)
+                try:
+                    fast.start(exchange)
+                except Exception as error:  # pragma: no cover - a bug must not stop the others
+                    log.exception("event=check_crashed check=%r", str(key))
+                    self._loop.call_soon(exchange.fail, error)  # type: ignore[union-attr]
             else:
                 self._start_task(key, due)
 
@@ -292,6 +296,9 @@ class Scheduler(Generic[K]):
         spec = self._specs.get(key)
         if spec is not None:
             self._push(key, max(due + spec[1] * (1 - self._rng.uniform(0, JITTER)), now))
-        self._on_result(key, result)
+        try:
+            self._on_result(key, result)
+        except Exception:  # pragma: no cover - a bug there must not stop every other check
+            log.exception("event=result_handler_crashed check=%r", str(key))
         self._start_queued(now)
         self._arm(now)
