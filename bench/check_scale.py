@@ -40,6 +40,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import benchutil as bu
 import check_capacity as cc
@@ -177,6 +178,18 @@ def zone_config(records: int, per_record: int, extra: str) -> str:
     return "\n".join(lines)
 
 
+async def post(hub: Any, agent: Any, body: bytes) -> int:
+    """One batch, as an agent sends it: refused as too fast, it waits and sends it again."""
+    from dynserver.locations.hub import AgentRefused
+
+    while True:
+        try:
+            accepted: int = await hub.results(agent, body, "127.0.0.2")
+            return accepted
+        except AgentRefused as refused:
+            await asyncio.sleep(refused.retry_after or 0.05)
+
+
 async def agents_part(targets: int, seconds: float) -> None:
     import msgspec
 
@@ -221,11 +234,11 @@ async def agents_part(targets: int, seconds: float) -> None:
         loop = asyncio.get_running_loop()
         warm = len(ids) // batch + 1
         for body in bodies[:warm]:
-            await app.hub.results(agent, body, "127.0.0.2")
+            await post(app.hub, agent, body)
             await asyncio.sleep(batch / rate)
         start_cpu, start_wall, accepted = time.process_time(), loop.time(), 0
         for n, body in enumerate(bodies[warm:]):
-            accepted += await app.hub.results(agent, body, "127.0.0.2")
+            accepted += await post(app.hub, agent, body)
             await asyncio.sleep(max(0.0, start_wall + (n + 1) * batch / rate - loop.time()))
         cpu = time.process_time() - start_cpu
         wall = loop.time() - start_wall
