@@ -421,11 +421,14 @@ class Runtime:
             names |= changed
         return signed
 
-    def publish(self, records: Iterable[RecordKey]) -> None:
+    def publish(self, records: Iterable[RecordKey], *, targets: bool = True) -> None:
         """New answers for these records: serial + 1 in their zones, swap the snapshot.
 
-        Only the records' own names (and their targets' names) are rebuilt, and the new
-        snapshot keeps every template of the zones that did not change."""
+        Only the records' own names (and, with ``targets``, their targets' names: an
+        address changed) are rebuilt, and the new snapshot keeps every template of the
+        zones that did not change. A health change moves no address: rewriting every
+        target's name made each transition cost O(targets of the record), 93 ms of CPU
+        per result for one record of 20,000 targets (bench/check_scale.py table)."""
         changes: dict[Name, dict[Name, dict[int, RRset]]] = {}
         for key in records:
             record = self.engine.records[key]
@@ -433,8 +436,9 @@ class Runtime:
             rrset = self.engine.rrset(key)
             nodes[record.name] = {rrset.rtype: rrset} if rrset is not None else {}
             self.mirrors.submit(record, self.engine.decisions[key].values)
-            for target_rrset in self.engine.target_rrsets(record):
-                nodes[target_rrset.name] = {target_rrset.rtype: target_rrset}
+            if targets:
+                for target_rrset in self.engine.target_rrsets(record):
+                    nodes[target_rrset.name] = {target_rrset.rtype: target_rrset}
         self._publish_nodes(changes)
 
     def _publish_nodes(
@@ -889,7 +893,7 @@ class Runtime:
             return
         before = {key: self.engine.decisions[key].values for key in self._keys(changes)}
         changed = self.engine.recompute(before)
-        self.publish(changed)  # the answer first: events, alerts and logs may not delay it
+        self.publish(changed, targets=False)  # the answer first: events, alerts and logs may not delay it
         for change in changes:
             self._event_for(change, actor, kind)
             if kind is None:
