@@ -91,8 +91,14 @@ def test_a_machine_that_cannot_keep_up_says_so(tmp_path: Path, monkeypatch: pyte
             async with httpx.AsyncClient(transport=transport, base_url="http://dynserver.test") as client:
                 metrics = (await client.get("/metrics")).text
                 page = (await client.get("/")).text
-            events = await app.runtime.events(kind="scheduler")
-            return metrics, page, [event.reason or "" for event in events]
+            # The event reaches the store through the writer a moment after the flag.
+            reasons: list[str] = []
+            for _ in range(50):
+                reasons = [event.reason or "" for event in await app.runtime.events(kind="scheduler")]
+                if any(reason.startswith("checks are running late") for reason in reasons):
+                    break
+                await asyncio.sleep(0.1)
+            return metrics, page, reasons
         finally:
             await app.stop()
             for sock in listeners:
