@@ -750,8 +750,7 @@ async def _dnssec_command(
             print(f"dynserver: {error}", file=sys.stderr)
             return 1
         for change in changed:
-            settings = {name: getattr(change, name) for name in rollover.TIME_FIELDS}
-            await keystore.save_key(zone, store, keys.with_times(by_tag[change.tag], **settings))
+            await keystore.save_key(zone, store, keys.with_times(by_tag[change.tag], **change.times()))
         found = await keystore.load_keys(zone, store)
         _print_dnssec_status(rollover.status([_key_times(key) for key in found], now))
     finally:
@@ -762,9 +761,9 @@ async def _dnssec_command(
 
 
 def _key_times(key: Any) -> Any:
-    from dynserver.dnssec.rollover import TIME_FIELDS, KeyTimes
+    from dynserver.dnssec.rollover import KeyTimes
 
-    return KeyTimes(key.tag, **{name: getattr(key, name) for name in TIME_FIELDS})
+    return KeyTimes(key.tag, **key.times())
 
 
 def _max_ttl(zone: ZoneConfig) -> float:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from dynserver.dns import wire
+from dynserver.dnssec.times import FIELDS, KeyStates
 from dynserver.errors import ConfigError
 from dynserver.types import Name
 
@@ -44,7 +45,6 @@ DIGEST_SHA256 = 2
 TYPE_DNSKEY = 48
 TYPE_CDS = 59
 TYPE_CDNSKEY = 60
-_TIMES = ("created", "publish", "activate", "inactive", "delete", "sync_publish", "sync_delete")
 _BIND_TIMES = {
     "created": "Created",
     "publish": "Publish",
@@ -62,7 +62,7 @@ class KeyFileError(ConfigError):
 
 
 @dataclass(frozen=True)
-class Key:
+class Key(KeyStates):
     """One DNSSEC key of one zone. Times are Unix seconds; None: never (or not set)."""
 
     zone: Name
@@ -87,15 +87,6 @@ class Key:
     def tag(self) -> int:
         return key_tag(self.rdata)
 
-    def published(self, now: float) -> bool:
-        return _within(self.publish, self.delete, now)
-
-    def signing(self, now: float) -> bool:
-        return self.published(now) and _within(self.activate, self.inactive, now)
-
-    def for_parent(self, now: float) -> bool:
-        return self.published(now) and _within(self.sync_publish, self.sync_delete, now)
-
     def ds_rdata(self, digest: int = DIGEST_SHA256) -> bytes:
         """The DS RDATA for this key (RFC 4034 5.1.4): SHA-256 unless told otherwise."""
         if digest != DIGEST_SHA256:
@@ -118,10 +109,6 @@ class Key:
         der = self.private.sign(data, ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-
-
-def _within(start: float | None, end: float | None, now: float) -> bool:
-    return start is not None and start <= now and (end is None or now < end)
 
 
 def key_tag(rdata: bytes) -> int:
@@ -164,7 +151,7 @@ def generate(
 
 def with_times(key: Key, **times: float | None) -> Key:
     """The key with some of its times changed (``publish=..., inactive=...``)."""
-    unknown = set(times) - set(_TIMES)
+    unknown = set(times) - set(FIELDS)
     if unknown:
         raise ValueError(f"not a key time: {', '.join(sorted(unknown))}")
     return replace(key, **times)  # type: ignore[arg-type]
@@ -196,7 +183,7 @@ def _parse_stamp(text: str) -> float:
 def key_file_text(key: Key) -> str:
     kind = "key-signing" if key.flags & 1 else "zone-signing"
     lines = [f"; This is a {kind} key, keyid {key.tag}, for {wire.name_to_text(key.zone)}"]
-    for attr in _TIMES:
+    for attr in FIELDS:
         value = getattr(key, attr)
         if value is not None:
             lines.append(f"; {_BIND_TIMES[attr]}: {_stamp(value)} ({time.asctime(time.gmtime(value))})")
@@ -215,7 +202,7 @@ def private_file_text(key: Key) -> str:
         f"Algorithm: {key.algorithm} ({ALGORITHMS[key.algorithm]})",
         f"PrivateKey: {base64.b64encode(raw).decode()}",
     ]
-    for attr in _TIMES:
+    for attr in FIELDS:
         value = getattr(key, attr)
         if value is not None:
             lines.append(f"{_BIND_TIMES[attr]}: {_stamp(value)}")

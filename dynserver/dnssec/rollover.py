@@ -38,13 +38,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from dynserver.dnssec.times import KeyStates
 from dynserver.errors import RequestError
-
-TIME_FIELDS = ("created", "publish", "activate", "inactive", "delete", "sync_publish", "sync_delete")
 
 
 @dataclass(frozen=True)
-class KeyTimes:
+class KeyTimes(KeyStates):
     """What the roll reads and writes of one key: its tag and its times (Unix seconds;
     None: never or not set), with the meaning of ``dnssec/keys.Key``'s."""
 
@@ -56,22 +55,6 @@ class KeyTimes:
     delete: float | None = None
     sync_publish: float | None = None
     sync_delete: float | None = None
-
-    def published(self, now: float) -> bool:
-        return _within(self.publish, self.delete, now)
-
-    def signing(self, now: float) -> bool:
-        return self.published(now) and _within(self.activate, self.inactive, now)
-
-    def for_parent(self, now: float) -> bool:
-        return self.published(now) and _within(self.sync_publish, self.sync_delete, now)
-
-    def removed(self, now: float) -> bool:
-        return self.delete is not None and self.delete <= now
-
-
-def _within(start: float | None, end: float | None, now: float) -> bool:
-    return start is not None and start <= now and (end is None or now < end)
 
 
 @dataclass(frozen=True)
