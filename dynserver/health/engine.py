@@ -117,6 +117,10 @@ def build_check(monitor: Monitor, target: Target, address: str) -> Check:
 
 
 class Engine:
+    # A result that leaves the count of its target's vote as it was is only counted, not
+    # voted again (the outcome is the same: tests/health/test_engine_vote.py compares).
+    quick_votes = True
+
     def __init__(
         self,
         records: Sequence[DynamicRecord],
@@ -202,6 +206,7 @@ class Engine:
         self.views: dict[TargetKey, dict[str, TargetState]] = {}
         self._voters: dict[TargetKey, tuple[Thresholds, float, int]] = {}
         self._recount_at: dict[TargetKey, float] = {}
+        self._count_event: dict[TargetKey, Event | None] = {}  # what the count said at the last vote
         # The same per monitor of a combined target: each monitor is voted on its own.
         self.part_views: dict[PartKey, dict[str, TargetState]] = {}
         self._part_voters: dict[PartKey, tuple[Thresholds, float, int]] = {}
@@ -526,12 +531,31 @@ class Engine:
                     changes.append(change)
                 continue
             views = self.views.get(key)
-            if views is None or key not in self.states:
+            state = self.states.get(key)
+            if views is None or state is None:
                 continue  # the target's address changed since this check started, or unchecked
             view = views.get(location)
             if view is None:
                 view = TargetState(watched_since=result.at)
-            views[location], _ = machine.step(view, result, self._voters[key][0])
+            limits, fresh_for, _ = self._voters[key]
+            views[location], _ = machine.step(view, result, limits)
+            last, now = view.last_result, result.at
+            if (
+                self.quick_votes
+                and last is not None
+                and views[location].observed is view.observed
+                and now - last.at <= fresh_for  # this view counted at the last vote and still does
+                and now < self._recount_at.get(key, 0.0)  # no other view expired, no joining ended
+                and state.observed is not Health.PENDING  # (its wait can end, a failure restart it)
+                and (state.observed, self._count_event[key]) not in machine.TRANSITIONS
+            ):
+                # The common case: the count is what it was at the last vote, so a vote
+                # would decide the same event, and that event does not move the state:
+                # only the result is counted, and the next recount moves if this view set it.
+                self.states[key] = _counted(state, result)
+                if self._recount_at[key] == last.at + fresh_for:
+                    self._recount_at[key] = self._next_recount(views, now, fresh_for)
+                continue
             change = self._revote(key, result.at, result)
             if change is not None:
                 changes.append(change)
@@ -561,9 +585,25 @@ class Engine:
             changes += [c for key in touched if (c := self._combine(key, now)) is not None]
         return changes
 
+    def _next_recount(self, views: Mapping[str, TargetState], now: float, fresh_for: float) -> float:
+        """When a count can next change by itself: the oldest counted result goes stale,
+        or a location that joined without reporting stops counting."""
+        excluded = self.excluded
+        oldest = [
+            last.at
+            for name, view in views.items()
+            if (last := view.last_result) is not None and name not in excluded and now - last.at <= fresh_for
+        ]
+        oldest += [
+            at
+            for name, at in self.joined.items()
+            if name not in excluded and joining(views.get(name), at, now, fresh_for)
+        ]
+        return min(oldest) + fresh_for if oldest else float("inf")
+
     def _revote(self, key: TargetKey, now: float, result: Result | None = None) -> Change | None:
         """The target's voted state after its vote is counted again at ``now``."""
-        new, transition, self._recount_at[key] = self._vote(
+        new, transition, self._recount_at[key], self._count_event[key] = self._vote(
             self.states[key], self.views[key], self._voters[key], self._watched[key][0], now, result
         )
         self.states[key] = new
@@ -574,7 +614,7 @@ class Engine:
 
     def _revote_part(self, part: PartKey, now: float, result: Result | None = None) -> bool:
         """One monitor of a combined target voted again; True if its state changed."""
-        new, transition, self._part_recount_at[part] = self._vote(
+        new, transition, self._part_recount_at[part], _ = self._vote(
             self.parts[part],
             self.part_views[part],
             self._part_voters[part],
@@ -593,9 +633,10 @@ class Engine:
         limits: Thresholds,
         now: float,
         result: Result | None,
-    ) -> tuple[TargetState, Transition | None, float]:
-        """A voted state counted again at ``now``: the new state, its transition, and when
-        the count may next change by itself."""
+    ) -> tuple[TargetState, Transition | None, float, Event | None]:
+        """A voted state counted again at ``now``: the new state, its transition, when the
+        count may next change by itself, and the event of the count alone (what a state
+        that is not pending gets)."""
         _, fresh_for, quorum = voter
         count = tally(
             views,
@@ -606,40 +647,29 @@ class Engine:
             fresh_for=fresh_for,
             joined=self.joined,
         )
-        # The count can next change by itself when the oldest counted result goes stale,
-        # or a location that joined without reporting stops counting.
-        oldest = [
-            last.at
-            for name, view in views.items()
-            if (last := view.last_result) is not None
-            and name not in self.excluded
-            and now - last.at <= fresh_for
-        ]
-        oldest += [
-            at
-            for name, at in self.joined.items()
-            if name not in self.excluded and joining(views.get(name), at, now, fresh_for)
-        ]
-        recount_at = min(oldest) + fresh_for if oldest else float("inf")
+        recount_at = self._next_recount(views, now, fresh_for)
         if result is not None:
             state = _counted(state, result)
         verdict = count.verdict
-        event: Event | None = None
+        counted: Event | None = None
         if count.fresh == 0:
-            event = Event.STALE
+            counted = Event.STALE
         elif verdict is Health.DOWN:
-            event = Event.FAILED
-        elif state.observed is Health.PENDING and last_failed(
-            views, self.location_names, self.excluded, now, fresh_for
-        ) >= max(1, count.need):
-            event = Event.FAILED_ONCE
+            counted = Event.FAILED
         elif verdict is Health.UP:
-            event = Event.PASSED
+            counted = Event.PASSED
+        event = counted
+        if (
+            counted not in (Event.STALE, Event.FAILED)
+            and state.observed is Health.PENDING
+            and last_failed(views, self.location_names, self.excluded, now, fresh_for) >= max(1, count.need)
+        ):
+            event = Event.FAILED_ONCE
         reason = ""
         if event is not None and (state.observed, event) in machine.TRANSITIONS:
             reason = self._vote_reason(views, count, event, now, fresh_for)
         new, transition = machine.apply_event(state, event, now, reason, limits)
-        return new, transition, recount_at
+        return new, transition, recount_at, counted
 
     def _vote_reason(
         self, views: Mapping[str, TargetState], count: Tally, event: Event, now: float, fresh_for: float
@@ -831,10 +861,18 @@ class Engine:
 
 
 def _counted(state: TargetState, result: Result) -> TargetState:
-    """A state with ``result`` as its last one, counted (its state machine decides apart)."""
-    return replace(
-        state,
+    """A state with ``result`` as its last one, counted (its state machine decides apart).
+    Built directly, as machine.step builds its state: dataclasses.replace is several times
+    slower, and this runs for every result of every location."""
+    ok = result.ok
+    return TargetState(
+        observed=state.observed,
+        since=state.since,
+        successes=state.successes + 1 if ok else 0,
+        failures=0 if ok else state.failures + 1,
+        pending_until=state.pending_until,
         last_result=result,
-        successes=state.successes + 1 if result.ok else 0,
-        failures=0 if result.ok else state.failures + 1,
+        maintenance=state.maintenance,
+        watched_since=state.watched_since,
+        forced=state.forced,
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import fields, replace
+
 from dynserver.config import parse_name
+from dynserver.health import engine as engine_module
 from dynserver.health.engine import Engine, target_key
 from dynserver.health.state import Health, Result, TargetState
 from dynserver.model import DynamicRecord, LocationsConfig, Monitor, MonitorType, Target
@@ -183,3 +187,60 @@ def test_after_a_restart_the_first_location_to_report_does_not_decide_alone() ->
     assert e.tick(131) == []
     assert e.tally(KEY, 133.5).fresh == 1
     assert feed(e, "local", False, 134) == []  # 1 up (fra), 1 down (local), need 2: keep
+
+
+def _snapshot(e: Engine) -> tuple[object, ...]:
+    return (dict(e.states), {k: dict(v) for k, v in e.views.items()}, dict(e._recount_at))
+
+
+def test_a_result_that_changes_no_count_gives_what_a_full_vote_gives() -> None:
+    """Results that leave a vote's count as it was are only counted (Engine.quick_votes):
+    random results of three locations, with gaps that let views go stale, failback
+    waits, an excluded location and ticks, fed to an engine with the shortcut and one
+    without: every change, state, view and next recount is the same."""
+    rng = random.Random(19)
+    slow_monitor = replace(WEB, consecutive_down=2, consecutive_up=2, failback_delay=15.0)
+    for quorum, monitor in [(1, WEB), (2, WEB), (2, slow_monitor), (3, slow_monitor)]:
+        quick, full = engine(quorum, monitor), engine(quorum, monitor)
+        full.quick_votes = False
+        quick.set_locations(THREE, 0.0)
+        full.set_locations(THREE, 0.0)
+        at = 0.0
+        for step in range(3000):
+            at += rng.choice([0.1, 1.0, 3.0, 10.0, 40.0]) if step % 50 == 0 else rng.random() * 4
+            roll = rng.random()
+            if roll < 0.05:
+                got = [(c.target.name, c.transition) for c in quick.tick(at)]
+                assert got == [(c.target.name, c.transition) for c in full.tick(at)]
+            elif roll < 0.07:
+                excluded = {"nyc": "canary failed"} if rng.random() < 0.5 else {}
+                got = [(c.target.name, c.transition) for c in quick.set_excluded(excluded, at)]
+                assert got == [(c.target.name, c.transition) for c in full.set_excluded(excluded, at)]
+            else:
+                location = rng.choice(THREE[: rng.choice([1, 2, 3])])  # some locations lag
+                ok = rng.random() < (0.9 if (step // 200) % 2 else 0.3)
+                target = rng.choice([PRIMARY, BACKUP])
+                assert feed(quick, location, ok, at, target) == feed(full, location, ok, at, target)
+            assert _snapshot(quick) == _snapshot(full), (quorum, step)
+        assert quick.states[KEY].last_result is not None
+
+
+def test_counting_a_result_keeps_every_other_field_of_the_state() -> None:
+    """_counted builds the state field by field (for speed): a field added to TargetState
+    must be added there too, or it would be lost on every result."""
+    state = TargetState(
+        observed=Health.PENDING,
+        since=5.0,
+        successes=3,
+        failures=0,
+        pending_until=9.0,
+        last_result=None,
+        maintenance=True,
+        watched_since=1.0,
+        forced=Health.DOWN,
+    )
+    result = Result(ok=False, reason="timeout", at=7.0)
+    counted = engine_module._counted(state, result)
+    for name in (f.name for f in fields(TargetState)):
+        expected = {"last_result": result, "successes": 0, "failures": 1}.get(name, getattr(state, name))
+        assert getattr(counted, name) == expected, name
