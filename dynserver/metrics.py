@@ -199,11 +199,21 @@ class Metrics:
     def location_result(self, location: str, ok: bool) -> None:
         """One result from a location (the Runtime calls it for every result it feeds
         into the vote): looked up once per label pair, as check_result does."""
+        self._location_child(location, ok).inc()
+
+    def location_batch(self, location: str, ok: int, failed: int) -> None:
+        """A batch of results from a location: ``ok`` passed, ``failed`` did not."""
+        if ok:
+            self._location_child(location, True).inc(ok)
+        if failed:
+            self._location_child(location, False).inc(failed)
+
+    def _location_child(self, location: str, ok: bool) -> Counter:
         child = self._location_children.get((location, ok))
         if child is None:
             child = self.location_results.labels(location, "ok" if ok else "fail")
             self._location_children[(location, ok)] = child
-        child.inc()
+        return child
 
     def update(self, path: str, result: str) -> None:
         self.updates.labels(path, result).inc()

@@ -17,7 +17,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -1399,12 +1399,30 @@ class Runtime:
     def on_location_result(self, location: str, check: str, result: Result) -> bool:
         """A result from an agent (the hub stamped its arrival time). False: ``check`` is
         not a check handed out now (or the agent is not registered): nothing changes."""
-        key = self._check_ids.get(check)
+        return self.on_location_results(location, [(check, result)]) == 1
+
+    def on_location_results(self, location: str, results: Sequence[tuple[str, Result]]) -> int:
+        """An agent's batch of results, in order, as on_location_result takes each: what
+        is the same for the whole batch (the agent's contact, metrics) is done once. The
+        number taken: results of checks not handed out now are dropped."""
         agent = self._agents.get(location)
-        if key is None or agent is None or self.locations is None:
-            return False
-        self._location_result(location, agent, key, self._check_targets.get(key, []), result)
-        return True
+        if agent is None or self.locations is None:
+            return 0
+        ids = self._check_ids
+        taken = [(key, result) for check, result in results if (key := ids.get(check)) is not None]
+        if not taken:
+            return 0
+        failed = sum(not result.ok for _, result in taken)
+        agent.results += len(taken)
+        agent.last_result = max(result.at for _, result in taken)
+        agent.last_contact = time.time()
+        self.metrics.location_batch(location, len(taken) - failed, failed)
+        if location in self._silent:
+            self._location_back(location)
+        check_targets = self._check_targets
+        for key, result in taken:
+            self._location_step(location, key, check_targets.get(key, []), result)
+        return len(taken)
 
     def _location_result(
         self, location: str, seen: _Agent, key: CheckKey, targets: list[TargetKey], result: Result
@@ -1415,6 +1433,10 @@ class Runtime:
         self.metrics.location_result(location, result.ok)
         if location in self._silent:
             self._location_back(location)
+        self._location_step(location, key, targets, result)
+
+    def _location_step(self, location: str, key: CheckKey, targets: list[TargetKey], result: Result) -> None:
+        """One location's result: its connectivity, its views and the vote, the store."""
         self.connectivity.result(location, key, result.ok, result.at)
         changes = self.engine.apply(targets, result, location, key.monitor)
         changes += self._check_connectivity(result.at)
@@ -1518,8 +1540,10 @@ class Runtime:
 
     def _check_connectivity(self, now: float) -> list[Change]:
         """Exclude (or let back) locations whose own connectivity is gone (or back)."""
-        excluded = self.connectivity.excluded(now)
         before = self.engine.excluded
+        if not before and not self.connectivity.suspects:
+            return []  # no failed canary, no location whose every check failed: none excluded
+        excluded = self.connectivity.excluded(now)
         if excluded == before:
             return []
         changes = self.engine.set_excluded(excluded, now)

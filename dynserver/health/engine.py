@@ -589,17 +589,15 @@ class Engine:
         """When a count can next change by itself: the oldest counted result goes stale,
         or a location that joined without reporting stops counting."""
         excluded = self.excluded
-        oldest = [
-            last.at
-            for name, view in views.items()
-            if (last := view.last_result) is not None and name not in excluded and now - last.at <= fresh_for
-        ]
-        oldest += [
-            at
-            for name, at in self.joined.items()
-            if name not in excluded and joining(views.get(name), at, now, fresh_for)
-        ]
-        return min(oldest) + fresh_for if oldest else float("inf")
+        oldest = float("inf")  # a loop, not min() of lists: this runs for most results
+        for name, view in views.items():
+            last = view.last_result
+            if last is not None and last.at < oldest and now - last.at <= fresh_for and name not in excluded:
+                oldest = last.at
+        for name, at in self.joined.items():
+            if at < oldest and name not in excluded and joining(views.get(name), at, now, fresh_for):
+                oldest = at
+        return oldest + fresh_for
 
     def _revote(self, key: TargetKey, now: float, result: Result | None = None) -> Change | None:
         """The target's voted state after its vote is counted again at ``now``."""

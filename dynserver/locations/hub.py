@@ -16,7 +16,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,7 +67,7 @@ class HubRuntime(Protocol):
     def agent_checks(self) -> tuple[int, dict[str, tuple[Check, float]]]: ...
     async def checks_changed(self, generation: int) -> int: ...
     def locations_config(self) -> LocationsConfig | None: ...
-    def on_location_result(self, location: str, check: str, result: Result) -> bool: ...
+    def on_location_results(self, location: str, results: Sequence[tuple[str, Result]]) -> int: ...
     def on_canary(self, location: str, ok: bool, reason: str) -> None: ...
     def set_agents(self, names: Collection[str]) -> None: ...
     def agent_connected(self, name: str, version: str, client: str) -> None: ...
@@ -428,15 +428,16 @@ class Hub:
         session.last_seq = seq
         self._contact(session)
         _, checks = self.runtime.agent_checks()
-        accepted = 0
+        results = []
         for item in batch.results:
             current = checks.get(item.check)
             if current is None:
                 continue  # handed out earlier on this stream, gone since: not a forgery
-            timeout = current[0].monitor.timeout
-            latency = protocol.clamp_latency(item.latency, timeout)
-            result = Result(ok=item.ok, reason=item.reason, at=arrived, latency=latency)
-            accepted += self.runtime.on_location_result(agent.name, item.check, result)
+            latency = item.latency
+            if latency is not None:
+                latency = protocol.clamp_latency(latency, current[0].monitor.timeout)
+            results.append((item.check, Result(ok=item.ok, reason=item.reason, at=arrived, latency=latency)))
+        accepted = self.runtime.on_location_results(agent.name, results) if results else 0
         if batch.canary is not None:
             self.runtime.on_canary(agent.name, batch.canary.ok, batch.canary.reason)
         return accepted

@@ -172,18 +172,42 @@ class Connectivity:
         self.window = window
         self._seen: dict[str, _Seen] = {}
         self._canary: dict[str, tuple[bool, str]] = {}
+        self._canary_failed: set[str] = set()
+        self._all_failing: set[str] = set()  # at least MIN_CHECKS checks, every latest one failed
+
+    @property
+    def suspects(self) -> bool:
+        """Whether excluded() can name anyone: a canary failed, or a location's latest
+        result of every check failed (else it is empty, whatever the time)."""
+        return bool(self._canary_failed or self._all_failing)
+
+    def _recheck(self, location: str, seen: _Seen) -> None:
+        if seen.failing >= self.MIN_CHECKS and seen.failing == len(seen.ok):
+            self._all_failing.add(location)
+        else:
+            self._all_failing.discard(location)
 
     def result(self, location: str, check: object, ok: bool, now: float) -> None:
-        seen = self._seen.setdefault(location, _Seen())
-        before = seen.ok.get(check)
+        seen = self._seen.get(location)
+        if seen is None:
+            seen = self._seen[location] = _Seen()
+        seen.at = now
+        outcomes = seen.ok
+        before = outcomes.get(check)
+        if before is ok:
+            return  # as the check's last result: nothing to count again
         if before is not None and not before:
             seen.failing -= 1
-        seen.ok[check] = ok
+        outcomes[check] = ok
         seen.failing += not ok
-        seen.at = now
+        self._recheck(location, seen)
 
     def canary(self, location: str, ok: bool, reason: str) -> None:
         self._canary[location] = (ok, reason)
+        if ok:
+            self._canary_failed.discard(location)
+        else:
+            self._canary_failed.add(location)
 
     def canary_ok(self, location: str) -> bool | None:
         found = self._canary.get(location)
@@ -193,13 +217,16 @@ class Connectivity:
         """An agent removed: what it saw no longer counts (and no longer excuses others)."""
         self._seen.pop(location, None)
         self._canary.pop(location, None)
+        self._canary_failed.discard(location)
+        self._all_failing.discard(location)
 
     def forget_check(self, check: object) -> None:
         """A check that no longer runs (an address changed): drop its latest results."""
-        for seen in self._seen.values():
+        for location, seen in self._seen.items():
             ok = seen.ok.pop(check, None)
             if ok is False:
                 seen.failing -= 1
+            self._recheck(location, seen)
 
     def excluded(self, now: float) -> dict[str, str]:
         """Every cut-off location and why, as the dashboard and events say it."""

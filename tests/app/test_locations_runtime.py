@@ -229,3 +229,55 @@ def test_a_silent_location_is_an_event(tmp_path: Path) -> None:
         assert any(r.startswith("location fra reports again") for r in rows), rows
 
     asyncio.run(run())
+
+
+def test_a_batch_of_results_does_what_the_same_results_one_by_one_do(tmp_path: Path) -> None:
+    """The hub hands an agent's batch over at once (on_location_results): the votes, the
+    answers, the exclusion of a location whose checks all fail, the counts and metrics
+    are those of the same results given one at a time."""
+
+    async def run() -> None:
+        (tmp_path / "one").mkdir()
+        (tmp_path / "batch").mkdir()
+        one, batched = await started(tmp_path / "one"), await started(tmp_path / "batch")
+        try:
+            for app in (one, batched):
+                app.runtime.set_agents(["fra", "nyc", "sfo"])
+            cid = ids(one)
+            assert cid == ids(batched)
+            now = asyncio.get_running_loop().time()
+            excluded: dict[str, str] = {}
+            batches = [  # one agent's batch each: (location, [(address or an id of no check, ok)])
+                ("fra", [("127.0.0.21", True), ("127.0.0.22", True), ("gone", True)]),
+                ("nyc", [("127.0.0.21", True), ("127.0.0.22", True)]),
+                ("sfo", [("127.0.0.21", True)]),
+                ("fra", [("127.0.0.21", False), ("127.0.0.22", False), ("127.0.0.21", False)]),
+                ("nyc", [("127.0.0.21", False), ("127.0.0.21", False), ("127.0.0.22", True)]),
+                ("sfo", [("127.0.0.21", False), ("127.0.0.22", True)]),
+                ("fra", [("127.0.0.21", True)]),
+            ]
+            for n, (location, batch) in enumerate(batches):
+                items = [(cid.get(address, "0" * 16), Result(ok, "r", now + n)) for address, ok in batch]
+                taken = sum(one.runtime.on_location_result(location, c, r) for c, r in items)
+                assert taken == batched.runtime.on_location_results(location, items)
+                assert answer(one) == answer(batched), n
+                assert one.runtime.engine.states == batched.runtime.engine.states, n
+                assert one.runtime.engine.views == batched.runtime.engine.views, n
+                assert one.runtime.engine.excluded == batched.runtime.engine.excluded, n
+                excluded.update(one.runtime.engine.excluded)
+            assert "fra" in excluded  # the walk did exclude a location (and let it back)
+            assert [(s.name, s.results) for s in one.runtime.location_statuses()] == [
+                (s.name, s.results) for s in batched.runtime.location_statuses()
+            ]
+            for location in ("fra", "nyc", "sfo"):
+                for ok in ("ok", "fail"):
+                    counters = [
+                        app.runtime.metrics.location_results.labels(location, ok) for app in (one, batched)
+                    ]
+                    assert counters[0]._value.get() == counters[1]._value.get()
+            assert one.runtime.metrics.location_results.labels("nyc", "fail")._value.get() == 2
+        finally:
+            await one.stop()
+            await batched.stop()
+
+    asyncio.run(run())

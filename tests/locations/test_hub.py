@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,9 +88,9 @@ class FakeRuntime:
     def locations_config(self) -> LocationsConfig | None:
         return self.locations
 
-    def on_location_result(self, location: str, check: str, result: Result) -> bool:
-        self.results.append((location, check, result))
-        return check in self.checks
+    def on_location_results(self, location: str, results: Sequence[tuple[str, Result]]) -> int:
+        self.results += [(location, check, result) for check, result in results]
+        return sum(check in self.checks for check, _ in results)
 
     def on_canary(self, location: str, ok: bool, reason: str) -> None:
         self.canaries.append((location, ok, reason))

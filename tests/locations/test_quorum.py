@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from dynserver.health.state import Health, Result, TargetState
 from dynserver.locations.quorum import Connectivity, Tally, tally
 
@@ -71,3 +73,30 @@ def test_canary() -> None:
     c.forget_check("x")
     c.forget("a")
     assert c.excluded(0) == {}
+
+
+def test_without_suspects_nobody_is_excluded() -> None:
+    """The runtime asks excluded() only when suspects says someone may be: random
+    results, canaries and dropped checks of three locations, and at every step a location
+    excluded means suspects is true (the converse need not hold: a witness may be stale)."""
+    rng = random.Random(19)
+    c = Connectivity(window=30)
+    at = 0.0
+    seen_excluded = 0
+    for _ in range(5000):
+        at += rng.random() * 3
+        location = rng.choice("abc")
+        roll = rng.random()
+        if roll < 0.03:
+            c.canary(location, rng.random() < 0.5, "canary")
+        elif roll < 0.05:
+            c.forget_check(rng.choice("wxyz"))
+        elif roll < 0.06:
+            c.forget(location)
+        else:
+            failing = {"a": 0.9, "b": 0.5, "c": 0.1}[location]
+            c.result(location, rng.choice("wxyz"), rng.random() > failing, at)
+        excluded = c.excluded(at)
+        seen_excluded += bool(excluded)
+        assert c.suspects or excluded == {}
+    assert seen_excluded > 100  # the walk did exclude locations, often
