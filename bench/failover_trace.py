@@ -8,8 +8,8 @@ One command, run from the repository root:
 failover_compare.py times a failover from outside: signal to changed answer. This bench
 also looks inside, to tell dynserver's own delay from what the settings make inevitable.
 It runs ``dynserver serve`` (interval 1 s, timeout 0.5 s, consecutive_down 1: the
-settings of issue 3's target) in a Python process that first wraps two functions to log
-a monotonic timestamp: each check (start, end, result) and each snapshot swap. The clock
+settings of issue 3's target) in a Python process that first wraps the scheduler and the
+runtime to log a monotonic timestamp: each check (start, end, result) and each snapshot swap. The clock
 is CLOCK_MONOTONIC, shared by every process on the machine, so the bench compares the
 log with its own times. Per round it hangs the preferred backend (SIGSTOP) at a random
 moment, asks dynserver for ``app`` A every 2 ms until the answer changes, and splits the
@@ -48,21 +48,39 @@ POLL_S = 0.002
 PHASE_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 20.0
 
-# Runs in the child (`--serve`): wrap the scheduler's check and Runtime.swap, then serve.
+# Runs in the child (`--serve`): wrap where the scheduler starts and ends a check and
+# Runtime.swap, then serve. Plain HTTP checks run as http.Exchange (no coroutine), every
+# other kind in a task: both start in the scheduler and end in Scheduler._finished, which
+# is where the result is in (before it is handed to the runtime; with on_results, the
+# hand-over after the loop pass is part of "to swap").
 TRACED_SERVE = """
 import sys, time
 import dynserver.runtime as runtime_module
+import dynserver.health.http as http_module
 import dynserver.health.scheduler as scheduler_module
 from dynserver.cli import main
 
 trace = open(sys.argv[1], "w", buffering=1)
-run_check = scheduler_module.run_check
+starts = {}
 
-async def traced_check(check, clock=time.monotonic):
-    started = time.monotonic()
-    result = await run_check(check, clock=clock)
-    trace.write(f"check {check.address} {started:.6f} {time.monotonic():.6f} {int(result.ok)}\\n")
-    return result
+exchange_start = http_module.Exchange.start
+
+def traced_start(self, address, port, request, timeout):
+    starts[address] = time.monotonic()
+    return exchange_start(self, address, port, request, timeout)
+
+start_task = scheduler_module.Scheduler._start_task
+
+def traced_task(self, key, due):
+    starts[key.address] = time.monotonic()
+    return start_task(self, key, due)
+
+finished = scheduler_module.Scheduler._finished
+
+def traced_finished(self, key, due, result):
+    end = time.monotonic()
+    trace.write(f"check {key.address} {starts.pop(key.address, end):.6f} {end:.6f} {int(result.ok)}\\n")
+    return finished(self, key, due, result)
 
 swap = runtime_module.Runtime.swap
 
@@ -70,7 +88,9 @@ def traced_swap(self, snapshot):
     swap(self, snapshot)
     trace.write(f"swap {time.monotonic():.6f}\\n")
 
-scheduler_module.run_check = traced_check
+http_module.Exchange.start = traced_start
+scheduler_module.Scheduler._start_task = traced_task
+scheduler_module.Scheduler._finished = traced_finished
 runtime_module.Runtime.swap = traced_swap
 sys.exit(main(sys.argv[2:]))
 """
