@@ -52,7 +52,7 @@ class App:
         self.runtime = Runtime(config, self.transfers)
         runtime = self.runtime
         self.scheduler: Scheduler[CheckKey] = Scheduler(
-            runtime.on_result,
+            on_results=runtime.on_results,  # a loop pass's results together: one swap for them
             on_lateness=runtime.metrics.check_lateness.observe,
             max_in_flight=config.server.checks_in_flight,
             on_behind=runtime.on_checks_behind,

@@ -141,6 +141,8 @@ class Metrics:
             ["record", "type"],
             registry=registry,
         )
+        self._transition_children: dict[tuple[str, str, str, str], Counter] = {}
+        self._answer_children: dict[tuple[str, str], Counter] = {}
         self.updates = Counter(
             "dynserver_updates",
             "Address updates by path (dyndns2, api, rfc2136) and result.",
@@ -195,6 +197,22 @@ class Metrics:
         children[0].inc()
         if latency is not None:
             children[1].observe(latency)
+
+    def transition(self, record: str, type_: str, target: str, state: str) -> None:
+        """A target's health changed (looked up once per label set: at start every target
+        makes one, and labels() validates and builds tuples each time)."""
+        key = (record, type_, target, state)
+        child = self._transition_children.get(key)
+        if child is None:
+            child = self._transition_children[key] = self.transitions.labels(*key)
+        child.inc()
+
+    def answer_changed(self, record: str, type_: str) -> None:
+        """A dynamic record's answer changed."""
+        child = self._answer_children.get((record, type_))
+        if child is None:
+            child = self._answer_children[(record, type_)] = self.answer_changes.labels(record, type_)
+        child.inc()
 
     def location_result(self, location: str, ok: bool) -> None:
         """One result from a location (the Runtime calls it for every result it feeds

@@ -329,10 +329,13 @@ class Zone:
         frozen = {name: MappingProxyType(node) for name, node in nodes.items()}
         return cls(origin=origin, nodes=MappingProxyType(frozen), cuts=cuts, soa=soa)
 
-    def with_nodes(self, nodes: Mapping[Name, Mapping[int, RRset]]) -> Zone:
-        """A copy with these names' data replaced (dynamic records: never NS, never SOA).
+    def with_nodes(self, nodes: Mapping[Name, Mapping[int, RRset]], serial: int | None = None) -> Zone:
+        """A copy with these names' data replaced (dynamic records: never NS, never SOA),
+        and with ``serial`` the new serial, as ``with_serial`` gives it.
 
-        Copying the name index is a C-level dict copy; no other name is rebuilt."""
+        Copying the name index is a C-level dict copy; no other name is rebuilt. With the
+        serial it is one copy, not two: at 20,000 targets a copy is ~0.6 ms, and a
+        health change's publish made two."""
         index = _copy_index(self.nodes)
         depth = len(self.origin)
         for name, node in nodes.items():
@@ -340,7 +343,15 @@ class Zone:
             for i in range(1, len(name) - depth):
                 if name[i:] not in index:
                     index[name[i:]] = MappingProxyType({})
-        return replace(self, nodes=MappingProxyType(index))
+        if serial is None:
+            return replace(self, nodes=MappingProxyType(index))
+        soa = self._soa_with(serial)
+        apex = dict(index[self.origin])
+        apex[wire.TYPE_SOA] = soa
+        index[self.origin] = MappingProxyType(apex)
+        return Zone(
+            origin=self.origin, nodes=MappingProxyType(index), cuts=self.cuts, soa=soa, signed=self.signed
+        )
 
     def without(self, names: Iterable[Name]) -> Zone:
         """A copy without these names, each where it holds no data and no name lies below
@@ -356,8 +367,7 @@ class Zone:
         return replace(self, nodes=MappingProxyType(index))
 
     def with_serial(self, serial: int) -> Zone:
-        fields = replace(soa_fields(self.soa), serial=serial)
-        soa = soa_rrset(self.origin, self.soa.ttl, fields)
+        soa = self._soa_with(serial)
         apex = dict(self.nodes[self.origin])
         apex[wire.TYPE_SOA] = soa
         nodes = _copy_index(self.nodes)
@@ -365,6 +375,9 @@ class Zone:
         return Zone(
             origin=self.origin, nodes=MappingProxyType(nodes), cuts=self.cuts, soa=soa, signed=self.signed
         )
+
+    def _soa_with(self, serial: int) -> RRset:
+        return soa_rrset(self.origin, self.soa.ttl, replace(soa_fields(self.soa), serial=serial))
 
 
 def copy_mapping(mapping: Mapping[K, V]) -> dict[K, V]:

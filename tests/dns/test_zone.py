@@ -40,3 +40,21 @@ def test_without_drops_empty_leaves_only() -> None:
     assert parse_name("www.example.test") in smaller.nodes  # its ancestor stays
     assert parse_name("b.example.test") in smaller.nodes  # an empty non-terminal stays
     assert origin in smaller.nodes and deep in smaller.nodes
+
+
+def test_with_nodes_and_a_serial_is_with_nodes_then_with_serial_in_one_copy() -> None:
+    origin = parse_name("example.test")
+    soa = rrset_from_texts(origin, wire.TYPE_SOA, 60, ["ns1.example.test. h.example.test. 1 2 3 4 5"])
+    www = parse_name("www.example.test")
+    deep = parse_name("a.b.example.test")
+    zone = Zone.build(origin, [soa, rrset_from_texts(www, wire.TYPE_A, 60, ["192.0.2.1"])])
+    nodes = {www: {wire.TYPE_A: rrset_from_texts(www, wire.TYPE_A, 60, ["192.0.2.2"])}, deep: {}}
+    both = zone.with_nodes(nodes, serial=7)
+    expected = zone.with_nodes(nodes).with_serial(7)
+    assert both.serial == expected.serial == 7
+    assert {n: dict(node) for n, node in both.nodes.items()} == {
+        n: dict(node) for n, node in expected.nodes.items()
+    }
+    assert both.nodes[origin][wire.TYPE_SOA] == both.soa
+    assert both.negative_ttl == expected.negative_ttl
+    assert zone.serial == 1 and zone.nodes[www][wire.TYPE_A].texts() == ["192.0.2.1"]  # unchanged

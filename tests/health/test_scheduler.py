@@ -8,6 +8,7 @@ import itertools
 import random
 
 import pytest
+import uvloop
 
 from dynserver.health import scheduler as scheduler_module
 from dynserver.health.probes import Check
@@ -222,3 +223,50 @@ def test_checks_due_together_start_in_one_wake_up(monkeypatch: pytest.MonkeyPatc
     starts, _ = run(monkeypatch, 2000, interval=10.0, seconds=1.3)
     assert len(starts) == 2000
     assert ticks <= 1.3 / scheduler_module.BATCH + 5
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_results_of_one_loop_pass_are_handed_over_in_one_call(
+    monkeypatch: pytest.MonkeyPatch, loop: str
+) -> None:
+    """on_results: the results that came during one pass of the loop arrive together,
+    right after that pass (not one call each, not a timer later); a later pass's results
+    are another call; stop hands over results not handed over yet. On both loops
+    (dynserver serves on uvloop, whose I/O callbacks run outside its ready queue)."""
+    gate: asyncio.Event | None = None
+
+    async def fake_check(spec: Check, clock: object = None) -> Result:
+        assert gate is not None
+        await gate.wait()  # every check ends in the same pass: the one after gate.set()
+        return Result(ok=True, reason=f"ok {spec.port}", at=asyncio.get_running_loop().time())
+
+    monkeypatch.setattr(scheduler_module, "run_check", fake_check)
+    calls: list[list[int]] = []
+
+    async def main() -> None:
+        nonlocal gate
+        gate = asyncio.Event()
+        sched: Scheduler[int] = Scheduler(
+            on_results=lambda results: calls.append([key for key, _ in results]), rng=random.Random(3)
+        )
+        with pytest.raises(TypeError):
+            Scheduler(lambda key, result: None, on_results=lambda results: None)
+        sched.set_checks({n: (check(n), 60.0) for n in range(10)})
+        while sched.load().in_flight < 10:  # all started, all waiting at the gate
+            await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.sleep(0)  # runs after the checks end (same pass), before the hand-over
+        assert calls == []
+        await asyncio.sleep(0)
+        assert len(calls) == 1 and sorted(calls[0]) == list(range(10))  # in the order they ended
+        gate = asyncio.Event()
+        sched.check_now([3, 4])
+        while sched.load().in_flight < 2:
+            await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.sleep(0)
+        assert len(calls) == 1  # ended, not handed over yet: stop hands them over
+        await sched.stop()
+        assert len(calls) == 2 and sorted(calls[1]) == [3, 4]
+
+    (uvloop.run if loop == "uvloop" else asyncio.run)(main())
