@@ -191,6 +191,7 @@ class Engine:
             key: (limits_by_name[name], machine.stale_after(limits_by_name[name]))
             for key, name in single.items()
         }
+        self._watched_due = 0.0  # tick(): no watched target needs a look before (loop time)
         self._part_watched: dict[PartKey, tuple[Thresholds, float]] = {
             part: (limits_by_name[part[1]], machine.stale_after(limits_by_name[part[1]]))
             for part in self.parts
@@ -295,7 +296,17 @@ class Engine:
             if state is None:
                 continue  # the target's address changed since this check started
             watched = self._watched.get(key)
-            new, transition = machine.step(state, result, watched[0] if watched else Thresholds())
+            if watched is None:
+                new, transition = machine.step(state, result, Thresholds())
+            else:
+                new, transition = machine.step(state, result, watched[0])
+                # tick() has nothing to do for this target before its result goes stale
+                # or its failback wait ends: the earliest of either bounds when it looks again.
+                due = result.at + watched[1]
+                if new.pending_until is not None and new.pending_until < due:
+                    due = new.pending_until
+                if due < self._watched_due:
+                    self._watched_due = due
             self.states[key] = new
             if transition is not None:
                 record = self.records[(key[0], key[1])]
@@ -306,24 +317,46 @@ class Engine:
         """Let time pass: failback delays end, silent checkers go stale."""
         if self.voting is not None:
             return self._tick_vote(now)
+        changes = self._tick_watched(now) if now >= self._watched_due else []
+        if self.parts:
+            changes += self._tick_parts(now)
+        if self._beats or self._part_beats:
+            changes += self._tick_beats(now)
+        return changes
+
+    def _tick_watched(self, now: float) -> list[Change]:
+        """The checked targets (one monitor, no vote) whose result went stale or whose
+        failback wait ended by ``now``; and when the next may (``_watched_due``).
+
+        Looking at every target every second cost ~13 µs per check at 5,000 targets (py-spy,
+        10 looks per check at an interval of 10 s); nearly every second nothing is due, and
+        apply() lowers the bound for each result, so the loop runs when something may be."""
         changes = []
         states = self.states
+        due = float("inf")
         for key, (limits, fresh_for) in self._watched.items():
             current = states[key]
             last = current.last_result
             if current.observed is Health.UNKNOWN or last is None:
-                continue
+                continue  # nothing to go stale, no wait (a first result lowers the bound)
             if current.pending_until is None and now - last.at <= fresh_for:
-                continue  # nearly every target: a fresh result and no failback wait to end
+                # Nearly every target: a fresh result and no failback wait to end.
+                stale_at = max(last.at, current.watched_since) + fresh_for
+                if stale_at < due:
+                    due = stale_at
+                continue
             new, transition = machine.tick(current, now, limits)
             if transition is not None:
                 states[key] = new
                 record = self.records[(key[0], key[1])]
                 changes.append(Change(record, self._target(record, key), transition))
-        if self.parts:
-            changes += self._tick_parts(now)
-        if self._beats or self._part_beats:
-            changes += self._tick_beats(now)
+            if new.observed is not Health.UNKNOWN and new.last_result is not None:
+                again = max(new.last_result.at, new.watched_since) + fresh_for
+                if new.pending_until is not None and new.pending_until < again:
+                    again = new.pending_until
+                if again < due:
+                    due = again
+        self._watched_due = due
         return changes
 
     # -- push monitors (heartbeats) -----------------------------------------------------

@@ -96,3 +96,40 @@ def test_tick_marks_silent_targets_unknown_after_three_intervals_and_the_timeout
     assert [c.target.name for c in engine.tick(142.5)] == ["echo"]
     unmonitored = Engine([DynamicRecord(zone=ZONE, name=app.name, type="A", ttl=60, targets=(CHARLIE,))], {})
     assert unmonitored.tick(1e9) == []  # never checked: never stale
+
+
+def test_tick_looks_at_the_targets_only_when_one_may_be_due() -> None:
+    """Stale results and ended failback waits are found on time, but the targets are not
+    all looked at every second in between: nothing can be due before the earliest result
+    goes stale or the earliest wait ends, and every result lowers that bound."""
+    app = record("app", CHARLIE, ECHO)
+    engine = Engine([app], {"web": WEB})  # stale 32 s after a result; failback delay 5 s
+    looks: list[int] = []
+
+    class Watched(dict):  # type: ignore[type-arg]
+        def items(self):  # type: ignore[no-untyped-def]
+            looks.append(1)  # one look at every target
+            return super().items()
+
+    engine._watched = Watched(engine._watched)
+    by_address = {k.address: targets for k, (_, _, targets) in engine.checks().items()}
+
+    def feed(address: str, ok: bool, at: float) -> list[str]:
+        changes = engine.apply(by_address[address], Result(ok=ok, reason="r", at=at))
+        return [c.transition.current.value for c in changes]
+
+    assert feed("127.0.0.21", True, 100) == ["up"]
+    assert feed("127.0.0.22", True, 110) == ["up"]
+    for second in range(101, 132):
+        assert engine.tick(float(second)) == []
+    assert len(looks) == 1  # the first tick finds the bound (132: charlie's result goes stale)
+    stale = engine.tick(132.5)
+    assert [(c.target.name, c.transition.current) for c in stale] == [("charlie", Health.UNKNOWN)]
+    assert engine.tick(142.0) == []
+    assert [c.target.name for c in engine.tick(142.5)] == ["echo"]
+    looks.clear()
+    # A failback wait that starts after the last look is seen to end on time.
+    assert feed("127.0.0.21", False, 150) == ["down"]
+    assert feed("127.0.0.21", True, 151) == ["pending"]
+    assert engine.tick(155.9) == [] and len(looks) == 0  # before the wait ends: no look
+    assert [(c.target.name, c.transition.current) for c in engine.tick(156.0)] == [("charlie", Health.UP)]
