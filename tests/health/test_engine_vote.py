@@ -7,7 +7,7 @@ from dataclasses import fields, replace
 
 from dynserver.config import parse_name
 from dynserver.health import engine as engine_module
-from dynserver.health.engine import Engine, target_key
+from dynserver.health.engine import Change, Engine, target_key
 from dynserver.health.state import Health, Result, TargetState
 from dynserver.model import DynamicRecord, LocationsConfig, Monitor, MonitorType, Target
 
@@ -244,3 +244,35 @@ def test_counting_a_result_keeps_every_other_field_of_the_state() -> None:
     for name in (f.name for f in fields(TargetState)):
         expected = {"last_result": result, "successes": 0, "failures": 1}.get(name, getattr(state, name))
         assert getattr(counted, name) == expected, name
+
+
+def test_ticks_look_at_the_votes_only_when_one_may_change_and_still_on_time() -> None:
+    """tick() skips the loop over every target until a view may go stale or a failback
+    wait may end; a result that starts a wait brings the next look forward."""
+    monitor = Monitor(name="web", type=MonitorType.HTTP, port=8080, interval=10.0, failback_delay=5.0)
+    e = engine(quorum=1, monitor=monitor, names=["local"])
+    looks: list[float] = []
+    loop = e._tick_votes
+
+    def counted(now: float) -> list[Change]:
+        looks.append(now)
+        return loop(now)
+
+    e._tick_votes = counted  # type: ignore[method-assign]
+    feed(e, "local", True, 0, BACKUP)
+    assert feed(e, "local", False, 0) == ["primary:down"]
+    for second in range(1, 10):
+        assert e.tick(second) == []
+        feed(e, "local", False, second)
+        feed(e, "local", True, second, BACKUP)
+    assert looks == [1]  # the first tick looks at all, then none is due before 9 + 32 s
+    assert feed(e, "local", True, 10) == ["primary:pending"]  # the wait ends at 15
+    assert e.tick(14.9) == [] and looks[-1] == 14.9
+    assert [c.transition.current for c in e.tick(15.0)] == [Health.UP]
+    assert e.tick(16) == [] and e.tick(30) == [] and looks[-1] == 15.0
+    stale = e.tick(43)  # primary's last result at 10, backup's at 9: fresh for 32 s
+    assert sorted((c.target.name, c.transition.current) for c in stale) == [
+        ("backup", Health.UNKNOWN),
+        ("primary", Health.UNKNOWN),
+    ]
+    assert looks[-1] == 43
