@@ -310,3 +310,44 @@ targets = [{{ name = "hotel", value = "{host}" }}]
     events = {line["event"] for line in lines}
     assert {"listening", "target_update", "target_health"} <= events
     assert secret not in log
+
+
+def test_check_counts_and_histograms_render_as_prometheus_client_renders_them() -> None:
+    """Check results add to plain numbers (no lock per check); /metrics shows them
+    exactly as prometheus_client's own Counter and Histogram would."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from dynserver.metrics import LATENCY_BUCKETS, LATENESS_BUCKETS, Metrics
+
+    metrics = Metrics(process=False)
+    registry = CollectorRegistry()
+    checks = Counter("dynserver_checks", "x", ["monitor", "type", "result"], registry=registry)
+    latency = Histogram(
+        "dynserver_check_latency_seconds",
+        "x",
+        ["monitor", "type"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    lateness = Histogram("dynserver_check_lateness_seconds", "x", buckets=LATENESS_BUCKETS, registry=registry)
+    values = [0.0, 0.0005, 0.001, 0.0010001, 0.003, 0.25, 0.7, 2.5, 20.0]
+    for n, seconds in enumerate(values):
+        ok = n % 3 != 0
+        metrics.check_result("web", "http", ok, seconds)
+        checks.labels("web", "http", "ok" if ok else "fail").inc()
+        latency.labels("web", "http").observe(seconds)
+        metrics.check_lateness.observe(seconds)
+        lateness.observe(seconds)
+    metrics.check_result("web", "http", True, None)  # no latency measured: counted only
+    checks.labels("web", "http", "ok").inc()
+
+    def wanted(text: str) -> Samples:
+        return {
+            k: v
+            for k, v in parse(text).items()
+            if k[0].startswith("dynserver_check") and "_created" not in k[0]
+        }
+
+    ours, theirs = wanted(metrics.render().decode()), wanted(generate_latest(registry).decode())
+    assert ours == theirs
+    assert value(ours, "dynserver_check_latency_seconds_bucket", monitor="web", type="http", le="0.001") == 3
