@@ -4,7 +4,7 @@ the Stream reply of a zone transfer."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 # A domain name as a tuple of lower-cased labels, most specific first; the root is ().
@@ -32,6 +32,16 @@ class CheckKey:
     port: int | None
     host: str | None
     path: str | None
+    # The scheduler and the runtime look checks up by this key several times per check;
+    # the dataclass's own __hash__ built a tuple of the fields and hashed it every time
+    # (2.6 % of dynserver's CPU checking 20,000 targets, py-spy). Computed once.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.monitor, self.address, self.port, self.host, self.path)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 # The transports' view of the server: wire message in, wire reply out (or None to drop).
