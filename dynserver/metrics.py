@@ -258,7 +258,22 @@ class LoopHistogram:
         return out
 
 
-class _CheckCollector(Collector):
+class _SampledCollector(Collector):
+    """A collector whose families are described without samples and collected with them:
+    registering must not read what the samples come from (the Runtime is still being
+    built then)."""
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(samples=False)
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(samples=True)
+
+    def _families(self, samples: bool) -> Iterator[Metric]:
+        raise NotImplementedError
+
+
+class _CheckCollector(_SampledCollector):
     """Check results, their latency and the scheduler's lateness (see LoopHistogram)."""
 
     def __init__(
@@ -270,12 +285,6 @@ class _CheckCollector(Collector):
         self._counts = counts
         self._latency = latency
         self._lateness = lateness
-
-    def describe(self) -> Iterator[Metric]:
-        return self._families(samples=False)
-
-    def collect(self) -> Iterator[Metric]:
-        return self._families(samples=True)
 
     def _families(self, samples: bool) -> Iterator[Metric]:
         checks = CounterMetricFamily(
@@ -338,7 +347,7 @@ class _CheckLoadCollector(Collector):
             yield family
 
 
-class _StateCollector(Collector):
+class _StateCollector(_SampledCollector):
     """What is read at scrape time: DNS reply counts, target states, zone serials,
     locations."""
 
@@ -353,14 +362,6 @@ class _StateCollector(Collector):
         self._targets = targets
         self._serials = serials
         self._locations = locations
-
-    def describe(self) -> Iterator[Metric]:
-        """The families without samples: registering must not read the Runtime (it
-        is still being built then)."""
-        return self._families(samples=False)
-
-    def collect(self) -> Iterator[Metric]:
-        return self._families(samples=True)
 
     def _families(self, samples: bool) -> Iterator[Metric]:
         replies = CounterMetricFamily(
