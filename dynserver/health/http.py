@@ -18,8 +18,11 @@ import asyncio
 import contextlib
 import errno
 import functools
+import heapq
+import math
 import os
 import re
+import select
 import socket
 import ssl
 import struct
@@ -227,10 +230,23 @@ class _Parsing:
     TLS, redirects) and the raw-socket exchange (``Exchange``: plain HTTP at scale).
     Subclasses say what finishing and failing mean (``_complete``, ``_error``)."""
 
+    __slots__ = (
+        "body",
+        "finished",
+        "framed",
+        "head_only",
+        "location",
+        "max_bytes",
+        "parser",
+        "received",
+        "status",
+    )
+
     def __init__(self, *, head_only: bool, max_bytes: int) -> None:
         self.head_only = head_only  # a HEAD response announces a body it never sends
         self.max_bytes = max_bytes
-        self.parser = httptools.HttpResponseParser(self)
+        # None once finished (Exchange drops it: it and the parser refer to each other)
+        self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self.status = 0  # of the final (non-1xx) response, once its head is complete
         self.location: str | None = None
         self.framed = False  # Content-Length or Transfer-Encoding: else the body ends at EOF
@@ -245,10 +261,11 @@ class _Parsing:
         raise NotImplementedError
 
     def _feed(self, data: bytes) -> None:
-        if self.finished:
+        parser = self.parser
+        if self.finished or parser is None:
             return
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # 101 Switching Protocols: the head is the answer
             self._finish()
         except httptools.HttpParserError as error:
@@ -270,6 +287,8 @@ class _Parsing:
             self.location = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        if self.finished or self.parser is None:  # a second response after the one read
+            return
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:  # informational: the real one follows
             self.location, self.framed = None, False
@@ -361,35 +380,139 @@ class _ResponseReader(_Parsing, asyncio.Protocol):
 # What an Exchange reports: (status, body, location, None) or (0, b"", None, the error).
 Done = Callable[["Exchange", int, bytes, "str | None", "Exception | None"], None]
 
+# Timeouts of exchanges are swept in slots of this many seconds: a check that hangs fails
+# at its timeout, at most one slot (and the loop's own delay) later, never sooner.
+TIMEOUT_TICK = 0.02
+_EVENTS_PER_WAKE = 512  # sockets handled per readable callback of the poller's epoll
+
+
+class Poller:
+    """The sockets of plain-HTTP checks in one epoll of their own, and their timeouts
+    in a wheel of ``TIMEOUT_TICK`` slots, for one event loop.
+
+    Why not the loop's add_reader and call_later per check: uvloop's add_reader builds a
+    poll handle (libuv checks the descriptor with an epoll_ctl ADD and DEL, adds it for
+    real at the next poll, deletes it on remove_reader: four epoll_ctl calls a check) and
+    call_later a timer handle started and cancelled in libuv's timer heap. Here a check's
+    socket costs one epoll_ctl (close() takes it out of the epoll set: the descriptor is
+    never duplicated), the loop watches one descriptor (the epoll's) for all of them, and
+    one loop timer sweeps the slot of timeouts that are due (py-spy and perf at 20,000
+    targets: docs/benchmarks.md, issue 19)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._epoll = select.epoll()
+        self._fd = self._epoll.fileno()
+        self._by_fd: dict[int, Exchange] = {}
+        self._slots: dict[int, list[Exchange]] = {}  # slot number -> exchanges ending then
+        self._order: list[int] = []  # slot numbers, a heap
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_slot = -1
+        loop.add_reader(self._fd, self._ready)
+
+    @property
+    def watched(self) -> int:
+        """Sockets registered now."""
+        return len(self._by_fd)
+
+    def close(self) -> None:
+        """Stop watching (the exchanges still registered are the caller's to cancel)."""
+        if self._fd < 0:
+            return
+        self.loop.remove_reader(self._fd)
+        self._epoll.close()
+        self._fd = -1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._by_fd.clear()
+        self._slots.clear()
+        self._order.clear()
+
+    # -- sockets
+
+    def watch(self, exchange: Exchange, events: int) -> None:
+        self._epoll.register(exchange.fd, events)
+        self._by_fd[exchange.fd] = exchange
+
+    def change(self, exchange: Exchange, events: int) -> None:
+        self._epoll.modify(exchange.fd, events)
+
+    def forget(self, fd: int) -> None:
+        """Before the socket is closed (closing takes it out of the epoll set)."""
+        self._by_fd.pop(fd, None)
+
+    def _ready(self) -> None:
+        try:
+            events = self._epoll.poll(0, _EVENTS_PER_WAKE)
+        except (InterruptedError, ValueError):  # ValueError: closed meanwhile
+            return
+        by_fd = self._by_fd
+        for fd, mask in events:
+            # None: ended by an earlier event of this batch; a descriptor closed and
+            # reused meanwhile gets a spurious event, which reads EAGAIN and waits on.
+            exchange = by_fd.get(fd)
+            if exchange is not None:
+                exchange._event(mask)
+
+    # -- timeouts
+
+    def expire(self, exchange: Exchange, at: float) -> None:
+        """Time ``exchange`` out at ``at`` (the loop's clock) unless it ended before."""
+        slot = math.ceil(at / TIMEOUT_TICK)
+        bucket = self._slots.get(slot)
+        if bucket is None:
+            bucket = self._slots[slot] = []
+            heapq.heappush(self._order, slot)
+            if self._timer is None or slot < self._timer_slot:
+                self._arm(slot)
+        bucket.append(exchange)
+
+    def _arm(self, slot: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_slot = slot
+        self._timer = self.loop.call_at(slot * TIMEOUT_TICK, self._sweep)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        order, slots = self._order, self._slots
+        while order and order[0] * TIMEOUT_TICK <= now:
+            for exchange in slots.pop(heapq.heappop(order)):
+                if not exchange.finished:
+                    exchange._fail(TimeoutError())
+        if order:
+            self._arm(order[0])
+
 
 class Exchange(_Parsing):
-    """One plain-HTTP request on a fresh non-blocking socket, driven by the event loop's
-    reader and writer callbacks: no task, no coroutine, no future, no transport or
-    protocol object per check. The checks of thousands of targets are mostly this; on
-    loopback the connection is usually up when connect() returns, so the request goes
-    out at once and one readable callback brings the response. ``on_done`` is called once
-    (never from ``start`` itself) unless ``cancel`` came first; the socket is closed with
-    a reset once a response is in (see ``_abort_on_close``). The scheduler sets ``key``,
-    ``due``, ``started`` and ``plan`` for its own bookkeeping."""
+    """One plain-HTTP request on a fresh non-blocking socket, driven by a ``Poller``: no
+    task, no coroutine, no future, no transport or protocol object, no loop timer or
+    reader per check. The checks of thousands of targets are mostly this; on loopback
+    the connection is up when connect() returns, so the request goes out at once and one
+    readable event brings the response. ``on_done`` is called once (never from ``start``
+    itself) unless ``cancel`` came first; the socket is closed with a reset once a
+    response is in (see ``_abort_on_close``). The scheduler sets ``key``, ``due``,
+    ``started`` and ``plan`` for its own bookkeeping."""
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, on_done: Done, *, head_only: bool, max_bytes: int
-    ) -> None:
+    __slots__ = ("due", "fd", "key", "loop", "on_done", "pending", "plan", "poller", "sock", "started")
+
+    def __init__(self, poller: Poller, on_done: Done, *, head_only: bool, max_bytes: int) -> None:
         super().__init__(head_only=head_only, max_bytes=max_bytes)
-        self.loop = loop
+        self.poller = poller
+        self.loop = poller.loop
         self.on_done = on_done
         self.sock: _socket.socket | None = None
         self.fd = -1
         self.pending = b""
-        self.timer: asyncio.TimerHandle | None = None
-        self.reading = self.writing = False
         self.key: object = None
         self.due = 0.0
         self.started = 0.0
         self.plan: object = None
 
     def start(self, address: str, port: int, request: bytes, timeout: float) -> None:
-        self.timer = self.loop.call_later(timeout, self._timed_out)
+        self.poller.expire(self, self.loop.time() + timeout)
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         try:
             # The C socket type: socket.socket's Python __init__ and close() wrappers cost
@@ -404,7 +527,8 @@ class Exchange(_Parsing):
             self.loop.call_soon(self._fail, OSError(err, os.strerror(err)))
             return
         self.pending = request
-        self._send()
+        if self._send():
+            self.poller.watch(self, select.EPOLLIN if not self.pending else select.EPOLLOUT)
 
     def fail(self, error: Exception) -> None:
         """End with this error (reported as any failure)."""
@@ -415,7 +539,8 @@ class Exchange(_Parsing):
         self.finished = True
         self._close(abort=True)
 
-    def _send(self) -> None:
+    def _send(self) -> bool:
+        """Send what is pending; False if the send failed (the failure is on its way)."""
         assert self.sock is not None
         try:
             sent = self.sock.send(self.pending)
@@ -423,18 +548,16 @@ class Exchange(_Parsing):
             sent = 0
         except OSError as error:
             self.loop.call_soon(self._fail, error)
-            return
+            return False
         self.pending = self.pending[sent:]
+        return True
+
+    def _event(self, mask: int) -> None:
+        """The poller saw the socket ready (``mask``: the epoll events)."""
         if self.pending:
-            if not self.writing:
-                self.writing = True
-                self.loop.add_writer(self.fd, self._writable)
-            return
-        if self.writing:
-            self.writing = False
-            self.loop.remove_writer(self.fd)
-        self.reading = True
-        self.loop.add_reader(self.fd, self._readable)
+            self._writable()
+        else:
+            self._readable()
 
     def _writable(self) -> None:
         assert self.sock is not None
@@ -442,7 +565,8 @@ class Exchange(_Parsing):
         if err:
             self._fail(OSError(err, os.strerror(err)))
             return
-        self._send()
+        if self._send() and not self.pending:
+            self.poller.change(self, select.EPOLLIN)
 
     def _readable(self) -> None:
         assert self.sock is not None
@@ -458,25 +582,20 @@ class Exchange(_Parsing):
         else:
             self._ended(None)
 
-    def _timed_out(self) -> None:
-        self.timer = None
-        self._fail(TimeoutError())
-
     def _close(self, abort: bool) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.reading:
-            self.reading = False
-            self.loop.remove_reader(self.fd)
-        if self.writing:
-            self.writing = False
-            self.loop.remove_writer(self.fd)
+        # The parser holds this exchange (its callbacks) and this exchange the parser:
+        # a cycle only the garbage collector would free, 2,000 times a second at 20,000
+        # targets. Dropped here (also from inside a parser callback: the running
+        # feed_data holds the parser until it returns).
+        self.parser = None
         sock, self.sock = self.sock, None
         if sock is not None:
+            self.poller.forget(self.fd)
             if abort:
-                with contextlib.suppress(OSError):
+                try:  # noqa: SIM105 (contextlib.suppress: an object per check, 2-5 % in py-spy)
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _NO_LINGER)
+                except OSError:
+                    pass
             sock.close()
 
     def _complete(self) -> None:

@@ -228,6 +228,9 @@ class FastHttp:
     port: int
     request: bytes
     head_only: bool
+    # Only the status decides (no body condition, response-time limit or invert): the
+    # verdict is read from ``codes`` without judge_http and conclude (most checks at scale).
+    codes: tuple[tuple[int, int], ...] | None = None
 
     def start(self, exchange: http.Exchange) -> None:
         exchange.start(self.check.address, self.port, self.request, self.check.monitor.timeout)
@@ -242,6 +245,12 @@ class FastHttp:
     ) -> Result:
         """The check's result, as ``run_check`` would give it. ``started``: time.monotonic()
         when the exchange started; ``now``: the loop's time, the result's ``at``."""
+        codes = self.codes
+        if codes is not None and error is None:
+            for low, high in codes:
+                if low <= status <= high:
+                    return Result(True, _status_reason(status), now, time.monotonic() - started)
+            return Result(False, _status_reason(status), now, time.monotonic() - started)
         monitor = self.check.monitor
         if error is not None:
             ok, reason = False, failure_reason(error)
@@ -273,7 +282,31 @@ def fast_http(check: Check) -> FastHttp | None:
         )
     except http.ProbeFailure:
         return None
-    return FastHttp(check=check, port=port, request=request, head_only=check.monitor.method == "HEAD")
+    plain = (
+        monitor.expected_body is None
+        and monitor.unexpected_body is None
+        and monitor.expected_json is None
+        and monitor.max_response_time is None
+        and not monitor.invert
+    )
+    return FastHttp(
+        check=check,
+        port=port,
+        request=request,
+        head_only=monitor.method == "HEAD",
+        codes=monitor.expected_codes if plain else None,
+    )
+
+
+_STATUS_REASONS: dict[int, str] = {}
+
+
+def _status_reason(status: int) -> str:
+    """The reason "status 200" of a status: one string each (judge_http builds one per check)."""
+    reason = _STATUS_REASONS.get(status)
+    if reason is None:
+        reason = _STATUS_REASONS[status] = f"status {status}"
+    return reason
 
 
 # -- tcp ------------------------------------------------------------------------------

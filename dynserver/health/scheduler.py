@@ -12,8 +12,10 @@ How it stays cheap at 20,000 checks every 10 s (docs/benchmarks.md, "Check capac
   earliest, at most every ``BATCH`` seconds, and starts every check due by then. No task,
   future or timer per waiting check.
 - **Plain HTTP without a coroutine.** An ``http`` check of an IP address without retries
-  runs as an ``http.Exchange``: callbacks on a raw non-blocking socket. Every other check
-  (HTTPS, TCP, DNS, ICMP, retries, redirects to follow) runs ``probes.run_check`` in a task.
+  runs as an ``http.Exchange``: callbacks on a raw non-blocking socket, watched by the
+  scheduler's ``http.Poller`` (one epoll for all of them, timeouts in a wheel swept by one
+  timer: no loop reader or timer per check). Every other check (HTTPS, TCP, DNS, ICMP,
+  retries, redirects to follow) runs ``probes.run_check`` in a task.
 - **A cap on checks in flight** (``max_in_flight``), and with it on the sockets open for
   checks. A check's timeout starts when it gets a slot: a burst queues here (first
   come, first served) instead of timing itself out on our own CPU.
@@ -124,6 +126,7 @@ class Scheduler(Generic[K]):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller: http.Poller | None = None  # the sockets and timeouts of plain-HTTP checks
         # How late each check started against its due time (seconds): the last ones here,
         # every one to on_lateness (the /metrics histogram).
         self.lateness: deque[float] = deque(maxlen=20_000)
@@ -188,6 +191,9 @@ class Scheduler(Generic[K]):
         tasks = [run.task for run in self._running.values() if isinstance(run, _Run) and run.task]
         for key in list(self._specs):
             self._forget(key)
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _forget(self, key: K) -> None:
@@ -239,8 +245,11 @@ class Scheduler(Generic[K]):
             self._started_late(late, now)
             fast = self._fast[key]
             if fast is not None:
+                poller = self._poller
+                if poller is None:
+                    poller = self._poller = http.Poller(self._loop)  # type: ignore[arg-type]
                 exchange = http.Exchange(
-                    self._loop,  # type: ignore[arg-type]
+                    poller,
                     self._fast_done,
                     head_only=fast.head_only,
                     max_bytes=fast.check.monitor.max_response_bytes,
