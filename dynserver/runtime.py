@@ -856,22 +856,29 @@ class Runtime:
         self._record_result(targets, result, changes)
         self._publish_changes(changes)
 
-    def _record_result(self, targets: list[TargetKey], result: Result, changes: list[Change]) -> None:
+    def _record_result(
+        self, targets: list[TargetKey], result: Result, changes: list[Change], now: float | None = None
+    ) -> None:
         """To the database: a history sample per target, the state of a changed target
-        now, an unchanged one's on the next refresh."""
-        if self.writer is None:
+        now, an unchanged one's on the next refresh. ``now``: the wall clock of the
+        samples (an agent's batch, which arrived at one moment, reads it once)."""
+        writer = self.writer
+        if writer is None:
             return
-        now = time.time()
+        if now is None:
+            now = time.time()
+        states = self.engine.states
         changed = {target_key(c.record, c.target) for c in changes} if changes else ()
         for target in targets:
-            if target not in self.engine.states:
+            state = states.get(target)
+            if state is None:
                 continue
             if target in changed:
                 self._save_state(target)
             else:
                 self._unsaved.add(target)
-            state = self.engine.states[target].health.value
-            self.writer.sample(Sample(now, _text(target[0]), target[2], result.ok, result.latency, state))
+            health = state.health.value
+            writer.sample(Sample(now, _text(target[0]), target[2], result.ok, result.latency, health))
 
     def _publish_changes(self, changes: list[Change]) -> None:
         self._handle_changes(changes)
@@ -1452,8 +1459,9 @@ class Runtime:
         if location in self._silent:
             self._location_back(location)
         check_targets = self._check_targets
+        now = time.time()
         for key, result in taken:
-            self._location_step(location, key, check_targets.get(key, []), result)
+            self._location_step(location, key, check_targets.get(key, []), result, now)
         return len(taken)
 
     def _location_result(
@@ -1467,12 +1475,17 @@ class Runtime:
             self._location_back(location)
         self._location_step(location, key, targets, result)
 
-    def _location_step(self, location: str, key: CheckKey, targets: list[TargetKey], result: Result) -> None:
-        """One location's result: its connectivity, its views and the vote, the store."""
+    def _location_step(
+        self, location: str, key: CheckKey, targets: list[TargetKey], result: Result, now: float | None = None
+    ) -> None:
+        """One location's result: its connectivity, its views and the vote, the store
+        (``now``: the samples' wall clock), and what it changed published at once."""
         self.connectivity.result(location, key, result.ok, result.at)
         changes = self.engine.apply(targets, result, location, key.monitor)
         changes += self._check_connectivity(result.at)
-        self._after_result(targets, result, changes)
+        self._record_result(targets, result, changes, now)
+        if changes:  # nearly every result changes nothing: nothing to publish, no waits begin
+            self._publish_changes(changes)
 
     def on_canary(self, location: str, ok: bool, reason: str) -> None:
         """A location's canary check (its own connectivity): failing excludes it from the vote."""
@@ -1760,35 +1773,52 @@ class Runtime:
             self._unsaved.discard(key)
 
     def _save_unsaved(self) -> None:
-        for key in list(self._unsaved):
-            self._save_state(key)
+        """Every target with a newer result than on disk (every STATE_REFRESH: 20,000 at
+        issue 19's scale, so the clocks' offset is read once for all of them)."""
+        writer = self.writer
+        if writer is None:
+            return
+        offset = time.time() - asyncio.get_running_loop().time()
+        for key in self._unsaved:
+            writer.state(self._stored_state(key, offset=offset))
+        self._unsaved.clear()
 
     def _stored_state(
-        self, key: TargetKey, *, value: str | None = None, value_set_at: float | None = None
+        self,
+        key: TargetKey,
+        *,
+        value: str | None = None,
+        value_set_at: float | None = None,
+        offset: float | None = None,
     ) -> StoredState:
+        """A target's state as stored; ``offset``: wall clock minus loop clock (read now if None)."""
         state = self.engine.states[key]
         record = self.engine.records[(key[0], key[1])]
-        configured = next(t for t in record.targets if t.name == key[2])
+        name = key[2]
+        configured = next(t for t in record.targets if t.name == name)
         last = state.last_result
-        offset = time.time() - asyncio.get_running_loop().time()  # monotonic -> wall clock
+        if offset is None:
+            offset = time.time() - asyncio.get_running_loop().time()  # monotonic -> wall clock
+        pending_until = state.pending_until
+        # Positional, in StoredState's (the table's) order: the keywords cost more than the tuple.
         return StoredState(
-            record=_text(key[0]),
-            type=key[1],
-            target=key[2],
-            observed=state.observed.value,
-            since=state.since + offset,
-            successes=state.successes,
-            failures=state.failures,
-            pending_until=None if state.pending_until is None else state.pending_until + offset,
-            maintenance=state.maintenance,
-            config_maintenance=configured.maintenance,
-            last_ok=None if last is None else last.ok,
-            last_reason=None if last is None else last.reason,
-            last_at=None if last is None else last.at + offset,
-            last_latency=None if last is None else last.latency,
-            value=value if value is not None else self.engine.values.get(key),
-            value_set_at=value_set_at if value_set_at is not None else self._value_set_at.get(key),
-            config_value=configured.value,
+            _text(key[0]),
+            key[1],
+            name,
+            state.observed.value,
+            state.since + offset,
+            state.successes,
+            state.failures,
+            None if pending_until is None else pending_until + offset,
+            state.maintenance,
+            configured.maintenance,
+            None if last is None else last.ok,
+            None if last is None else last.reason,
+            None if last is None else last.at + offset,
+            None if last is None else last.latency,
+            value if value is not None else self.engine.values.get(key),
+            value_set_at if value_set_at is not None else self._value_set_at.get(key),
+            configured.value,
         )
 
     async def _restore(self, store: Store) -> None:

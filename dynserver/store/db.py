@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -120,8 +120,11 @@ _MIGRATIONS: dict[int, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class StoredState:
+class StoredState(NamedTuple):
+    """A target's state as stored: a row of target_state, in its columns' order (a tuple:
+    built without a frozen dataclass's per-field cost, and bound as it is; every target's
+    is written every STATE_REFRESH, 20,000 of them at issue 19's scale)."""
+
     record: str
     type: str
     target: str
@@ -232,14 +235,20 @@ class StoredChallenge:
     actor: str
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
+    """A history row of one target (a check's result): the sample table's row as it is,
+    a tuple for the same reason as StoredState (one per result from every location)."""
+
     at: float
     record: str
     target: str
     ok: bool
     latency: float | None
     state: str
+
+
+def _bit(flag: bool | None) -> int | None:
+    return None if flag is None else int(flag)
 
 
 class Store:
@@ -335,26 +344,10 @@ class Store:
             " config_maintenance = excluded.config_maintenance, last_ok = excluded.last_ok,"
             " last_reason = excluded.last_reason, last_at = excluded.last_at,"
             " last_latency = excluded.last_latency",
+            # Plain tuples of plain values: sqlite3 binds a tuple subclass or a bool through
+            # its slower generic path (~1 µs more a row each, in the writer's thread).
             [
-                (
-                    s.record,
-                    s.type,
-                    s.target,
-                    s.observed,
-                    s.since,
-                    s.successes,
-                    s.failures,
-                    s.pending_until,
-                    int(s.maintenance),
-                    int(s.config_maintenance),
-                    None if s.last_ok is None else int(s.last_ok),
-                    s.last_reason,
-                    s.last_at,
-                    s.last_latency,
-                    s.value,
-                    s.value_set_at,
-                    s.config_value,
-                )
+                (*s[:8], int(s.maintenance), int(s.config_maintenance), _bit(s.last_ok), *s[11:])
                 for s in states
             ],
         )
@@ -390,7 +383,7 @@ class Store:
     async def add_samples(self, samples: Sequence[Sample], *, commit: bool = True) -> None:
         await self._execute_many(
             "INSERT INTO sample VALUES (?,?,?,?,?,?)",
-            [(s.at, s.record, s.target, int(s.ok), s.latency, s.state) for s in samples],
+            [(s.at, s.record, s.target, int(s.ok), s.latency, s.state) for s in samples],  # as save_states
         )
         if commit:
             await self._db.commit()
