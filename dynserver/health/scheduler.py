@@ -8,9 +8,10 @@ Results go to a callback in the event loop, which never waits on a check.
 
 How it stays cheap at 20,000 checks every 10 s (docs/benchmarks.md, "Check capacity"):
 
-- **One timer, batches.** Due times sit in one heap; one loop timer wakes at the
-  earliest, at most every ``BATCH`` seconds, and starts every check due by then. No task,
-  future or timer per waiting check.
+- **One timer, batches.** Due times sit in slots of ``BATCH`` seconds; one loop timer
+  wakes at the end of the earliest, at most every ``BATCH`` seconds, and starts every
+  check due by then (in the order they fell due). No task, future or timer per waiting
+  check, and no heap of every check: a due time is an append to its slot's list.
 - **Plain HTTP without a coroutine.** An ``http`` check of an IP address without retries
   runs as an ``http.Exchange``: callbacks on a raw non-blocking socket, watched by the
   scheduler's ``http.Poller`` (one epoll for all of them, timeouts in a wheel swept by one
@@ -35,8 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -79,6 +80,10 @@ class Load:
     late: float  # seconds: the lateness of the latest check started
 
 
+def _due_time(entry: tuple[float, object]) -> float:
+    return entry[0]
+
+
 class _Run:
     """A check run by ``run_check`` in a task (anything ``FastHttp`` does not cover)."""
 
@@ -119,8 +124,12 @@ class Scheduler(Generic[K]):
         self._specs: dict[K, tuple[Check, float]] = {}
         self._fast: dict[K, FastHttp | None] = {}
         self._due: dict[K, float] = {}  # next due time of each check not queued or running
-        self._heap: list[tuple[float, int, K]] = []  # (due, tie-break, key); stale entries skipped
-        self._order = itertools.count()
+        # Due times in slots of BATCH seconds (a slot's number: its end / BATCH), and the
+        # numbers of the slots in a heap: a check is an append, not a push into a heap of
+        # 20,000 (whose sift, a float compare through two pointers per level, was 8 % of
+        # the event loop at 20,000 targets in py-spy). Stale entries are skipped.
+        self._slots: dict[int, list[tuple[float, K]]] = {}
+        self._slot_order: list[int] = []
         self._queue: deque[tuple[K, float]] = deque()  # due, waiting for a slot
         self._running: dict[K, http.Exchange | _Run] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -199,7 +208,7 @@ class Scheduler(Generic[K]):
     def _forget(self, key: K) -> None:
         self._specs.pop(key, None)
         self._fast.pop(key, None)
-        self._due.pop(key, None)  # its heap and queue entries are skipped from now on
+        self._due.pop(key, None)  # its slot and queue entries are skipped from now on
         run = self._running.pop(key, None)
         if run is not None:
             run.cancel()
@@ -208,14 +217,19 @@ class Scheduler(Generic[K]):
 
     def _push(self, key: K, due: float) -> None:
         self._due[key] = due
-        heapq.heappush(self._heap, (due, next(self._order), key))
+        slot = math.ceil(due / BATCH)
+        bucket = self._slots.get(slot)
+        if bucket is None:
+            bucket = self._slots[slot] = []
+            heapq.heappush(self._slot_order, slot)
+        bucket.append((due, key))
 
     def _arm(self, now: float) -> None:
-        """Wake at the earliest due time (not sooner than BATCH after now, so what falls
-        due meanwhile starts in the same batch)."""
-        if not self._heap or self._loop is None:
+        """Wake at the end of the earliest slot (not sooner than BATCH after now, so what
+        falls due meanwhile starts in the same batch)."""
+        if not self._slot_order or self._loop is None:
             return
-        at = max(self._heap[0][0], now + BATCH)
+        at = max(self._slot_order[0] * BATCH, now + BATCH)
         if at >= self._timer_at - BATCH / 2:
             return  # the timer set will do
         if self._timer is not None:
@@ -226,12 +240,15 @@ class Scheduler(Generic[K]):
         assert self._loop is not None
         self._timer, self._timer_at = None, float("inf")
         now = self._loop.time()
-        heap, due_of, queue = self._heap, self._due, self._queue
-        while heap and heap[0][0] <= now:
-            due, _, key = heapq.heappop(heap)
-            if due_of.get(key) == due:
-                del due_of[key]
-                queue.append((key, due))
+        order, slots, due_of, queue = self._slot_order, self._slots, self._due, self._queue
+        while order and order[0] * BATCH <= now:
+            bucket = slots.pop(heapq.heappop(order))
+            if len(bucket) > 1:
+                bucket.sort(key=_due_time)  # first due, first started
+            for due, key in bucket:
+                if due_of.get(key) == due:
+                    del due_of[key]
+                    queue.append((key, due))
         self._start_queued(now)
         self._arm(now)
 

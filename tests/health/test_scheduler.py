@@ -270,3 +270,38 @@ def test_results_of_one_loop_pass_are_handed_over_in_one_call(
         assert len(calls) == 2 and sorted(calls[1]) == [3, 4]
 
     (uvloop.run if loop == "uvloop" else asyncio.run)(main())
+
+
+def test_due_times_sit_in_slots_and_checks_start_in_the_order_they_fell_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """2,000 checks due within a second: a slot per BATCH seconds (not a heap entry per
+    check), each check started at its due time or at most a slot (and the loop's
+    wake-up) after it, never before, and in the order they fell due."""
+    monkeypatch.setattr(scheduler_module, "FIRST_RUNS_PER_SECOND", 2000)
+    started: list[tuple[int, float]] = []
+
+    async def fake_check(spec: Check, clock: object = None) -> Result:
+        loop = asyncio.get_running_loop()
+        started.append((spec.port or 0, loop.time()))
+        return Result(ok=True, reason="ok", at=loop.time())
+
+    monkeypatch.setattr(scheduler_module, "run_check", fake_check)
+
+    async def main() -> tuple[dict[int, float | None], int]:
+        sched: Scheduler[int] = Scheduler(lambda key, result: None, rng=random.Random(5), max_in_flight=5000)
+        sched.set_checks({n: (check(n), 60.0) for n in range(2000)})
+        due = sched.scheduled()
+        slots = len(sched._slot_order)
+        await asyncio.sleep(1.3)
+        await sched.stop()
+        return due, slots
+
+    due, slots = asyncio.run(main())
+    assert slots <= 1 / scheduler_module.BATCH + 2
+    assert len(started) == 2000
+    for key, at in started:
+        when = due[key]
+        assert when is not None and when - 0.002 <= at <= when + scheduler_module.BATCH + 0.1
+    order = [key for key, _ in started]
+    assert order == sorted(order, key=lambda key: due[key] or 0.0)
