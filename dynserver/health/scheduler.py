@@ -9,7 +9,7 @@ Results go to a callback in the event loop, which never waits on a check.
 How it stays cheap at 20,000 checks every 10 s (docs/benchmarks.md, "Check capacity"):
 
 - **One timer, batches.** Due times sit in slots of ``BATCH`` seconds; one loop timer
-  wakes at the end of the earliest, at most every ``BATCH`` seconds, and starts every
+  wakes when the earliest begins, at most every ``BATCH`` seconds, and starts every
   check due by then (in the order they fell due). No task, future or timer per waiting
   check, and no heap of every check: a due time is an append to its slot's list.
 - **Plain HTTP without a coroutine.** An ``http`` check of an IP address without retries
@@ -225,11 +225,11 @@ class Scheduler(Generic[K]):
         bucket.append((due, key))
 
     def _arm(self, now: float) -> None:
-        """Wake at the end of the earliest slot (not sooner than BATCH after now, so what
+        """Wake when the earliest slot begins (not sooner than BATCH after now, so what
         falls due meanwhile starts in the same batch)."""
         if not self._slot_order or self._loop is None:
             return
-        at = max(self._slot_order[0] * BATCH, now + BATCH)
+        at = max((self._slot_order[0] - 1) * BATCH, now + BATCH)
         if at >= self._timer_at - BATCH / 2:
             return  # the timer set will do
         if self._timer is not None:
@@ -241,14 +241,27 @@ class Scheduler(Generic[K]):
         self._timer, self._timer_at = None, float("inf")
         now = self._loop.time()
         order, slots, due_of, queue = self._slot_order, self._slots, self._due, self._queue
-        while order and order[0] * BATCH <= now:
-            bucket = slots.pop(heapq.heappop(order))
+        while order:
+            slot = order[0]
+            if slot * BATCH <= now:  # the whole slot is due
+                bucket = slots.pop(heapq.heappop(order))
+            elif (slot - 1) * BATCH < now:  # the slot now falls in: what of it is due
+                whole = slots[slot]
+                bucket = [entry for entry in whole if entry[0] <= now]
+                if len(bucket) == len(whole):
+                    del slots[heapq.heappop(order)]
+                elif bucket:
+                    slots[slot] = [entry for entry in whole if entry[0] > now]
+            else:
+                break
             if len(bucket) > 1:
                 bucket.sort(key=_due_time)  # first due, first started
             for due, key in bucket:
                 if due_of.get(key) == due:
                     del due_of[key]
                     queue.append((key, due))
+            if slot * BATCH > now:
+                break  # the rest is not due yet
         self._start_queued(now)
         self._arm(now)
 
