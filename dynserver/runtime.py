@@ -18,9 +18,10 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from msgspec import structs
 
 from dynserver import config as configuration
 from dynserver.config import parse_name
@@ -1307,7 +1308,7 @@ class Runtime:
             forcing=old_engine.forcing,
         )
         for key, on in maintenance.items():
-            engine.states[key] = replace(engine.states[key], maintenance=on)
+            engine.states[key] = structs.replace(engine.states[key], maintenance=on)
         engine.drained = old_engine.drained & set(engine.windows)  # a window's end lifts them
         if not locations_changed and new.locations is not None:
             engine.excluded = dict(old_engine.excluded)

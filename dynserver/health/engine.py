@@ -12,6 +12,8 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from msgspec import structs
+
 from dynserver.dns import wire
 from dynserver.dns.zone import RRset, rrset_from_texts
 from dynserver.health import state as machine
@@ -154,7 +156,7 @@ class Engine:
                 state = restored.get(key, TargetState())
                 names = monitors_of(record, target)
                 if not names:
-                    state = replace(state, observed=Health.UP)  # unchecked: always up
+                    state = structs.replace(state, observed=Health.UP)  # unchecked: always up
                 elif len(names) == 1:
                     single[key] = names[0]
                 else:
@@ -169,7 +171,7 @@ class Engine:
                     )
                     for name in names:
                         self.parts[(key, name)] = parts.get((key, name), seed)
-                self.states[key] = replace(state, maintenance=target.maintenance)
+                self.states[key] = structs.replace(state, maintenance=target.maintenance)
         # Each checked target's thresholds and how long its results stay fresh, built once
         # for apply() and tick(): both run for thousands of targets (tick: all, every second).
         limits_by_name = {name: thresholds(monitor) for name, monitor in self.monitors.items()}
@@ -243,7 +245,7 @@ class Engine:
         for key, forced in (forcing or {}).items():
             if key in self.states:
                 self.forcing[key] = forced
-                self.states[key] = replace(self.states[key], forced=forced.state)
+                self.states[key] = structs.replace(self.states[key], forced=forced.state)
         self._window_change = 0.0  # wall time of the next window start or end
         self.decisions: dict[RecordKey, Decision] = {
             key: self._decide(record) for key, record in self.records.items()
@@ -453,7 +455,7 @@ class Engine:
     @staticmethod
     def _named(part: PartKey, result: Result) -> Result:
         """A monitor's result as its target shows it: the reason names the monitor."""
-        return replace(result, reason=f"{part[1]}: {result.reason}")
+        return structs.replace(result, reason=f"{part[1]}: {result.reason}")
 
     def _combine(self, key: TargetKey, now: float, result: Result | None = None) -> Change | None:
         """The target's state from its monitors' (health/combine.py); ``result``: the one
@@ -469,7 +471,7 @@ class Engine:
             return None
         previous = state.health
         changed = observed is not state.observed
-        state = replace(
+        state = structs.replace(
             state, observed=observed, pending_until=pending_until, since=now if changed else state.since
         )
         self.states[key] = state
@@ -782,7 +784,7 @@ class Engine:
             self.states[key] = new
             if transition is not None:
                 record, target = self._find(key)
-                changes.append(Change(record, target, replace(transition, reason=reason)))
+                changes.append(Change(record, target, structs.replace(transition, reason=reason)))
         self._window_change = upcoming
         return changes
 
