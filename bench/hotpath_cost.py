@@ -129,7 +129,7 @@ def batched_reader(
         client.sendto(data, server.getsockname())
     time.sleep(0.05)
     ctypes.memmove(batch._msgs_at, batch._fresh_msgs, len(batch._fresh_msgs))
-    got = batch._recvmmsg(batch._fd, batch._ptrs[0], BATCH, 0x40, None)  # MSG_DONTWAIT
+    got = batch._recvmmsg(batch._fd, batch._recv_at, BATCH, 0x40, None)  # MSG_DONTWAIT
     server.close()
     client.close()
     if got != BATCH:

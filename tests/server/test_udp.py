@@ -141,6 +141,22 @@ def test_an_oversized_datagram_is_cut_to_the_receive_size(reader: str) -> None:
     serve(loopback(), socket.AF_INET, 1, body)
 
 
+def test_long_queries_in_the_slots_of_short_replies_are_read_whole(reader: str) -> None:
+    """A reply shortens its slot's iovec for sendmmsg; the next query in that slot is
+    still read up to RECV_SIZE (the batched readers keep separate receive headers)."""
+
+    async def body(server: UdpServer, clients: list[socket.socket]) -> None:
+        loop = asyncio.get_running_loop()
+        (sock,) = clients
+        for size in (1, 3000, 2, 4000, 1, 2500):
+            for n in range(5):
+                sock.sendto(b"%d" % n + b"x" * (size - 1), server.address)
+            replies = await receive(loop, sock, 5)
+            assert sorted(int(reply.rsplit(b"|", 1)[1]) for reply in replies) == [size] * 5
+
+    serve(loopback(), socket.AF_INET, 1, body)
+
+
 def test_repeated_queries_are_served_from_the_snapshot_packet_cache(reader: str) -> None:
     """Through the real core: the batched reader serves repeats from the packet cache
     itself (ID and RD from each query, counters moved), and what the cache may not answer
