@@ -9,6 +9,7 @@ wall-clock Unix seconds.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,9 @@ from typing import Any, NamedTuple
 import aiosqlite
 
 SCHEMA_VERSION = 9
+# Rows a prune deletes in one statement (and transaction): ~10-50 ms each, so the writer's
+# batches go in between instead of waiting for the whole retention delete (docs/benchmarks.md).
+PRUNE_CHUNK = 20_000
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE target_state (
@@ -254,6 +258,9 @@ def _bit(flag: bool | None) -> int | None:
 class Store:
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._db = connection
+        # Held by a batch of several statements committed together (the store writer's,
+        # a prune's chunk), so that one never commits half of the other.
+        self.transaction = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
@@ -456,13 +463,73 @@ class Store:
             rows = await cursor.fetchall()
         return [Sample(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in rows]
 
-    async def prune(self, before: float) -> int:
-        """Retention: drop events and samples older than ``before``."""
+    async def prune(self, before: float, *, chunk: int = PRUNE_CHUNK) -> int:
+        """Retention: drop events and samples older than ``before``; the rows removed.
+
+        In statements of at most ``chunk`` rows, each committed on its own, with the event
+        loop let run between them: queued writes (the store writer's batch) go in between
+        instead of waiting behind one long delete.
+
+        ``sample`` has no index on ``at`` (it would cost every insert, the hot path), so
+        ``DELETE ... WHERE at < ?`` scans the whole table. Samples are appended in time
+        order instead, so rowid grows with ``at``: a binary search over rowid (a b-tree
+        seek per step) finds the first row not older than ``before``, and the rows before
+        it go by rowid range. Every delete still says ``at < before``, so a row at or
+        after ``before`` is never removed, whatever the order. When the clock stepped back
+        (rows out of time order), an old row after that boundary stays until a later prune
+        whose boundary has passed it: retention is then approximate, never too eager.
+        """
         removed = 0
-        for table in ("event", "sample"):
-            removed += await self._execute(f"DELETE FROM {table} WHERE at < ?", (before,))
-        await self._db.commit()
+        while True:  # event has an index on at: oldest first, a chunk at a time
+            changed = await self._delete_chunk(
+                "DELETE FROM event WHERE id IN (SELECT id FROM event WHERE at < ? ORDER BY at LIMIT ?)",
+                (before, chunk),
+            )
+            removed += changed
+            if changed < chunk:
+                break
+        first, end = await self._sample_boundary(before)
+        while first < end:
+            last = min(first + chunk, end)
+            removed += await self._delete_chunk(
+                "DELETE FROM sample WHERE rowid >= ? AND rowid < ? AND at < ?", (first, last, before)
+            )
+            first = last
         return removed
+
+    async def _delete_chunk(self, sql: str, parameters: Sequence[Any]) -> int:
+        """One delete of a prune, committed, outside any batch of the store writer (which
+        holds ``transaction`` from its first statement to its commit or rollback); then
+        the event loop runs whatever waits."""
+        async with self.transaction:
+            changed = await self._execute(sql, parameters)
+            await self._db.commit()
+        await asyncio.sleep(0)
+        return changed
+
+    async def _sample_boundary(self, before: float) -> tuple[int, int]:
+        """The rowids ``[first, end)`` of the samples a prune at ``before`` looks at: from
+        the oldest row to the first one (by a binary search over rowid, assuming time
+        order) not older than ``before``."""
+        ends = []
+        for sql in ("SELECT min(rowid) FROM sample", "SELECT max(rowid) FROM sample"):  # one each: a seek
+            async with self._db.execute(sql) as cursor:
+                row = await cursor.fetchone()
+            if row is None or row[0] is None:
+                return 0, 0
+            ends.append(int(row[0]))
+        first, low, high = ends[0], ends[0], ends[1] + 1
+        while low < high:
+            middle = (low + high) // 2
+            async with self._db.execute(
+                "SELECT rowid, at FROM sample WHERE rowid >= ? ORDER BY rowid LIMIT 1", (middle,)
+            ) as cursor:
+                found = await cursor.fetchone()
+            if found is None or found[1] >= before:
+                high = middle
+            else:
+                low = min(int(found[0]) + 1, high)  # a row inserted meanwhile: past max
+        return first, low
 
     # -- zone serials ---------------------------------------------------------------
 

@@ -82,36 +82,37 @@ class Writer:
         journal_first, self._journal_first = self._journal_first, {}
         if not (states or events or samples or serials or journal or journal_first):
             return
-        try:
-            if states:
-                await self.store.save_states(states, commit=False, with_value=False)
-            if events:
-                await self.store.add_events(events, commit=False)
-            if samples:
-                await self.store.add_samples(samples, commit=False)
-            if serials:
-                await self.store.save_serials(serials, commit=False)
-            if journal:
-                await self.store.add_journal(journal, commit=False)
-            if journal_first:
-                await self.store.keep_journal(journal_first, commit=False)
-            await self.store.commit()
-        except Exception:
-            # Undo what this batch sent before the failure: left in the open transaction,
-            # the retry would commit its events twice. Then put it all back (newer states
-            # win) so the next flush retries. The first error is the one worth raising.
-            with contextlib.suppress(Exception):
-                await self.store.rollback()
-            for state in states:
-                self._states.setdefault((state.record, state.type, state.target), state)
-            self._events[:0] = events
-            self._samples[:0] = samples
-            for zone, value in serials.items():
-                self._serials.setdefault(zone, value)
-            self._journal[:0] = journal
-            for zone, first in journal_first.items():
-                self._journal_first.setdefault(zone, first)
-            raise
+        async with self.store.transaction:
+            try:
+                if states:
+                    await self.store.save_states(states, commit=False, with_value=False)
+                if events:
+                    await self.store.add_events(events, commit=False)
+                if samples:
+                    await self.store.add_samples(samples, commit=False)
+                if serials:
+                    await self.store.save_serials(serials, commit=False)
+                if journal:
+                    await self.store.add_journal(journal, commit=False)
+                if journal_first:
+                    await self.store.keep_journal(journal_first, commit=False)
+                await self.store.commit()
+            except Exception:
+                # Undo what this batch sent before the failure: left in the open transaction,
+                # the retry would commit its events twice. Then put it all back (newer states
+                # win) so the next flush retries. The first error is the one worth raising.
+                with contextlib.suppress(Exception):
+                    await self.store.rollback()
+                for state in states:
+                    self._states.setdefault((state.record, state.type, state.target), state)
+                self._events[:0] = events
+                self._samples[:0] = samples
+                for zone, value in serials.items():
+                    self._serials.setdefault(zone, value)
+                self._journal[:0] = journal
+                for zone, first in journal_first.items():
+                    self._journal_first.setdefault(zone, first)
+                raise
 
     async def stop(self) -> None:
         # The loop is asked to end, not cancelled: a flush cancelled half-way would lose
