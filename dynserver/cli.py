@@ -616,7 +616,7 @@ async def _push_command(args: argparse.Namespace, loaded: config.Config, databas
                 return 1
             print(f"push token of {hostname} removed: its heartbeats are refused from now on")
             return 0
-        target = next(t for t in record.targets if t.name == key[2])
+        target = record.target(key[2])
         pushed = [n for n in monitors_of(record, target) if monitors[n].type == "push"]
         if not pushed:
             print(

@@ -305,6 +305,17 @@ class DynamicRecord:
     # up (None: all of them).
     monitors: tuple[str, ...] = ()
     require: int | None = None
+    # Its targets by name, built once: looking a target up by scanning ``targets`` made
+    # the 30 s state refresh quadratic in a record's targets (one record of 20,000 held
+    # the event loop ~5 s, bench/check_scale.py table --point 20000:1).
+    by_name: dict[str, Target] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_name", {t.name: t for t in self.targets})
+
+    def target(self, name: str) -> Target:
+        """The target of this name (KeyError if the record has none)."""
+        return self.by_name[name]
 
 
 def monitors_of(record: DynamicRecord, target: Target) -> tuple[str, ...]:

@@ -1796,7 +1796,7 @@ class Runtime:
         state = self.engine.states[key]
         record = self.engine.records[(key[0], key[1])]
         name = key[2]
-        configured = next(t for t in record.targets if t.name == name)
+        configured = record.target(name)
         last = state.last_result
         if offset is None:
             offset = time.time() - asyncio.get_running_loop().time()  # monotonic -> wall clock
@@ -1833,9 +1833,9 @@ class Runtime:
         values: dict[TargetKey, str | None] = {}
         for row in await store.load_states():
             record = records.get((row.record, row.type))
-            if record is None or not any(t.name == row.target for t in record.targets):
+            if record is None or row.target not in record.by_name:
                 continue  # the config no longer has it
-            target = next(t for t in record.targets if t.name == row.target)
+            target = record.target(row.target)
             maintenance = (
                 row.maintenance if row.config_maintenance == target.maintenance else target.maintenance
             )
@@ -1865,7 +1865,7 @@ class Runtime:
         forcing: dict[TargetKey, Forcing] = {}
         for forced in await store.forced_states():
             record = records.get((forced.record, forced.type))
-            if record is not None and any(t.name == forced.target for t in record.targets):
+            if record is not None and forced.target in record.by_name:
                 state = Health(forced.state)
                 key = (record.name, record.type, forced.target)
                 forcing[key] = Forcing(state, forced.actor, forced.at, forced.until, forced.reason)

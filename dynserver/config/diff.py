@@ -86,7 +86,7 @@ def _fields(label: str, old: Any, new: Any, skip: Iterable[str] = ()) -> list[st
     """'monitor web: interval 10.0 -> 5.0' per changed field of two dataclasses."""
     out = []
     for field in dataclasses.fields(old):
-        if field.name in skip:
+        if field.name in skip or not field.compare:  # derived (a record's by_name)
             continue
         before, after = getattr(old, field.name), getattr(new, field.name)
         if before != after:

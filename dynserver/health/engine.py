@@ -917,7 +917,7 @@ class Engine:
 
     @staticmethod
     def _target(record: DynamicRecord, key: TargetKey) -> Target:
-        return next(t for t in record.targets if t.name == key[2])
+        return record.target(key[2])
 
 
 @functools.lru_cache(maxsize=1 << 15)

@@ -198,6 +198,6 @@ def _target(
     if record is None:
         return None
     label = name[0].decode("ascii", "replace")
-    if not any(t.name == label for t in record.targets):
+    if label not in record.by_name:
         return None
     return record.name, kind, label

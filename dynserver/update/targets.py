@@ -63,7 +63,7 @@ class Targets:
         if record is None:
             return None
         wanted = target_name.strip().lower()
-        target = next((t for t in record.targets if t.name == wanted), None)
+        target = record.by_name.get(wanted)
         return None if target is None else target_key(record, target)
 
     def check_scope(self, scope: str) -> str:

@@ -217,7 +217,7 @@ def routes(
         async def change(by: dict[str, Any]) -> Applied:
             if not target:
                 raise EditRefused(422, ErrorCode.INVALID, "expected a name such as charlie", "name")
-            if any(t.name == target for t in record.targets):
+            if target in record.by_name:
                 reason = f"{name} has a target {target!r} already; edit it in the table above"
                 raise EditRefused(422, ErrorCode.INVALID, reason, "name")
             return await editing.put_target(name, target, form_definition(form, TARGET_FIELDS), **by)
@@ -233,7 +233,7 @@ def routes(
         target = request.path_params["name"].lower()
         if auth.session(request) is None:
             return login_redirect(request)
-        if record is None or not any(t.name == target for t in record.targets):
+        if record is None or target not in record.by_name:
             return render(
                 request,
                 "missing.html",

@@ -31,7 +31,7 @@ def wall_offset() -> float:
 
 def target_body(runtime: Runtime, updates: Updates, record: DynamicRecord, name: str) -> schema.Target:
     """One target as the API and the pages show it (times are Unix seconds)."""
-    configured = next(t for t in record.targets if t.name == name)
+    configured = record.target(name)
     key = target_key(record, configured)
     state = runtime.target_state(key)
     offset = wall_offset()
