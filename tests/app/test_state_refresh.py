@@ -18,6 +18,7 @@ from dynserver.model import Target
 
 ZONE = "dyn.example.test"
 TARGETS = 300
+DRAINED = {True: "true", False: "false"}
 CONFIG = (
     f"""\
 [server]
@@ -37,7 +38,7 @@ monitor = "web"
 targets = [
 """
     + "".join(
-        f'  {{ name = "t{n}", value = "10.0.{n // 250}.{n % 250 + 1}", maintenance = {str(n == 7).lower()} }},\n'
+        f'  {{ name = "t{n}", value = "10.0.{n // 250}.{n % 250 + 1}", maintenance = {DRAINED[n == 7]} }},\n'
         for n in range(TARGETS)
     )
     + "]\n"
