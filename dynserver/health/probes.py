@@ -202,8 +202,9 @@ async def _http(check: Check) -> tuple[bool, str, float | None]:
 
 def judge_http(check: Check, status: int, body: bytes) -> tuple[bool, str]:
     """A response's verdict: the expected codes, then the body's conditions."""
-    if not any(low <= status <= high for low, high in check.monitor.expected_codes):
-        return False, f"status {status}"
+    ok, reason = status_verdict(check.monitor.expected_codes, status)
+    if not ok:
+        return False, reason
     if check.monitor.expected_body is not None or check.monitor.unexpected_body is not None:
         text = body.decode("utf-8", errors="replace")
         if check.monitor.expected_body is not None and check.monitor.expected_body not in text:
@@ -215,7 +216,7 @@ def judge_http(check: Check, status: int, body: bytes) -> tuple[bool, str]:
         matched, why = check.monitor.expected_json.evaluate(body)
         if not matched:
             return False, why
-    return True, f"status {status}"
+    return True, reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,10 +248,8 @@ class FastHttp:
         when the exchange started; ``now``: the loop's time, the result's ``at``."""
         codes = self.codes
         if codes is not None and error is None:
-            for low, high in codes:
-                if low <= status <= high:
-                    return Result(True, _status_reason(status), now, time.monotonic() - started)
-            return Result(False, _status_reason(status), now, time.monotonic() - started)
+            ok, reason = status_verdict(codes, status)
+            return Result(ok, reason, now, time.monotonic() - started)
         monitor = self.check.monitor
         if error is not None:
             ok, reason = False, failure_reason(error)
@@ -301,12 +300,16 @@ def fast_http(check: Check) -> FastHttp | None:
 _STATUS_REASONS: dict[int, str] = {}
 
 
-def _status_reason(status: int) -> str:
-    """The reason "status 200" of a status: one string each (judge_http builds one per check)."""
+def status_verdict(codes: tuple[tuple[int, int], ...], status: int) -> tuple[bool, str]:
+    """Whether a status is among the expected codes, and the reason "status 200" (one
+    string per status, not one per check)."""
     reason = _STATUS_REASONS.get(status)
     if reason is None:
         reason = _STATUS_REASONS[status] = f"status {status}"
-    return reason
+    for low, high in codes:
+        if low <= status <= high:
+            return True, reason
+    return False, reason
 
 
 # -- tcp ------------------------------------------------------------------------------
