@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import sqlite3
+import zoneinfo
 from pathlib import Path
 
 import dns.message
@@ -115,7 +116,11 @@ def test_the_record_page_and_the_api_show_the_windows(tmp_path: Path) -> None:
 
     from dynserver.web.app import create_app
 
-    path = write(tmp_path, '{ cron = "0 2 * * *", duration = 3600, timezone = "Europe/Berlin" }')
+    # A daily hour-long window that starts 12 hours from now in Berlin, so it is never on
+    # while the test runs (a fixed "0 2" failed between 01:00 and 02:00 UTC in winter).
+    hour = (datetime.datetime.now(zoneinfo.ZoneInfo("Europe/Berlin")).hour + 12) % 24
+    cron = f"0 {hour} * * *"
+    path = write(tmp_path, f'{{ cron = "{cron}", duration = 3600, timezone = "Europe/Berlin" }}')
     text = path.read_text().replace("[zones.", "[web]\npublic = true\n\n[zones.", 1)
     path.write_text(text)
 
@@ -130,6 +135,6 @@ def test_the_record_page_and_the_api_show_the_windows(tmp_path: Path) -> None:
             await app.stop()
 
     page, _ = asyncio.run(run())
-    shown = "window: cron = &#39;0 2 * * *&#39;, duration = 3600, timezone = &#39;Europe/Berlin&#39;"
+    shown = f"window: cron = &#39;{cron}&#39;, duration = 3600, timezone = &#39;Europe/Berlin&#39;"
     assert shown in page, page
     assert "(next 20" in page
