@@ -29,7 +29,9 @@
 ARG PYTHON_VERSION=3.11
 
 # --- builder: the wheel, built from this source tree, plus wheels of its dependencies ------
-FROM python:${PYTHON_VERSION}-slim AS builder
+# The full image, not -slim: it has the C compiler for the optional C hit loop of the UDP
+# reader (installing gcc on -slim would need pinned apt versions); only wheels leave it.
+FROM python:${PYTHON_VERSION} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -41,10 +43,22 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY dynserver/ dynserver/
 COPY web/ web/
-RUN pip wheel --wheel-dir /wheels . \
-    && python -c "import glob, zipfile; \
+# The C hit loop is compiled here as the Makefile compiles it (a copy built on the host is
+# dropped first), and the wheel carries it (pyproject: artifacts).
+RUN rm -f dynserver/server/_hitloop*.so \
+    && if [ -f dynserver/server/_hitloop.c ]; then \
+        gcc -O2 -fPIC -shared -Wall -Wextra -fno-strict-aliasing -pthread \
+            -I"$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+            -o "dynserver/server/_hitloop$(python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')" \
+            dynserver/server/_hitloop.c; \
+    fi \
+    && pip wheel --wheel-dir /wheels . \
+    && python -c "import glob, os, zipfile; \
 names = zipfile.ZipFile(glob.glob('/wheels/dynserver-*.whl')[0]).namelist(); \
-assert 'dynserver/_web/templates/base.html' in names, 'web/ is missing from the wheel'"
+assert 'dynserver/_web/templates/base.html' in names, 'web/ is missing from the wheel'; \
+assert not os.path.exists('dynserver/server/_hitloop.c') \
+    or any(n.startswith('dynserver/server/_hitloop.') and n.endswith('.so') for n in names), \
+    'the C hit loop is missing from the wheel'"
 
 # --- runtime: a slim Python with only the installed wheel --------------------------------
 FROM python:${PYTHON_VERSION}-slim AS runtime
