@@ -32,6 +32,11 @@ from dynserver.model import Listener
 from dynserver.server.guard import Guard
 from dynserver.types import Answerer
 
+try:  # the receive thread's loop in C, built by `make` (dynserver/server/_hitloop.c)
+    from dynserver.server import _hitloop
+except ImportError:  # not built (no compiler): the same loop in Python
+    _hitloop = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
 # Largest query we read; bigger datagrams are cut and then answered FORMERR.
@@ -50,6 +55,10 @@ MMSG_ENV = "DYNSERVER_UDP_MMSG"
 # Set to 0 to run the batched reader on the event loop (a reader callback per wake-up)
 # instead of on a receive thread of its own that blocks in recvmmsg.
 THREAD_ENV = "DYNSERVER_UDP_THREAD"
+# Set to 0 to run the receive thread's loop in Python even when the C loop is built
+# (dynserver/server/_hitloop.c: the same batches, cache hits answered without the
+# interpreter; everything else still goes to the event loop).
+NATIVE_ENV = "DYNSERVER_UDP_NATIVE"
 # How long the receive thread blocks in recvmmsg before it looks whether it should stop
 # (close() wakes it at once; this is the safety net).
 IDLE_WAKE_S = 1.0
@@ -58,8 +67,12 @@ IDLE_WAKE_S = 1.0
 # the receive thread sleeps NAP_US microseconds, the GIL released, so that the next
 # recvmmsg takes what arrived meanwhile instead of waking once per query or two. A lone
 # query after a quiet moment is answered without one. Set the variable to 0 for none.
+# The Python loop needs it (each wake-up costs ~12 us of interpreter); the C loop does
+# not (its wake-up costs what gdnsd's does) and naps only when the variable asks it to:
+# a nap costs latency (docs/benchmarks.md, "DNS hot path").
 NAP_ENV = "DYNSERVER_UDP_NAP_US"
 NAP_US = 50
+NATIVE_NAP_US = 0
 NAP_BELOW = 16
 # The receive thread's timer slack (PR_SET_TIMERSLACK): the default 50 us would double
 # the nap.
@@ -106,6 +119,11 @@ class UdpServer:
         """Whether the batches are read on a receive thread (else in the event loop)."""
         return self._receiver is not None
 
+    @property
+    def native(self) -> bool:
+        """Whether the receive thread runs its loop in C (dynserver/server/_hitloop.c)."""
+        return self._receiver is not None and self._receiver.native is not None
+
     def fence(self) -> None:
         """Return once no reply from a snapshot read before this call can still go out.
 
@@ -115,8 +133,7 @@ class UdpServer:
         the new one. (The event-loop readers need nothing: a swap runs on the loop,
         between two of their batches.)"""
         if self._receiver is not None:
-            with self._receiver.fence:
-                pass
+            self._receiver.wait_fence()
 
     def start(self, sock: socket.socket | None = None) -> None:
         """Bind (unless given a bound socket) and start reading."""
@@ -258,6 +275,15 @@ _NO_PACKETS: tuple[PacketCache, list[int]] = ({}, [])
 _Client = tuple[int | bytes, Tail]
 
 
+def _no_packets() -> tuple[PacketCache, list[int]]:
+    return _NO_PACKETS
+
+
+def _slip(reply: bytes) -> bytes:
+    """The slip reply (TC=1, question only) of a cached reply over the limit."""
+    return rrl.truncated(reply, rrl.question_end(reply))
+
+
 def _count_loop(counts: dict[Any, int], items: list[Any]) -> None:
     for item in items:
         counts[item] = counts.get(item, 0) + 1
@@ -270,14 +296,15 @@ _count_elements: Callable[[dict[Any, int], list[Any]], None] = getattr(
 )
 
 
-def _nap_seconds() -> float:
-    """The receive thread's nap after a small batch (NAP_ENV), in seconds; 0: none."""
+def _nap_seconds(default: int = NAP_US) -> float:
+    """The receive thread's nap after a small batch (NAP_ENV, else ``default``
+    microseconds), in seconds; 0: none."""
     value = os.environ.get(NAP_ENV, "")
     try:
-        micros = int(value) if value else NAP_US
+        micros = int(value) if value else default
     except ValueError:
-        log.warning("%s=%r is not a whole number of microseconds; using %d", NAP_ENV, value, NAP_US)
-        micros = NAP_US
+        log.warning("%s=%r is not a whole number of microseconds; using %d", NAP_ENV, value, default)
+        micros = default
     return max(0, micros) / 1e6
 
 
@@ -641,6 +668,23 @@ class _MmsgBatch:
                 self._iov_u64[iov_word] = len(slip)
         return sorted(dropped) or None
 
+    def _charge(self, network: bytes, tail: Tail, count: int, now: float) -> tuple[int, list[int]]:
+        """The C loop's charge for ``count`` replies of one (network, reply tail) that its
+        credit does not cover: (tokens taken, with credit ahead as in ``_limit``; for the
+        replies over the limit, SLIP or DROP each, in order)."""
+        limiter = self._limiter
+        assert limiter is not None and self._guard is not None
+        if len(self._answer_keys) >= _ANSWER_KEYS:
+            self._answer_keys = {}
+        answer_key = self._answer_keys.get(tail)
+        if answer_key is None:
+            answer_key = self._answer_keys[tail] = rrl.reply_key(
+                b"\x00\x00" + packet.tail((tail, tail, 0), 0)
+            )
+        with self._guard.lock:
+            got = limiter.take(network, answer_key, now, count, self._spare)
+            return got, (limiter.over(count - got) if got < count else [])
+
     def _send_except(self, count: int, unsent: list[int] | None) -> None:
         """sendmmsg the replies in slots 0..count-1 but those in ``unsent`` (sorted)."""
         if unsent is None:
@@ -704,8 +748,9 @@ class _Receiver:
 
     def __init__(self, batch: _MmsgBatch, loop: asyncio.AbstractEventLoop) -> None:
         self.fence = threading.Lock()
-        self.nap = _nap_seconds()
-        self.naps = 0  # naps taken (tests, and a look at a running server)
+        native = _hitloop is not None and os.environ.get(NATIVE_ENV, "1") != "0"
+        self.nap = _nap_seconds(NATIVE_NAP_US if native else NAP_US)
+        self._naps = 0  # naps taken by the Python loop
         self._batch = batch
         self._loop = loop
         self._sock = batch._sock
@@ -714,8 +759,40 @@ class _Receiver:
         self._answered.acquire()
         self._handed: list[int] | None = None  # the slots handed to the loop, until answered
         self._guard_lock = batch._guard.lock if batch._guard is not None else None
+        # The loop in C when it is built (and not turned off): the same steps as _run.
+        self.native: Any = None
+        if native:
+            self.native = _hitloop.HitLoop(
+                fd=batch._fd,
+                recv_msgs=batch._msgs_at,
+                send_msgs=ctypes.addressof(batch._send_msgs),
+                batch=BATCH,
+                recv_size=RECV_SIZE,
+                ipv4=batch._ipv4,
+                packets=batch._packets if batch._packets is not None else _no_packets,
+                handover=self._hand_over,
+                charge=batch._charge if batch._limiter is not None else None,
+                slip=_slip,
+                credit_s=CREDIT_S,
+                nap_ns=round(self.nap * 1e9),
+                nap_below=NAP_BELOW,
+            )
         name = self._sock.getsockname()
-        self._thread = threading.Thread(target=self._run, name=f"udp {name[0]}:{name[1]}", daemon=True)
+        run = self._run if self.native is None else self._run_native
+        self._thread = threading.Thread(target=run, name=f"udp {name[0]}:{name[1]}", daemon=True)
+
+    @property
+    def naps(self) -> int:
+        """Naps taken (tests, and a look at a running server)."""
+        return int(self.native.naps) if self.native is not None else self._naps
+
+    def wait_fence(self) -> None:
+        """Return once no batch that read the snapshot before this call is being sent."""
+        if self.native is not None:
+            self.native.fence()
+            return
+        with self.fence:
+            pass
 
     def start(self) -> None:
         sock = self._sock
@@ -729,6 +806,8 @@ class _Receiver:
         """Stop the thread and wait for it, then answer what it had handed to the loop
         (called on the loop: the socket stays open, the caller drains and closes it)."""
         self._stopping = True
+        if self.native is not None:
+            self.native.stop()
         # Wakes a recvmmsg that waits, on Linux even on an unconnected UDP socket (which
         # says ENOTCONN but wakes it all the same; what is queued can still be read);
         # IDLE_WAKE_S is the safety net.
@@ -767,9 +846,20 @@ class _Receiver:
             if misses and not self._hand_over(misses):
                 return
             if dense and count < NAP_BELOW:
-                self.naps += 1
+                self._naps += 1
                 sleep(nap)
             waited_from = monotonic()
+
+    def _run_native(self) -> None:
+        """_run, in C: returns when stopped (or when the loop is closed under it)."""
+        if self.nap:
+            _set_timer_slack(NAP_SLACK_NS)
+        while not self._stopping:
+            try:
+                if not self.native.run():
+                    return
+            except Exception:  # pragma: no cover - a bug: log it, keep serving
+                log.exception("error answering a UDP batch")
 
     def _serve(self, count: int) -> list[int] | None:
         """Answer and send the batch's cache hits; the other queries' slots."""

@@ -13,7 +13,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from dynserver.server.udp import MMSG_ENV, THREAD_ENV
+from tests.server.test_udp import READERS, use_reader
 from tests.support import Server, dynserver, master_file, write_config
 
 ZONE = "rot.example.test"
@@ -58,14 +58,11 @@ def orders(server: Server, label: str, count: int, tcp: bool = False) -> list[tu
     return found
 
 
-@pytest.mark.parametrize(
-    ("mmsg", "thread"), [("1", "1"), ("1", "0"), ("0", "0")], ids=["thread", "recvmmsg", "recvfrom"]
-)
+@pytest.mark.parametrize("reader", READERS)
 def test_first_places_follow_the_weights(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mmsg: str, thread: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str
 ) -> None:
-    monkeypatch.setenv(MMSG_ENV, mmsg)
-    monkeypatch.setenv(THREAD_ENV, thread)
+    use_reader(reader, monkeypatch)  # the server process inherits the environment
     config = write_config(tmp_path, {ZONE: master_file(ZONE, "ns1 IN A 127.0.0.1\n")}, CONFIG)
     with dynserver(config, zone=ZONE) as server:
         answers = orders(server, "www", 500)

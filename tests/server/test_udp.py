@@ -1,4 +1,5 @@
-"""The UDP transport, both readers (recvmmsg/sendmmsg batches and plain recvfrom/sendto),
+"""The UDP transport, every reader (the receive thread's loop in C and in Python, the
+event loop's recvmmsg/sendmmsg batches, and plain recvfrom/sendto),
 against real sockets: every query gets its own reply at its own client, in bursts larger
 than a batch, from IPv4 and IPv6 clients; dropped, deferred and failing answers."""
 
@@ -14,9 +15,12 @@ import pytest
 from dynserver.model import Listener
 from dynserver.server import udp
 from dynserver.server.udp import UdpServer
-from tests.support import loopback
+from tests.support import IN_CI, loopback
 
-READERS = ["thread", "mmsg", "plain"]  # the receive thread, the loop's batches, recvfrom
+# The receive thread's loop in C (dynserver/server/_hitloop.c) and in Python, the event
+# loop's batches, recvfrom.
+READERS = ["native", "thread", "mmsg", "plain"]
+THREADS = ["native", "thread"]  # the receive thread's two loops
 
 
 @pytest.fixture(params=READERS)
@@ -28,8 +32,14 @@ def use_reader(reader: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Make UdpServer.start pick ``reader`` (one of READERS)."""
     if reader != "plain" and not udp._mmsg_available():
         pytest.skip("recvmmsg/sendmmsg are Linux-only")
+    if reader == "native" and udp._hitloop is None:
+        message = "the C loop is not built (make builds it: needs gcc, libc6-dev, python3-dev)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
     monkeypatch.setenv(udp.MMSG_ENV, "0" if reader == "plain" else "1")
-    monkeypatch.setenv(udp.THREAD_ENV, "1" if reader == "thread" else "0")
+    monkeypatch.setenv(udp.THREAD_ENV, "1" if reader in THREADS else "0")
+    monkeypatch.setenv(udp.NATIVE_ENV, "1" if reader == "native" else "0")
     return reader
 
 
@@ -89,7 +99,8 @@ def test_bursts_from_many_clients_each_get_their_own_replies(
 
     async def body(server: UdpServer, clients: list[socket.socket]) -> None:
         assert server.batched is (reader != "plain")
-        assert server.threaded is (reader == "thread")
+        assert server.threaded is (reader in THREADS)
+        assert server.native is (reader == "native")
         loop = asyncio.get_running_loop()
         address = server.address
         for n in range(per_client):

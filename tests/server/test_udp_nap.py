@@ -20,17 +20,19 @@ from dynserver.model import Listener
 from dynserver.server import udp
 from dynserver.server.udp import UdpServer
 from tests.dns.zones import DYN
-from tests.server.test_udp import use_reader
+from tests.server.test_udp import THREADS, use_reader
 from tests.snapshots import load_snapshot
 from tests.support import loopback
 
 QUERY = dns.message.make_query("www.dyn.example.test", "A").to_wire()
 
 
-@pytest.fixture(autouse=True)
-def threaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    use_reader("thread", monkeypatch)
-    monkeypatch.delenv(udp.NAP_ENV, raising=False)
+@pytest.fixture(autouse=True, params=THREADS)
+def threaded(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both loops, napping as the Python loop does by default (the C loop's default is
+    no nap: test_the_c_loop_naps_only_when_asked)."""
+    monkeypatch.setenv(udp.NAP_ENV, str(udp.NAP_US))
+    return use_reader(str(request.param), monkeypatch)
 
 
 def _query(ident: int) -> bytes:
@@ -105,6 +107,21 @@ def test_dense_small_batches_make_the_thread_nap_and_every_query_is_answered(tmp
     assert nap == udp.NAP_US / 1e6
     assert got == set(range(1, 501))
     assert naps > 0, "queries 20 us apart are dense"
+
+
+def test_the_c_loop_naps_only_when_asked(
+    threaded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default the Python loop naps and the C loop does not: its wake-up is cheap, and
+    a nap costs latency."""
+    monkeypatch.delenv(udp.NAP_ENV)
+    got, nap, naps = _dense(load_snapshot(tmp_path, {"dyn.example.test": DYN}), 300)
+    assert got == set(range(1, 301))
+    if threaded == "native":
+        assert (nap, naps) == (0, 0)
+    else:
+        assert nap == udp.NAP_US / 1e6
+        assert naps > 0
 
 
 def test_a_lone_query_after_a_quiet_moment_is_answered_without_a_nap(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from dynserver.server import udp
 from dynserver.server.guard import Guard
 from dynserver.server.udp import UdpServer
 from tests.dns.zones import DYN
-from tests.server.test_udp import use_reader
+from tests.server.test_udp import THREADS, use_reader
 from tests.snapshots import load_snapshot
 from tests.support import loopback
 
@@ -33,9 +33,9 @@ NAME = "www.dyn.example.test"
 OLD, NEW = "192.0.2.10", "192.0.2.99"  # www's address in the two snapshots
 
 
-@pytest.fixture(autouse=True)
-def threaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    use_reader("thread", monkeypatch)
+@pytest.fixture(autouse=True, params=THREADS)
+def threaded(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    return use_reader(str(request.param), monkeypatch)
 
 
 class Holder:
@@ -324,3 +324,119 @@ def test_a_deferred_or_uncached_query_still_gets_its_answer_from_the_loop(tmp_pa
 
     asyncio.run(main())
     assert threads == {threading.get_ident()}
+
+
+def _limited_floods(
+    holder: Holder, guard: Guard, query: bytes, sources: list[tuple[socket.AddressFamily, str]], count: int
+) -> list[int]:
+    """The query once from each source (a miss, fills the cache), then ``count`` times
+    from each, interleaved 10 at a time; the replies with an answer each source got."""
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        family = sources[0][0]
+        host = "::1" if family == socket.AF_INET6 else loopback()
+        server = UdpServer(Listener(host, 0), holder.answer, packets=holder.packets, guard=guard)
+        server.start()
+        socks = []
+        try:
+            for source_family, source in sources:
+                sock = socket.socket(source_family, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind((source, 0))
+                sock.setblocking(False)
+                sock.connect(server.address)
+                sock.send(query)
+                await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+            for first in range(0, count, 10):
+                for sock in socks:
+                    for _ in range(min(10, count - first)):
+                        sock.send(query)
+                await asyncio.sleep(0.001)
+            answered = []
+            for sock in socks:
+                got = 0
+                while True:
+                    try:
+                        data = await asyncio.wait_for(loop.sock_recv(sock, 4096), 0.3)
+                    except TimeoutError:
+                        break
+                    got += bool(dns.message.from_wire(data).answer)
+                answered.append(got)
+            return answered
+        finally:
+            for sock in socks:
+                sock.close()
+            server.close()
+
+    return asyncio.run(main())
+
+
+def test_the_limit_is_per_client_network_on_the_thread(tmp_path: Path) -> None:
+    """Two clients in one /24 share a bucket; a client in another /24 has its own (the
+    loops read the network from the address the kernel wrote)."""
+    holder = Holder(load_snapshot(tmp_path, {"dyn.example.test": DYN}))
+    limiter = RateLimiter(rate=10, slip=0, window=1.0)
+    query = dns.message.make_query(NAME, "A").to_wire()
+    base = loopback().rsplit(".", 2)[0]
+    sources = [
+        (socket.AF_INET, f"{base}.7.1"),
+        (socket.AF_INET, f"{base}.7.2"),
+        (socket.AF_INET, f"{base}.8.1"),
+    ]
+    shared_a, shared_b, own = _limited_floods(holder, Guard(limiter, None), query, sources, 60)
+    # A bucket of 10, less the first query of each (the miss, charged through the guard),
+    # plus what refills meanwhile: one bucket for the /24 of two, not one each (18).
+    assert 8 <= shared_a + shared_b <= 11, (shared_a, shared_b)
+    assert 9 <= own <= 11, own
+
+
+def test_an_ipv6_flood_is_limited_on_the_thread(tmp_path: Path) -> None:
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).bind(("::1", 0))
+    except OSError as error:
+        pytest.skip(f"IPv6 loopback unavailable: {error}")
+    holder = Holder(load_snapshot(tmp_path, {"dyn.example.test": DYN}))
+    limiter = RateLimiter(rate=10, slip=0, window=1.0)
+    query = dns.message.make_query(NAME, "A").to_wire()
+    (answered,) = _limited_floods(holder, Guard(limiter, None), query, [(socket.AF_INET6, "::1")], 80)
+    assert 9 <= answered <= 11, answered
+    assert limiter.limited >= 80 - answered
+
+
+def test_a_failing_packet_source_is_logged_and_the_thread_serves_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in a batch (here: the packet source raises once) loses that batch, not the
+    listener: the next query is answered."""
+    holder = Holder(load_snapshot(tmp_path, {"dyn.example.test": DYN}))
+    failed = threading.Event()
+
+    def packets() -> tuple[PacketCache, list[int]]:
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("a bug in the snapshot")
+        return holder.packets()
+
+    query = dns.message.make_query(NAME, "A").to_wire()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = UdpServer(Listener(loopback(), 0), holder.answer, packets=packets)
+        server.start()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                sock.connect(server.address)
+                sock.send(query)
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(loop.sock_recv(sock, 4096), 0.3)
+                assert failed.is_set()
+                sock.send(query)
+                assert _addresses(await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)) == {OLD}
+        finally:
+            server.close()
+
+    with caplog.at_level("ERROR", logger="dynserver.server.udp"):
+        asyncio.run(main())
+    assert "error answering a UDP batch" in caplog.text
