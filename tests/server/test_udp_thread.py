@@ -7,6 +7,7 @@ recorded on the event loop."""
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import threading
 import time
@@ -440,3 +441,49 @@ def test_a_failing_packet_source_is_logged_and_the_thread_serves_on(
     with caplog.at_level("ERROR", logger="dynserver.server.udp"):
         asyncio.run(main())
     assert "error answering a UDP batch" in caplog.text
+
+
+def test_garbage_between_cached_queries_never_gets_a_cached_answer(tmp_path: Path) -> None:
+    """Datagrams of 0-3 bytes, replies (QR set), other opcodes, random bytes and a
+    datagram longer than the read buffer, sent between repeats of a cached query: every
+    repeat is answered from the cache, no garbage gets a cached answer, and the thread
+    serves on."""
+    holder = Holder(load_snapshot(tmp_path, {"dyn.example.test": DYN}))
+    query = dns.message.make_query(NAME, "A").to_wire()
+    rng = random.Random(20)
+    garbage = [b"", b"\x00", b"\x12\x34\x01", query[:3]]
+    garbage += [query[:2] + bytes((query[2] | flag,)) + query[3:] for flag in (0x80, 0x08, 0x10, 0x28, 0xF8)]
+    garbage += [bytes(rng.randrange(256) for _ in range(rng.randrange(4, 80))) for _ in range(40)]
+    garbage += [query + bytes(udp.RECV_SIZE + 100)]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = UdpServer(Listener(loopback(), 0), holder.answer, packets=holder.packets)
+        server.start()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                sock.connect(server.address)
+                sock.send(query)  # fills the cache
+                assert _addresses(await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)) == {OLD}
+                for n, junk in enumerate(garbage):
+                    ident = (n + 1).to_bytes(2, "big")
+                    sock.send(ident + junk[2:] if len(junk) >= 2 else junk)
+                    sock.send(b"\xff\xff" + query[2:])
+                replies = []
+                while True:
+                    try:
+                        replies.append(await asyncio.wait_for(loop.sock_recv(sock, 4096), 0.3))
+                    except TimeoutError:
+                        break
+                cached = [r for r in replies if r[:2] == b"\xff\xff"]
+                assert len(cached) == len(garbage)
+                assert all(_addresses(r) == {OLD} for r in cached)
+                for reply in replies:
+                    if reply[:2] != b"\xff\xff":
+                        # at most an error to the garbage (FORMERR, NOTIMP...), never the answer
+                        assert reply[3] & 0x0F != 0 or not reply[6:8].strip(b"\x00"), reply
+        finally:
+            server.close()
+
+    asyncio.run(main())
