@@ -626,9 +626,6 @@ class _MmsgBatch:
         if now >= self._credits_until:
             credits.clear()
             self._credits_until = now + CREDIT_S
-        if len(self._answer_keys) >= _ANSWER_KEYS:
-            self._answer_keys = {}
-        answer_keys = self._answer_keys
         over: dict[_Client, list[int]] = {}
         for hit_client, n in tally.items():
             left = credits.get(hit_client, 0)
@@ -636,9 +633,7 @@ class _MmsgBatch:
                 credits[hit_client] = left - n
                 continue
             network, tail = hit_client
-            answer_key = answer_keys.get(tail)
-            if answer_key is None:
-                answer_key = answer_keys[tail] = rrl.reply_key(b"\x00\x00" + packet.tail((tail, tail, 0), 0))
+            answer_key = self._answer_key(tail)
             if isinstance(network, int):  # an IPv4 /24 read as a little-endian word
                 network = network.to_bytes(3, "little")
             allowed = left + limiter.take(network, answer_key, now, n - left, self._spare)
@@ -663,10 +658,22 @@ class _MmsgBatch:
                 dropped.add(i)
             elif verdict == rrl.SLIP:
                 reply = raw[start : start + self._iov_u64[iov_word]]
-                slip = rrl.truncated(reply, rrl.question_end(reply))
+                slip = _slip(reply)
                 buf[start : start + len(slip)] = slip
                 self._iov_u64[iov_word] = len(slip)
         return sorted(dropped) or None
+
+    def _answer_key(self, tail: Tail) -> bytes:
+        """The limiter's kind of answer for a cached reply, by its tail for RD clear
+        (computed once, as the full path computes it; the table emptied when full)."""
+        answer_key = self._answer_keys.get(tail)
+        if answer_key is None:
+            if len(self._answer_keys) >= _ANSWER_KEYS:
+                self._answer_keys = {}
+            answer_key = self._answer_keys[tail] = rrl.reply_key(
+                b"\x00\x00" + packet.tail((tail, tail, 0), 0)
+            )
+        return answer_key
 
     def _charge(self, network: bytes, tail: Tail, count: int, now: float) -> tuple[int, list[int]]:
         """The C loop's charge for ``count`` replies of one (network, reply tail) that its
@@ -674,13 +681,7 @@ class _MmsgBatch:
         replies over the limit, SLIP or DROP each, in order)."""
         limiter = self._limiter
         assert limiter is not None and self._guard is not None
-        if len(self._answer_keys) >= _ANSWER_KEYS:
-            self._answer_keys = {}
-        answer_key = self._answer_keys.get(tail)
-        if answer_key is None:
-            answer_key = self._answer_keys[tail] = rrl.reply_key(
-                b"\x00\x00" + packet.tail((tail, tail, 0), 0)
-            )
+        answer_key = self._answer_key(tail)
         with self._guard.lock:
             got = limiter.take(network, answer_key, now, count, self._spare)
             return got, (limiter.over(count - got) if got < count else [])
