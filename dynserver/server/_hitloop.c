@@ -69,14 +69,12 @@ typedef struct {
     int nap_below;
     volatile int stopping;
     long long naps;
-    long long batches;
     pthread_mutex_t fence;
     Credit *credits;
     int credits_used;
     double credits_until;
     /* per batch */
-    PyObject *entries[MAX_BATCH]; /* borrowed from the cache (held by it while we hold it) */
-    uint64_t networks[MAX_BATCH];
+    PyObject *entries[MAX_BATCH]; /* each hit's cache entry, held until the batch ends */
     unsigned char unsent[MAX_BATCH];
 } HitLoop;
 
@@ -505,7 +503,6 @@ HitLoop_run(HitLoop *self, PyObject *Py_UNUSED(ignored))
         Py_END_ALLOW_THREADS
         handed = serve_batch(self, count);
         pthread_mutex_unlock(&self->fence);
-        self->batches++;
         if (handed == NULL)
             return NULL;
         if (handed != Py_None) {
@@ -546,13 +543,6 @@ HitLoop_fence(HitLoop *self, PyObject *Py_UNUSED(ignored))
     pthread_mutex_lock(&self->fence);
     pthread_mutex_unlock(&self->fence);
     Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-HitLoop_clear_credits(HitLoop *self, PyObject *Py_UNUSED(ignored))
-{
-    credits_clear(self);
     Py_RETURN_NONE;
 }
 
@@ -640,12 +630,6 @@ HitLoop_get_naps(HitLoop *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
-HitLoop_get_batches(HitLoop *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLongLong(self->batches);
-}
-
-static PyObject *
 HitLoop_get_credits(HitLoop *self, void *Py_UNUSED(closure))
 {
     return PyLong_FromLong(self->credits_used);
@@ -657,13 +641,11 @@ static PyMethodDef HitLoop_methods[] = {
     {"stop", (PyCFunction)HitLoop_stop, METH_NOARGS, "Make run() return after its current batch."},
     {"fence", (PyCFunction)HitLoop_fence, METH_NOARGS,
      "Return once no batch that read the snapshot before this call is still being sent."},
-    {"clear_credits", (PyCFunction)HitLoop_clear_credits, METH_NOARGS, "Forget every credit."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef HitLoop_getset[] = {
     {"naps", (getter)HitLoop_get_naps, NULL, "naps taken", NULL},
-    {"batches", (getter)HitLoop_get_batches, NULL, "batches served", NULL},
     {"credits", (getter)HitLoop_get_credits, NULL, "(network, reply) keys holding credit", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -699,10 +681,6 @@ PyInit__hitloop(void)
     if (module == NULL)
         return NULL;
     if (PyModule_AddObjectRef(module, "HitLoop", (PyObject *)&HitLoopType) < 0) {
-        Py_DECREF(module);
-        return NULL;
-    }
-    if (PyModule_AddIntConstant(module, "MAX_BATCH", MAX_BATCH) < 0) {
         Py_DECREF(module);
         return NULL;
     }

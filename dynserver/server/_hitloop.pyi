@@ -3,11 +3,8 @@
 from collections.abc import Callable
 from typing import Any
 
-MAX_BATCH: int
-
 class HitLoop:
     naps: int
-    batches: int
     credits: int
     def __init__(
         self,
@@ -29,4 +26,3 @@ class HitLoop:
     def run(self) -> bool: ...
     def stop(self) -> None: ...
     def fence(self) -> None: ...
-    def clear_credits(self) -> None: ...
